@@ -1,0 +1,31 @@
+# The two commands a newcomer needs (see README):
+#   make run   - set up .venv and run the main job (`layerlab compare` on built-in MNIST-1D)
+#   make test  - set up .venv and run the test suite
+# The dev install pins torch==2.13.0: the library itself accepts torch>=2.1,<3, but an unpinned
+# torch would pull a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_PIN := torch==2.13.0
+
+.PHONY: setup run test bench clean
+
+$(BIN)/layerlab: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_PIN)" -e ".[dev]"
+	touch $(BIN)/layerlab
+
+setup: $(BIN)/layerlab
+
+run: setup
+	$(BIN)/layerlab compare --out runs/compare
+
+test: setup
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: setup
+	$(BIN)/python benchmarks/local.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""The ``layerlab`` command line: it parses arguments and calls the library, nothing more."""
