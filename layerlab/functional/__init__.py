@@ -4,5 +4,6 @@
 """
 
 from layerlab.functional.local import local_conv
+from layerlab.functional.tiled import tiled_conv
 
-__all__ = ["local_conv"]
+__all__ = ["local_conv", "tiled_conv"]

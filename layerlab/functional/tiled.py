@@ -1,0 +1,112 @@
+"""Tiled convolution: weights shared between output positions equal modulo a tile size.
+
+A tiled convolution (Le et al. 2010, "Tiled convolutional neural networks") sits between a
+convolution and a locally connected layer: output position ``p`` uses the filter bank
+``weight[p mod tile_size]``. Tile size 1 is a convolution; tile size = output size is a locally
+connected layer.
+
+The op gathers the tile filter banks into the location-major local layout (index
+``arange(out) % tile`` per spatial dim) and calls :func:`layerlab.functional.local_conv`; the gather
+is an indexing op, so gradients flow back to the tile weights exactly (summed over the positions
+that share a tile entry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from layerlab.errors import ArgumentError, ShapeError
+from layerlab.functional.local import local_conv
+
+__all__ = ["tiled_conv"]
+
+
+def _tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * ndim
+    if isinstance(value, (tuple, list)) and len(value) == ndim and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(value)
+    raise ArgumentError(
+        f"tiled_conv: {name} must be an int or a tuple of {ndim} ints for a {ndim}-d input. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def tiled_conv(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    r"""Tiled convolution over 1-, 2- or 3-d inputs.
+
+    ``out[b, g·O_g + o, p] = Σ_{c, t} x_pad[b, g·C_g + c, p·stride + t·dilation]
+    · weight[p mod tile, g, c, t, o] (+ bias)``, with ``C_g = C_in/groups``, ``O_g = C_out/groups``.
+
+    Args:
+        input: ``(B, C_in, *in_size)``.
+        weight: ``(*tile_size, groups, C_in // groups, *kernel_size, C_out // groups)``.
+        bias: ``None`` (default), ``(C_out, *tile_size)`` (position ``p`` uses
+            ``bias[:, p mod tile_size]``) or ``(C_out,)`` (shared per channel).
+        stride: int or tuple. Default: 1.
+        padding: zero padding on both sides, int or tuple. Default: 0.
+        dilation: int or tuple. Default: 1.
+        groups: Default: 1.
+
+    Shape:
+        - Input: ``(B, C_in, *in_size)``
+        - Output: ``(B, C_out, *out_size)``,
+          ``out = floor((in + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1``
+
+    Examples:
+        >>> x = torch.randn(2, 3, 8, 8)
+        >>> w = torch.randn(2, 2, 1, 3, 3, 3, 4)  # (tile_h, tile_w, groups, C_in, kh, kw, C_out)
+        >>> tiled_conv(x, w).shape
+        torch.Size([2, 4, 6, 6])
+    """
+    ndim = input.dim() - 2
+    if ndim not in (1, 2, 3) or weight.dim() != 2 * ndim + 3:
+        raise ShapeError(
+            "tiled_conv: expected a (B, C_in, *in_size) input with 1-3 spatial dims and a "
+            f"(*tile_size, groups, C_in // groups, *kernel_size, C_out // groups) weight of rank "
+            f"2·ndim + 3. Received: input of shape {tuple(input.shape)}, weight of shape "
+            f"{tuple(weight.shape)}"
+        )
+    stride = _tuple(stride, ndim, "stride")
+    padding = _tuple(padding, ndim, "padding")
+    dilation = _tuple(dilation, ndim, "dilation")
+    tile = tuple(weight.shape[:ndim])
+    kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
+    out_size = tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, p, d, k, s in zip(input.shape[2:], padding, dilation, kernel, stride)
+    )
+    if any(o < 1 for o in out_size):
+        raise ShapeError(
+            f"tiled_conv: the input's spatial size {tuple(input.shape[2:])} is too small for "
+            f"kernel_size={kernel}, padding={padding}, dilation={dilation}: output size would be "
+            f"{out_size}; use a larger input or more padding"
+        )
+    # one index per spatial dim, shaped to broadcast: dim d gets shape (1, .., out_d, .., 1)
+    index = tuple(
+        (torch.arange(n, device=weight.device) % t).view([-1 if i == d else 1 for i in range(ndim)])
+        for d, (n, t) in enumerate(zip(out_size, tile))
+    )
+    local_weight = weight[index]  # (*out_size, groups, C_in/g, *k, C_out/g)
+    local_bias = bias
+    if bias is not None and bias.dim() > 1:
+        if tuple(bias.shape[1:]) != tile:
+            raise ShapeError(
+                f"tiled_conv: a per-location bias must have shape (C_out, *tile_size) = "
+                f"({bias.shape[0]}, {', '.join(map(str, tile))}). Received: bias of shape "
+                f"{tuple(bias.shape)}"
+            )
+        local_bias = bias[(slice(None), *index)]  # (C_out, *out_size)
+    return local_conv(input, local_weight, local_bias, stride, padding, dilation, groups)
