@@ -1,0 +1,91 @@
+"""Memory limits: estimate first, refuse before allocating.
+
+Every function of layerlab that can materialise a huge tensor (the dense-equivalent matrix of a
+layer, a dense model, a picture of a large layer) first estimates its memory as
+``elements × bytes per element`` and raises :class:`~layerlab.errors.SizeLimitError` when the
+estimate exceeds the limit. The limit is, in order of precedence:
+
+1. the ``max_bytes`` argument of the call,
+2. the environment variable ``LAYERLAB_MAX_BYTES`` (an integer number of bytes; ``2e9`` and
+   suffixes ``K``/``M``/``G``/``KiB``/``MiB``/``GiB`` are accepted),
+3. :data:`DEFAULT_MAX_BYTES` = 2 GiB.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from layerlab.errors import ArgumentError, SizeLimitError
+
+__all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "max_bytes_limit", "check_size", "format_bytes"]
+
+DEFAULT_MAX_BYTES = 2 * 1024**3
+ENV_VAR = "LAYERLAB_MAX_BYTES"
+
+_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+
+
+def _parse_bytes(text: str, who: str) -> int:
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper().removesuffix("B") if match else ""
+    unit = unit + "IB" if unit.endswith("I") else unit
+    if not match or unit not in _UNITS:
+        raise ArgumentError(
+            f"{who} must be a number of bytes such as 2147483648, 2e9 or 2GiB. Received: {text!r}"
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def max_bytes_limit(max_bytes: int | None = None) -> int:
+    """The limit in bytes: ``max_bytes`` if given, else ``$LAYERLAB_MAX_BYTES``, else 2 GiB."""
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ArgumentError(f"max_bytes must be a positive integer. Received: max_bytes={max_bytes!r}")
+        return max_bytes
+    env = os.environ.get(ENV_VAR)
+    if env is None or not env.strip():
+        return DEFAULT_MAX_BYTES
+    limit = _parse_bytes(env, f"the environment variable {ENV_VAR}")
+    if limit < 1:
+        raise ArgumentError(f"the environment variable {ENV_VAR} must be positive. Received: {env!r}")
+    return limit
+
+
+def format_bytes(n: int) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    if n < 1024:
+        return f"{n} B"
+    value, unit = float(n) / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB", "PiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
+
+
+def check_size(what: str, elements: int, bytes_per_element: int, *, max_bytes: int | None = None,
+               hint: str) -> int:
+    """Raise :class:`SizeLimitError` when ``elements × bytes_per_element`` exceeds the limit.
+
+    Args:
+        what: who asks and for what, e.g. ``"dense_matrix(Conv2d(...)) on 3x224x224"``.
+        elements: number of elements that would be allocated.
+        bytes_per_element: size of one element (``dtype.itemsize``, index bytes included).
+        max_bytes: explicit limit (default: ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
+        hint: the way out, e.g. ``"use sparse=True"``.
+
+    Returns:
+        The estimate in bytes (when it fits).
+    """
+    limit = max_bytes_limit(max_bytes)
+    estimate = int(elements) * int(bytes_per_element)
+    if estimate > limit:
+        raise SizeLimitError(
+            f"{what} would allocate {elements:,} elements × {bytes_per_element} bytes = "
+            f"{format_bytes(estimate)}, over the limit of {format_bytes(limit)}; nothing was "
+            f"allocated. {hint}, or raise the limit with max_bytes=... or the environment "
+            f"variable {ENV_VAR}"
+        )
+    return estimate
