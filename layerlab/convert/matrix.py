@@ -44,6 +44,11 @@ def _spec_name(layer) -> str | None:
 
 def _kind(layer) -> str:
     """Classify a module: dense, conv (family), avgpool, adaptive, batchnorm, identity."""
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in layer.parameters(recurse=False)):
+        raise ArgumentError(
+            f"dense_matrix: {layer!r} is a lazy layer whose weight is not materialised yet. Run one "
+            "forward pass on an input of the right shape first"
+        )
     if isinstance(layer, nn.Linear) or _spec_name(layer) == "DenseSpec":
         return "dense"
     if geometry_of(layer) is not None:
