@@ -1,0 +1,138 @@
+"""Dense (fully connected) layer: ``torch.nn.Linear`` with an optional, inferred ``in_features``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
+
+from layerlab.errors import ShapeError
+from layerlab.nn._shape import ShapeDiagnosis, shape_str
+
+__all__ = ["Dense"]
+
+
+class Dense(ShapeDiagnosis, LazyModuleMixin, nn.Linear):
+    r"""Fully connected layer: every output is a weighted sum of every input feature.
+
+    ``y = x Wᵀ + b``, applied over the last dim (as ``torch.nn.Linear``).
+    Params: ``in_features·out_features`` weights + ``out_features`` biases.
+
+    ``in_features`` is keyword-only on purpose: ``Dense(784, 10)`` would otherwise read as
+    "784 inputs" in torch's order but "784 outputs" in Keras' order. When it is omitted, it is
+    inferred from ``input.shape[-1]`` at the first call (torch's lazy-module machinery, as
+    ``nn.LazyLinear``), after which the layer keeps its class (it does not turn into ``nn.Linear``,
+    so it keeps ``layer_spec()`` and its error messages). ``state_dict`` keys and shapes are those
+    of ``nn.Linear``, so weights load both ways, also into a not yet initialised layer.
+
+    Args:
+        out_features: size of each output sample.
+        in_features: size of each input sample; ``None`` infers it at the first call.
+            Default: ``None``.
+        bias: learn an additive bias. Default: ``True``.
+        device, dtype: factory arguments. Default: ``None``.
+
+    Shape:
+        ``(*, in_features)`` → ``(*, out_features)``.
+
+    Examples:
+        >>> layer = Dense(10)
+        >>> layer(torch.randn(8, 784)).shape
+        torch.Size([8, 10])
+        >>> layer.in_features
+        784
+    """
+
+    cls_to_become = None
+
+    def __init__(
+        self,
+        out_features: int,
+        *,
+        in_features: int | None = None,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        factory_kwargs = {"device": device, "dtype": dtype}
+        if in_features is not None:
+            super().__init__(in_features, out_features, bias, **factory_kwargs)
+            return
+        # no tensors yet: the parameters are materialised at the first call
+        super().__init__(0, 0, False)
+        self.out_features = out_features
+        self.weight = UninitializedParameter(**factory_kwargs)
+        if bias:
+            self.bias = UninitializedParameter(**factory_kwargs)
+
+    def reset_parameters(self) -> None:
+        """torch's ``nn.Linear`` init: W, b ~ U(±1/√in_features) (no-op until materialised)."""
+        if not self.has_uninitialized_params() and self.in_features != 0:
+            super().reset_parameters()
+
+    def initialize_parameters(self, input: torch.Tensor) -> None:
+        """Infer ``in_features`` from ``input.shape[-1]`` and materialise the parameters."""
+        if self.has_uninitialized_params():
+            with torch.no_grad():
+                self.in_features = input.shape[-1]
+                self.weight.materialize((self.out_features, self.in_features))
+                if self.bias is not None:
+                    self.bias.materialize((self.out_features,))
+                self.reset_parameters()
+        elif self.in_features == 0:  # parameters came from a state_dict
+            self.in_features = self.weight.shape[1]
+
+    def extra_repr(self) -> str:
+        inferred = "?" if self.has_uninitialized_params() else self.in_features
+        return f"{self.out_features}, in_features={inferred}, bias={self.bias is not None}"
+
+    def layer_spec(self):
+        """This layer as a :class:`layerlab.arith.specs.DenseSpec` (``in_features`` None until known)."""
+        from layerlab.arith.specs import DenseSpec
+
+        known = not self.has_uninitialized_params() and self.in_features != 0
+        return DenseSpec(
+            out_features=self.out_features,
+            in_features=self.in_features if known else None,
+            bias=self.bias is not None,
+        )
+
+    def _check_input(self, input: torch.Tensor) -> None:
+        if input.dim() == 0:
+            raise ShapeError(
+                f"{self!r} expects an input of shape (*, {self.in_features}), got a 0-d tensor: "
+                "give it at least one dim, e.g. x.view(1, -1)"
+            )
+        got = input.shape[-1]
+        if got == self.in_features:
+            return
+        message = (
+            f"{self!r} expects {self.in_features} input features (the last dim), got {got} from an "
+            f"input of shape {shape_str(input.shape)}"
+        )
+        flat = math.prod(input.shape[1:])
+        if input.dim() > 2 and flat == self.in_features:
+            raise ShapeError(
+                f"{message}: the per-sample shape {shape_str(input.shape[1:])} has "
+                f"{'·'.join(map(str, input.shape[1:]))} = {flat} elements; put layerlab.Flatten() "
+                "before this layer"
+            )
+        if input.dim() > 2:
+            fix = (
+                f"to use every element, put layerlab.Flatten() before this layer: it gives "
+                f"{'·'.join(map(str, input.shape[1:]))} = {flat} features, so build "
+                f"Dense({self.out_features}, in_features={flat}) or leave in_features unset"
+            )
+        else:
+            fix = (
+                f"if it was flattened from C×H×W feature maps, {got} = C·H·W (check the spatial "
+                f"size after the last pooling); build Dense({self.out_features}, in_features={got}) "
+                "or leave in_features unset to infer it"
+            )
+            ratio = math.isqrt(got // self.in_features) if got % self.in_features == 0 else 0
+            if ratio > 1 and ratio * ratio * self.in_features == got:
+                fix = f"{got} = {self.in_features}·{ratio}², as if the feature maps were {ratio}× larger per side; {fix}"
+        raise ShapeError(f"{message}: {fix}")
