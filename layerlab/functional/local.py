@@ -13,12 +13,11 @@ tap. Output sizes follow the convolution formula
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.functional import _local_ext, _local_torch
 
 __all__ = ["local_conv"]
 
@@ -101,15 +100,37 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
     return ndim, stride, padding, dilation, kernel, out_size
 
 
-def _patches(x, kernel, stride, dilation):
-    """All windows of a padded input: ``(B, C, *spatial)`` → ``(B, C, *out_size, *kernel)``."""
-    ndim = len(kernel)
-    for d in range(ndim):
-        span = dilation[d] * (kernel[d] - 1) + 1
-        x = x.unfold(2 + d, span, stride[d])  # appends a window dim of length span
-        if dilation[d] > 1:
-            x = x[..., :: dilation[d]]
-    return x
+def _backend(input: torch.Tensor):
+    """The kernels for this input: C++ for float32/float64 on CPU when built, else pure torch."""
+    if input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64) and _local_ext.load():
+        return torch.ops.layerlab_local
+    return _local_torch
+
+
+class _LocalConvFunction(torch.autograd.Function):
+    """Autograd for ``local_conv``: saves only ``input`` and ``weight``; the backward recomputes
+    the patches. ``kernels`` is ``torch.ops.layerlab_local`` (C++) or the ``_local_torch`` module.
+    """
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups, kernels):
+        ctx.save_for_backward(input, weight)
+        ctx.conf = (stride, padding, dilation, groups, kernels, None if bias is None else bias.dim())
+        return kernels.forward(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        input, weight = ctx.saved_tensors
+        stride, padding, dilation, groups, kernels, bias_dim = ctx.conf
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = kernels.input_grad(grad, weight, input, stride, padding, dilation, groups)
+        if ctx.needs_input_grad[1]:
+            grad_weight = kernels.weight_grad(grad, input, list(weight.shape), stride, padding, dilation, groups)
+        if ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0) if bias_dim > 1 else grad.sum([0, *range(2, grad.dim())])
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None
 
 
 def local_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -142,23 +163,6 @@ def local_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups
     ndim, stride, padding, dilation, kernel, out_size = _check(
         input, weight, bias, stride, padding, dilation, groups
     )
-    batch, c_in = input.shape[:2]
-    c_g = c_in // groups
-    o_g = weight.shape[-1]
-    n_loc = math.prod(out_size)
-    k = c_g * math.prod(kernel)
-    x = F.pad(input, [p for pad in reversed(padding) for p in (pad, pad)]) if any(padding) else input
-    patches = _patches(x, kernel, stride, dilation)  # (B, C_in, *out, *k)
-    patches = patches.reshape(batch, groups, c_g, *out_size, *kernel)
-    # (B, g, C_g, *out, *k) -> (*out, g, B, C_g, *k)
-    spatial = list(range(3, 3 + ndim))
-    taps = list(range(3 + ndim, 3 + 2 * ndim))
-    patches = patches.permute(*spatial, 1, 0, 2, *taps).reshape(n_loc * groups, batch, k)
-    w = weight.reshape(n_loc * groups, k, o_g)
-    out = torch.bmm(patches, w)  # (L·g, B, O_g)
-    out = out.reshape(*out_size, groups, batch, o_g)
-    # (*out, g, B, O_g) -> (B, g, O_g, *out)
-    out = out.permute(ndim + 1, ndim, ndim + 2, *range(ndim)).reshape(batch, groups * o_g, *out_size)
-    if bias is not None:
-        out = out + (bias if bias.dim() > 1 else bias.view(-1, *([1] * ndim)))
-    return out
+    return _LocalConvFunction.apply(
+        input, weight, bias, list(stride), list(padding), list(dilation), groups, _backend(input)
+    )
