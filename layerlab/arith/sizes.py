@@ -1,0 +1,185 @@
+"""Output-size formulas of windowed layers, one spatial dimension at a time, and their text.
+
+Sources: the ``Shape:`` sections of the PyTorch docs of ``Conv2d``, ``ConvTranspose2d``,
+``MaxPool2d``; Dumoulin & Visin, "A guide to convolution arithmetic for deep learning" (2016),
+relations 1–14. ``k_eff = d·(k − 1) + 1`` is the span of a dilated kernel.
+
+Convolution / pooling (floor mode)::
+
+    out = floor((in + p_l + p_r − d·(k − 1) − 1) / s) + 1
+
+Pooling with ``ceil_mode=True`` rounds up, then drops the last window when it would start in the
+right padding or beyond (PyTorch's ``pooling_output_shape``)::
+
+    out = ceil((in + 2p − d·(k − 1) − 1) / s) + 1;   if (out − 1)·s ≥ in + p: out −= 1
+
+Transposed convolution::
+
+    out = (in − 1)·s − 2p + d·(k − 1) + output_padding + 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# spatial dimension names and what one step along each is called in warnings
+DIM_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+UNITS = {"L": "position(s)", "D": "slice(s)", "H": "row(s)", "W": "column(s)"}
+
+
+def effective_kernel(kernel_size: int, dilation: int = 1) -> int:
+    """Span of a dilated kernel: ``d·(k − 1) + 1``."""
+    return dilation * (kernel_size - 1) + 1
+
+
+def same_padding(kernel_size: int, dilation: int = 1) -> tuple[int, int]:
+    """(left, right) padding of ``padding='same'`` (stride 1), as PyTorch: total ``d·(k − 1)``,
+    left ``total // 2``, the odd extra on the right."""
+    total = dilation * (kernel_size - 1)
+    return total // 2, total - total // 2
+
+
+def output_size(
+    in_size: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """Output length of a convolution or pooling along one dimension.
+
+    Args:
+        in_size: input length.
+        kernel_size: kernel length ``k``.
+        stride: step ``s`` (default: 1).
+        padding: ``p`` on both sides, or a ``(left, right)`` pair (default: 0).
+        dilation: spacing ``d`` of the kernel taps (default: 1).
+        ceil_mode: round up as pooling's ``ceil_mode`` (default: False).
+
+    Returns:
+        ``floor((in + p_l + p_r − d·(k−1) − 1)/s) + 1`` (or the ceil_mode rule); the value may be
+        < 1 when the kernel does not fit, which the specs turn into a :class:`ShapeError`.
+
+    Examples:
+        >>> output_size(32, 3, padding=1)
+        32
+        >>> output_size(5, 2, stride=2, ceil_mode=True)
+        3
+    """
+    left, right = (padding, padding) if isinstance(padding, int) else padding
+    span = in_size + left + right - effective_kernel(kernel_size, dilation)
+    if not ceil_mode:
+        return span // stride + 1
+    out = (span + stride - 1) // stride + 1  # PyTorch's div_rtn: floor of the rounded-up numerator
+    if (out - 1) * stride >= in_size + left:
+        out -= 1
+    return out
+
+
+def transposed_output_size(
+    in_size: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    output_padding: int = 0,
+    dilation: int = 1,
+) -> int:
+    """Output length of a transposed convolution along one dimension.
+
+    ``out = (in − 1)·s − 2p + d·(k − 1) + output_padding + 1`` (PyTorch ``ConvTranspose2d`` docs;
+    Dumoulin & Visin relation 14). May be < 1 for impossible settings.
+
+    Examples:
+        >>> transposed_output_size(4, 4, stride=2, padding=1)
+        8
+    """
+    return (in_size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """One dimension of a windowed layer: input, kernel, stride, (left, right) padding, dilation."""
+
+    dim: str
+    in_size: int
+    kernel_size: int
+    stride: int
+    padding: tuple[int, int]
+    dilation: int
+    ceil_mode: bool = False
+
+    @property
+    def span(self) -> int:
+        """``k_eff = d·(k − 1) + 1``."""
+        return effective_kernel(self.kernel_size, self.dilation)
+
+    @property
+    def padded(self) -> int:
+        """``in + p_l + p_r``."""
+        return self.in_size + self.padding[0] + self.padding[1]
+
+    @property
+    def out_size(self) -> int:
+        return output_size(
+            self.in_size, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
+
+    def formula(self) -> str:
+        """The output-size formula filled with numbers, e.g.
+        ``H: floor((32 + 2·1 − 1·(3−1) − 1)/1) + 1 = 32``."""
+        left, right = self.padding
+        pad = f"2·{left}" if left == right else f"({left}+{right})"
+        body = f"({self.in_size} + {pad} − {self.dilation}·({self.kernel_size}−1) − 1)/{self.stride}"
+        if not self.ceil_mode:
+            return f"{self.dim}: floor({body}) + 1 = {self.out_size}"
+        raw = (self.padded - self.span + self.stride - 1) // self.stride + 1
+        if raw == self.out_size:
+            return f"{self.dim}: ceil({body}) + 1 = {self.out_size}"
+        return (
+            f"{self.dim}: ceil({body}) + 1 − 1 = {self.out_size} (the last window would start at "
+            f"{(raw - 1) * self.stride} ≥ in + p = {self.in_size + left}, in the padding: dropped)"
+        )
+
+    def warnings(self) -> list[str]:
+        """Input positions the windows never reach (floor drops them) and windows reading past the
+        padded edge (ceil_mode)."""
+        out = self.out_size
+        left, right = self.padding
+        end = (out - 1) * self.stride + self.span  # end of the last window, padded coordinates
+        found = []
+        dropped = self.in_size - (end - left)
+        unit = UNITS[self.dim]
+        if dropped > 0:
+            rem = (self.padded - self.span) % self.stride
+            pad = f"2·{left}" if left == right else f"({left}+{right})"
+            found.append(
+                f"{self.dim}: floor drops the last {dropped} {unit} of the input: "
+                f"(in + 2p − d(k−1) − 1) mod s = ({self.in_size} + {pad} − "
+                f"{self.dilation}·({self.kernel_size}−1) − 1) mod {self.stride} = {rem}"
+            )
+        if self.ceil_mode and end > self.padded:
+            found.append(
+                f"{self.dim}: ceil_mode: the last window reads {end - self.padded} {unit} past the "
+                f"padded edge (it ends at {end}, the padded input has {self.padded}); those taps are "
+                f"ignored"
+            )
+        return found
+
+
+def transposed_formula(
+    dim: str, in_size: int, kernel_size: int, stride: int, padding: int, output_padding: int,
+    dilation: int,
+) -> str:
+    """e.g. ``H: (4 − 1)·2 − 2·1 + 1·(4−1) + 0 + 1 = 8``."""
+    out = transposed_output_size(in_size, kernel_size, stride, padding, output_padding, dilation)
+    return (
+        f"{dim}: ({in_size} − 1)·{stride} − 2·{padding} + {dilation}·({kernel_size}−1) + "
+        f"{output_padding} + 1 = {out}"
+    )
+
+
+def adaptive_windows(in_size: int, out_size: int) -> list[tuple[int, int]]:
+    """Windows ``[start, end)`` of adaptive pooling (PyTorch): ``start = floor(i·in/out)``,
+    ``end = ceil((i+1)·in/out)``."""
+    return [(i * in_size // out_size, -(-(i + 1) * in_size // out_size)) for i in range(out_size)]
