@@ -1,0 +1,222 @@
+"""CIFAR-10 / CIFAR-100 "python version" folders, read by a restricted unpickler.
+
+The CIFAR files (https://www.cs.toronto.edu/~kriz/cifar.html) are Python pickles of dicts::
+
+    {b"data": uint8 array (N, 3072) = (N, 3, 32, 32) channel-major, b"labels": [N ints], ...}
+
+CIFAR-10: ``data_batch_1`` .. ``data_batch_5`` (50,000) + ``test_batch`` (10,000), class names in
+``batches.meta`` (``label_names``). CIFAR-100: ``train`` (50,000) + ``test`` (10,000) with
+``fine_labels``, names in ``meta`` (``fine_label_names``).
+
+A pickle can call any importable function while it loads (``os.system`` included), so these files
+are never given to ``pickle.load``. :class:`RestrictedUnpickler` resolves only the globals a numpy
+array needs (``_reconstruct`` with ``ndarray``, ``dtype``, ``scalar`` for numpy numbers,
+protocol-5 ``_frombuffer``, and
+``_codecs.encode(..., "latin1")`` that Python 3 writes for bytes) and raises
+:class:`~layerlab.errors.DataError` for anything else *before* calling it. Pixels are divided by 255.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from layerlab.data.dataset import Dataset
+from layerlab.errors import DataError
+
+__all__ = ["RestrictedUnpickler", "load_pickle", "load_cifar", "find_cifar_folder"]
+
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct, scalar
+    from numpy._core.numeric import _frombuffer
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import _reconstruct, scalar
+    from numpy.core.numeric import _frombuffer
+
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+class _NdarrayClass:
+    """Stands in for ``numpy.ndarray`` in a pickle: it may only be passed to ``_reconstruct``.
+
+    Handing out the real class would let a pickle call ``numpy.ndarray((10**12,))`` directly.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        raise DataError("refusing to call numpy.ndarray from a pickle: arrays are rebuilt only "
+                        "through numpy's _reconstruct; this file may be malicious")
+
+
+def _reconstruct_array(subtype, shape, dtype_code):
+    # numpy pickles always write _reconstruct(ndarray, (0,), b"b"): an empty array that BUILD fills
+    if subtype is not _NdarrayClass or tuple(shape) != (0,):
+        raise DataError(f"refusing numpy _reconstruct{(subtype, shape, dtype_code)!r} from a pickle: "
+                        f"numpy writes only _reconstruct(ndarray, (0,), b'b'); this file may be malicious")
+    return _reconstruct(np.ndarray, (0,), dtype_code)
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    # Python 3 pickles bytes at protocol < 3 as _codecs.encode(text, "latin1")
+    if encoding != "latin1":
+        raise DataError(f"refusing _codecs.encode(..., {encoding!r}) from a pickle: only 'latin1' "
+                        f"is used for bytes; this file may be malicious")
+    return text.encode("latin1")
+
+
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct_array,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_array,
+    ("numpy.core.multiarray", "scalar"): scalar,
+    ("numpy._core.multiarray", "scalar"): scalar,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy", "ndarray"): _NdarrayClass,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_bytes,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "bytearray"): bytearray,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """A :class:`pickle.Unpickler` that rebuilds dicts, lists, strings, numbers and numpy arrays only.
+
+    ``find_class`` resolves the few globals numpy arrays need and raises
+    :class:`~layerlab.errors.DataError` for every other one (``os.system``, ``builtins.eval``,
+    ``subprocess.Popen``, ...), so nothing foreign is ever imported or called. Strings from Python
+    2 pickles come back as ``bytes`` (``encoding="bytes"``), as CIFAR's own loader does.
+
+    Args:
+        file: a binary file object.
+        path: the file name for error messages.
+    """
+
+    def __init__(self, file, path: str | os.PathLike) -> None:
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise DataError(
+                f"refusing to unpickle {module}.{name} from {self.path}: CIFAR files contain only "
+                f"arrays; this file may be malicious, download it again from the official site"
+            ) from None
+
+
+def load_pickle(path: str | os.PathLike):
+    """Unpickle ``path`` with :class:`RestrictedUnpickler`.
+
+    The file is read whole first, so a length field claiming more bytes than the file holds fails
+    as truncated instead of allocating.
+
+    Raises:
+        DataError: missing file, a forbidden global, or a corrupt/truncated pickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the path of the CIFAR folder")
+    data = path.read_bytes()
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), path).load()
+    except DataError:
+        raise
+    except Exception as err:  # any parse failure of untrusted bytes is a data problem
+        raise DataError(f"{path}: not a readable pickle ({type(err).__name__}: {err}); the file is "
+                        f"corrupt or truncated, download it again") from None
+
+
+def find_cifar_folder(folder: str | os.PathLike) -> tuple[str, Path] | None:
+    """``("cifar10", path)`` or ``("cifar100", path)`` if ``folder`` is (or directly contains) a
+    CIFAR python folder, else ``None``."""
+    folder = Path(folder)
+    for candidate in (folder, folder / "cifar-10-batches-py", folder / "cifar-100-python"):
+        if (candidate / "data_batch_1").is_file() and (candidate / "test_batch").is_file():
+            return "cifar10", candidate
+        if (candidate / "train").is_file() and (candidate / "test").is_file() and (candidate / "meta").is_file():
+            return "cifar100", candidate
+    return None
+
+
+def load_cifar(folder: str | os.PathLike) -> Dataset:
+    """CIFAR-10 or CIFAR-100 from its python folder (or a folder containing it).
+
+    Args:
+        folder: ``cifar-10-batches-py`` / ``cifar-100-python`` or their parent.
+
+    Returns:
+        A :class:`~layerlab.data.dataset.Dataset` with ``x`` ``(N, 3, 32, 32)`` in [0, 1]; CIFAR-100
+        uses the 100 fine labels.
+
+    Raises:
+        DataError: not a CIFAR folder, a missing batch, an unsafe or corrupt pickle, or batch
+            contents of the wrong type, shape or length.
+    """
+    found = find_cifar_folder(folder)
+    if found is None:
+        raise DataError(f"{folder}: not a CIFAR python folder: expected data_batch_1..5 and test_batch "
+                        f"(CIFAR-10) or train, test and meta (CIFAR-100)")
+    kind, root = found
+    if kind == "cifar10":
+        train_files, test_files = [root / n for n in CIFAR10_TRAIN], [root / "test_batch"]
+        label_key, meta_file, names_key = "labels", root / "batches.meta", "label_names"
+    else:
+        train_files, test_files = [root / "train"], [root / "test"]
+        label_key, meta_file, names_key = "fine_labels", root / "meta", "fine_label_names"
+    x_train, y_train = _read_batches(train_files, label_key)
+    x_test, y_test = _read_batches(test_files, label_key)
+    top = max(int(y_train.max()), int(y_test.max()))
+    classes = _class_names(meta_file, names_key) if meta_file.is_file() else [str(k) for k in range(top + 1)]
+    return Dataset(str(folder), x_train, y_train, x_test, y_test, classes)
+
+
+def _entry(batch: dict, key: str, path: Path):
+    for k in (key.encode(), key):  # Python 2 pickles give bytes keys, Python 3 ones str
+        if k in batch:
+            return batch[k]
+    raise DataError(f"{path}: the batch has no {key!r} entry (keys: "
+                    f"{sorted(_text(k) for k in batch)}); is this a CIFAR file of the other kind?")
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _read_batches(paths: list[Path], label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for path in paths:
+        batch = load_pickle(path)
+        if not isinstance(batch, dict):
+            raise DataError(f"{path}: expected a pickled dict with 'data' and labels, got "
+                            f"{type(batch).__name__}; this is not a CIFAR batch")
+        data = _entry(batch, "data", path)
+        labels = np.asarray(_entry(batch, label_key, path))
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+            raise DataError(f"{path}: 'data' must be a uint8 array (N, 3072) of 3x32x32 images, got "
+                            f"{got}; the file is corrupt or not CIFAR")
+        if labels.ndim != 1 or labels.dtype.kind not in "iu" or (labels.size and labels.min() < 0):
+            raise DataError(f"{path}: {label_key!r} must be a list of non-negative integers, got "
+                            f"{labels.dtype} values of shape {labels.shape}")
+        if len(labels) != len(data):
+            raise DataError(f"{path}: {len(data):,} images but {len(labels):,} labels; the file is "
+                            f"corrupt, download it again")
+        xs.append(data.reshape(-1, 3, 32, 32))  # (N, 3, 32, 32), CIFAR rows are channel-major
+        ys.append(labels.astype(np.int64))
+    return np.concatenate(xs).astype(np.float32) / 255.0, np.concatenate(ys)
+
+
+def _class_names(path: Path, key: str) -> list[str]:
+    meta = load_pickle(path)
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a pickled dict of class names, got {type(meta).__name__}")
+    names = _entry(meta, key, path)
+    if not isinstance(names, list):
+        raise DataError(f"{path}: {key!r} must be a list of names, got {type(names).__name__}")
+    return [_text(n) for n in names]
