@@ -24,7 +24,7 @@ Examples:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 from layerlab.arith._args import (
@@ -60,6 +60,9 @@ __all__ = [
     "FlattenSpec",
     "ElementwiseSpec",
     "UpsampleSpec",
+    "elementwise",
+    "global_pool",
+    "upsample",
     "LayerReport",
     "Window",
     "GLOBAL",
@@ -86,6 +89,23 @@ def _repr(name: str, head: str, options: list[tuple[str, object, object]]) -> st
     """``name(head, key=value, ...)`` listing only options that differ from their default."""
     parts = [head] + [f"{key}={_show(value)}" for key, value, default in options if value != default]
     return f"{name}({', '.join(parts)})"
+
+
+def _suffix(ndim: int | None) -> str:
+    """``"2d"`` for ndim 2, ``""`` while unknown."""
+    return "" if ndim is None else f"{ndim}d"
+
+
+def _with_input_ndim(spec, input_shape):
+    """The spec with ``ndim`` taken from a ``(C, *spatial)`` input (1 to 3 spatial dims)."""
+    shape = check_input_shape(spec.name, input_shape)
+    if not 2 <= len(shape) <= 4:
+        raise ShapeError(f"{spec.describe()} expects a per-sample input (C, L), (C, H, W) or "
+                         f"(C, D, H, W), gets {shape}.")
+    try:
+        return replace(spec, ndim=len(shape) - 1)
+    except ArgumentError as err:
+        raise ShapeError(f"{err} (the input {shape} has {len(shape) - 1} spatial dims)") from None
 
 
 def _check_bool(who: str, name: str, value) -> bool:
@@ -740,38 +760,41 @@ class AdaptivePoolSpec:
     ``in mod out ≠ 0``.
 
     Args:
-        ndim: spatial dims, 1, 2 or 3.
+        ndim: spatial dims, 1, 2 or 3; ``None`` takes them from the input (``len(input) − 1``).
         op: ``"max"`` or ``"avg"``.
         output_size: int or tuple; a ``None`` entry keeps that input size (as torch).
         flatten_output: drop the spatial dims after pooling (default: False).
     """
 
-    ndim: int
+    ndim: int | None
     op: str
     output_size: int | tuple[int | None, ...]
     flatten_output: bool = False
 
     def __post_init__(self):
-        check_ndim("AdaptivePoolSpec", self.ndim)
+        if self.ndim is not None:
+            check_ndim("AdaptivePoolSpec", self.ndim)
         choice("AdaptivePoolSpec", "op", self.op, POOL_OPS)
-        who = f"Adaptive{self.op.capitalize()}Pool{self.ndim}d"
+        who = f"Adaptive{self.op.capitalize()}Pool{_suffix(self.ndim)}"
         size = self.output_size
-        if is_int(size):
+        if is_int(size) and self.ndim is not None:
             size = (size,) * self.ndim
-        if (not isinstance(size, (tuple, list)) or len(size) != self.ndim
-                or not all(v is None or (is_int(v) and v > 0) for v in size)):
+        rank_ok = isinstance(size, (tuple, list)) and (len(size) == self.ndim or self.ndim is None and 1 <= len(size) <= 3)
+        if not (is_int(size) and size > 0) and (
+                not rank_ok or not all(v is None or (is_int(v) and v > 0) for v in size)):
+            count = "1 to 3" if self.ndim is None else self.ndim
             raise ArgumentError(
-                f"{who}: output_size must be a positive int or a tuple of {self.ndim} positive ints "
+                f"{who}: output_size must be a positive int or a tuple of {count} positive ints "
                 f"(or None to keep a dim). Received: output_size={self.output_size!r}"
             )
         _check_bool(who, "flatten_output", self.flatten_output)
-        _set(self, output_size=tuple(size))
+        _set(self, output_size=size if is_int(size) else tuple(size))
 
     @property
     def name(self) -> str:
-        if self.flatten_output and all(v == 1 for v in self.output_size):
-            return f"Global{self.op.capitalize()}Pool{self.ndim}d"
-        return f"Adaptive{self.op.capitalize()}Pool{self.ndim}d"
+        ones = self.output_size == 1 or self.output_size == (1,) * len(self.output_size)
+        kind = "Global" if self.flatten_output and ones else "Adaptive"
+        return f"{kind}{self.op.capitalize()}Pool{_suffix(self.ndim)}"
 
     def describe(self) -> str:
         if self.name.startswith("Global"):
@@ -780,6 +803,8 @@ class AdaptivePoolSpec:
                      [("flatten_output", self.flatten_output, False)])
 
     def analyse(self, input_shape) -> LayerReport:
+        if self.ndim is None:
+            return _with_input_ndim(self, input_shape).analyse(input_shape)
         channels, spatial = _split_input(self, input_shape, self.ndim)
         out = tuple(n if o is None else o for n, o in zip(spatial, self.output_size))
         dims = DIM_NAMES[self.ndim]
@@ -1045,7 +1070,7 @@ class UpsampleSpec:
     """Upsampling by interpolation (PyTorch ``Upsample`` / ``F.interpolate``).
 
     Args:
-        ndim: spatial dims, 1, 2 or 3.
+        ndim: spatial dims, 1, 2 or 3; ``None`` takes them from the input (``len(input) − 1``).
         size: output size (int or tuple); exactly one of ``size`` and ``scale_factor`` (default: None).
         scale_factor: multiplier (number or tuple); ``out = floor(in·scale_factor)`` as torch
             (default: None).
@@ -1059,31 +1084,41 @@ class UpsampleSpec:
         bilinear kernel k = 2s − s mod 2, padding ceil((s−1)/2)).
     """
 
-    ndim: int
+    ndim: int | None
     size: int | tuple[int, ...] | None = None
     scale_factor: float | tuple[float, ...] | None = None
     mode: str = "nearest"
 
     def __post_init__(self):
-        check_ndim("UpsampleSpec", self.ndim)
+        if self.ndim is not None:
+            check_ndim("UpsampleSpec", self.ndim)
         who = self.name
         if (self.size is None) == (self.scale_factor is None):
             raise ArgumentError(f"{who}: give exactly one of size and scale_factor. Received: "
                                 f"size={self.size!r}, scale_factor={self.scale_factor!r}")
         if self.size is not None:
-            _set(self, size=ntuple(who, "size", self.size, self.ndim, minimum=1))
+            if self.ndim is not None:
+                _set(self, size=ntuple(who, "size", self.size, self.ndim, minimum=1))
+            elif not is_int(self.size):
+                _set(self, size=ntuple(who, "size", self.size, len(self.size) if isinstance(self.size, (tuple, list)) else 0, minimum=1))
+            else:
+                positive_int(who, "size", self.size)
         else:
             scale = self.scale_factor
-            if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+            number = isinstance(scale, (int, float)) and not isinstance(scale, bool)
+            if number and self.ndim is not None:
                 scale = (scale,) * self.ndim
-            if (not isinstance(scale, (tuple, list)) or len(scale) != self.ndim
+            if number and self.ndim is None:
+                scale = (scale,)
+            if (not isinstance(scale, (tuple, list)) or (self.ndim is not None and len(scale) != self.ndim)
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in scale)):
                 raise ArgumentError(f"{who}: scale_factor must be a positive number or a tuple of "
-                                    f"{self.ndim}. Received: scale_factor={self.scale_factor!r}")
-            _set(self, scale_factor=tuple(float(v) for v in scale))
+                                    f"{self.ndim or 'ndim'} positive numbers. Received: "
+                                    f"scale_factor={self.scale_factor!r}")
+            _set(self, scale_factor=float(scale[0]) if number and self.ndim is None else tuple(float(v) for v in scale))
         choice(who, "mode", self.mode, UPSAMPLE_MODES)
         needed = UPSAMPLE_MODE_NDIM.get(self.mode)
-        if needed is not None and needed != self.ndim:
+        if needed is not None and self.ndim is not None and needed != self.ndim:
             raise ArgumentError(f"{who}: mode='{self.mode}' works on {needed}-d inputs only (as torch). "
                                 f"Received: mode='{self.mode}' with ndim={self.ndim}")
 
@@ -1096,6 +1131,8 @@ class UpsampleSpec:
         return _repr(self.name, f"{key}={_show(value)}", [("mode", self.mode, "nearest")])
 
     def analyse(self, input_shape) -> LayerReport:
+        if self.ndim is None:
+            return _with_input_ndim(self, input_shape).analyse(input_shape)
         channels, spatial = _split_input(self, input_shape, self.ndim)
         dims = DIM_NAMES[self.ndim]
         if self.size is not None:
@@ -1134,3 +1171,37 @@ class UpsampleSpec:
             return tuple(Window(2 * f - f % 2, f, f // 2, transposed=True) for f in factors), ()
         return None, (f"{self.describe()}: the receptive field is not tracked through this layer "
                       f"(non-integer factor or mode '{self.mode}'); later jumps are not exact",)
+
+
+# ----------------------------------------------------------------------------- factories
+def elementwise(name: str) -> ElementwiseSpec:
+    """The spec of a parameter-free shape-preserving layer named like its torch class.
+
+    Convention: one ``activation`` op per element for every function (ReLU, GELU, Softmax,
+    Dropout, ...), none for ``Identity``.
+
+    Examples:
+        >>> elementwise("ReLU").analyse((4, 2)).other_ops
+        {'activation': 8}
+    """
+    return ElementwiseSpec(name=name, ops_per_element=0 if name == "Identity" else 1)
+
+
+def global_pool(op: str, ndim: int | None = None) -> AdaptivePoolSpec:
+    """Global max/average pooling: ``(C, *spatial) -> (C,)`` (``ndim=None``: from the input).
+
+    Examples:
+        >>> global_pool("avg").analyse((64, 7, 7)).output_shape
+        (64,)
+    """
+    return AdaptivePoolSpec(ndim=ndim, op=op, output_size=1, flatten_output=True)
+
+
+def upsample(size=None, scale_factor=None, mode: str = "nearest", ndim: int | None = None) -> UpsampleSpec:
+    """An :class:`UpsampleSpec` whose ``ndim`` may come from the input (torch ``Upsample`` order).
+
+    Examples:
+        >>> upsample(scale_factor=2).analyse((3, 8, 8)).output_shape
+        (3, 16, 16)
+    """
+    return UpsampleSpec(ndim=ndim, size=size, scale_factor=scale_factor, mode=mode)
