@@ -1,0 +1,106 @@
+"""A tiny deterministic training job, used in-process by the tests and as a child process.
+
+Run as a script (the way ``torchrun`` starts a worker: ``RANK``/``WORLD_SIZE``/``MASTER_*`` in the
+environment) it trains and writes ``final.pt`` (weights) and ``result.json`` into ``--out``::
+
+    python train_worker.py --out DIR [--resume] [--epochs 3] [--batch-size 16] [--step-sleep 0.0]
+                           [--die-at-step N] [--ddp-timeout 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import nn
+
+from layerlab.errors import LayerlabError
+from layerlab.train import TrainConfig, TrainingInterrupted, fit
+
+FEATURES, CLASSES = 16, 4
+
+
+def tiny_data(n_train: int = 256, n_test: int = 64, seed: int = 0) -> SimpleNamespace:
+    """Inputs ``(N, 1, 16)`` labelled by a random linear teacher (learnable, not trivial)."""
+    rng = np.random.default_rng(seed)
+    teacher = rng.normal(size=(FEATURES, CLASSES))
+    x = rng.normal(size=(n_train + n_test, 1, FEATURES)).astype(np.float32)
+    y = (x[:, 0] @ teacher).argmax(axis=1).astype(np.int64)
+    return SimpleNamespace(name="tiny", x_train=x[:n_train], y_train=y[:n_train], x_test=x[n_train:],
+                           y_test=y[n_train:])
+
+
+class TinyNet(nn.Module):
+    """Flatten → Linear(16, 32) → ReLU → Linear(32, 4), with faults on demand at a training step.
+
+    ``signal_at_step``: send SIGTERM to this process during that step (1-based, counted per process);
+    ``die_at_step``: SIGKILL this process then; ``nan_at_step``: output NaN then;
+    ``step_sleep``: seconds to sleep per step (gives a parent time to send signals).
+    """
+
+    def __init__(self, seed: int = 0, step_sleep: float = 0.0, die_at_step: int | None = None,
+                 signal_at_step: int | None = None, nan_at_step: int | None = None) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(FEATURES, 32), nn.ReLU(), nn.Linear(32, CLASSES))
+        self.step_sleep, self.die_at_step, self.calls = step_sleep, die_at_step, 0
+        self.signal_at_step, self.nan_at_step = signal_at_step, nan_at_step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        if self.training:
+            self.calls += 1
+            if self.calls == self.die_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)  # a worker dying without a word
+            if self.calls == self.signal_at_step:
+                os.kill(os.getpid(), signal.SIGTERM)
+            if self.calls == self.nan_at_step:
+                out = out * float("nan")
+            time.sleep(self.step_sleep)
+        return out
+
+
+def config(epochs: int = 3, batch_size: int = 16, **overrides) -> TrainConfig:
+    recipe = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "seed": 1, "device": "cpu", **overrides}
+    return TrainConfig(epochs=epochs, batch_size=batch_size, **recipe)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--step-sleep", type=float, default=0.0)
+    parser.add_argument("--die-at-step", type=int, default=None)
+    parser.add_argument("--ddp-timeout", type=float, default=30.0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rank = int(os.environ.get("RANK", "0"))
+    model = TinyNet(step_sleep=args.step_sleep, die_at_step=args.die_at_step if rank == 1 else None)
+    out = Path(args.out)
+    try:
+        result = fit(model, tiny_data(), config(args.epochs, args.batch_size, ddp_timeout=args.ddp_timeout),
+                     out_dir=out, resume=args.resume, progress=False)
+    except TrainingInterrupted as err:
+        print(err, file=sys.stderr)
+        return 128 + err.signal_number
+    except LayerlabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if rank == 0:
+        torch.save(model.state_dict(), out / "final.pt")
+        (out / "result.json").write_text(json.dumps({"history": result.history, "world_size": result.world_size}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
