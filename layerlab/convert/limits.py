@@ -23,14 +23,14 @@ __all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "max_bytes_limit", "check_size", "for
 DEFAULT_MAX_BYTES = 2 * 1024**3
 ENV_VAR = "LAYERLAB_MAX_BYTES"
 
+# unit without its trailing "B" -> bytes: K/M/G/T are powers of 1000, KI/MI/GI/TI powers of 1024
 _UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
-          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+          "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}
 
 
 def _parse_bytes(text: str, who: str) -> int:
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", text)
     unit = match.group(2).upper().removesuffix("B") if match else ""
-    unit = unit + "IB" if unit.endswith("I") else unit
     if not match or unit not in _UNITS:
         raise ArgumentError(
             f"{who} must be a number of bytes such as 2147483648, 2e9 or 2GiB. Received: {text!r}"
