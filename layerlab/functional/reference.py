@@ -54,6 +54,7 @@ def _loop(
     dilation: IntOrTuple,
     filter_at: Callable[[tuple[int, ...], int, int], torch.Tensor],
     bias_at: Callable[[tuple[int, ...], int], torch.Tensor | float],
+    weight_out_size: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """Loop over output positions, groups and output channels of a windowed linear op.
 
@@ -83,6 +84,11 @@ def _loop(
     )
     if min(out_size) < 1:
         raise ShapeError(f"reference op: the output size {out_size} is empty for input {tuple(x.shape)}")
+    if weight_out_size is not None and out_size != weight_out_size:
+        raise ShapeError(
+            f"local_conv_reference: the weight is for output size {weight_out_size}, "
+            f"but the input gives {out_size}"
+        )
     cin_g, cout_g = in_channels // groups, out_channels // groups
     out = x.new_zeros((batch, out_channels, *out_size))  # (B, C_out, *out_size)
     for position in itertools.product(*(range(n) for n in out_size)):
@@ -181,17 +187,12 @@ def local_conv_reference(
     out_size = tuple(weight.shape[:ndim])
     kernel_size = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
     out_channels = groups * weight.shape[-1]
-    out = _loop(
+    return _loop(
         input, kernel_size, out_channels, groups, stride, padding, dilation,
         lambda position, g, o: weight[(*position, g, ..., o)],
         _bias_fn(bias, out_size),
+        weight_out_size=out_size,
     )
-    if tuple(out.shape[2:]) != out_size:
-        raise ShapeError(
-            f"local_conv_reference: the weight is for output size {out_size}, "
-            f"but the input gives {tuple(out.shape[2:])}"
-        )
-    return out
 
 
 def tiled_conv_reference(
