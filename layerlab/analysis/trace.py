@@ -1,0 +1,174 @@
+"""Run a model once on ``torch.device("meta")`` tensors and record every module call.
+
+Meta tensors carry shapes and dtypes but no data, so tracing allocates nothing, whatever the size
+of the model. Parameters and buffers are swapped for meta tensors with
+``torch.func.functional_call`` (the model is not copied or changed); a model with lazy modules
+(``LazyLinear`` ...) is traced on a copy whose parameters are meta, so the user's lazy modules stay
+uninitialised. Functional ops inside a custom ``forward`` (``torch.flatten``, ``F.relu``) have no
+module and no hook: their shapes still flow to the next module, but they get no row.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from layerlab.errors import LayerlabError, ShapeError
+
+__all__ = ["Call", "Trace", "trace_model", "tensors_in"]
+
+
+@dataclass
+class Call:
+    """One call of one module during the traced forward pass.
+
+    Attributes:
+        name: dotted module path (``""`` for the model itself).
+        module: the module that was called (on the traced copy for lazy models).
+        index: order in which calls started (pre-order).
+        parents: indices of the calls that were running when this one started, outermost first.
+        inputs: the tensors passed in (positional then keyword), meta.
+        outputs: the tensors returned, meta (empty until the call returns).
+    """
+
+    name: str
+    module: nn.Module
+    index: int
+    parents: tuple[int, ...]
+    inputs: list[torch.Tensor]
+    outputs: list[torch.Tensor] = field(default_factory=list)
+
+
+@dataclass
+class Trace:
+    """Everything :func:`trace_model` recorded.
+
+    Attributes:
+        model: the model that ran (the user's model, or the meta copy for lazy models).
+        calls: every module call, in start order.
+        input: the meta input tensor ``(batch_size, *input_shape)``.
+        output: the tensors the model returned.
+    """
+
+    model: nn.Module
+    calls: list[Call]
+    input: torch.Tensor
+    output: list[torch.Tensor]
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """The tensors inside nested tuples/lists/dicts, in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    return []
+
+
+def _meta_like(tensor: torch.Tensor) -> torch.Tensor:
+    if isinstance(tensor, nn.parameter.UninitializedParameter):
+        return nn.parameter.UninitializedParameter(requires_grad=tensor.requires_grad, device="meta", dtype=tensor.dtype)
+    if isinstance(tensor, nn.parameter.UninitializedBuffer):
+        return nn.parameter.UninitializedBuffer(requires_grad=False, device="meta", dtype=tensor.dtype)
+    meta = torch.empty_like(tensor, device="meta")
+    return nn.Parameter(meta, requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers are meta tensors (nothing is copied)."""
+    memo: dict[int, Any] = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if id(tensor) not in memo:
+            memo[id(tensor)] = _meta_like(tensor)
+    return copy.deepcopy(model, memo)
+
+
+def _has_lazy(model: nn.Module) -> bool:
+    return any(nn.parameter.is_lazy(t) for t in list(model.parameters()) + list(model.buffers()))
+
+
+def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1, dtype: torch.dtype = torch.float32) -> Trace:
+    """Run ``model`` on a meta tensor ``(batch_size, *input_shape)`` in eval mode and record its calls.
+
+    Args:
+        model (nn.Module): any module; it is not changed (training flags are restored).
+        input_shape (tuple of int): per-sample shape, no batch dimension.
+        batch_size (int): leading dimension of the traced input (default: 1).
+        dtype (torch.dtype): dtype of the traced input (default: torch.float32).
+
+    Returns:
+        :class:`Trace`.
+
+    Raises:
+        ShapeError: the forward pass failed; the message names the innermost module that was
+            running, its input shapes and torch's message.
+    """
+    lazy = _has_lazy(model)
+    traced = _meta_copy(model) if lazy else model
+    calls: list[Call] = []
+    stack: list[int] = []
+    handles = []
+
+    def pre_hook(name: str):
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            calls.append(Call(name, module, len(calls), tuple(stack), tensors_in(args) + tensors_in(kwargs)))
+            stack.append(len(calls) - 1)
+
+        return hook
+
+    def post_hook(module: nn.Module, args: tuple, output: Any) -> None:
+        calls[stack.pop()].outputs = tensors_in(output)
+
+    x = torch.empty((batch_size, *input_shape), dtype=dtype, device="meta")
+    training = {m: m.training for m in traced.modules()}
+    for name, module in traced.named_modules():
+        handles.append(module.register_forward_pre_hook(pre_hook(name), with_kwargs=True))
+        handles.append(module.register_forward_hook(post_hook))
+    try:
+        traced.eval()
+        with torch.no_grad():
+            if lazy:
+                out = traced(x)
+            else:
+                state = {
+                    **{n: _meta_like(p) for n, p in model.named_parameters(remove_duplicate=False)},
+                    **{n: _meta_like(b) for n, b in model.named_buffers(remove_duplicate=False)},
+                }
+                out = torch.func.functional_call(model, state, (x,), tie_weights=True, strict=False)
+    except Exception as err:  # torch raises RuntimeError, ValueError, TypeError, IndexError, ...
+        raise _explain(err, calls, stack, model, tuple(input_shape), batch_size) from err
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.train(flag)
+    return Trace(traced, calls, x, tensors_in(out))
+
+
+def _explain(err: Exception, calls: list[Call], stack: list[int], model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> ShapeError:
+    """A ShapeError naming the innermost running module, with arith's explanation when it has one."""
+    from layerlab.analysis.modules import spec_of
+
+    where = f"{type(model).__name__} on input {(batch_size, *input_shape)}"
+    if not stack:
+        return ShapeError(f"{where}: the forward pass failed: {type(err).__name__}: {err}")
+    call = calls[stack[-1]]
+    shapes = ", ".join(str(tuple(t.shape)) for t in call.inputs) or "no tensors"
+    label = f"module {call.name!r}" if call.name else "the model's own forward"
+    explanation = ""
+    spec = spec_of(call.module)
+    if spec is not None and call.inputs and call.inputs[0].dim() > 1:
+        try:
+            spec.analyse(tuple(call.inputs[0].shape[1:]))
+        except LayerlabError as arith_err:  # arith explains the misfit better than torch
+            explanation = f"; {arith_err}"
+    return ShapeError(
+        f"{where}: {label} ({call.module!r:.200}) failed on input {shapes}: {type(err).__name__}: "
+        f"{str(err).strip()}{explanation}. Check input_shape (per sample, no batch dimension) and the layer sizes"
+    )
