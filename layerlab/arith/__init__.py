@@ -9,8 +9,18 @@ Examples:
     (64, 32, 32)
 """
 
+from layerlab.arith.counts import (
+    MACS_CONVENTION,
+    MEMORY_CONVENTION,
+    activation_memory,
+    dtype_bytes,
+    flops,
+)
+from layerlab.arith.receptive import FieldDim, ReceptiveField, receptive_field, transposed_span
 from layerlab.arith.report import GLOBAL, LayerReport, Window
-from layerlab.arith.sizes import output_size, same_padding, transposed_output_size
+from layerlab.arith.shape import parse_shape
+from layerlab.arith.sizes import effective_kernel, output_size, same_padding, transposed_output_size
+from layerlab.arith.solve import Solution, solve, unsolvable_reason
 from layerlab.arith.specs import (
     AdaptivePoolSpec,
     ConvSpec,
@@ -23,24 +33,46 @@ from layerlab.arith.specs import (
     PoolSpec,
     TiledSpec,
     UpsampleSpec,
+    elementwise,
+    global_pool,
+    upsample,
 )
+from layerlab.arith.stack import analyse_stack
 
 __all__ = [
+    "MACS_CONVENTION",
+    "MEMORY_CONVENTION",
     "AdaptivePoolSpec",
     "ConvSpec",
     "ConvTransposeSpec",
     "DenseSpec",
     "ElementwiseSpec",
+    "FieldDim",
     "FlattenSpec",
     "GLOBAL",
     "LayerReport",
     "LocalSpec",
     "NormSpec",
     "PoolSpec",
+    "ReceptiveField",
+    "Solution",
     "TiledSpec",
     "UpsampleSpec",
     "Window",
+    "activation_memory",
+    "analyse_stack",
+    "dtype_bytes",
+    "effective_kernel",
+    "elementwise",
+    "flops",
+    "global_pool",
     "output_size",
+    "parse_shape",
+    "receptive_field",
     "same_padding",
+    "solve",
     "transposed_output_size",
+    "transposed_span",
+    "unsolvable_reason",
+    "upsample",
 ]

@@ -1,0 +1,90 @@
+"""Counting conventions: MACs vs FLOPs, and activation memory.
+
+``MACS_CONVENTION`` is the sentence printed with every table. The two memory conventions:
+
+* **inference** — the largest pair of a layer's input and output alive at once:
+  ``max over layers of (input elements + output elements)`` × bytes × batch. Activations are
+  freed as soon as the next layer has consumed them.
+* **training** (kept for backward) — every layer output is kept until the backward pass:
+  ``Σ over layers of output elements`` × bytes × batch. The network input itself, weights,
+  gradients and optimizer state are not included; in-place activations and layers that save
+  less (or more, e.g. max pooling's indices) make the real figure differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from layerlab.arith.report import LayerReport
+from layerlab.errors import ArgumentError
+
+MACS_CONVENTION = (
+    "MACs = multiply-accumulates of the weight contraction (bias adds, activations, comparisons, "
+    "pooling adds and normalisation counted separately); FLOPs = 2 × MACs; transposed conv counts "
+    "the scatter C_in·∏in·(C_out/groups)·∏k (torch.utils.flop_counter)"
+)
+
+MEMORY_CONVENTION = (
+    "inference = largest input+output pair alive at once; training = all layer outputs kept for "
+    "backward (weights, gradients, optimizer state and the network input not included)"
+)
+
+DTYPE_BYTES = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+}
+
+
+def flops(macs: int) -> int:
+    """FLOPs of ``macs`` multiply-accumulates: one multiply and one add each, ``2·macs``.
+
+    Examples:
+        >>> flops(1769472)
+        3538944
+    """
+    return 2 * macs
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of a dtype name such as ``"float32"`` (``"torch.float32"`` accepted)."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPE_BYTES:
+        listed = ", ".join(DTYPE_BYTES)
+        raise ArgumentError(f"activation_memory: dtype must be one of {listed}. Received: dtype={dtype!r}")
+    return DTYPE_BYTES[name]
+
+
+def activation_memory(
+    reports: Sequence[LayerReport], dtype: str = "float32", batch_size: int = 1
+) -> dict[str, int]:
+    """Activation memory in bytes under both conventions (see the module docstring).
+
+    Args:
+        reports: the layers' reports, in order (e.g. from ``analyse_stack``).
+        dtype: element type name (default: "float32").
+        batch_size: samples per batch (default: 1).
+
+    Returns:
+        ``{"inference": bytes, "training": bytes}``.
+
+    Examples:
+        >>> from layerlab.arith import ConvSpec
+        >>> r = ConvSpec(2, 8, 3, padding=1).analyse((3, 32, 32))
+        >>> activation_memory([r], "float32", batch_size=2)  # (3+8)·32·32·4·2, 8·32·32·4·2
+        {'inference': 90112, 'training': 65536}
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ArgumentError(
+            f"activation_memory: batch_size must be a positive integer. Received: batch_size={batch_size!r}"
+        )
+    size = dtype_bytes(dtype) * batch_size
+    peak = max((_elements(r.input_shape) + r.activation_elements for r in reports), default=0)
+    kept = sum(r.activation_elements for r in reports)
+    return {"inference": peak * size, "training": kept * size}
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    count = 1
+    for n in shape:
+        count *= n
+    return count
