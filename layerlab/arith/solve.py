@@ -118,8 +118,8 @@ def unsolvable_reason(
     found something).
 
     Examples:
-        >>> unsolvable_reason(32, 65, 4, transposed=True)[:60]
-        'no transposed conv maps 32 → 65 with kernel_size=4 (stride ≤'
+        >>> print(unsolvable_reason(32, 64, 3, transposed=False))
+        no conv maps 32 → 64 with kernel_size=3 (any stride, padding ≤ d·(k−1) = 2); the nearest reachable size is 34. Try another kernel size, or a transposed conv.
     """
     if solve(in_size, out_size, kernel_size, transposed=transposed, dilation=dilation, max_stride=max_stride):
         return ""
@@ -138,11 +138,13 @@ def unsolvable_reason(
     reachable = {n for n in reachable if n >= 1}
     below = max((n for n in reachable if n < out_size), default=None)
     above = min((n for n in reachable if n > out_size), default=None)
-    near = " and ".join(str(n) for n in (below, above) if n is not None) or "none"
+    near = [str(n) for n in (below, above) if n is not None]
+    nearest = (f"the nearest reachable size{'s are' if len(near) > 1 else ' is'} {' and '.join(near)}"
+               if near else "no size is reachable")
     strides = f"stride ≤ {max_stride}" if max_stride else "any stride"
     return (f"no {kinds} maps {in_size} → {out_size} with kernel_size={kernel_size}"
             f"{f', dilation={dilation}' if dilation != 1 else ''} ({strides}, padding ≤ d·(k−1) = "
-            f"{span - 1}); the nearest reachable sizes are {near}. Try another kernel size, or "
+            f"{span - 1}); {nearest}. Try another kernel size, or "
             f"{'a transposed conv' if transposed is False else 'a conv' if transposed else 'padding the input'}.")
 
 
