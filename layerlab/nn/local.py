@@ -72,7 +72,7 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
             for n, k, s, pad, d in zip(in_size, self.kernel_size, self.stride, self._pads, self.dilation)
         )
         if min(out) < 1:
-            got = f"an input of shape {shape_str(input.shape)}" if input is not None else f"input_size={in_size}"
+            got = f"an input of shape {shape_str(input.shape)}" if input is not None else "its input_size"
             raise ShapeError(
                 f"{self._who()} cannot take {got}: the output size would be {out} (conv formula "
                 f"floor((in + p_l + p_r − d·(k−1) − 1)/s) + 1 per dim); use a larger input, more "
