@@ -57,6 +57,8 @@ _EXPORTS: dict[str, str] = {
     "LogSoftmax": "layerlab.nn",
     "Dropout": "layerlab.nn",
     "Identity": "layerlab.nn",
+    "Dataset": "layerlab.data",
+    "load_dataset": "layerlab.data",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
