@@ -382,7 +382,8 @@ def summary(
         warnings.append("lazy modules were traced on a meta copy: the model's own lazy modules stay uninitialised")
     total = _totals(trace, rows, dtype)
     if depth is not None:
-        rows = _fold(rows, trace.calls, depth)
+        types = {name: type(module).__name__ for name, module in trace.model.named_modules()}
+        rows = _fold(rows, trace.calls, types, depth)
     unknown = [f"{row.name} ({row.type})" for row in rows if row.unknown]
     return Summary(
         model=type(model).__name__,
@@ -451,12 +452,14 @@ def _totals(trace, rows: list[LayerRow], dtype: torch.dtype) -> Totals:
     )
 
 
-def _fold(rows: list[LayerRow], calls: list[Call], depth: int) -> list[LayerRow]:
-    """Merge consecutive rows deeper than ``depth`` into one row per ancestor at ``depth``."""
+def _fold(rows: list[LayerRow], calls: list[Call], types: dict[str, str], depth: int) -> list[LayerRow]:
+    """Merge consecutive rows deeper than ``depth`` into one row per ancestor at ``depth``.
+
+    ``types`` maps module paths to class names.
+    """
     shapes = {}
     for call in calls:  # first call of each module path: the shapes of the folded row
         shapes.setdefault(call.name, (_first_shape(call.inputs), _first_shape(call.outputs)))
-    types = {call.name: type(call.module).__name__ for call in calls}
     folded: list[LayerRow] = []
     heads: set[int] = set()  # ids of the rows made here by folding
     for row in rows:
@@ -466,10 +469,13 @@ def _fold(rows: list[LayerRow], calls: list[Call], depth: int) -> list[LayerRow]
         key = ".".join(row.name.split(".")[:depth])
         head = folded[-1] if folded else None
         if head is None or id(head) not in heads or head.name != key:
-            inp, out = shapes.get(key, (None, None))
-            head = LayerRow(key, types.get(key, "?"), depth, inp, out)
+            # a container that is never called itself (ModuleList) takes its children's shapes
+            inp, out = shapes.get(key, (row.input_shape, None))
+            head = LayerRow(key, types[key], depth, inp, out)
             heads.add(id(head))
             folded.append(head)
+        if key not in shapes:
+            head.output_shape = row.output_shape
         head.params += row.params
         head.trainable_params += row.trainable_params
         head.buffers += row.buffers

@@ -168,7 +168,12 @@ def _explain(err: Exception, calls: list[Call], stack: list[int], model: nn.Modu
             spec.analyse(tuple(call.inputs[0].shape[1:]))
         except LayerlabError as arith_err:  # arith explains the misfit better than torch
             explanation = f"; {arith_err}"
+    text = repr(call.module)
+    short = text if "\n" not in text else text.split("\n")[0] + "...)"
+    fix = "check input_shape (per sample, no batch dimension) and the layer sizes"
+    if isinstance(err, TypeError) and not call.name:
+        fix = "summary calls forward with one tensor (batch_size, *input_shape); wrap models that need more inputs"
     return ShapeError(
-        f"{where}: {label} ({call.module!r:.200}) failed on input {shapes}: {type(err).__name__}: "
-        f"{str(err).strip()}{explanation}. Check input_shape (per sample, no batch dimension) and the layer sizes"
+        f"{where}: {label} ({short}) failed on input {shapes}: {type(err).__name__}: "
+        f"{str(err).strip().rstrip('.')}{explanation.rstrip('.')}. Fix: {fix}"
     )

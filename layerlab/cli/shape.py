@@ -1,0 +1,208 @@
+"""``layerlab shape``: output shapes, formulas, params, MACs and receptive fields of a layer stack.
+
+Pure arithmetic (:mod:`layerlab.arith`): this command never imports torch, so it answers at once.
+
+Examples::
+
+    layerlab shape 3x64x64 "Conv2d(64, 4, stride=2, padding=1)" "LeakyReLU(0.2)" "Conv2d(128, 4, 2, 1)"
+    layerlab shape 1x28x28 "Conv2d(8, 3)" "MaxPool2d(2)" "Flatten()" "Linear(10)" --json
+    layerlab shape --solve 32 64 --kernel 4
+
+Layer strings are torch constructor calls whose *input* size is inferred from the running shape:
+positional arguments start at the output size (``Linear(10)``, ``Conv2d(128, 4, 2, 1)`` = out,
+kernel, stride, padding); pin an input size by keyword (``Linear(10, in_features=4096)``). They are
+parsed safely (literals only, never evaluated). A stack that does not fit exits with status 2 and
+arith's explanation of which layer, what it expected and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "shapes, formulas, params, MACs and receptive fields of a layer stack (no torch)"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "shape",
+        help=HELP,
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stack = parser.add_argument_group("layer stack")
+    stack.add_argument("input", nargs="?", metavar="INPUT", help="per-sample input shape, e.g. 3x64x64 (C×H×W) or 784 (default: none)")
+    stack.add_argument(
+        "layers", nargs="*", metavar="LAYER",
+        help="layer strings such as 'Conv2d(64, 3, padding=1)' 'ReLU()' 'Flatten()' 'Linear(10)' (default: none)",
+    )
+    stack.add_argument("--batch-size", type=int, default=1, help="batch size for the activation memory (default: 1)")
+    stack.add_argument("--dtype", default="float32", help="element type for the activation memory (default: float32)")
+    inverse = parser.add_argument_group("inverse problem")
+    inverse.add_argument(
+        "--solve", nargs=2, type=int, metavar=("IN", "OUT"),
+        help="find (stride, padding[, output_padding]) that map size IN to size OUT (default: off)",
+    )
+    inverse.add_argument("--kernel", type=int, help="kernel size for --solve (default: none, required with --solve)")
+    inverse.add_argument("--dilation", type=int, default=1, help="kernel dilation for --solve (default: 1)")
+    inverse.add_argument(
+        "--kind", choices=("both", "conv", "transposed"), default="both",
+        help="search convolutions, transposed convolutions or both (default: both)",
+    )
+    inverse.add_argument("--max-stride", type=int, help="largest stride tried by --solve (default: the larger size)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help="print JSON on stdout instead of a table (default: off)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerlab.errors import ArgumentError
+
+    if args.solve is not None:
+        if args.input is not None:
+            raise ArgumentError("--solve takes no INPUT/LAYER arguments; give either a stack or --solve IN OUT --kernel K")
+        if args.kernel is None:
+            raise ArgumentError("--solve needs --kernel K, e.g. layerlab shape --solve 32 64 --kernel 4")
+        return _solve(args)
+    if args.input is None:
+        raise ArgumentError(
+            "give an input shape and layers, e.g. layerlab shape 3x32x32 'Conv2d(16, 3)' 'ReLU()', "
+            "or --solve IN OUT --kernel K"
+        )
+    return _stack(args)
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from layerlab.arith import solve, unsolvable_reason
+
+    transposed = {"both": None, "conv": False, "transposed": True}[args.kind]
+    in_size, out_size = args.solve
+    options = dict(transposed=transposed, dilation=args.dilation, max_stride=args.max_stride)
+    solutions = solve(in_size, out_size, args.kernel, **options)
+    reason = "" if solutions else unsolvable_reason(in_size, out_size, args.kernel, **options)
+    if args.json:
+        print(json.dumps({
+            "in_size": in_size, "out_size": out_size, "kernel_size": args.kernel, "dilation": args.dilation,
+            "kind": args.kind, "solutions": [s.as_dict() for s in solutions], "reason": reason,
+        }, indent=2))
+        return 0 if solutions else 1
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not solutions:
+        console.print(reason, markup=False)
+        return 1
+    table = Table(title=f"{in_size} → {out_size} with kernel_size={args.kernel}", title_justify="left")
+    for column in ("layer", "formula", "unused input"):
+        table.add_column(column)
+    for s in solutions:
+        table.add_row(s.describe(), s.formula, str(s.dropped) if s.dropped else "—")
+    console.print(table)
+    return 0
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from layerlab.arith import (
+        MACS_CONVENTION,
+        MEMORY_CONVENTION,
+        activation_memory,
+        analyse_stack,
+        parse_shape,
+        receptive_field,
+    )
+    from layerlab.arith.parse import parse_stack
+
+    shape = parse_shape(args.input)
+    specs = parse_stack(args.layers)
+    reports = analyse_stack(specs, shape)
+    fields = receptive_field(reports, shape)
+    memory = activation_memory(reports, args.dtype, args.batch_size)
+    layers = []
+    for index, (text, spec, report, field) in enumerate(zip(args.layers, specs, reports, fields), start=1):
+        rf = field.as_dict()
+        layers.append({
+            "index": index,
+            "text": text,
+            "layer": spec.describe(),
+            "input_shape": list(report.input_shape),
+            "output_shape": list(report.output_shape),
+            "formulas": list(report.formulas),
+            "params": report.params,
+            "buffers": report.buffers,
+            "macs": report.macs,
+            "flops": report.flops,
+            "other_ops": dict(report.other_ops),
+            "receptive_field": {k: v for k, v in rf.items() if k != "warnings"},
+            "warnings": list(report.warnings) + rf["warnings"],
+        })
+    macs = sum(r.macs for r in reports)
+    other: dict[str, int] = {}
+    for r in reports:
+        for key, value in r.other_ops.items():
+            other[key] = other.get(key, 0) + value
+    total = {
+        "params": sum(r.params for r in reports),
+        "buffers": sum(r.buffers for r in reports),
+        "macs": macs,
+        "flops": 2 * macs,
+        "other_ops": other,
+        "activation_memory": {**memory, "dtype": args.dtype, "batch_size": args.batch_size},
+    }
+    result = {
+        "input_shape": list(shape),
+        "output_shape": list(reports[-1].output_shape) if reports else list(shape),
+        "layers": layers,
+        "total": total,
+        "conventions": {"macs": MACS_CONVENTION, "memory": MEMORY_CONVENTION, "per": "sample (MACs, params)"},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        _print_table(result)
+    return 0
+
+
+def _rf_text(rf: dict) -> str:
+    if rf["global"]:
+        return "global"
+    return "×".join(f"{n:g}" for n in rf["size"]) or "—"
+
+
+def _print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    table = Table(title=f"input {'×'.join(map(str, result['input_shape']))} (per sample)", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("layer", overflow="fold")
+    table.add_column("output shape")
+    table.add_column("params", justify="right")
+    table.add_column("MACs", justify="right")
+    table.add_column("RF", justify="right")
+    for layer in result["layers"]:
+        table.add_row(
+            str(layer["index"]), Text(layer["text"]), "×".join(map(str, layer["output_shape"])),
+            f"{layer['params']:,}", f"{layer['macs']:,}", _rf_text(layer["receptive_field"]),
+        )
+    console.print(table)
+    console.print(Text("Formulas:", style="bold"))
+    for layer in result["layers"]:
+        console.print(Text(f"  {layer['index']} {layer['layer']}: " + "; ".join(layer["formulas"])))
+    for layer in result["layers"]:
+        for warning in layer["warnings"]:
+            console.print(Text(f"warning: layer {layer['index']} {layer['layer']}: {warning}", style="yellow"))
+    total = result["total"]
+    memory = total["activation_memory"]
+    lines = [
+        f"Total params: {total['params']:,}  ·  Buffers: {total['buffers']:,}",
+        f"MACs: {total['macs']:,}  ·  FLOPs: {total['flops']:,}  (per sample)",
+        f"Activation memory ({memory['dtype']}, batch {memory['batch_size']}): {memory['training']:,} B training, "
+        f"{memory['inference']:,} B inference",
+        result["conventions"]["macs"],
+        f"Memory: {result['conventions']['memory']}",
+    ]
+    for line in lines:
+        console.print(Text(line))

@@ -1,0 +1,70 @@
+"""``layerlab summary``: the per-layer table of a real PyTorch model.
+
+Examples::
+
+    layerlab summary path/to/model.py:build --input 3x32x32
+    layerlab summary mypkg.models:Net --input 1x28x28 --depth 1 --json
+
+``TARGET`` is ``FILE.py:NAME`` or ``package.module:NAME``; ``NAME`` is an ``nn.Module`` instance, a
+class, or a zero-argument function returning the model. **This runs your own code**, exactly as
+importing the file would (its top level, then ``NAME()``): only point it at files you trust.
+
+The model is built under ``torch.device("meta")`` (``--device meta``, the default), so parameters
+take no memory and huge models work; if your builder needs real tensors (it reads weights, calls
+``.item()`` ...) use ``--device cpu``. Shapes come from one forward pass on meta tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "per-layer shapes, params, MACs and receptive fields of a PyTorch model (FILE.py:NAME)"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "summary",
+        help=HELP,
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "target", metavar="TARGET",
+        help="FILE.py:NAME or package.module:NAME; runs that code as an import would (default: none, required)",
+    )
+    model.add_argument("--input", required=True, metavar="SHAPE", help="per-sample input shape, e.g. 3x32x32 (default: none, required)")
+    model.add_argument(
+        "--device", choices=("meta", "cpu"), default="meta",
+        help="device the model is built on: meta allocates nothing (default: meta)",
+    )
+    table = parser.add_argument_group("table")
+    table.add_argument("--batch-size", type=int, default=1, help="batch dimension; MACs and memory are per batch (default: 1)")
+    table.add_argument("--depth", type=int, default=None, help="fold layers deeper than this into their parent (default: all layers)")
+    table.add_argument("--json", action="store_true", help="print the JSON document (docs/summary.md) instead of the table (default: off)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+
+    from layerlab.analysis import summary
+    from layerlab.arith import parse_shape
+    from layerlab.cli.loading import load_model
+    from layerlab.errors import ArgumentError
+
+    shape = parse_shape(args.input)
+    try:
+        with torch.device(args.device):
+            model = load_model(args.target)
+    except ArgumentError as err:
+        if args.device == "meta" and "meta" in str(err.__cause__):
+            raise ArgumentError(f"{err} (the model is built on the meta device; if it needs real tensors, add --device cpu)") from err
+        raise
+    result = summary(model, shape, batch_size=args.batch_size, depth=args.depth)
+    if args.json:
+        print(result.to_json())
+    else:
+        Console().print(result)
+    return 0
