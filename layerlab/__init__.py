@@ -59,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "Identity": "layerlab.nn",
     "Dataset": "layerlab.data",
     "load_dataset": "layerlab.data",
+    "summary": "layerlab.analysis",
+    "spec_of": "layerlab.analysis",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
