@@ -38,6 +38,7 @@ from layerlab.arith.specs import (
     upsample,
 )
 from layerlab.arith.stack import analyse_stack
+from layerlab.arith.parse import parse_layer, parse_stack  # noqa: E402  (needs the specs above)
 
 __all__ = [
     "MACS_CONVENTION",
@@ -67,7 +68,9 @@ __all__ = [
     "flops",
     "global_pool",
     "output_size",
+    "parse_layer",
     "parse_shape",
+    "parse_stack",
     "receptive_field",
     "same_padding",
     "solve",
