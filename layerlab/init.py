@@ -9,7 +9,9 @@ a ``Conv2D``'s. The fans of one output unit do not depend on weight sharing, so 
 
 - dense: ``fan_in = in_features``, ``fan_out = out_features``;
 - conv / transposed conv: torch's rule on the torch weight (as ``nn.init``);
-- local and tiled: ``fan_in = C_in/groups·∏k``, ``fan_out = C_out/groups·∏k`` — the matching conv's.
+- local and tiled: ``fan_in = C_in/groups·∏k``, ``fan_out = C_out/groups·∏k`` — the matching conv's
+  (for ``groups > 1`` torch counts a conv's fan_out as ``C_out·∏k``, ignoring groups; one input unit
+  really reaches ``C_out/groups·∏k`` outputs, which is what layerlab uses for local layers).
 
 Formulas (Glorot & Bengio 2010; He et al. 2015)::
 
