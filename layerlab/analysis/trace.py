@@ -135,10 +135,10 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: i
         with torch.no_grad():
             if lazy:
                 out = traced(x)
-            else:
+            else:  # one name per tensor: tie_weights gives tied/shared names the same meta tensor
                 state = {
-                    **{n: _meta_like(p) for n, p in model.named_parameters(remove_duplicate=False)},
-                    **{n: _meta_like(b) for n, b in model.named_buffers(remove_duplicate=False)},
+                    **{n: _meta_like(p) for n, p in model.named_parameters()},
+                    **{n: _meta_like(b) for n, b in model.named_buffers()},
                 }
                 out = torch.func.functional_call(model, state, (x,), tie_weights=True, strict=False)
     except Exception as err:  # torch raises RuntimeError, ValueError, TypeError, IndexError, ...
@@ -173,7 +173,5 @@ def _explain(err: Exception, calls: list[Call], stack: list[int], model: nn.Modu
     fix = "check input_shape (per sample, no batch dimension) and the layer sizes"
     if isinstance(err, TypeError) and not call.name:
         fix = "summary calls forward with one tensor (batch_size, *input_shape); wrap models that need more inputs"
-    return ShapeError(
-        f"{where}: {label} ({short}) failed on input {shapes}: {type(err).__name__}: "
-        f"{str(err).strip().rstrip('.')}{explanation.rstrip('.')}. Fix: {fix}"
-    )
+    ending = f"{explanation.rstrip('.')}." if explanation else f". Fix: {fix}"
+    return ShapeError(f"{where}: {label} ({short}) failed on input {shapes}: {type(err).__name__}: {str(err).strip().rstrip('.')}{ending}")
