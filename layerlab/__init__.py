@@ -61,6 +61,16 @@ _EXPORTS: dict[str, str] = {
     "load_dataset": "layerlab.data",
     "summary": "layerlab.analysis",
     "spec_of": "layerlab.analysis",
+    "dense_matrix": "layerlab.convert",
+    "dense_bias": "layerlab.convert",
+    "conv_to_local": "layerlab.convert",
+    "tiled_to_local": "layerlab.convert",
+    "local_to_dense": "layerlab.convert",
+    "conv_to_dense": "layerlab.convert",
+    "dense_to_conv": "layerlab.convert",
+    "convert_model": "layerlab.convert",
+    "local_to_conv": "layerlab.convert",
+    "dense_to_local": "layerlab.convert",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
