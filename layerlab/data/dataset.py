@@ -66,14 +66,14 @@ class Dataset:
                     f"dataset {self.name!r}: y_{split} must be an int64 array (N,) of class indices. "
                     f"Received: {_describe(y)}"
                 )
-            if len(y) == 0:
-                raise DataError(f"dataset {self.name!r}: the {split} split is empty; it needs at least one sample")
             if len(x) != len(y):
                 raise DataError(
                     f"dataset {self.name!r}: x_{split} has {len(x)} samples but y_{split} has "
                     f"{len(y)} labels; each input needs exactly one label"
                 )
-            if (y.min() < 0 or y.max() >= len(self.classes)):
+            if len(y) == 0:
+                raise DataError(f"dataset {self.name!r}: the {split} split is empty; it needs at least one sample")
+            if y.min() < 0 or y.max() >= len(self.classes):
                 raise DataError(
                     f"dataset {self.name!r}: y_{split} must hold class indices in "
                     f"[0, {len(self.classes)}) for {len(self.classes)} classes. Received: labels "

@@ -237,7 +237,8 @@ def load_idx(
         if x.dtype == np.uint8:
             xf = x.astype(np.float32) / 255.0
         else:
-            xf = x.astype(np.float32)
+            with np.errstate(over="ignore"):  # too-large values become inf and are reported below
+                xf = x.astype(np.float32)
             if not np.isfinite(xf).all():
                 raise DataError(f"{images_path}: contains NaN or infinite values (or values too large "
                                 f"for float32); clean the data first")

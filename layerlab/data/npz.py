@@ -136,7 +136,8 @@ def _inputs(x: np.ndarray, path: Path, key: str) -> np.ndarray:
     if x.dtype.kind not in "biuf" or x.ndim < 2:
         raise DataError(f"{path}: {key!r} must be a numeric array (N, C, *spatial) or (N, F), got "
                         f"{x.dtype} of shape {x.shape}")
-    x = x.astype(np.float32)
+    with np.errstate(over="ignore"):  # too-large values become inf and are reported below
+        x = x.astype(np.float32)
     if x.ndim == 2:
         x = x[:, None]  # (N, F) -> (N, 1, F)
     bad = ~np.isfinite(x)

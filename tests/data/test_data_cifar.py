@@ -1,0 +1,243 @@
+"""CIFAR python pickles: round trips for every pickle protocol, and the restricted unpickler."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from layerlab.data import RestrictedUnpickler, load_cifar, load_dataset
+from layerlab.data.cifar import load_pickle
+from layerlab.errors import DataError
+
+NAMES = [f"class{k}" for k in range(10)]
+
+
+def _batch(rng, n, label_key="labels", classes=10):
+    return {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            label_key.encode(): [int(v) for v in rng.integers(0, classes, n)],
+            b"batch_label": b"testing batch"}
+
+
+def write_cifar10(folder, protocol=2, py2_module_names=False):
+    """A miniature cifar-10-batches-py; returns the batches as written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batches[name] = _batch(rng, 3 + len(batches))
+        data = pickle.dumps(batches[name], protocol=protocol)
+        if py2_module_names:  # numpy 1.x / Python 2 files name numpy.core, not numpy._core
+            data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+        (folder / name).write_bytes(data)
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [n.encode() for n in NAMES]}, protocol))
+    return batches
+
+
+def _expected(batches, names):
+    x = np.concatenate([batches[n][b"data"] for n in names]).reshape(-1, 3, 32, 32) / np.float32(255)
+    y = np.concatenate([batches[n][b"labels"] for n in names])
+    return x, y
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar10_round_trip(tmp_path, protocol):
+    batches = write_cifar10(tmp_path / "cifar-10-batches-py", protocol)
+    ds = load_dataset(tmp_path)  # the parent folder is found too
+    x, y = _expected(batches, [f"data_batch_{i}" for i in range(1, 6)])
+    np.testing.assert_array_equal(ds.x_train, x)
+    np.testing.assert_array_equal(ds.y_train, y)
+    x, y = _expected(batches, ["test_batch"])
+    np.testing.assert_array_equal(ds.x_test, x)
+    np.testing.assert_array_equal(ds.y_test, y)
+    assert ds.classes == NAMES and ds.input_shape == (3, 32, 32)
+
+
+def test_pixel_layout_is_channel_major(tmp_path):
+    batches = write_cifar10(tmp_path)
+    ds = load_cifar(tmp_path)
+    row = batches["data_batch_1"][b"data"][0]
+    # CIFAR rows: 1024 red values (row-major 32x32), then 1024 green, then 1024 blue
+    assert ds.x_train[0, 1, 2, 3] == np.float32(row[1024 + 2 * 32 + 3]) / np.float32(255)
+
+
+def test_numpy1_module_names(tmp_path):
+    batches = write_cifar10(tmp_path, protocol=2, py2_module_names=True)
+    assert b"numpy.core.multiarray" in (tmp_path / "data_batch_1").read_bytes()
+    np.testing.assert_array_equal(load_cifar(tmp_path).y_test, batches["test_batch"][b"labels"])
+
+
+def test_str_keys_and_missing_meta(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {k.decode(): v for k, v in _batch(rng, 2, classes=4).items()}
+        (tmp_path / name).write_bytes(pickle.dumps(batch, protocol=4))
+    ds = load_cifar(tmp_path)
+    assert ds.classes == [str(k) for k in range(max(ds.y_train.max(), ds.y_test.max()) + 1)]
+
+
+def test_cifar100_round_trip(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    train, test = _batch(rng, 7, "fine_labels", 100), _batch(rng, 3, "fine_labels", 100)
+    train[b"coarse_labels"] = [0] * 7
+    (folder / "train").write_bytes(pickle.dumps(train, 2))
+    (folder / "test").write_bytes(pickle.dumps(test, 2))
+    names = [f"fine{k}".encode() for k in range(100)]
+    (folder / "meta").write_bytes(pickle.dumps({b"fine_label_names": names, b"coarse_label_names": []}, 2))
+    ds = load_dataset(folder)
+    np.testing.assert_array_equal(ds.y_train, train[b"fine_labels"])
+    np.testing.assert_array_equal(ds.x_test.reshape(3, 3072) * 255, test[b"data"].astype(np.float32))
+    assert ds.num_classes == 100 and ds.classes[5] == "fine5"
+
+
+class _System:
+    """Pickles as a call of os.system (module "posix" on Linux), as a malicious file would."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def _global_call(module: str, name: str, arg: str) -> bytes:
+    # protocol-0 opcodes by hand: GLOBAL module name, MARK, STRING arg, TUPLE, REDUCE, STOP
+    return f"c{module}\n{name}\n(S'{arg}'\ntR.".encode()
+
+
+def test_os_system_pickle_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "data_batch_1"
+    evil.write_bytes(_global_call("os", "system", f"touch {marker}"))
+    # the same bytes really do run the command under plain pickle (in a child process)
+    probe = tmp_path / "probe"
+    probe.write_bytes(_global_call("os", "system", f"touch {tmp_path / 'proof'}"))
+    subprocess.run([sys.executable, "-c", f"import pickle; pickle.loads(open({str(probe)!r}, 'rb').read())"], check=True)
+    assert (tmp_path / "proof").exists()
+    with pytest.raises(DataError, match=r"refusing to unpickle os\.system from .*data_batch_1: CIFAR files "
+                                        r"contain only arrays; this file may be malicious"):
+        load_pickle(evil)
+    assert not marker.exists()
+
+
+def test_reduce_pickle_of_os_system_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    write_cifar10(tmp_path)
+    (tmp_path / "data_batch_3").write_bytes(
+        pickle.dumps({b"data": _System(f"touch {marker}"), b"labels": []}, protocol=4))
+    with pytest.raises(DataError, match=r"refusing to unpickle (posix|os|nt)\.system from .*data_batch_3"):
+        load_dataset(tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("module, name", [("builtins", "eval"), ("builtins", "getattr"),
+                                          ("subprocess", "Popen"), ("numpy", "load"),
+                                          ("copyreg", "_reconstructor"), ("numpy.testing", "assert_")])
+def test_other_globals_are_refused(tmp_path, module, name):
+    path = tmp_path / "f"
+    path.write_bytes(_global_call(module, name, "1"))
+    with pytest.raises(DataError, match=rf"refusing to unpickle {module}\.{name} from "):
+        load_pickle(path)
+
+
+def test_direct_ndarray_call_is_refused():
+    # numpy.ndarray((10**12,)) through REDUCE would ask for a terabyte
+    data = b"cnumpy\nndarray\n((I1000000000000\nttR."
+    with pytest.raises(DataError, match=r"refusing to call numpy\.ndarray from a pickle: arrays are rebuilt "
+                                        r"only through numpy's _reconstruct"):
+        RestrictedUnpickler(io.BytesIO(data), "f").load()
+
+
+def test_odd_reconstruct_call_is_refused():
+    data = b"cnumpy._core.multiarray\n_reconstruct\n(cnumpy\nndarray\n(I1000000000000\ntS'b'\ntR."
+    with pytest.raises(DataError, match=r"refusing numpy _reconstruct.* from a pickle: numpy writes only "
+                                        r"_reconstruct\(ndarray, \(0,\), b'b'\)"):
+        RestrictedUnpickler(io.BytesIO(data), "f").load()
+
+
+def test_codecs_encode_only_latin1():
+    data = b"c_codecs\nencode\n(Vx\nVrot13\ntR."  # V: a unicode string, as Python 3 writes
+    with pytest.raises(DataError, match=r"refusing _codecs\.encode\(\.\.\., 'rot13'\) from a pickle"):
+        RestrictedUnpickler(io.BytesIO(data), "f").load()
+
+
+def test_huge_array_state_is_refused_without_allocating(tmp_path):
+    class Fake:
+        def __reduce__(self):
+            from layerlab.data.cifar import _reconstruct
+            return (_reconstruct, (np.ndarray, (0,), b"b"), (1, (10**12,), np.dtype("u1"), False, b"abc"))
+
+    path = tmp_path / "f"
+    path.write_bytes(pickle.dumps(Fake(), protocol=2))
+    with pytest.raises(DataError, match=r"not a readable pickle \(ValueError: .*\); the file is corrupt"):
+        load_pickle(path)
+
+
+def test_truncated_pickle(tmp_path):
+    write_cifar10(tmp_path)
+    data = (tmp_path / "test_batch").read_bytes()
+    (tmp_path / "test_batch").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"test_batch: not a readable pickle \((UnpicklingError|EOFError): .*\); "
+                                        r"the file is corrupt or truncated, download it again"):
+        load_cifar(tmp_path)
+
+
+def test_length_claim_beyond_the_file(tmp_path):
+    # BINBYTES8 claiming 2**40 bytes, followed by 3: read from memory, so nothing big is allocated
+    path = tmp_path / "f"
+    path.write_bytes(b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"abc")
+    with pytest.raises(DataError, match=r"not a readable pickle"):
+        load_pickle(path)
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ([1, 2], r"data_batch_2: expected a pickled dict with 'data' and labels, got list; this is not a CIFAR batch"),
+        ({b"labels": [1]}, r"data_batch_2: the batch has no 'data' entry \(keys: \['labels'\]\); is this a CIFAR "
+                           r"file of the other kind\?"),
+        ({b"data": np.zeros((2, 3072), np.uint8)}, r"the batch has no 'labels' entry"),
+        ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]},
+         r"'data' must be a uint8 array \(N, 3072\) of 3x32x32 images, got float32 array of shape \(2, 3072\)"),
+        ({b"data": np.zeros((2, 1024), np.uint8), b"labels": [0, 1]}, r"got uint8 array of shape \(2, 1024\)"),
+        ({b"data": "text", b"labels": [0, 1]}, r"'data' must be a uint8 array .* got str"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]},
+         r"data_batch_2: 2 images but 1 labels; the file is corrupt, download it again"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, -4]},
+         r"'labels' must be a list of non-negative integers, got int64 values of shape \(2,\)"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["a", "b"]},
+         r"'labels' must be a list of non-negative integers"),
+    ],
+)
+def test_bad_batch_contents(tmp_path, batch, message):
+    write_cifar10(tmp_path)
+    (tmp_path / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataError, match=message):
+        load_cifar(tmp_path)
+
+
+def test_bad_meta(tmp_path):
+    write_cifar10(tmp_path)
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": b"airplane"}, 2))
+    with pytest.raises(DataError, match=r"batches\.meta: 'label_names' must be a list of names, got bytes"):
+        load_cifar(tmp_path)
+
+
+def test_missing_batch(tmp_path):
+    write_cifar10(tmp_path)
+    (tmp_path / "data_batch_4").unlink()
+    with pytest.raises(DataError, match=r"data_batch_4: no such file; check the path of the CIFAR folder"):
+        load_cifar(tmp_path)
+
+
+def test_not_a_cifar_folder(tmp_path):
+    with pytest.raises(DataError, match=r"not a CIFAR python folder: expected data_batch_1\.\.5 and test_batch "
+                                        r"\(CIFAR-10\) or train, test and meta \(CIFAR-100\)"):
+        load_cifar(tmp_path)

@@ -1,0 +1,136 @@
+"""``.npz`` data sets: round trips and every malformed-file error pinned."""
+
+from __future__ import annotations
+
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+from layerlab.data import load_dataset, load_npz
+from layerlab.errors import DataError
+
+
+def test_round_trip_with_test_split(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 2, 5)), rng.integers(0, 3, 20)
+    xt, yt = rng.normal(size=(6, 2, 5)), rng.integers(0, 3, 6)
+    np.savez(tmp_path / "d.npz", x=x, y=y, x_test=xt, y_test=yt, classes=np.array(["a", "b", "c"]))
+    ds = load_dataset(tmp_path / "d.npz")
+    np.testing.assert_array_equal(ds.x_train, x.astype(np.float32))
+    np.testing.assert_array_equal(ds.y_train, y)
+    np.testing.assert_array_equal(ds.x_test, xt.astype(np.float32))
+    np.testing.assert_array_equal(ds.y_test, yt)
+    assert ds.classes == ["a", "b", "c"] and ds.name == str(tmp_path / "d.npz")
+
+
+def test_round_trip_seeded_split_and_2d_features(tmp_path):
+    x = np.arange(200, dtype=np.float32).reshape(50, 4)  # (N, F): one channel added
+    y = np.repeat(np.arange(5), 10)
+    np.savez_compressed(tmp_path / "d.npz", x=x, y=y.astype(np.float64))  # whole-number float labels
+    a = load_npz(tmp_path / "d.npz", seed=1)
+    assert a.x_train.shape == (40, 1, 4) and a.x_test.shape == (10, 1, 4)
+    assert (np.bincount(a.y_test) == 2).all()  # stratified: 20% of each class
+    # every row keeps its own label, and train + test is the whole file
+    rows = np.concatenate([a.x_train, a.x_test])[:, 0]
+    labels = np.concatenate([a.y_train, a.y_test])
+    np.testing.assert_array_equal(labels, y[(rows[:, 0] // 4).astype(int)])
+    assert sorted(rows[:, 0]) == sorted(x[:, 0])
+    np.testing.assert_array_equal(load_npz(tmp_path / "d.npz", seed=1).y_train, a.y_train)
+    assert not np.array_equal(load_npz(tmp_path / "d.npz", seed=2).y_train, a.y_train)
+    assert a.classes == ["0", "1", "2", "3", "4"]
+
+
+def _save(tmp_path, **arrays):
+    np.savez(tmp_path / "d.npz", **arrays)
+    return tmp_path / "d.npz"
+
+
+X = np.zeros((10, 1, 3), np.float32)
+Y = np.arange(10) % 2
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": X}, r"d\.npz: missing the 'y' array \(found: \['x'\]\); save inputs as x and labels as y"),
+        ({"inputs": X, "y": Y}, r"missing the 'x' array \(found: \['inputs', 'y'\]\)"),
+        ({}, r"missing the 'x' array \(found: no arrays\)"),
+        ({"x": X, "y": Y, "x_test": X}, r"has 'x_test' but no 'y_test'; save both or neither"),
+        ({"x": X, "y": Y, "y_test": Y}, r"has 'y_test' but no 'x_test'; save both or neither"),
+        ({"x": X, "y": Y[:9]}, r"'x' has 10 samples but 'y' has 9 labels; each input needs exactly one label"),
+        ({"x": X, "y": Y, "x_test": X, "y_test": Y[:3]}, r"'x_test' has 10 samples but 'y_test' has 3 labels"),
+        ({"x": X, "y": Y, "x_test": np.zeros((10, 1, 4)), "y_test": Y},
+         r"x has samples of shape \(1, 3\) but x_test \(1, 4\); train and test inputs must have one shape"),
+        ({"x": np.where(np.arange(30).reshape(10, 1, 3) == 17, np.nan, 0.0), "y": Y},
+         r"'x' holds 1 NaN/Inf value\(s\) .*, the first at sample 5; drop or impute those samples first"),
+        ({"x": np.full((10, 1, 3), 1e300), "y": Y}, r"'x' holds 30 NaN/Inf value\(s\) \(or values too large for float32\)"),
+        ({"x": np.array(["a"] * 10)[:, None], "y": Y}, r"'x' must be a numeric array \(N, C, \*spatial\) or \(N, F\), got <U1"),
+        ({"x": np.zeros(10), "y": Y}, r"'x' must be a numeric array .* got float64 of shape \(10,\)"),
+        ({"x": X, "y": Y + 0.5}, r"'y' holds non-integer values; labels must be class indices 0\.\.K-1"),
+        ({"x": X, "y": np.eye(10)}, r"'y' must be a 1-d array of class indices, got float64 of shape \(10, 10\); "
+                                    r"for one-hot labels save y\.argmax\(1\)"),
+        ({"x": X, "y": Y - 1}, r"'y' holds the negative label -1; labels must be class indices 0\.\.K-1"),
+        ({"x": X[:0], "y": Y[:0]}, r"'x' and 'y' hold no samples"),
+        ({"x": X[:2], "y": Y[:2]}, r"2 samples are too few to split off a 20% test set per class; add samples "
+                                   r"or save x_test and y_test"),
+        ({"x": X, "y": Y, "classes": np.zeros(2)}, r"'classes' must be a 1-d string array, got float64"),
+        ({"x": X, "y": Y, "classes": np.array(["one"])}, r"y_train must hold class indices in \[0, 1\)"),
+    ],
+)
+def test_bad_contents(tmp_path, arrays, message):
+    with pytest.raises(DataError, match=message):
+        load_npz(_save(tmp_path, **arrays))
+
+
+def test_object_array_is_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.array([X[0], "not numbers"], dtype=object), y=Y[:2])
+    with pytest.raises(DataError, match=r"d\.npz: holds an object array, which only pickle can read and layerlab "
+                                        r"refuses \(it can run code\); save numeric arrays"):
+        load_npz(path)
+
+
+def test_header_claiming_more_than_stored_does_not_allocate(tmp_path):
+    good = np.zeros(8, np.float64)
+    path = _save(tmp_path, x=X, y=Y)
+    # rewrite x.npy with a header claiming 10**12 float64 values but only 64 bytes of data
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    with zipfile.ZipFile(path, "w") as z:
+        with z.open("x.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            f.write(good.tobytes())
+        with z.open("y.npy", "w") as f:
+            np.lib.format.write_array(f, Y)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"member x\.npy claims shape \(1000000000000,\) of float64 "
+                                            r"\(8,000,000,000,000 bytes\) but stores \d+ bytes; the file is "
+                                            r"corrupt or truncated"):
+            load_npz(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", b"PK\x03\x04\x14\x00broken"])
+def test_not_a_zip(tmp_path, content):
+    path = tmp_path / "d.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=r"d\.npz: not a readable \.npz file \(.*\); write it with np\.savez"):
+        load_npz(path)
+
+
+def test_truncated_npz(tmp_path):
+    path = _save(tmp_path, x=np.zeros((100, 1, 30)), y=np.arange(100) % 3)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"d\.npz: not a readable \.npz file"):
+        load_npz(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.npz: no such \.npz file; check the path"):
+        load_npz(tmp_path / "nope.npz")
