@@ -31,8 +31,15 @@ _ADAPTIVE = {
     nn.AdaptiveAvgPool1d: (1, "avg"), nn.AdaptiveAvgPool2d: (2, "avg"), nn.AdaptiveAvgPool3d: (3, "avg"),
     nn.AdaptiveMaxPool1d: (1, "max"), nn.AdaptiveMaxPool2d: (2, "max"), nn.AdaptiveMaxPool3d: (3, "max"),
 }
-_BATCH_NORM = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}
-_INSTANCE_NORM = {nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d: 3}
+# torch's LazyBatchNorm*/LazyInstanceNorm* do not subclass BatchNorm*/InstanceNorm*
+_BATCH_NORM = {
+    nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3,
+    nn.LazyBatchNorm1d: 1, nn.LazyBatchNorm2d: 2, nn.LazyBatchNorm3d: 3,
+}
+_INSTANCE_NORM = {
+    nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d: 3,
+    nn.LazyInstanceNorm1d: 1, nn.LazyInstanceNorm2d: 2, nn.LazyInstanceNorm3d: 3,
+}
 
 
 def _base(module: nn.Module, table: dict) -> type | None:

@@ -217,6 +217,7 @@ def test_never_called_module_params_are_counted():
 def test_lazy_modules_inferred_and_left_uninitialised():
     model = nn.Sequential(nn.LazyConv2d(6, 3), nn.LazyBatchNorm2d(), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
     s = summary(model, (3, 10, 10))
+    assert s.complete
     assert [row.params for row in s.layers] == [6 * 3 * 9 + 6, 12, 0, 0, 6 * 8 * 8 * 10 + 10]
     assert s.layers[-1].macs == 384 * 10
     assert s.total.buffers == 6 + 6 + 1
