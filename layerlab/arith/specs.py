@@ -729,6 +729,12 @@ class PoolSpec:
 
     def analyse(self, input_shape) -> LayerReport:
         channels, spatial = _split_input(self, input_shape, self.ndim)
+        if self.op == "avg" and self.ndim == 3 and any(n < k for n, k in zip(spatial, self.kernel_size)):
+            raise ShapeError(
+                f"{self.describe()}: the input {'×'.join(map(str, spatial))} is smaller than the kernel "
+                f"{'×'.join(map(str, self.kernel_size))}: torch's avg_pool3d needs every input size ≥ "
+                f"kernel_size (padding does not count). Fix: a smaller kernel or a larger input."
+            )
         geo = _geometries(self, spatial, self.kernel_size, self.stride, self.padding_pairs(),
                           self.dilation, self.ceil_mode)
         out = tuple(g.out_size for g in geo)
