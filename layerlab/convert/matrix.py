@@ -28,7 +28,7 @@ from layerlab.errors import ArgumentError, ShapeError
 __all__ = ["dense_matrix", "dense_bias", "layer_entries", "estimate_entries", "SUPPORTED"]
 
 SUPPORTED = ("Linear/Dense, Conv1d/2d/3d, ConvTranspose1d/2d/3d, LocallyConnected1d/2d/3d, "
-             "TiledConv1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, BatchNorm1d/2d/3d in eval "
+             "TiledConv1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, GlobalAvgPool, BatchNorm1d/2d/3d in eval "
              "mode, Flatten, Unflatten, Identity, Dropout in eval mode")
 
 _IDENTITIES = (nn.Flatten, nn.Unflatten, nn.Identity)
@@ -57,6 +57,9 @@ def _kind(layer) -> str:
         return "avgpool"
     if isinstance(layer, _ADAPTIVE_AVG):
         return "adaptive"
+    spec = layer.layer_spec() if _spec_name(layer) == "AdaptivePoolSpec" else None
+    if spec is not None and spec.op == "avg" and spec.flatten_output:
+        return "global"  # layerlab GlobalAvgPool: mean over all positions, (C, *spatial) -> (C,)
     if isinstance(layer, nn.modules.batchnorm._BatchNorm):
         if layer.training or not layer.track_running_stats or layer.running_mean is None:
             raise ArgumentError(
@@ -272,6 +275,14 @@ def _entries_unchecked(layer, shape, dtype) -> Entries:
         return _adaptive_entries(layer, shape, dtype)
     if kind == "batchnorm":
         return _batchnorm_entries(layer, shape, dtype)
+    if kind == "global":
+        if len(shape) < 2:
+            raise ShapeError(f"dense_matrix({layer!r}): expected a per-sample input (C, *spatial) with 1 to 3 "
+                             f"spatial sizes. Received: input_shape={shape}")
+        channels, positions = shape[0], math.prod(shape[1:])
+        return Entries(rows=torch.arange(channels).repeat_interleave(positions), cols=torch.arange(channels * positions),
+                       values=torch.full((channels * positions,), 1.0 / positions, dtype=dtype), tie=None,
+                       shape=(channels, channels * positions), offset=None)
     n = math.prod(shape)
     diag = torch.arange(n)
     return Entries(rows=diag, cols=diag, values=torch.ones(n, dtype=dtype), tie=None, shape=(n, n), offset=None)
@@ -370,7 +381,7 @@ def dense_bias(layer, input_shape, *, dtype=None) -> torch.Tensor:
     _, (out_f, _) = estimate_entries(layer, input_shape)
     kind = _kind(layer)
     shape = _shape(input_shape, repr(layer))
-    if kind in ("avgpool", "adaptive", "identity"):
+    if kind in ("avgpool", "adaptive", "global", "identity"):
         return torch.zeros(out_f, dtype=dtype)
     if kind == "batchnorm":
         offset = _batchnorm_entries(layer, shape, dtype).offset
