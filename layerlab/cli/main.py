@@ -15,7 +15,7 @@ from layerlab import __version__
 from layerlab.errors import LayerlabError
 
 # subcommand modules, in the order `layerlab --help` lists them
-COMMANDS = ("shape", "summary")
+COMMANDS = ("shape", "summary", "train", "compare", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,335 @@
+"""``layerlab explain``: pictures and numbers that make conv ⊂ local ⊂ dense visible.
+
+Examples::
+
+    layerlab explain conv2d --in 1x6x6 --out-channels 1 --kernel 3 --out runs/explain
+    layerlab explain local2d --in 1x6x6 --out-channels 1 --kernel 3
+    layerlab explain dense --in 9 --out-features 4
+    layerlab explain convtranspose2d --in 1x4x4 --out-channels 1 --kernel 3 --stride 2
+    layerlab explain compare --in 3x32x32 --out-channels 32 --kernel 3
+    layerlab explain rf model.py:build --input 1x28x28 --output-index 0,3,3
+    layerlab explain coverage --kernel 3 --stride 2
+    layerlab explain filters model.py:build --layer features.0
+
+Every command prints its numbers as a table (or JSON with ``--json``), writes ``NAME.png`` (and
+``NAME.svg`` with ``--svg``) into ``--out`` and, beside it, ``NAME.json`` with the resolved arguments
+and the numbers. Layers built here get random weights from ``--seed``. Matrices larger than
+``--max-pixels`` are aggregated (and, in ``compare``, also cropped); the picture says so.
+``rf`` and ``filters`` run your own code (``FILE.py:NAME``), exactly as importing it would: only point
+them at files you trust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "pictures and numbers: a layer's dense matrix, conv vs local vs dense, receptive fields, coverage, filters"
+
+LAYER_COMMANDS = {
+    "conv2d": "the dense-equivalent matrix of a Conv2d: tied weights share a colour, zeros blank",
+    "local2d": "the dense-equivalent matrix of a LocallyConnected2d: a different weight at every position",
+    "dense": "the weight matrix of a Dense layer on the flattened input",
+    "convtranspose2d": "the dense-equivalent matrix of a ConvTranspose2d (the transpose of a conv's)",
+}
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", default="runs/explain", metavar="DIR", help="folder for the PNG/SVG/JSON files (default: runs/explain)")
+    output.add_argument("--svg", action="store_true", help="also write an SVG next to the PNG (default: off)")
+    output.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout instead of a table (default: off)")
+    output.add_argument("--max-pixels", type=int, default=512, help="largest picture side before aggregating large matrices (default: 512)")
+    output.add_argument("--max-bytes", type=int, default=None, help="memory limit in bytes (default: $LAYERLAB_MAX_BYTES or 2 GiB)")
+
+
+def _window(parser: argparse.ArgumentParser, *, padding_default: str, transposed: bool = False) -> None:
+    layer = parser.add_argument_group("layer")
+    layer.add_argument("--in", dest="in_shape", required=True, metavar="SHAPE", help="per-sample input shape C×H×W, e.g. 1x6x6 (default: none, required)")
+    layer.add_argument("--out-channels", type=int, required=True, help="number of filters (default: none, required)")
+    layer.add_argument("--kernel", required=True, metavar="K", help="kernel size, K or KHxKW (default: none, required)")
+    layer.add_argument("--stride", default="1", help="stride, S or SHxSW (default: 1)")
+    layer.add_argument("--padding", default=padding_default, help=f"padding: P, PHxPW{'' if transposed else ', same or valid'} (default: {padding_default})")
+    layer.add_argument("--dilation", default="1", help="kernel dilation, D or DHxDW (default: 1)")
+    layer.add_argument("--groups", type=int, default=1, help="channel groups (default: 1)")
+    if transposed:
+        layer.add_argument("--output-padding", default="0", help="extra output rows/columns, P or PHxPW (default: 0)")
+    layer.add_argument("--no-bias", action="store_true", help="build the layer without bias (default: with bias)")
+    layer.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "explain", help=HELP, description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    for name, text in LAYER_COMMANDS.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        if name == "dense":
+            layer = sub.add_argument_group("layer")
+            layer.add_argument("--in", dest="in_shape", required=True, metavar="SHAPE", help="per-sample input shape, flattened first, e.g. 9 or 1x6x6 (default: none, required)")
+            layer.add_argument("--out-features", type=int, required=True, help="output features (default: none, required)")
+            layer.add_argument("--no-bias", action="store_true", help="build the layer without bias (default: with bias)")
+            layer.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+        else:
+            _window(sub, padding_default="0", transposed=name == "convtranspose2d")
+        _common(sub)
+        sub.set_defaults(func=run)
+    text = "conv, local and dense matrices side by side for the same in/out shape, weight counts in the titles"
+    sub = commands.add_parser("compare", help=text, description=text)
+    _window(sub, padding_default="same")
+    _common(sub)
+    sub.set_defaults(func=run)
+    text = "which input cells feed one output cell of a model (receptive field), and which outputs one input reaches"
+    sub = commands.add_parser("rf", help=text, description=text + ". Runs your own code (FILE.py:NAME).")
+    model = sub.add_argument_group("model")
+    model.add_argument("target", metavar="TARGET", help="FILE.py:NAME or package.module:NAME; runs that code as an import would (default: none, required)")
+    model.add_argument("--input", required=True, metavar="SHAPE", help="per-sample input shape, e.g. 1x28x28 (default: none, required)")
+    model.add_argument("--output-index", default=None, metavar="C,I,J", help="output cell of the analysed layer, comma-separated (default: channel 0, centre)")
+    model.add_argument("--input-index", default=None, metavar="C,I,J", help="input cell whose reach is drawn (default: channel 0, centre)")
+    model.add_argument("--layer", default=None, metavar="NAME", help="analyse the output of this layer (default: the last layer)")
+    _common(sub)
+    sub.set_defaults(func=run)
+    text = "taps per output pixel of a transposed conv (checkerboard for kernel 3 / stride 2, even for 4 / 2)"
+    sub = commands.add_parser("coverage", help=text, description=text)
+    layer = sub.add_argument_group("layer")
+    layer.add_argument("--kernel", required=True, metavar="K", help="kernel size, K or KHxKW (default: none, required)")
+    layer.add_argument("--stride", required=True, metavar="S", help="stride, S or SHxSW (default: none, required)")
+    layer.add_argument("--padding", default="0", help="padding, P or PHxPW (default: 0)")
+    layer.add_argument("--dilation", default="1", help="kernel dilation (default: 1)")
+    layer.add_argument("--output-padding", default="0", help="extra output rows/columns (default: 0)")
+    layer.add_argument("--in", dest="in_shape", default="8x8", metavar="SIZE", help="spatial input size, e.g. 8x8 or 16 (default: 8x8)")
+    _common(sub)
+    sub.set_defaults(func=run)
+    text = "the filters of a conv or locally connected layer of a model as an image grid"
+    sub = commands.add_parser("filters", help=text, description=text + ". Runs your own code (FILE.py:NAME).")
+    model = sub.add_argument_group("model")
+    model.add_argument("target", metavar="TARGET", help="FILE.py:NAME or package.module:NAME; runs that code as an import would (default: none, required)")
+    model.add_argument("--layer", required=True, metavar="NAME", help="the layer's name in model.named_modules(), e.g. features.0 (default: none, required)")
+    model.add_argument("--channel", type=int, default=0, help="output channel shown for local/tiled layers (default: 0)")
+    model.add_argument("--input", default=None, metavar="SHAPE", help="run one forward pass on this per-sample shape first, for lazy layers (default: none)")
+    model.add_argument("--max-tiles", type=int, default=32, help="crop the grid to this many tiles per side (default: 32)")
+    _common(sub)
+    sub.set_defaults(func=run)
+
+
+def _ints(text: str, name: str, ndim: int) -> tuple[int, ...]:
+    """``"3"`` → ``(3,)*ndim``; ``"3x5"`` → ``(3, 5)``."""
+    from layerlab.errors import ArgumentError
+
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * ndim
+    if len(values) != ndim:
+        raise ArgumentError(f"--{name} must be an integer or {ndim} integers joined by 'x'. Received: --{name} {text!r}")
+    return values
+
+
+def _index(text: str | None, name: str):
+    from layerlab.errors import ArgumentError
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ArgumentError(f"--{name} must be integers separated by commas, e.g. 0,3,3. Received: --{name} {text!r}") from None
+
+
+def _shape(text: str, name: str, ndim: int | None = None) -> tuple[int, ...]:
+    from layerlab.arith import parse_shape
+    from layerlab.errors import ArgumentError
+
+    shape = tuple(parse_shape(text))
+    if ndim is not None and len(shape) != ndim + 1:
+        raise ArgumentError(f"--{name} must be a C×H×W shape with {ndim} spatial sizes for this command. "
+                            f"Received: --{name} {text!r}")
+    return shape
+
+
+def _padding(text: str, ndim: int, allow_words: bool = True):
+    if allow_words and text in ("same", "valid"):
+        return text
+    return _ints(text, "padding", ndim)
+
+
+def _build_layer(args):
+    """The layer of conv2d / local2d / dense / convtranspose2d / compare and its input shape."""
+    import torch
+
+    from layerlab import nn as lnn
+
+    torch.manual_seed(args.seed)
+    bias = not args.no_bias
+    if args.what == "dense":
+        shape = _shape(args.in_shape, "in")
+        features = 1
+        for n in shape:
+            features *= n
+        return lnn.Dense(args.out_features, in_features=features, bias=bias), (features,)
+    shape = _shape(args.in_shape, "in", 2)
+    common = dict(stride=_ints(args.stride, "stride", 2), dilation=_ints(args.dilation, "dilation", 2),
+                  groups=args.groups)
+    kernel = _ints(args.kernel, "kernel", 2)
+    if args.what == "convtranspose2d":
+        layer = lnn.ConvTranspose2d(shape[0], args.out_channels, kernel, padding=_padding(args.padding, 2, False),
+                                    output_padding=_ints(args.output_padding, "output-padding", 2), bias=bias, **common)
+    elif args.what == "local2d":
+        layer = lnn.LocallyConnected2d(shape[0], args.out_channels, kernel, padding=_padding(args.padding, 2),
+                                       bias=bias, input_size=shape[1:], **common)
+    else:
+        layer = lnn.Conv2d(shape[0], args.out_channels, kernel, padding=_padding(args.padding, 2), bias=bias, **common)
+    return layer, shape
+
+
+def _matrix(args):
+    from layerlab.convert.matrix import estimate_entries, layer_entries
+    from layerlab.viz.figure import new_figure
+    from layerlab.viz.matrix import draw_matrix, matrix_picture
+
+    layer, shape = _build_layer(args)
+    picture = matrix_picture(layer, shape, max_pixels=args.max_pixels, max_bytes=args.max_bytes)
+    entries, (out_f, in_f) = estimate_entries(layer, shape)
+    if picture.mode == "exact":
+        entries = int(layer_entries(layer, shape, max_bytes=args.max_bytes).rows.numel())
+    height, width = picture.rgba.shape[:2]
+    figure = new_figure(min(3 + width / 12, 16), min(2.5 + height / 12, 12))
+    draw_matrix(picture, figure.subplots())
+    numbers = {
+        "layer": repr(layer), "input_shape": list(shape), "matrix_shape": [out_f, in_f],
+        "weights": picture.weights, "params": sum(p.numel() for p in layer.parameters()),
+        "structural_nonzeros": entries, "density": entries / (out_f * in_f),
+        "distinct_colours": picture.colors, "picture": picture.mode, "caption": picture.caption,
+    }
+    return figure, args.what, numbers
+
+
+def _compare(args):
+    from layerlab.viz.family import draw_family, family_pictures
+    from layerlab.viz.figure import new_figure
+
+    args.what = "conv2d"  # build the conv of the comparison
+    conv, shape = _build_layer(args)
+    args.what = "compare"
+    family = family_pictures(conv, shape, max_pixels=args.max_pixels, max_bytes=args.max_bytes)
+    figure = new_figure(15, 5 * len(family.rows))
+    draw_family(family, figure)
+    numbers = family.as_dict()
+    numbers["ratio_dense_to_conv"] = family.weights["dense"] / family.weights["conv"]
+    numbers["ratio_local_to_conv"] = family.weights["local"] / family.weights["conv"]
+    return figure, "compare", numbers
+
+
+def _load(target: str, input_text: str | None):
+    import torch
+
+    from layerlab.cli.loading import load_model
+
+    model = load_model(target)
+    if input_text is not None:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *_shape(input_text, "input")))
+    return model
+
+
+def _rf(args):
+    from layerlab.viz.figure import new_figure
+    from layerlab.viz.receptive import draw_receptive, receptive_map
+
+    model = _load(args.target, None)
+    rmap = receptive_map(model, _shape(args.input, "input"), output_index=_index(args.output_index, "output-index"),
+                         input_index=_index(args.input_index, "input-index"), layer=args.layer, max_bytes=args.max_bytes)
+    figure = new_figure(12, 5)
+    draw_receptive(rmap, figure.subplots(1, 2))
+    numbers = {
+        "layer": rmap.layer, "input_shape": list(rmap.input_shape), "output_shape": list(rmap.output_shape),
+        "output_index": list(rmap.output_index), "field_cells": int(rmap.field.sum()),
+        "field_extent": None if rmap.extent is None else [list(e) for e in rmap.extent],
+        "field_size": list(rmap.size), "formula": rmap.arith,
+        "input_index": list(rmap.input_index), "reached_outputs": int(rmap.reach.sum()),
+    }
+    return figure, "rf", numbers
+
+
+def _coverage(args):
+    from layerlab.viz.coverage import coverage_map, draw_coverage
+    from layerlab.viz.figure import new_figure
+
+    size = _ints(args.in_shape, "in", len(args.in_shape.lower().split("x")))
+    ndim = len(size)
+    coverage = coverage_map(_ints(args.kernel, "kernel", ndim), _ints(args.stride, "stride", ndim),
+                            padding=_ints(args.padding, "padding", ndim), dilation=_ints(args.dilation, "dilation", ndim),
+                            output_padding=_ints(args.output_padding, "output-padding", ndim), input_size=size,
+                            max_bytes=args.max_bytes)
+    figure = new_figure(8, 7)
+    draw_coverage(coverage, figure.subplots())
+    return figure, "coverage", coverage.as_dict()
+
+
+def _filters(args):
+    from layerlab.errors import ArgumentError
+    from layerlab.viz.figure import new_figure
+    from layerlab.viz.filters import draw_filters, filter_grid
+
+    model = _load(args.target, args.input)
+    names = dict(model.named_modules())
+    if args.layer not in names:
+        near = [n for n in names if n][:20]
+        raise ArgumentError(f"explain filters: the model has no layer named {args.layer!r}. Received: --layer "
+                            f"{args.layer!r}; layers: {', '.join(near)}")
+    grid = filter_grid(names[args.layer], channel=args.channel, max_tiles=args.max_tiles, name=args.layer)
+    height, width = grid.image.shape[:2]
+    figure = new_figure(min(3 + width / 8, 16), min(2.5 + height / 8, 14))
+    draw_filters(grid, figure.subplots())
+    return figure, "filters", {"layer": args.layer, "module": repr(names[args.layer]), **grid.as_dict()}
+
+
+HANDLERS = {"conv2d": _matrix, "local2d": _matrix, "dense": _matrix, "convtranspose2d": _matrix,
+            "compare": _compare, "rf": _rf, "coverage": _coverage, "filters": _filters}
+
+
+def _rows(numbers: dict, prefix: str = ""):
+    for key, value in numbers.items():
+        if isinstance(value, dict):
+            yield from _rows(value, f"{prefix}{key}.")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for i, item in enumerate(value):
+                yield from _rows(item, f"{prefix}{key}[{i}].")
+        else:
+            shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else (
+                f"{value:.6g}" if isinstance(value, float) else str(value))
+            yield f"{prefix}{key}", shown
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from layerlab.viz.figure import save_figure
+
+    figure, stem, numbers = HANDLERS[args.what](args)
+    paths = save_figure(figure, args.out, stem, svg=args.svg)
+    arguments = {k: v for k, v in vars(args).items() if k != "func"}
+    document = {"command": f"explain {args.what}", "arguments": arguments, "numbers": numbers,
+                "files": [str(p) for p in paths]}
+    record = paths[0].with_suffix(".json")
+    record.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    document["files"].append(str(record))
+    if args.json:
+        print(json.dumps(document, indent=2, default=str))
+        return 0
+    table = Table(title=f"layerlab explain {args.what}")
+    table.add_column("quantity")
+    table.add_column("value", overflow="fold")
+    for key, value in _rows(numbers):
+        table.add_row(key, value)
+    console = Console()
+    console.print(table)
+    for path in document["files"]:
+        console.print(f"wrote {path}")
+    return 0
