@@ -71,6 +71,12 @@ _EXPORTS: dict[str, str] = {
     "convert_model": "layerlab.convert",
     "local_to_conv": "layerlab.convert",
     "dense_to_local": "layerlab.convert",
+    "TrainConfig": "layerlab.train",
+    "TrainResult": "layerlab.train",
+    "fit": "layerlab.train",
+    "run_compare": "layerlab.experiments",
+    "CompareResult": "layerlab.experiments",
+    "permute_positions": "layerlab.experiments",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

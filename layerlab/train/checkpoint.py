@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from layerlab.errors import TrainingError
+from layerlab.train.metrics import current_umask
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "CHECKPOINT_NAME"]
 
@@ -62,6 +63,7 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as tmp:
             _write(tmp, buffer.getbuffer())
             tmp.flush()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["loss_and_correct", "write_text_atomic", "write_metrics", "write_json", "COLUMNS"]
+__all__ = ["loss_and_correct", "write_text_atomic", "write_metrics", "write_json", "current_umask", "COLUMNS"]
 
 # one row per epoch; every column but `seconds` is bit-identical between a resumed and a straight run
 COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
@@ -42,12 +42,20 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temp file beside ``path`` and ``os.replace`` it (readers never see half a file)."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as tmp:
             tmp.write(text)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, data: object) -> None:

@@ -15,15 +15,6 @@ from layerlab.train import TrainConfig, TrainingInterrupted, fit
 from train_worker import TinyNet, config, tiny_data
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bit-exact comparisons need the same thread count in every run."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def without_seconds(history):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 

@@ -1,0 +1,147 @@
+"""``layerlab train``: train one zoo model on one data set, with checkpoints and exact resume.
+
+Examples::
+
+    layerlab train --model cnn --dataset mnist1d --epochs 15 --out runs/cnn
+    layerlab train --out runs/cnn --resume                # continue after Ctrl-C, a crash or SIGTERM
+    torchrun --nproc_per_node 2 -m layerlab train --model cnn --batch-size 50 --out runs/ddp
+
+Every epoch ends with an evaluation on the test split and, with --out, an atomic checkpoint
+(checkpoint.pt), metrics.csv and metrics.json; config.json and args.json hold the resolved recipe
+and arguments. --resume reads args.json, so only --out is needed; flags given with --resume override
+it, and a change that alters the results (lr, epochs, ...) is refused. Resumed runs end bit-identical
+to uninterrupted ones (same machine, threads and number of processes).
+
+Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and exits (130/143) with the command
+that resumes; a NaN/Inf loss stops with a message and keeps the last good checkpoint.
+
+Multi-process (DDP): under torchrun each process trains on its share of every batch; --batch-size is
+per process, so the global batch is --batch-size x --nproc_per_node (the 2-process run with
+--batch-size 50 matches a 1-process run with --batch-size 100). gloo on CPU, nccl on CUDA; only rank 0
+writes files and prints; a dead worker makes the others stop within --ddp-timeout seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a zoo model with checkpoints, exact --resume, NaN guard and torchrun DDP"
+
+# run arguments besides the TrainConfig fields; TrainConfig's own defaults come from the dataclass
+RUN_DEFAULTS = {"dataset": "mnist1d", "limit": None, "model": "cnn", "width": 1.0, "threads": None}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from layerlab.train import TrainConfig
+
+    d = TrainConfig()
+    parser = subparsers.add_parser("train", help=HELP, description=__doc__.split("\n\n", 1)[1],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    # every option defaults to None so that --resume can tell given flags from defaults
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", metavar="NAME|PATH", help="built-in mnist1d, mnist or digits, or a path: IDX "
+                      "folder, CIFAR folder, .npz, image folder (default: mnist1d)")
+    data.add_argument("--limit", type=int, metavar="N", help="keep at most N samples per split (default: all)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="NAME", help="zoo model: mlp, cnn, lcn, tiled, allconv, logistic, lenet5, "
+                       "... (default: cnn)")
+    model.add_argument("--width", type=float, help="zoo width: scales channels and hidden units (default: 1.0)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--optimizer", choices=("sgd", "adam"), help=f"(default: {d.optimizer})")
+    train.add_argument("--lr", type=float, help=f"peak learning rate (default: {d.lr:g})")
+    train.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d.momentum:g})")
+    train.add_argument("--weight-decay", type=float, help=f"L2 penalty (default: {d.weight_decay:g})")
+    train.add_argument("--batch-size", type=int, help=f"samples per step PER PROCESS; global batch = batch size x "
+                       f"number of processes (default: {d.batch_size})")
+    train.add_argument("--epochs", type=int, help=f"(default: {d.epochs})")
+    train.add_argument("--schedule", choices=("cosine", "step", "none"), help=f"lr schedule (default: {d.schedule})")
+    train.add_argument("--warmup-epochs", type=int, help=f"linear warmup epochs (default: {d.warmup_epochs})")
+    train.add_argument("--lr-step-size", type=int, help=f"epochs between decays of --schedule step "
+                       f"(default: {d.lr_step_size})")
+    train.add_argument("--lr-gamma", type=float, help=f"decay factor of --schedule step (default: {d.lr_gamma:g})")
+    train.add_argument("--loss", choices=("ce", "bce"), help=f"ce: softmax cross-entropy; bce: sigmoid per class, "
+                       f"multi-label (default: {d.loss})")
+    train.add_argument("--grad-clip", type=float, metavar="MAX_NORM", help="clip the gradient norm (default: off)")
+    train.add_argument("--seed", type=int, help=f"seeds init, data order, torch/numpy/python (default: {d.seed})")
+    train.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                       help="torch.use_deterministic_algorithms(True, warn_only=True) (default: off)")
+    system = parser.add_argument_group("system")
+    system.add_argument("--device", help=f"auto, cpu, cuda or cuda:N; under torchrun cuda:LOCAL_RANK "
+                        f"(default: {d.device})")
+    system.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
+    system.add_argument("--num-workers", type=int, help=f"data-loader processes (default: {d.num_workers})")
+    system.add_argument("--ddp-timeout", type=float, metavar="SECONDS", help=f"how long a process waits for the "
+                        f"others before it stops (default: {d.ddp_timeout:g})")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", metavar="DIR", help="run folder: checkpoint.pt, metrics.csv/.json, config.json, "
+                        "args.json (default: none, nothing is saved)")
+    output.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
+                        "(default: off)")
+    output.add_argument("--json", action="store_true", help="print the result as JSON (default: off)")
+    output.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown on a TTY)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from layerlab.data import load_dataset
+    from layerlab.errors import ArgumentError
+    from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
+    from layerlab.train.checkpoint import CHECKPOINT_NAME
+    from layerlab.zoo import build
+
+    out = Path(args.out) if args.out else None
+    if args.resume and out is None:
+        raise ArgumentError("--resume needs --out DIR, the folder of the run to continue")
+    given = {k.replace("-", "_"): v for k, v in vars(args).items() if v is not None}
+    saved = {}
+    if args.resume:
+        try:
+            saved = json.loads((out / "args.json").read_text())
+        except (OSError, ValueError) as err:
+            raise ArgumentError(f"--resume: cannot read {out / 'args.json'} ({err}); is {out} a folder written by "
+                                "layerlab train --out?") from err
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    defaults = {**RUN_DEFAULTS, **TrainConfig().to_dict()}
+    resolved = {k: given.get(k, saved.get(k, default)) for k, default in defaults.items()}
+    if resolved["threads"] is not None:
+        if resolved["threads"] < 1:
+            raise ArgumentError(f"--threads must be a positive integer. Received: --threads {resolved['threads']}")
+        torch.set_num_threads(resolved["threads"])
+    config = TrainConfig(**{k: v for k, v in resolved.items() if k in fields})
+    rank = int(os.environ.get("RANK", "0"))
+
+    dataset = load_dataset(resolved["dataset"], seed=0, limit=resolved["limit"])
+    seed_everything(config.seed)
+    model = build(resolved["model"], dataset.input_shape, dataset.num_classes, resolved["width"])
+    if out is not None and rank == 0 and not args.resume and not (out / CHECKPOINT_NAME).exists():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "args.json").write_text(json.dumps(resolved, indent=2) + "\n")
+    try:
+        result = fit(model, dataset, config, out_dir=out, resume=args.resume, progress=not args.no_progress)
+    except TrainingInterrupted as err:
+        if rank == 0:
+            print(f"layerlab train: {err}", file=sys.stderr)
+        return 128 + err.signal_number
+    if rank != 0:
+        return 0
+    last = result.history[-1]
+    if args.json:
+        print(json.dumps({"model": resolved["model"], "dataset": dataset.name, "world_size": result.world_size,
+                          "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                          "final": last, "history": result.history, "train_seconds": result.train_seconds,
+                          "out_dir": args.out, "checkpoint": str(result.checkpoint) if result.checkpoint else None},
+                         indent=2))
+    else:
+        print(f"{resolved['model']} on {dataset.name}: test accuracy {100 * last['test_accuracy']:.2f}% "
+              f"(loss {last['test_loss']:.4f}) after {last['epoch']} epochs, {result.train_seconds:.1f} s"
+              f"{f', {result.world_size} processes' if result.world_size > 1 else ''}"
+              f"{f'; run folder {out}' if out else ''}")
+    return 0
