@@ -63,11 +63,11 @@ def choice(who: str, name: str, value, options: tuple) -> object:
     return value
 
 
-def divides(who: str, groups: int, channels: int | None, name: str) -> None:
+def divides(who: str, groups: int, channels: int | None, name: str, groups_name: str = "groups") -> None:
     """Raise when ``groups`` does not divide ``channels`` (an argument known at construction)."""
     if channels is not None and channels % groups:
         raise ArgumentError(
-            f"{who}: groups must divide {name}. Received: groups={groups}, {name}={channels} "
+            f"{who}: {groups_name} must divide {name}. Received: {groups_name}={groups}, {name}={channels} "
             f"({channels} / {groups} = {channels / groups:g}); use a divisor of {channels}"
         )
 

@@ -105,7 +105,8 @@ def _with_input_ndim(spec, input_shape):
     try:
         return replace(spec, ndim=len(shape) - 1)
     except ArgumentError as err:
-        raise ShapeError(f"{err} (the input {shape} has {len(shape) - 1} spatial dims)") from None
+        raise ShapeError(f"{err} (the input {shape} has {len(shape) - 1} spatial "
+                         f"dim{'s' if len(shape) > 2 else ''})") from None
 
 
 def _check_bool(who: str, name: str, value) -> bool:
@@ -132,7 +133,7 @@ def _split_input(spec, input_shape, ndim: int) -> tuple[int, tuple[int, ...]]:
             hint = " The input is flat (features): a conv-like layer cannot follow Flatten or Linear."
         raise ShapeError(
             f"{spec.describe()} expects a per-sample input {layout} with {ndim + 1} dims, "
-            f"gets {shape} with {len(shape)} dims.{hint}"
+            f"gets {shape} with {len(shape)} dim{'s' if len(shape) > 1 else ''}.{hint}"
         )
     return shape[0], shape[1:]
 
@@ -900,7 +901,7 @@ class NormSpec:
                                 f"ints. Received: normalized_shape={self.normalized_shape!r}")
         if self.kind == "group":
             positive_int(who, "num_groups", self.num_groups)
-            divides(who, self.num_groups, self.num_features, "num_features")
+            divides(who, self.num_groups, self.num_features, "num_features", "num_groups")
         if self.ndim is not None:
             check_ndim(who, self.ndim)
         _check_bool(who, "affine", self.affine)

@@ -44,7 +44,7 @@ def analyse_stack(specs: Sequence, input_shape) -> list[LayerReport]:
         except ShapeError as err:
             raise ShapeError(_explain(specs, shape, reports, index, spec, current, err)) from None
         except ArgumentError as err:
-            raise ArgumentError(f"layer {index} ({spec.describe()}): {err}") from None
+            raise ArgumentError(f"layer {index}: {err}") from None
         reports.append(report)
         current = report.output_shape
     return reports
