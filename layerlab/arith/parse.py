@@ -444,7 +444,9 @@ def _source(text: str, node: ast.AST) -> str:
 
 
 def _close(word: str, choices: Sequence[str]) -> str:
-    matches = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    """'did you mean ...?' with up to 3 close names (case-insensitive: Relu -> ReLU), or ''."""
+    lower = {choice.lower(): choice for choice in choices}
+    matches = [lower[m] for m in difflib.get_close_matches(word.lower(), list(lower), n=3, cutoff=0.6)]
     return f"did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
 
 
