@@ -54,7 +54,8 @@ class _NdarrayClass:
 def _reconstruct_array(subtype, shape, dtype_code):
     # numpy pickles always write _reconstruct(ndarray, (0,), b"b"): an empty array that BUILD fills
     if subtype is not _NdarrayClass or tuple(shape) != (0,):
-        raise DataError(f"refusing numpy _reconstruct{(subtype, shape, dtype_code)!r} from a pickle: "
+        call = repr((subtype, shape, dtype_code))[:200]
+        raise DataError(f"refusing numpy _reconstruct{call} from a pickle: "
                         f"numpy writes only _reconstruct(ndarray, (0,), b'b'); this file may be malicious")
     return _reconstruct(np.ndarray, (0,), dtype_code)
 

@@ -20,7 +20,7 @@ from layerlab.errors import ArgumentError, DataError
 __all__ = ["Dataset", "stratified_split", "subsample"]
 
 
-@dataclass
+@dataclass(eq=False)  # arrays have no single truth value; compare fields with numpy
 class Dataset:
     """A classification data set split into train and test arrays.
 

@@ -11,7 +11,7 @@ ignored. Images are decoded as 8-bit grayscale when every one is grayscale, else
 ones repeated to 3 channels; alpha dropped), divided by 255 into [0, 1]: ``x`` is ``(N, C, H, W)``.
 
 Refused with a :class:`~layerlab.errors.DataError` naming the file: a non-image file inside a class
-folder, an image Pillow cannot decode (or a decompression bomb), a symlink resolving outside
+folder, something that is not a regular file (a FIFO would block the reader), a symlink loop, an image Pillow cannot decode (or a decompression bomb), a symlink resolving outside
 ``root``, an empty class folder, fewer than two classes, images of different sizes, test classes
 that the training folder lacks. Nothing is written, so a failure leaves no state behind.
 """
@@ -90,6 +90,9 @@ def _scan(folder: Path, real_root: Path, min_classes: int = 2) -> tuple[list[tup
             if p.is_dir():
                 raise DataError(f"{p}: a folder inside the class folder {class_dir.name!r}; images must "
                                 f"sit directly in their class folder, move them up one level")
+            if not p.is_file():
+                raise DataError(f"{p}: not a regular file (a FIFO, device or broken symlink); remove it "
+                                f"from the class folder")
             if p.suffix.lower() not in IMAGE_SUFFIXES:
                 raise DataError(f"{p}: not an image file (suffix {p.suffix or 'none'!r}; expected one of "
                                 f"{', '.join(sorted(IMAGE_SUFFIXES))}); remove it from the class folder")
@@ -102,7 +105,10 @@ def _scan(folder: Path, real_root: Path, min_classes: int = 2) -> tuple[list[tup
 
 
 def _inside(path: Path, real_root: Path) -> None:
-    real = path.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as err:  # a symlink loop
+        raise DataError(f"{path}: cannot resolve this path ({err}); remove the broken symlink") from None
     if not real.is_relative_to(real_root):
         raise DataError(f"{path}: a symlink to {real}, outside the data folder {real_root}; layerlab "
                         f"reads only files inside the folder, copy the file in instead")

@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from layerlab.data.builtin import BUILTIN
+from layerlab.data.cifar import find_cifar_folder, load_cifar
 from layerlab.data.dataset import Dataset, subsample
+from layerlab.data.idx import find_idx_files, load_idx_folder
+from layerlab.data.images import load_image_folder
+from layerlab.data.npz import load_npz
 from layerlab.errors import ArgumentError, DataError
 
 __all__ = ["load_dataset", "detect_format"]
@@ -78,9 +82,6 @@ def detect_format(path: str | os.PathLike) -> str:
     Raises:
         DataError: nothing exists at ``path``, or it is not in any of these formats.
     """
-    from layerlab.data.cifar import find_cifar_folder
-    from layerlab.data.idx import find_idx_files
-
     path = Path(path)
     if not path.exists():
         raise DataError(
@@ -94,6 +95,9 @@ def detect_format(path: str | os.PathLike) -> str:
             f"{path}: cannot tell the format of this file: a data file must be an .npz with x and y "
             f"arrays; IDX, CIFAR and image data are loaded from their folder, so pass {path.parent}"
         )
+    if not path.is_dir():
+        raise DataError(f"{path}: neither a regular file nor a folder (a FIFO or device?); pass a data "
+                        f"file or folder")
     if find_idx_files(path, require=False) is not None:
         return "idx"
     found = find_cifar_folder(path)
@@ -108,13 +112,11 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def _load_path(path: Path, seed: int) -> Dataset:
-    from layerlab.data import cifar, idx, images, npz
-
     fmt = detect_format(path)
     if fmt == "idx":
-        return idx.load_idx_folder(path)
+        return load_idx_folder(path)
     if fmt in ("cifar10", "cifar100"):
-        return cifar.load_cifar(path)
+        return load_cifar(path)
     if fmt == "npz":
-        return npz.load_npz(path, seed=seed)
-    return images.load_image_folder(path, seed=seed)
+        return load_npz(path, seed=seed)
+    return load_image_folder(path, seed=seed)

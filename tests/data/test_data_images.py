@@ -201,3 +201,26 @@ def test_missing_folder(tmp_path):
     with pytest.raises(DataError, match=r"nope: no such folder; an image data set is a folder with one "
                                         r"sub-folder of images per class"):
         load_image_folder(tmp_path / "nope")
+
+
+def test_fifo_is_refused_without_blocking(gray_folder):
+    root, _ = gray_folder
+    os.mkfifo(root / "cat" / "pipe.png")  # opening it for reading would wait forever for a writer
+    with pytest.raises(DataError, match=r"cat/pipe\.png: not a regular file \(a FIFO, device or broken "
+                                        r"symlink\); remove it from the class folder"):
+        load_image_folder(root)
+
+
+def test_symlink_loop(gray_folder):
+    root, _ = gray_folder
+    os.symlink(root / "dog" / "loop.png", root / "dog" / "loop.png")
+    with pytest.raises(DataError, match=r"dog/loop\.png: cannot resolve this path \(.*\); remove the broken "
+                                        r"symlink"):
+        load_image_folder(root)
+
+
+def test_broken_symlink(gray_folder):
+    root, _ = gray_folder
+    os.symlink(root / "dog" / "missing.png", root / "dog" / "broken.png")
+    with pytest.raises(DataError, match=r"dog/broken\.png: not a regular file"):
+        load_image_folder(root)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -61,7 +64,6 @@ def test_missing_path(tmp_path):
 
 def test_a_folder_named_like_a_builtin_wins(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    np.savez(tmp_path / "x.npz", x=np.zeros((10, 1, 2)), y=np.arange(10) % 2)
     (tmp_path / "digits").mkdir()
     (tmp_path / "digits" / "a").mkdir()
     (tmp_path / "digits" / "b").mkdir()
@@ -73,3 +75,21 @@ def test_limit_applies_to_files(tmp_path):
     np.savez(tmp_path / "x.npz", x=np.arange(100, dtype=np.float32).reshape(50, 1, 2), y=np.arange(50) % 2)
     ds = load_dataset(tmp_path / "x.npz", limit=7)
     assert len(ds.y_train) == 7 and len(ds.y_test) == 7
+
+
+def test_fifo_path_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(DataError, match=r"pipe\.npz: neither a regular file nor a folder \(a FIFO or device\?\); "
+                                        r"pass a data file or folder"):
+        load_dataset(tmp_path / "pipe.npz")
+
+
+def test_data_package_imports_without_torch(tmp_path):
+    # layerlab.data needs numpy only (ARCHITECTURE.md): import and load with torch made unimportable
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np\n"
+            "from layerlab.data import load_dataset\n"
+            f"np.savez({str(tmp_path / 'd.npz')!r}, x=np.zeros((10, 1, 3)), y=np.arange(10) % 2)\n"
+            f"print(load_dataset({str(tmp_path / 'd.npz')!r}).input_shape)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(1, 3)"
