@@ -205,10 +205,40 @@ std::vector<int64_t> output_sizes(const at::Tensor& x, const Geometry& g) {
   return sizes;
 }
 
-// Positions per task: enough work per task, tile buffer within ~256 KiB.
+// Positions per task: long contiguous runs in the (B, C_out, *out) transposition, staging buffer
+// (B, tile, C_out) within ~1 MiB (L2 + L3 slice).
 int64_t position_tile(const Geometry& g, int64_t elem) {
   const int64_t per_pos = std::max<int64_t>(1, g.batch * g.c_out * elem);
-  return std::max<int64_t>(1, std::min<int64_t>(32, (256 * 1024) / per_pos));
+  return std::max<int64_t>(1, std::min<int64_t>(128, (1 << 20) / per_pos));
+}
+
+// Output positions [p0, p0 + n) of samples [b0, b0 + nb) as row-major (nb x C_out) blocks, one per
+// position: either pointers into a channels_last tensor or a (nb, n, C_out) staging buffer, so that
+// the transposition to/from a contiguous (B, C_out, *out) tensor reads and writes whole rows.
+template <typename scalar_t>
+struct PositionBlocks {
+  scalar_t* base;  // block of position p0 + t, group grp: base + t * pos + grp * o_g
+  int64_t pos, ld;
+};
+
+template <typename scalar_t>
+PositionBlocks<scalar_t> position_blocks(scalar_t* tensor, const int64_t ts[5], int64_t b0, int64_t p0, int64_t n,
+                                         int64_t c_out, scalar_t* staging) {
+  if (ts[1] == 1) return {tensor + b0 * ts[0] + p0 * ts[4], ts[4], ts[0]};
+  return {staging, c_out, n * c_out};
+}
+
+// staging (nb, n, C_out) <- tensor[b0 + b, c, p0 + t] for a contiguous (B, C_out, *out) tensor.
+template <typename scalar_t>
+void load_staging(const scalar_t* tensor, const int64_t ts[5], int64_t b0, int64_t nb, int64_t p0, int64_t n,
+                  int64_t c_out, scalar_t* staging) {
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t c = 0; c < c_out; ++c) {
+      const scalar_t* src = tensor + (b0 + b) * ts[0] + c * ts[1] + p0 * ts[4];
+      scalar_t* dst = staging + b * n * c_out + c;
+      for (int64_t t = 0; t < n; ++t) dst[t * c_out] = src[t * ts[4]];
+    }
+  }
 }
 
 template <typename scalar_t>
@@ -217,57 +247,48 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& w, const c10::optiona
   int64_t xs[5], os[5];
   spatial_strides(x, xs);
   spatial_strides(out, os);
-  const int64_t pos_stride = os[4];  // positions are linear in both layouts
-  const bool direct = os[1] == 1;  // channels_last output: each GEMM writes its final place
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const scalar_t* wp = w.const_data_ptr<scalar_t>();
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
   at::Tensor b_c;
   const scalar_t* bp = nullptr;
-  int64_t b_pos_stride = 0;
+  int64_t b_pos = 0;  // bias strides: channel b_chan, position b_pos (0 for a shared bias)
   if (bias.has_value() && bias->defined()) {
     b_c = bias->contiguous();
     bp = b_c.const_data_ptr<scalar_t>();
-    b_pos_stride = b_c.dim() > 1 ? 1 : 0;
+    b_pos = b_c.dim() > 1 ? 1 : 0;
   }
-  const int64_t b_chan_stride = b_pos_stride ? g.n_pos : 1;
+  const int64_t b_chan = b_pos ? g.n_pos : 1;
   const int64_t tile = position_tile(g, sizeof(scalar_t));
   const int64_t n_tiles = (g.n_pos + tile - 1) / tile;
   at::parallel_for(0, n_tiles, 1, [&](int64_t t0, int64_t t1) {
     std::vector<int64_t> off(g.k);
     std::vector<scalar_t> patches(g.batch * g.k);
-    std::vector<scalar_t> tbuf(direct ? 0 : tile * g.batch * g.c_out);
+    std::vector<scalar_t> staging(os[1] == 1 ? 0 : tile * g.batch * g.c_out);
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t p0 = t * tile, p1 = std::min(g.n_pos, p0 + tile);
-      for (int64_t p = p0; p < p1; ++p) {
-        const bool inside = window_offsets(g, xs, p, off.data());
+      const int64_t p0 = t * tile, n = std::min(g.n_pos, p0 + tile) - p0;
+      auto blocks = position_blocks(op, os, 0, p0, n, g.c_out, staging.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const bool inside = window_offsets(g, xs, p0 + i, off.data());
         for (int64_t grp = 0; grp < g.groups; ++grp) {
           gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off.data(), inside, patches.data());
-          const scalar_t* wpg = wp + (p * g.groups + grp) * g.k * g.o_g;
-          if (direct) {
-            scalar_t* dst = op + p * pos_stride + grp * g.o_g;
-            gemm<scalar_t>(false, false, g.batch, g.o_g, g.k, patches.data(), g.k, wpg, g.o_g, 0, dst, os[0]);
-            if (bp != nullptr) {
-              for (int64_t b = 0; b < g.batch; ++b)
-                for (int64_t o = 0; o < g.o_g; ++o)
-                  dst[b * os[0] + o] += bp[(grp * g.o_g + o) * b_chan_stride + p * b_pos_stride];
-            }
-          } else {
-            scalar_t* dst = tbuf.data() + (p - p0) * g.batch * g.c_out + grp * g.o_g;
-            gemm<scalar_t>(false, false, g.batch, g.o_g, g.k, patches.data(), g.k, wpg, g.o_g, 0, dst, g.c_out);
+          const scalar_t* wpg = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
+          scalar_t* dst = blocks.base + i * blocks.pos + grp * g.o_g;
+          gemm<scalar_t>(false, false, g.batch, g.o_g, g.k, patches.data(), g.k, wpg, g.o_g, 0, dst, blocks.ld);
+        }
+        if (bp != nullptr) {
+          for (int64_t b = 0; b < g.batch; ++b) {
+            scalar_t* row = blocks.base + i * blocks.pos + b * blocks.ld;
+            for (int64_t c = 0; c < g.c_out; ++c) row[c] += bp[c * b_chan + (p0 + i) * b_pos];
           }
         }
       }
-      if (!direct) {  // (tile, B, C_out) -> out[b, c, p0:p1]
+      if (os[1] != 1) {  // staging (B, n, C_out) -> out[b, c, p0:p0+n]
         for (int64_t b = 0; b < g.batch; ++b) {
           for (int64_t c = 0; c < g.c_out; ++c) {
-            scalar_t* dst = op + b * os[0] + c * os[1];
-            const scalar_t* src = tbuf.data() + b * g.c_out + c;
-            for (int64_t p = p0; p < p1; ++p) {
-              scalar_t v = src[(p - p0) * g.batch * g.c_out];
-              if (bp != nullptr) v += bp[c * b_chan_stride + p * b_pos_stride];
-              dst[p * pos_stride] = v;
-            }
+            scalar_t* dst = op + b * os[0] + c * os[1] + p0 * os[4];
+            const scalar_t* src = staging.data() + b * n * g.c_out + c;
+            for (int64_t i = 0; i < n; ++i) dst[i * os[4]] = src[i * g.c_out];
           }
         }
       }
@@ -275,39 +296,32 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& w, const c10::optiona
   });
 }
 
-// dY_p for group grp, samples [b0, b0 + nb) as a row-major (nb x O_g) matrix: a pointer into grad when
-// grad is channels_last, else gathered into ``buf``. Returns (pointer, leading dimension).
-template <typename scalar_t>
-std::pair<const scalar_t*, int64_t> grad_block(const scalar_t* gp, const int64_t gs[5], int64_t pos_stride,
-                                               const Geometry& g, int64_t p, int64_t grp, int64_t b0, int64_t nb,
-                                               scalar_t* buf) {
-  const scalar_t* src = gp + b0 * gs[0] + grp * g.o_g * gs[1] + p * pos_stride;
-  if (gs[1] == 1) return {src, gs[0]};
-  for (int64_t b = 0; b < nb; ++b)
-    for (int64_t o = 0; o < g.o_g; ++o) buf[b * g.o_g + o] = src[b * gs[0] + o * gs[1]];
-  return {buf, g.o_g};
-}
-
 template <typename scalar_t>
 void weight_grad_kernel(const at::Tensor& grad, const at::Tensor& x, at::Tensor& gw, const Geometry& g) {
   int64_t xs[5], gs[5];
   spatial_strides(x, xs);
   spatial_strides(grad, gs);
-  const int64_t pos_stride = gs[4];
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
-  const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+  scalar_t* gp = const_cast<scalar_t*>(grad.const_data_ptr<scalar_t>());  // only read
   scalar_t* wp = gw.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, g.n_pos, 1, [&](int64_t p0, int64_t p1) {
+  const int64_t tile = position_tile(g, sizeof(scalar_t));
+  const int64_t n_tiles = (g.n_pos + tile - 1) / tile;
+  at::parallel_for(0, n_tiles, 1, [&](int64_t t0, int64_t t1) {
     std::vector<int64_t> off(g.k);
     std::vector<scalar_t> patches(g.batch * g.k);
-    std::vector<scalar_t> ybuf(g.batch * g.o_g);
-    for (int64_t p = p0; p < p1; ++p) {
-      const bool inside = window_offsets(g, xs, p, off.data());
-      for (int64_t grp = 0; grp < g.groups; ++grp) {
-        gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off.data(), inside, patches.data());
-        auto [y, ldy] = grad_block(gp, gs, pos_stride, g, p, grp, 0, g.batch, ybuf.data());
-        scalar_t* dst = wp + (p * g.groups + grp) * g.k * g.o_g;
-        gemm<scalar_t>(true, false, g.k, g.o_g, g.batch, patches.data(), g.k, y, ldy, 0, dst, g.o_g);
+    std::vector<scalar_t> staging(gs[1] == 1 ? 0 : tile * g.batch * g.c_out);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t p0 = t * tile, n = std::min(g.n_pos, p0 + tile) - p0;
+      if (gs[1] != 1) load_staging(gp, gs, 0, g.batch, p0, n, g.c_out, staging.data());
+      auto blocks = position_blocks(gp, gs, 0, p0, n, g.c_out, staging.data());
+      for (int64_t i = 0; i < n; ++i) {
+        const bool inside = window_offsets(g, xs, p0 + i, off.data());
+        for (int64_t grp = 0; grp < g.groups; ++grp) {
+          gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off.data(), inside, patches.data());
+          const scalar_t* y = blocks.base + i * blocks.pos + grp * g.o_g;
+          scalar_t* dst = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
+          gemm<scalar_t>(true, false, g.k, g.o_g, g.batch, patches.data(), g.k, y, blocks.ld, 0, dst, g.o_g);
+        }
       }
     }
   });
@@ -318,25 +332,30 @@ void input_grad_kernel(const at::Tensor& grad, const at::Tensor& w, at::Tensor& 
   int64_t xs[5], gs[5];
   spatial_strides(gx, xs);
   spatial_strides(grad, gs);
-  const int64_t pos_stride = gs[4];
   const scalar_t* wp = w.const_data_ptr<scalar_t>();
-  const scalar_t* gp = grad.const_data_ptr<scalar_t>();
+  scalar_t* gp = const_cast<scalar_t*>(grad.const_data_ptr<scalar_t>());  // only read
   scalar_t* xp = gx.mutable_data_ptr<scalar_t>();
+  const int64_t tile = position_tile(g, sizeof(scalar_t));
   // Disjoint batch slices per thread; each walks all positions in order (deterministic, no atomics).
   const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), g.batch));
   at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t chunk = c0; chunk < c1; ++chunk) {
-      const int64_t b0 = chunk * g.batch / n_chunks, b1 = (chunk + 1) * g.batch / n_chunks, nb = b1 - b0;
+      const int64_t b0 = chunk * g.batch / n_chunks, nb = (chunk + 1) * g.batch / n_chunks - b0;
       std::vector<int64_t> off(g.k);
       std::vector<scalar_t> dpatch(nb * g.k);
-      std::vector<scalar_t> ybuf(nb * g.o_g);
-      for (int64_t p = 0; p < g.n_pos; ++p) {
-        const bool inside = window_offsets(g, xs, p, off.data());
-        for (int64_t grp = 0; grp < g.groups; ++grp) {
-          auto [y, ldy] = grad_block(gp, gs, pos_stride, g, p, grp, b0, nb, ybuf.data());
-          const scalar_t* wpg = wp + (p * g.groups + grp) * g.k * g.o_g;
-          gemm<scalar_t>(false, true, nb, g.k, g.o_g, y, ldy, wpg, g.o_g, 0, dpatch.data(), g.k);
-          scatter_add(xp + grp * g.c_g * xs[1], xs[0], b0, nb, g.k, off.data(), inside, dpatch.data());
+      std::vector<scalar_t> staging(gs[1] == 1 ? 0 : tile * nb * g.c_out);
+      for (int64_t p0 = 0; p0 < g.n_pos; p0 += tile) {
+        const int64_t n = std::min(g.n_pos, p0 + tile) - p0;
+        if (gs[1] != 1) load_staging(gp, gs, b0, nb, p0, n, g.c_out, staging.data());
+        auto blocks = position_blocks(gp, gs, b0, p0, n, g.c_out, staging.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const bool inside = window_offsets(g, xs, p0 + i, off.data());
+          for (int64_t grp = 0; grp < g.groups; ++grp) {
+            const scalar_t* y = blocks.base + i * blocks.pos + grp * g.o_g;
+            const scalar_t* wpg = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
+            gemm<scalar_t>(false, true, nb, g.k, g.o_g, y, blocks.ld, wpg, g.o_g, 0, dpatch.data(), g.k);
+            scatter_add(xp + grp * g.c_g * xs[1], xs[0], b0, nb, g.k, off.data(), inside, dpatch.data());
+          }
         }
       }
     }
