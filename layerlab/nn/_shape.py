@@ -1,10 +1,12 @@
 """Shape diagnosis shared by the layerlab modules that subclass a ``torch.nn`` layer.
 
 The modules do not check shapes on the success path (that would cost time on every call, and the
-wrappers must stay within 3% of torch's speed). They call torch's forward inside ``try``; only when
+wrappers must stay within 3% of torch's speed). They run torch's forward inside ``try``; only when
 torch raises do they diagnose the input and replace torch's cryptic message with a
 :class:`~layerlab.errors.ShapeError` that names the layer, what it expected, what it got and the fix.
-An error the diagnosis cannot explain is re-raised unchanged.
+An error the diagnosis cannot explain is re-raised unchanged. Layers whose torch forward is a single
+functional call repeat that call in their own ``forward`` (no extra Python call on the success path,
+which matters for cheap layers such as ``Flatten``); the others call ``super().forward``.
 """
 
 from __future__ import annotations
@@ -39,10 +41,14 @@ class ShapeDiagnosis:
         try:
             return super().forward(input, *args, **kwargs)
         except (RuntimeError, ValueError, IndexError):
-            if isinstance(input, torch.Tensor):
-                self._check_input(input)
-                self._check_with_spec(input)
+            self._diagnose(input)
             raise
+
+    def _diagnose(self, input) -> None:
+        """Called when torch rejected ``input``: raise a ShapeError that explains it, if we can."""
+        if isinstance(input, torch.Tensor):
+            self._check_input(input)
+            self._check_with_spec(input)
 
     def _check_input(self, input: torch.Tensor) -> None:
         raise NotImplementedError

@@ -17,6 +17,7 @@ Transposed conv output size::
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from layerlab.nn._shape import ShapeDiagnosis, check_channels, check_rank
@@ -45,6 +46,13 @@ class _ConvNdMixin(ShapeDiagnosis):
             bias=self.bias is not None,
             padding_mode=self.padding_mode,
         )
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._conv_forward(input, self.weight, self.bias)  # torch's Conv*d.forward
+        except RuntimeError:
+            self._diagnose(input)
+            raise
 
     def _check_input(self, input: torch.Tensor) -> None:
         check_rank(self, input, self._ndim, "C_in")

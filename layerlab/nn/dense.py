@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
@@ -84,6 +85,13 @@ class Dense(ShapeDiagnosis, LazyModuleMixin, nn.Linear):
                 self.reset_parameters()
         elif self.in_features == 0:  # parameters came from a state_dict
             self.in_features = self.weight.shape[1]
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.linear(input, self.weight, self.bias)  # torch's Linear.forward
+        except RuntimeError:
+            self._diagnose(input)
+            raise
 
     def extra_repr(self) -> str:
         inferred = "?" if self.has_uninitialized_params() else self.in_features

@@ -29,6 +29,13 @@ class Flatten(ShapeDiagnosis, nn.Flatten):
         torch.Size([8, 1600])
     """
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return input.flatten(self.start_dim, self.end_dim)  # torch's Flatten.forward
+        except (RuntimeError, IndexError):
+            self._diagnose(input)
+            raise
+
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.FlattenSpec`."""
         from layerlab.arith.specs import FlattenSpec

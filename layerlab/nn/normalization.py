@@ -11,6 +11,7 @@ a mean and variance (Ioffe & Szegedy 2015; Ba et al. 2016; Wu & He 2018):
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from layerlab.errors import ShapeError
@@ -93,6 +94,13 @@ class LayerNorm(ShapeDiagnosis, nn.LayerNorm):
         torch.Size([8, 10, 64])
     """
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        except RuntimeError:
+            self._diagnose(input)
+            raise
+
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.NormSpec` of kind ``"layer"``."""
         from layerlab.arith.specs import NormSpec
@@ -125,6 +133,13 @@ class GroupNorm(ShapeDiagnosis, nn.GroupNorm):
         >>> GroupNorm(4, 32)(torch.randn(8, 32, 14, 14)).shape
         torch.Size([8, 32, 14, 14])
     """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+        except RuntimeError:
+            self._diagnose(input)
+            raise
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.NormSpec` of kind ``"group"``."""

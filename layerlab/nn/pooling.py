@@ -12,6 +12,7 @@ GoogLeNet-style networks that replaces the final dense layers (Lin et al. 2013, 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from layerlab.errors import ShapeError
@@ -58,6 +59,16 @@ class MaxPool1d(_PoolNdMixin, nn.MaxPool1d):
 
     _ndim, _op = 1, "max"
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.max_pool1d(
+                input, self.kernel_size, self.stride, self.padding, self.dilation,
+                ceil_mode=self.ceil_mode, return_indices=self.return_indices,
+            )
+        except RuntimeError:
+            self._diagnose(input)
+            raise
+
 
 class MaxPool2d(_PoolNdMixin, nn.MaxPool2d):
     """``torch.nn.MaxPool2d`` with ``layer_spec()``. ``(B, C, H, W)`` → ``(B, C, H_out, W_out)``.
@@ -68,6 +79,16 @@ class MaxPool2d(_PoolNdMixin, nn.MaxPool2d):
     """
 
     _ndim, _op = 2, "max"
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.max_pool2d(
+                input, self.kernel_size, self.stride, self.padding, self.dilation,
+                ceil_mode=self.ceil_mode, return_indices=self.return_indices,
+            )
+        except RuntimeError:
+            self._diagnose(input)
+            raise
 
 
 class MaxPool3d(_PoolNdMixin, nn.MaxPool3d):
@@ -80,6 +101,16 @@ class MaxPool3d(_PoolNdMixin, nn.MaxPool3d):
 
     _ndim, _op = 3, "max"
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.max_pool3d(
+                input, self.kernel_size, self.stride, self.padding, self.dilation,
+                ceil_mode=self.ceil_mode, return_indices=self.return_indices,
+            )
+        except RuntimeError:
+            self._diagnose(input)
+            raise
+
 
 class AvgPool1d(_PoolNdMixin, nn.AvgPool1d):
     """``torch.nn.AvgPool1d`` with ``layer_spec()``. ``(B, C, L)`` → ``(B, C, L_out)``; no params.
@@ -90,6 +121,13 @@ class AvgPool1d(_PoolNdMixin, nn.AvgPool1d):
     """
 
     _ndim, _op = 1, "avg"
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+        except RuntimeError:
+            self._diagnose(input)
+            raise
 
 
 class AvgPool2d(_PoolNdMixin, nn.AvgPool2d):
@@ -102,6 +140,16 @@ class AvgPool2d(_PoolNdMixin, nn.AvgPool2d):
 
     _ndim, _op = 2, "avg"
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.avg_pool2d(
+                input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                self.count_include_pad, self.divisor_override,
+            )
+        except RuntimeError:
+            self._diagnose(input)
+            raise
+
 
 class AvgPool3d(_PoolNdMixin, nn.AvgPool3d):
     """``torch.nn.AvgPool3d`` with ``layer_spec()``. ``(B, C, D, H, W)`` → pooled per dim.
@@ -112,6 +160,16 @@ class AvgPool3d(_PoolNdMixin, nn.AvgPool3d):
     """
 
     _ndim, _op = 3, "avg"
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        try:
+            return F.avg_pool3d(
+                input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                self.count_include_pad, self.divisor_override,
+            )
+        except RuntimeError:
+            self._diagnose(input)
+            raise
 
 
 class _GlobalPool(nn.Module):
