@@ -80,7 +80,7 @@ class Stack:
     def spatial(self) -> tuple[int, ...]:
         return self.shape[1:]
 
-    def add(self, module: nn.Module, *, shape: tuple[int, ...] | None = None) -> nn.Module:
+    def add(self, module: nn.Module, *, shape: tuple[int, ...] | None = None) -> None:
         """Append ``module``; its output shape comes from its spec unless ``shape`` gives it."""
         if shape is None:
             try:
@@ -92,7 +92,6 @@ class Stack:
                 ) from None
         self.shape = tuple(shape)
         self.layers.append(module)
-        return module
 
     def sequential(self) -> nn.Sequential:
         return nn.Sequential(*self.layers)
