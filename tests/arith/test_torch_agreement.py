@@ -47,9 +47,11 @@ def agree(torch_build, arith_build, shape):
     assert got == expected, f"torch: {expected or torch_error!r}; arith: {got or arith_error!r}"
 
 
+NDIMS = pytest.mark.parametrize("ndim", [1, 2, 3])
+
+
 @st.composite
-def conv_case(draw):
-    ndim = draw(st.sampled_from([1, 2, 3]))
+def conv_case(draw, ndim):
     groups = draw(st.integers(1, 3))
     c_in = groups * draw(st.integers(1, 2)) + draw(st.sampled_from([0, 0, 0, 1]))  # sometimes indivisible
     c_out = groups * draw(st.integers(1, 2))
@@ -63,9 +65,11 @@ def conv_case(draw):
     return ndim, c_in, c_out, size, kernel, stride, padding, dilation, groups, bias
 
 
+@NDIMS
 @SETTINGS
-@given(conv_case())
-def test_conv_matches_torch(case):
+@given(data=st.data())
+def test_conv_matches_torch(ndim, data):
+    case = data.draw(conv_case(ndim))
     ndim, c_in, c_out, size, kernel, stride, padding, dilation, groups, bias = case
     conv = getattr(torch.nn, f"Conv{ndim}d")
     agree(
@@ -75,9 +79,11 @@ def test_conv_matches_torch(case):
     )
 
 
+@NDIMS
 @SETTINGS
-@given(conv_case(), st.integers(0, 2))
-def test_conv_transpose_matches_torch(case, output_padding):
+@given(data=st.data(), output_padding=st.integers(0, 2))
+def test_conv_transpose_matches_torch(ndim, data, output_padding):
+    case = data.draw(conv_case(ndim))
     ndim, c_in, c_out, size, kernel, stride, padding, dilation, groups, bias = case
     if isinstance(padding, str):
         padding = 0
@@ -92,8 +98,7 @@ def test_conv_transpose_matches_torch(case, output_padding):
 
 
 @st.composite
-def pool_case(draw):
-    ndim = draw(st.sampled_from([1, 2, 3]))
+def pool_case(draw, ndim):
     size = tuple(draw(st.lists(st.integers(1, MAX_SIZE[ndim]), min_size=ndim, max_size=ndim)))
     kernel = draw(st.integers(1, 5))
     stride = draw(st.one_of(st.none(), st.integers(1, 4)))
@@ -101,9 +106,11 @@ def pool_case(draw):
     return ndim, size, kernel, stride, padding, draw(st.booleans())
 
 
+@NDIMS
 @SETTINGS
-@given(pool_case(), st.integers(1, 3))
-def test_max_pool_matches_torch(case, dilation):
+@given(data=st.data(), dilation=st.integers(1, 3))
+def test_max_pool_matches_torch(ndim, data, dilation):
+    case = data.draw(pool_case(ndim))
     ndim, size, kernel, stride, padding, ceil_mode = case
     pool = getattr(torch.nn, f"MaxPool{ndim}d")
     agree(
@@ -113,9 +120,11 @@ def test_max_pool_matches_torch(case, dilation):
     )
 
 
+@NDIMS
 @SETTINGS
-@given(pool_case(), st.booleans())
-def test_avg_pool_matches_torch(case, count_include_pad):
+@given(data=st.data(), count_include_pad=st.booleans())
+def test_avg_pool_matches_torch(ndim, data, count_include_pad):
+    case = data.draw(pool_case(ndim))
     ndim, size, kernel, stride, padding, ceil_mode = case
     pool = getattr(torch.nn, f"AvgPool{ndim}d")
     agree(
