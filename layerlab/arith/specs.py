@@ -25,7 +25,7 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from math import prod
+from math import gcd, prod
 
 from layerlab.arith._args import (
     check_input_shape,
@@ -637,28 +637,60 @@ class ConvTransposeSpec:
         )
 
 
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """``Σ_{i=0}^{n−1} floor((a·i + b)/m)`` for ``n ≥ 0``, ``m ≥ 1``, any ``a, b``, in O(log)
+    steps (the Euclid-like recursion of the AtCoder Library's ``floor_sum``)."""
+    total = 0
+    while True:
+        if a < 0 or a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b < 0 or b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            return total
+        n, b, m, a = y_max // m, y_max % m, a, m
+
+
 def _kept_taps(in_size: int, kernel: int, stride: int, padding: int, dilation: int, out: int) -> int:
     """(input position, tap) pairs of one dim whose product lands inside the cropped output:
-    ``0 ≤ i·s − p + t·d < out``."""
-    return sum(
-        1 for i in range(in_size) for t in range(kernel) if 0 <= i * stride - padding + t * dilation < out
-    )
+    ``0 ≤ i·s − p + t·d < out``, counted in closed form (no loop over positions: sizes can be
+    huge). For each tap ``t`` the inputs ``i`` with ``i·s < c − t·d`` number
+    ``clamp(ceil((c − t·d)/s), 0, in)``; summed over ``t`` for ``c = out + p`` minus ``c = p``."""
+
+    def below(c: int) -> int:
+        full = min(max(-(-(c - (in_size - 1) * stride) // dilation), 0), kernel)  # taps with all inputs
+        some = min(max(-(-c // dilation), 0), kernel)  # taps with at least one input
+        partial = _floor_sum(some - full, stride, -dilation, c + stride - 1 - dilation * full)
+        return in_size * full + partial
+
+    return below(out + padding) - below(padding)
 
 
 def _scatter_warnings(dim: str, kernel: int, stride: int, dilation: int) -> list[str]:
-    """Uneven overlap of a transposed conv: outputs receiving different numbers of taps."""
-    counts = [sum(1 for t in range(kernel) if (t * dilation - r) % stride == 0) for r in range(stride)]
-    if min(counts) == max(counts):
+    """Uneven overlap of a transposed conv: outputs receiving different numbers of taps.
+
+    Output residue ``r`` (mod s) receives the taps with ``t·d ≡ r``: ``t·d mod s`` cycles through
+    the ``s/g`` multiples of ``g = gcd(s, d)``, so those residues get ``floor`` or ``ceil`` of
+    ``k/(s/g)`` taps and the others none (closed form: strides can be huge).
+    """
+    period = stride // gcd(stride, dilation)
+    reached = min(kernel, period)  # residues that receive at least one tap
+    counts_min = 0 if reached < stride else kernel // period
+    counts_max = -(-kernel // period)
+    if counts_min == counts_max:
         return []
-    if min(counts) == 0:
-        empty = counts.count(0)
+    if counts_min == 0:
+        empty = stride - reached
         return [
             f"{dim}: stride {stride} with kernel {kernel} (dilation {dilation}): {empty} of every "
             f"{stride} outputs receive no input (only the bias)"
         ]
     return [
         f"{dim}: kernel {kernel} is not a multiple of stride {stride}: outputs receive "
-        f"{min(counts)} or {max(counts)} taps in turn (uneven overlap, checkerboard artifacts: "
+        f"{counts_min} or {counts_max} taps in turn (uneven overlap, checkerboard artifacts: "
         f"Odena et al. 2016)"
     ]
 
