@@ -18,7 +18,9 @@ from layerlab.errors import LayerlabError
 COMMANDS = ("shape", "summary", "train", "compare", "explain")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand, or only ``command`` when it is one (so that e.g.
+    ``layerlab shape`` never imports what other subcommands need to build their options)."""
     parser = argparse.ArgumentParser(
         prog="layerlab",
         description="Layer types of neural networks: shapes, parameters, MACs, receptive fields, "
@@ -26,13 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"layerlab {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (command,) if command in COMMANDS else COMMANDS:
         importlib.import_module(f"layerlab.cli.{name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
