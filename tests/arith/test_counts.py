@@ -163,3 +163,27 @@ def test_activation_memory_rejects_bad_arguments():
         activation_memory([], "float8")
     with pytest.raises(ArgumentError, match=r"batch_size must be a positive integer. Received: batch_size=0"):
         activation_memory([], batch_size=0)
+
+
+@pytest.mark.parametrize("ndim, c_in, c_out, size, kernel, stride, padding, dilation, groups",
+                         [c for c in CONV_CONFIGS if c[0] < 3])
+@pytest.mark.parametrize("bias", ["location", "shared", None])
+def test_local_and_tiled_specs_match_layerlab_modules(ndim, c_in, c_out, size, kernel, stride, padding,
+                                                      dilation, groups, bias):
+    """The specs count what layerlab's own LocallyConnected/TiledConv modules allocate and output."""
+    import layerlab.nn as lnn
+
+    shape = (c_in, *size)
+    spec = LocalSpec(ndim, c_out, kernel, c_in, stride, padding, dilation, groups, bias)
+    module_bias = {"location": True, "shared": "shared", None: False}[bias]  # the modules' torch-like bias
+    module = getattr(lnn, f"LocallyConnected{ndim}d")(c_in, c_out, kernel, stride, padding, dilation, groups,
+                                                       module_bias, input_size=size)
+    report = spec.analyse(shape)
+    assert report.params == sum(p.numel() for p in module.parameters())
+    assert report.output_shape == tuple(module(torch.zeros(1, *shape)).shape[1:])
+    tiles = (2,) * ndim
+    tiled = getattr(lnn, f"TiledConv{ndim}d")(c_in, c_out, kernel, tiles, stride, padding, dilation, groups,
+                                               module_bias)
+    tiled_report = TiledSpec(ndim, c_out, kernel, tiles, c_in, stride, padding, dilation, groups, bias).analyse(shape)
+    assert tiled_report.params == sum(p.numel() for p in tiled.parameters())
+    assert tiled_report.output_shape == tuple(tiled(torch.zeros(1, *shape)).shape[1:])
