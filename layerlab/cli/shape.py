@@ -87,18 +87,15 @@ def _solve(args: argparse.Namespace) -> int:
         }, indent=2))
         return 0 if solutions else 1
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if not solutions:
-        console.print(reason, markup=False)
+        console.print(reason, markup=False, soft_wrap=True)
         return 1
-    table = Table(title=f"{in_size} → {out_size} with kernel_size={args.kernel}", title_justify="left")
-    for column in ("layer", "formula", "unused input"):
-        table.add_column(column)
+    console.print(f"{in_size} → {out_size} with kernel_size={args.kernel}: {len(solutions)} solution(s)", soft_wrap=True)
     for s in solutions:
-        table.add_row(s.describe(), s.formula, str(s.dropped) if s.dropped else "—")
-    console.print(table)
+        unused = f"  (floor leaves {s.dropped} input position(s) unused)" if s.dropped else ""
+        console.print(f"  {s.describe()}: {s.formula}{unused}", markup=False, soft_wrap=True)
     return 0
 
 
@@ -190,10 +187,10 @@ def _print_table(result: dict) -> None:
     console.print(table)
     console.print(Text("Formulas:", style="bold"))
     for layer in result["layers"]:
-        console.print(Text(f"  {layer['index']} {layer['layer']}: " + "; ".join(layer["formulas"])))
+        console.print(Text(f"  {layer['index']} {layer['layer']}: " + "; ".join(layer["formulas"])), soft_wrap=True)
     for layer in result["layers"]:
         for warning in layer["warnings"]:
-            console.print(Text(f"warning: layer {layer['index']} {layer['layer']}: {warning}", style="yellow"))
+            console.print(Text(f"warning: layer {layer['index']} {layer['layer']}: {warning}", style="yellow"), soft_wrap=True)
     total = result["total"]
     memory = total["activation_memory"]
     lines = [
@@ -205,4 +202,4 @@ def _print_table(result: dict) -> None:
         f"Memory: {result['conventions']['memory']}",
     ]
     for line in lines:
-        console.print(Text(line))
+        console.print(Text(line), soft_wrap=True)
