@@ -151,21 +151,20 @@ def conv_family_entries(geometry: Geometry, in_size, weight: torch.Tensor) -> En
                                 geometry.dilation, geometry.padding_mode)  # (L, K)
     L, K = index.shape
     l_in = math.prod(win_in)
-    g = torch.arange(groups).view(groups, 1, 1, 1, 1)
-    o = torch.arange(og).view(1, og, 1, 1, 1)
-    l = torch.arange(L).view(1, 1, L, 1, 1)
-    c = torch.arange(cg).view(1, 1, 1, cg, 1)
-    k = torch.arange(K).view(1, 1, 1, 1, K)
-    full = (groups, og, L, cg, K)
-    mask = valid.view(1, 1, L, 1, K).expand(full)
-    rows = ((g * og + o) * L + l).expand(full)[mask]
-    cols = ((g * cg + c) * l_in + index.view(1, 1, L, 1, K)).expand(full)[mask]
+    lv, kv = valid.nonzero().unbind(1)  # (V,) the (position, tap) pairs inside the input
+    source = index[lv, kv]  # (V,) flat input position of each pair
+    g = torch.arange(groups).view(groups, 1, 1, 1)  # broadcast to (G, O_g, C_g, V)
+    o = torch.arange(og).view(1, og, 1, 1)
+    c = torch.arange(cg).view(1, 1, cg, 1)
+    full = (groups, og, cg, lv.numel())
+    rows = ((g * og + o) * L + lv).expand(full).reshape(-1)
+    cols = ((g * cg + c) * l_in + source).expand(full).reshape(-1)
     if geometry.kind in ("conv", "transpose"):
-        tie = ((g * og + o) * cg + c) * K + k
+        tie = ((g * og + o) * cg + c) * K + kv
     else:
-        position = l if geometry.kind == "local" else tile_position(out_size, geometry.tile_size).view(1, 1, L, 1, 1)
-        tie = (((position * groups + g) * cg + c) * K + k) * og + o
-    tie = tie.expand(full)[mask]
+        position = lv if geometry.kind == "local" else tile_position(out_size, geometry.tile_size)[lv]
+        tie = (((position * groups + g) * cg + c) * K + kv) * og + o
+    tie = tie.expand(full).reshape(-1)
     shape = (c_out * L, c_in * l_in)
     if geometry.kind == "transpose":
         rows, cols, shape = cols, rows, (shape[1], shape[0])
