@@ -1,0 +1,150 @@
+"""``layerlab explain`` end to end into tmp_path: files written, tables and JSON numbers right,
+bad input reported as a named error with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import matplotlib.image
+import pytest
+
+from layerlab.cli.main import main
+
+
+def _json(capsys, argv):
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _png(path):
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 50 and image.shape[1] > 50
+    return image
+
+
+def test_conv2d_table_png_svg_and_record(tmp_path, capsys):
+    out = tmp_path / "explain"
+    assert main(["explain", "conv2d", "--in", "1x6x6", "--out-channels", "1", "--kernel", "3", "--out", str(out), "--svg"]) == 0
+    table = capsys.readouterr().out
+    assert "matrix_shape" in table and "[16, 36]" in table and "distinct_colours" in table
+    assert sorted(p.name for p in out.iterdir()) == ["conv2d.json", "conv2d.png", "conv2d.svg"]
+    _png(out / "conv2d.png")
+    record = json.loads((out / "conv2d.json").read_text())
+    assert record["arguments"]["kernel"] == "3" and record["numbers"]["weights"] == 9
+    numbers = record["numbers"]
+    assert numbers["structural_nonzeros"] == 16 * 9 and numbers["distinct_colours"] == 9
+    assert numbers["density"] == pytest.approx(9 / 36)
+
+
+@pytest.mark.parametrize("argv, matrix, weights, nonzeros", [
+    (["local2d", "--in", "1x6x6", "--out-channels", "1", "--kernel", "3"], [16, 36], 144, 144),
+    (["local2d", "--in", "2x5x5", "--out-channels", "2", "--kernel", "3", "--padding", "1", "--stride", "2"],
+     [18, 50], 9 * 2 * 9 * 2, None),
+    (["dense", "--in", "9", "--out-features", "4"], [4, 9], 36, 36),
+    (["dense", "--in", "1x3x3", "--out-features", "4", "--no-bias"], [4, 9], 36, 36),
+    (["convtranspose2d", "--in", "1x3x3", "--out-channels", "1", "--kernel", "3", "--stride", "2"], [49, 9], 9, 81),
+    (["conv2d", "--in", "4x5x5", "--out-channels", "4", "--kernel", "3", "--groups", "2", "--padding", "same",
+      "--dilation", "1x2"], [100, 100], 72, None),
+])
+def test_layer_commands_json(tmp_path, capsys, argv, matrix, weights, nonzeros):
+    doc = _json(capsys, ["explain", *argv, "--out", str(tmp_path)])
+    numbers = doc["numbers"]
+    assert numbers["matrix_shape"] == matrix and numbers["weights"] == weights
+    if nonzeros is not None:
+        assert numbers["structural_nonzeros"] == nonzeros
+    assert doc["files"] == [str(tmp_path / f"{argv[0]}.png"), str(tmp_path / f"{argv[0]}.json")]
+    _png(tmp_path / f"{argv[0]}.png")
+
+
+def test_compare_gives_the_three_weight_counts(tmp_path, capsys):
+    doc = _json(capsys, ["explain", "compare", "--in", "3x32x32", "--out-channels", "32", "--kernel", "3",
+                         "--out", str(tmp_path), "--max-pixels", "96"])
+    numbers = doc["numbers"]
+    assert numbers["weights"] == {"conv": 864, "local": 884_736, "dense": 100_663_296}
+    assert numbers["matrix_shape"] == [32768, 3072] and numbers["output_shape"] == [32, 32, 32]
+    assert [p["mode"] for p in numbers["pictures"]] == ["aggregate"] * 3 + ["crop"] * 3
+    assert numbers["pictures"][0]["caption"].startswith("aggregated: each pixel = 342×32 entries")
+    _png(tmp_path / "compare.png")
+
+
+def test_coverage_checkerboard_and_uniform(tmp_path, capsys):
+    k3 = _json(capsys, ["explain", "coverage", "--kernel", "3", "--stride", "2", "--out", str(tmp_path)])["numbers"]
+    k4 = _json(capsys, ["explain", "coverage", "--kernel", "4", "--stride", "2", "--padding", "1", "--in", "16",
+                        "--out", str(tmp_path)])["numbers"]
+    assert (k3["interior_min"], k3["interior_max"], k3["uniform_interior"]) == (1, 4, False)
+    assert k3["output_size"] == [17, 17]
+    assert (k4["interior_min"], k4["interior_max"], k4["uniform_interior"]) == (2, 2, True)  # 1-d: 2 taps
+    assert k4["output_size"] == [32]
+    _png(tmp_path / "coverage.png")
+
+
+MODEL = """
+import torch.nn as nn
+
+def build():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 8, 3),
+                         nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+
+def local():
+    from layerlab.nn import LocallyConnected2d
+    return nn.Sequential(LocallyConnected2d(1, 2, 3, input_size=(6, 6)))
+"""
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(MODEL))
+    return path
+
+
+def test_rf_of_a_model_file(tmp_path, capsys, model_file):
+    doc = _json(capsys, ["explain", "rf", f"{model_file}:build", "--input", "1x28x28", "--layer", "3",
+                         "--output-index", "0,6,6", "--out", str(tmp_path)])
+    numbers = doc["numbers"]
+    assert numbers["output_shape"] == [8, 12, 12] and numbers["field_size"] == [8, 8]
+    assert numbers["formula"]["size"] == [8, 8] and numbers["formula"]["jump"] == [2, 2]
+    assert numbers["field_extent"] == [[11, 18], [11, 18]] and numbers["field_cells"] == 64
+    whole = _json(capsys, ["explain", "rf", f"{model_file}:build", "--input", "1x28x28", "--out", str(tmp_path)])
+    assert whole["numbers"]["field_cells"] == 28 * 28 and whole["numbers"]["formula"]["global"] is True
+    _png(tmp_path / "rf.png")
+
+
+def test_filters_of_a_model_file(tmp_path, capsys, model_file):
+    doc = _json(capsys, ["explain", "filters", f"{model_file}:build", "--layer", "3", "--out", str(tmp_path)])
+    assert (doc["numbers"]["rows"], doc["numbers"]["cols"], doc["numbers"]["tile"]) == (8, 4, [3, 3])
+    doc = _json(capsys, ["explain", "filters", f"{model_file}:local", "--layer", "0", "--channel", "1",
+                         "--out", str(tmp_path)])
+    assert (doc["numbers"]["rows"], doc["numbers"]["cols"]) == (4, 4) and "output channel 1" in doc["numbers"]["caption"]
+    _png(tmp_path / "filters.png")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["conv2d", "--in", "1x6x6", "--out-channels", "1", "--kernel", "3x"],
+     "--kernel must be an integer or 2 integers joined by 'x'. Received: --kernel '3x'"),
+    (["conv2d", "--in", "1x6", "--out-channels", "1", "--kernel", "3"],
+     "--in must be a C×H×W shape with 2 spatial sizes for this command. Received: --in '1x6'"),
+    (["conv2d", "--in", "1x2x2", "--out-channels", "1", "--kernel", "3"], "too small"),
+    (["rf", "nowhere.py:build", "--input", "1x8x8"], "nowhere.py"),
+    (["rf", "MODEL:build", "--input", "1x8x8", "--output-index", "a,b"],
+     "--output-index must be integers separated by commas, e.g. 0,3,3. Received: --output-index 'a,b'"),
+    (["filters", "MODEL:build", "--layer", "head"],
+     "explain filters: the model has no layer named 'head'. Received: --layer 'head'; layers: 0, 1, 2"),
+    (["filters", "MODEL:build", "--layer", "1"], "filters: expected a Conv*d, LocallyConnected*d or TiledConv*d layer"),
+    (["coverage", "--kernel", "3", "--stride", "0"], "coverage: stride must be an int >= 1"),
+])
+def test_bad_input_exits_2_with_a_named_error(tmp_path, capsys, model_file, argv, message):
+    argv = [str(model_file) + a[5:] if a.startswith("MODEL:") else a for a in argv]
+    assert main(["explain", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("layerlab explain: error: ") and message in err
+
+
+def test_huge_layer_is_refused_before_allocating(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LAYERLAB_MAX_BYTES", "1MiB")
+    argv = ["explain", "conv2d", "--in", "64x64x64", "--out-channels", "64", "--kernel", "3", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "would allocate" in err and "over the limit of 1.0 MiB; nothing was allocated" in err
+    assert not (tmp_path / "conv2d.png").exists()
