@@ -374,8 +374,8 @@ def dense_bias(layer, input_shape, *, dtype=None) -> torch.Tensor:
 
     Examples:
         >>> conv = torch.nn.Conv1d(2, 3, 3)
-        >>> dense_bias(conv, (2, 5)).shape
-        torch.Size([15])
+        >>> dense_bias(conv, (2, 5)).shape  # 3 channels × 3 positions
+        torch.Size([9])
     """
     dtype = _dtype(layer, dtype)
     _, (out_f, _) = estimate_entries(layer, input_shape)

@@ -55,25 +55,26 @@ def local_to_conv(local) -> tuple[nn.Module, float]:
     """
     geometry = _geometry(local, ("local",), "local_to_conv")
     ndim = geometry.ndim
-    with torch.no_grad():
-        weight = local.weight.detach()  # (*out, G, C_in/G, *k, C_out/G)
+    with torch.no_grad():  # float64 sums: the mean of equal float32 filters is exactly that filter
+        weight = local.weight.detach().to(torch.float64)  # (*out, G, C_in/G, *k, C_out/G)
         mean = weight.mean(dim=tuple(range(ndim)))  # (G, C_in/G, *k, C_out/G)
         dropped = (weight - mean).square().sum()
         total = weight.square().sum()
         conv_weight = mean.movedim(-1, 1).reshape(geometry.out_channels, *mean.shape[1:-1])  # (C_out, C_in/G, *k)
         bias = None
         if local.bias is not None:
-            b = local.bias.detach()
-            bias = b.reshape(b.shape[0], -1).mean(dim=1)  # (C_out,)
-            dropped = dropped + (b.reshape(b.shape[0], -1) - bias[:, None]).square().sum()
+            b = local.bias.detach().to(torch.float64).reshape(local.bias.shape[0], -1)  # (C_out, 1 | positions)
+            bias = b.mean(dim=1)  # (C_out,)
+            dropped = dropped + (b - bias[:, None]).square().sum()
             total = total + b.square().sum()
+    dtype = local.weight.dtype
     conv = _conv_class(ndim)(
         geometry.in_channels, geometry.out_channels, geometry.kernel_size, stride=geometry.stride,
         padding=_padding_arg(local), dilation=geometry.dilation, groups=geometry.groups, bias=bias is not None,
-        padding_mode=geometry.padding_mode, device="meta", dtype=weight.dtype,
+        padding_mode=geometry.padding_mode, device="meta", dtype=dtype,
     )
-    conv.weight = nn.Parameter(conv_weight.contiguous())
-    conv.bias = None if bias is None else nn.Parameter(bias)
+    conv.weight = nn.Parameter(conv_weight.to(dtype).contiguous())
+    conv.bias = None if bias is None else nn.Parameter(bias.to(dtype))
     return conv, _relative(dropped, total)
 
 

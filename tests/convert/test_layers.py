@@ -14,7 +14,7 @@ from torch import nn
 
 import layerlab.nn as lnn
 from layerlab.convert import conv_to_dense, conv_to_local, dense_to_conv, local_to_dense, tiled_to_local
-from layerlab.errors import ArgumentError, ShapeError
+from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
 
 F64 = torch.float64
 TOL = dict(rtol=0, atol=1e-10)
@@ -201,6 +201,13 @@ def test_conversion_errors_are_named():
         dense_to_conv(nn.Linear(12, 2), (12,))
     with pytest.raises(ShapeError, match=r"has in_features=12, but input_shape=\(2, 2, 2\) flattens to 8"):
         dense_to_conv(nn.Linear(12, 2), (2, 2, 2))
+
+
+def test_conv_to_dense_of_a_huge_layer_is_refused_before_allocating():
+    conv = nn.Conv2d(64, 64, 3, padding=1)
+    with pytest.raises(SizeLimitError, match=r"dense_matrix\(Conv2d\(64, 64.*on input \(64, 224, 224\) would "
+                       r"allocate .* = 37\.5 TiB.*nothing was allocated"):
+        conv_to_dense(conv, (224, 224))
 
 
 def test_conv_transpose_to_dense_is_exact():

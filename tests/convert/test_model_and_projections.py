@@ -151,6 +151,13 @@ def test_local_to_conv_of_converted_conv_is_lossless():
     assert isinstance(back, lnn.Conv2d) and back.groups == 2
 
 
+def test_local_to_conv_of_float32_copies_is_exactly_lossless():
+    conv = nn.Conv2d(3, 5, 3, padding=1)  # float32: 30 equal filters average back exactly
+    back, loss = local_to_conv(conv_to_local(conv, (6, 5)))
+    assert loss == 0.0 and back.weight.dtype == torch.float32
+    assert torch.equal(back.weight, conv.weight) and torch.equal(back.bias, conv.bias)
+
+
 def test_local_to_conv_is_the_mean_filter_with_the_dropped_norm():
     torch.manual_seed(0)
     local = lnn.LocallyConnected2d(2, 3, 2, input_size=(4, 3)).to(F64)  # location bias (3, 3, 2)
