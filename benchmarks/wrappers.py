@@ -5,7 +5,7 @@ diagnose the input when torch raises, so the success path costs one extra Python
 times each pair in one process, interleaving the two so that machine noise hits both alike, and
 prints the median of the per-round time ratios layerlab / torch (target: ≤ 1.03).
 
-Usage: ``python benchmarks/wrappers.py [--rounds 30] [--threads 2]``
+Usage: ``python benchmarks/wrappers.py [--rounds 100] [--threads 2]``
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def measure(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, rounds: int, ba
     ours(x), theirs(x)  # materialise lazy layers, warm up
     theirs.load_state_dict(ours.state_dict())
     per_call = _time(theirs, x, 3, backward)
-    calls = max(5, int(0.02 / max(per_call, 1e-7)))  # about 20 ms per timing
+    calls = max(3, int(0.005 / max(per_call, 1e-7)))  # about 5 ms per timing
     a, b = [], []
     for i in range(rounds):
         first, second = (ours, theirs) if i % 2 == 0 else (theirs, ours)
@@ -70,7 +70,7 @@ def measure(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, rounds: int, ba
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_argument_group("timing")
-    group.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds per case (default: 30)")
+    group.add_argument("--rounds", type=int, default=100, help="interleaved timing rounds per case (default: 100)")
     group.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -76,6 +76,8 @@ class Dense(ShapeDiagnosis, LazyModuleMixin, nn.Linear):
 
     def initialize_parameters(self, input: torch.Tensor) -> None:
         """Infer ``in_features`` from ``input.shape[-1]`` and materialise the parameters."""
+        if input.dim() == 0:
+            self._check_input(input)
         if self.has_uninitialized_params():
             with torch.no_grad():
                 self.in_features = input.shape[-1]
@@ -110,9 +112,10 @@ class Dense(ShapeDiagnosis, LazyModuleMixin, nn.Linear):
 
     def _check_input(self, input: torch.Tensor) -> None:
         if input.dim() == 0:
+            features = self.in_features or "in_features"  # 0 while lazy
             raise ShapeError(
-                f"{self!r} expects an input of shape (*, {self.in_features}), got a 0-d tensor: "
-                "give it at least one dim, e.g. x.view(1, -1)"
+                f"{self!r} expects an input of shape (*, {features}), got a 0-d tensor: give it at "
+                "least one dim, e.g. x.view(1, -1)"
             )
         got = input.shape[-1]
         if got == self.in_features:

@@ -73,3 +73,5 @@ def test_zero_dim_input():
     layer = layerlab.Dense(2, in_features=3)
     with pytest.raises(ShapeError, match=r"Dense\(2, in_features=3, bias=True\) expects an input of shape \(\*, 3\), got a 0-d tensor: give it at least one dim"):
         layer(torch.tensor(1.0))
+    with pytest.raises(ShapeError, match=r"Dense\(2, in_features=\?, bias=True\) expects an input of shape \(\*, in_features\), got a 0-d tensor: give it at least one dim"):
+        layerlab.Dense(2)(torch.tensor(1.0))

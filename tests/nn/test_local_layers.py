@@ -253,3 +253,38 @@ def test_wrong_rank_and_channels():
     with pytest.raises(ShapeError, match=r"LocallyConnected2d\(3, 4, kernel_size=\(3, 3\)\) cannot take an input of shape \(2, 3, 2, 2\): the output size would be \(0, 0\)"):
         lazy(torch.randn(2, 3, 2, 2))
     assert lazy.has_uninitialized_params()  # the failed calls did not materialise anything
+
+
+def _random_config(rng):
+    """A random valid configuration: 1-3 spatial dims, any stride/padding/dilation/groups/bias."""
+    ndim = rng.choice([1, 2, 3])
+    groups = rng.choice([1, 2])
+    c_in, c_out = groups * rng.randint(1, 2), groups * rng.randint(1, 2)
+    k = tuple(rng.randint(1, 3) for _ in range(ndim))
+    d = tuple(rng.randint(1, 2) for _ in range(ndim))
+    if rng.random() < 0.3:
+        s, p = 1, rng.choice(["same", "valid"])
+    else:
+        s = tuple(rng.randint(1, 3) for _ in range(ndim))
+        p = tuple(rng.randint(0, 2) for _ in range(ndim))
+    mode = rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"])
+    pads = p if isinstance(p, tuple) else (0,) * ndim
+    span = tuple(dd * (kk - 1) + 1 for kk, dd in zip(k, d))
+    # big enough for the window and for reflect padding (pad < size)
+    size = tuple(max(sp, pp + 1, 2) + rng.randint(0, 3) for sp, pp in zip(span, pads))
+    if ndim == 3:
+        size = tuple(min(n, 5) if n >= sp else n for n, sp in zip(size, span))
+    bias = rng.choice([True, "shared", False])
+    return ndim, c_in, c_out, size, k, s, p, d, groups, bias, mode
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations_match_loop_reference(seed):
+    import random
+
+    rng = random.Random(seed)
+    ndim, c_in, c_out, size, k, s, p, d, g, bias, mode = _random_config(rng)
+    torch.manual_seed(seed)
+    layer = LOCAL[ndim](c_in, c_out, k, s, p, d, g, bias, mode, input_size=size, dtype=torch.float64)
+    x = torch.randn(2, c_in, *size, dtype=torch.float64)
+    torch.testing.assert_close(layer(x), _reference(layer, x), rtol=1e-10, atol=1e-10)
