@@ -105,5 +105,5 @@ def footer_lines(summary: Summary) -> list[str]:
 def to_text(summary: Summary, width: int = 120) -> str:
     """The rendering as plain text (no colours), ``width`` columns wide."""
     buffer = io.StringIO()
-    Console(file=buffer, width=width, color_system=None, force_terminal=False).print(render(summary))
+    Console(file=buffer, width=width, color_system=None, force_terminal=False).print(render(summary), soft_wrap=True)
     return buffer.getvalue()

@@ -46,15 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerlab.arith import parse_shape
+
+    shape = parse_shape(args.input)  # before importing torch: a typo fails at once
+
     import torch
     from rich.console import Console
 
     from layerlab.analysis import summary
-    from layerlab.arith import parse_shape
     from layerlab.cli.loading import load_model
     from layerlab.errors import ArgumentError
 
-    shape = parse_shape(args.input)
     try:
         with torch.device(args.device):
             model = load_model(args.target)
@@ -66,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(result.to_json())
     else:
-        Console().print(result)
+        Console().print(result, soft_wrap=True)
     return 0
