@@ -75,7 +75,8 @@ class _WindowedNd(nn.Module):
             self.padding = ntuple(who, "padding", padding, ndim, minimum=0)
             pads = tuple((p, p) for p in self.padding)
         self._pads = pads  # per dim (left, right)
-        symmetric_zeros = padding_mode == "zeros" and all(left == right for left, right in pads)
+        no_padding = all(p == 0 for pair in pads for p in pair)
+        symmetric_zeros = no_padding or (padding_mode == "zeros" and all(left == right for left, right in pads))
         # padding passed to the op, and the F.pad argument (last dim first) when padding beforehand
         self._op_padding = tuple(left for left, _ in pads) if symmetric_zeros else (0,) * ndim
         self._pre_pad = None if symmetric_zeros else [p for pair in reversed(pads) for p in pair]
