@@ -1,8 +1,9 @@
 """The inverse problem: which (stride, padding[, output_padding]) map size ``a`` to size ``b``.
 
-Searched exhaustively over ``1 ≤ stride ≤ max_stride`` and ``0 ≤ padding ≤ d·(k − 1)`` (more
-padding than the kernel span makes windows of padding only, or crops whole kernel overlaps), and
-for transposed convs ``0 ≤ output_padding < max(stride, dilation)`` (torch's rule).
+Every solution with ``0 ≤ padding ≤ d·(k − 1)`` (more padding than the kernel span makes windows
+of padding only, or crops whole kernel overlaps), ``stride ≤ max_stride`` when given, and for
+transposed convs ``0 ≤ output_padding < max(stride, dilation)`` (torch's rule). For each padding
+the strides are solved in closed form, so large sizes cost nothing.
 """
 
 from __future__ import annotations
@@ -66,12 +67,13 @@ def solve(
         kernel_size: kernel length.
         transposed: ``True`` only transposed convs, ``False`` only convs, ``None`` both (default: None).
         dilation: kernel dilation (default: 1).
-        max_stride: largest stride tried; ``None`` means ``in_size`` for convs and ``out_size``
-            for transposed convs (default: None).
+        max_stride: largest stride tried; ``None`` means no limit (default: None).
 
     Returns:
         Solutions sorted: those using every input first, then by padding, stride, output_padding,
-        convs before transposed convs. Empty when nothing fits: :func:`unsolvable_reason` says why.
+        convs before transposed convs. Strides that give the same result are listed once: a conv
+        to a single output lists the smallest stride, a transposed conv from a single input stride 1.
+        Empty when nothing fits: :func:`unsolvable_reason` says why.
 
     Examples:
         >>> [s.describe() for s in solve(32, 64, 4)]
@@ -81,28 +83,51 @@ def solve(
     """
     _check(in_size, out_size, kernel_size, transposed, dilation, max_stride)
     found = []
-    span = effective_kernel(kernel_size, dilation)
     if transposed is not True:
-        # one output: the stride has no effect, only stride 1 is listed
-        for stride in range(1, 2 if out_size == 1 else (max_stride or in_size) + 1):
-            for padding in range(span):
-                g = Geometry("", in_size, kernel_size, stride, (padding, padding), dilation)
-                if g.out_size == out_size:
-                    end = (out_size - 1) * stride + span - padding
-                    found.append(Solution(False, kernel_size, stride, padding, 0, dilation,
-                                          g.formula().removeprefix(": "), max(0, in_size - end)))
+        found += _conv_solutions(in_size, out_size, kernel_size, dilation, max_stride)
     if transposed is not False:
-        # one input: the stride only bounds output_padding, only stride 1 is listed
-        for stride in range(1, 2 if in_size == 1 else (max_stride or out_size) + 1):
-            for output_padding in range(max(stride, dilation)):
-                for padding in range(span):
-                    size = transposed_output_size(in_size, kernel_size, stride, padding, output_padding, dilation)
-                    if size == out_size:
-                        formula = transposed_formula("", in_size, kernel_size, stride, padding,
-                                                     output_padding, dilation).removeprefix(": ")
-                        found.append(Solution(True, kernel_size, stride, padding, output_padding,
-                                              dilation, formula))
+        found += _transposed_solutions(in_size, out_size, kernel_size, dilation, max_stride)
     return sorted(found, key=lambda s: (s.dropped > 0, s.padding, s.stride, s.output_padding, s.transposed))
+
+
+def _conv_solutions(a: int, b: int, k: int, d: int, max_stride: int | None) -> list[Solution]:
+    """``floor(N/s) + 1 = b`` with ``N = a + 2p − k_eff``: ``(b−1)·s ≤ N < b·s``, so
+    ``N/b < s ≤ N/(b−1)`` (any ``s > N`` when ``b = 1``: the smallest is listed)."""
+    span = effective_kernel(k, d)
+    found = []
+    for padding in range(span):
+        n = a + 2 * padding - span
+        if n < 0:
+            continue
+        strides = [n + 1] if b == 1 else range(n // b + 1, n // (b - 1) + 1)
+        for stride in strides:
+            if max_stride is not None and stride > max_stride:
+                break
+            g = Geometry("", a, k, stride, (padding, padding), d)
+            end = (b - 1) * stride + span - padding
+            found.append(Solution(False, k, stride, padding, 0, d, g.formula().removeprefix(": "),
+                                  max(0, a - end)))
+    return found
+
+
+def _transposed_solutions(a: int, b: int, k: int, d: int, max_stride: int | None) -> list[Solution]:
+    """``(a−1)·s + op = M`` with ``M = b + 2p − k_eff`` and ``0 ≤ op < max(s, d)``: since
+    ``op < s + d``, ``(M − d)/a < s ≤ M/(a−1)`` (stride 1 only when ``a = 1``)."""
+    span = effective_kernel(k, d)
+    found = []
+    for padding in range(span):
+        m = b + 2 * padding - span
+        if m < 0:
+            continue
+        strides = [1] if a == 1 else range(max(1, (m - d) // a), m // (a - 1) + 1)
+        for stride in strides:
+            if max_stride is not None and stride > max_stride:
+                break
+            output_padding = m - (a - 1) * stride
+            if 0 <= output_padding < max(stride, d):
+                formula = transposed_formula("", a, k, stride, padding, output_padding, d).removeprefix(": ")
+                found.append(Solution(True, k, stride, padding, output_padding, d, formula))
+    return found
 
 
 def unsolvable_reason(
@@ -114,33 +139,30 @@ def unsolvable_reason(
     dilation: int = 1,
     max_stride: int | None = None,
 ) -> str:
-    """Why :func:`solve` found nothing, with the nearest sizes that can be reached ('' when it
-    found something).
+    """Why :func:`solve` found nothing, with the nearest output sizes below and above that can be
+    reached (each looked for among 1,000 candidates); ``''`` when it found something.
 
     Examples:
         >>> print(unsolvable_reason(32, 64, 3, transposed=False))
         no conv maps 32 → 64 with kernel_size=3 (any stride, padding ≤ d·(k−1) = 2); the nearest reachable size is 34. Try another kernel size, or a transposed conv.
     """
-    if solve(in_size, out_size, kernel_size, transposed=transposed, dilation=dilation, max_stride=max_stride):
+    options = {"transposed": transposed, "dilation": dilation, "max_stride": max_stride}
+    if solve(in_size, out_size, kernel_size, **options):
         return ""
     span = effective_kernel(kernel_size, dilation)
     kinds = {None: "conv or transposed conv", True: "transposed conv", False: "conv"}[transposed]
-    reachable = set()
-    for kind in ((False, True) if transposed is None else (transposed,)):
-        limit = max_stride or (in_size if not kind else max(out_size, in_size))
-        for stride in range(1, limit + 1):
-            for padding in range(span):
-                if kind:
-                    reachable.update(transposed_output_size(in_size, kernel_size, stride, padding, op, dilation)
-                                     for op in range(max(stride, dilation)))
-                else:
-                    reachable.add(Geometry("", in_size, kernel_size, stride, (padding, padding), dilation).out_size)
-    reachable = {n for n in reachable if n >= 1}
-    below = max((n for n in reachable if n < out_size), default=None)
-    above = min((n for n in reachable if n > out_size), default=None)
+    # a conv reaches at most in + k_eff − 1 (stride 1, padding k_eff − 1), a transposed conv from
+    # one input at most k_eff + d − 1, from more at least in − k_eff + 1: start the scans there
+    tops = [in_size + span - 1] if transposed is not True else []
+    if transposed is not False:
+        tops.append(span + dilation - 1 if in_size == 1 else out_size - 1)
+    top = min(out_size - 1, max(tops))
+    bottom = out_size + 1 if transposed is not True else max(out_size + 1, in_size - span + 1)
+    below = next((n for n in range(top, max(0, top - 1000), -1) if solve(in_size, n, kernel_size, **options)), None)
+    above = next((n for n in range(bottom, bottom + 1000) if solve(in_size, n, kernel_size, **options)), None)
     near = [str(n) for n in (below, above) if n is not None]
     nearest = (f"the nearest reachable size{'s are' if len(near) > 1 else ' is'} {' and '.join(near)}"
-               if near else "no size is reachable")
+               if near else "no size within 1,000 is reachable")
     strides = f"stride ≤ {max_stride}" if max_stride else "any stride"
     return (f"no {kinds} maps {in_size} → {out_size} with kernel_size={kernel_size}"
             f"{f', dilation={dilation}' if dilation != 1 else ''} ({strides}, padding ≤ d·(k−1) = "

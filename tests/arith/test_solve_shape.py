@@ -26,9 +26,9 @@ def test_sorted_by_use_of_inputs_then_padding():
     assert keys == sorted(keys) and found[0].describe() == "Conv(kernel_size=3, stride=2, padding=0)"
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 5), st.integers(1, 2))
-def test_every_solution_maps_a_to_b_and_none_is_missed(a, b, k, d):
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 5), st.integers(1, 3))
+def test_solutions_equal_a_brute_force_search(a, b, k, d):
     found = solve(a, b, k, dilation=d)
     for s in found:
         if s.transposed:
@@ -36,12 +36,30 @@ def test_every_solution_maps_a_to_b_and_none_is_missed(a, b, k, d):
             assert s.output_padding < max(s.stride, d)
         else:
             assert output_size(a, k, s.stride, s.padding, d) == b
-    # brute force over the same search space
+    # brute force over every stride up to a + b + 2·k_eff, keeping the smallest stride where strides
+    # cannot differ (one conv output; one transposed input)
     span = d * (k - 1) + 1
-    convs = {(s, p) for s in range(1, 2 if b == 1 else a + 1) for p in range(span)
-             if output_size(a, k, s, p, d) == b}
+    strides = range(1, a + b + 2 * span + 1)
+    convs = {(s, p) for p in range(span) for s in strides if output_size(a, k, s, p, d) == b}
+    if b == 1:
+        convs = {(min(s for s, q in convs if q == p), p) for p in {q for _, q in convs}}
+    transposed = {(s, p, op) for p in range(span) for s in (strides if a > 1 else [1]) for op in range(max(s, d))
+                  if transposed_output_size(a, k, s, p, op, d) == b}
     assert convs == {(s.stride, s.padding) for s in found if not s.transposed}
+    assert transposed == {(s.stride, s.padding, s.output_padding) for s in found if s.transposed}
     assert bool(found) == (unsolvable_reason(a, b, k, dilation=d) == "")
+
+
+def test_large_sizes_are_instant():
+    assert [s.describe() for s in solve(4096, 8192, 4)] == ["ConvTranspose(kernel_size=4, stride=2, padding=1)"]
+    assert [s.describe() for s in solve(100000, 50000, 3)] == ["Conv(kernel_size=3, stride=2, padding=1)"]
+    assert unsolvable_reason(4096, 8191, 2, transposed=False).endswith(
+        "the nearest reachable size is 4097. Try another kernel size, or a transposed conv.")
+
+
+def test_max_stride_limits_the_search():
+    assert [s.stride for s in solve(7, 3, 3, transposed=False)] == [2, 3, 3, 4]
+    assert [s.stride for s in solve(7, 3, 3, transposed=False, max_stride=2)] == [2]
 
 
 def test_unsolvable_is_explained():
