@@ -217,7 +217,9 @@ def _compare(args):
     conv, shape = _build_layer(args)
     args.what = "compare"
     family = family_pictures(conv, shape, max_pixels=args.max_pixels, max_bytes=args.max_bytes)
-    figure = new_figure(15, 5 * len(family.rows))
+    out_f, in_f = family.rows[0][0].shape
+    height = 5 * len(family.rows) if len(family.rows) > 1 else 2.5 + 4.5 * min(1.0, out_f / in_f)
+    figure = new_figure(15, height)
     draw_family(family, figure)
     numbers = family.as_dict()
     numbers["ratio_dense_to_conv"] = family.weights["dense"] / family.weights["conv"]
