@@ -48,7 +48,7 @@ def _register_fakes() -> None:
     def _forward(input, weight, bias, stride, padding, dilation, groups):
         ndim = input.dim() - 2
         shape = (input.shape[0], weight.shape[ndim] * weight.shape[-1], *weight.shape[:ndim])
-        return input.new_empty(shape, memory_format=memory_format(input))
+        return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=memory_format(input))
 
     @torch.library.register_fake("layerlab_local::weight_grad")
     def _weight_grad(grad, input, weight_size, stride, padding, dilation, groups):
@@ -56,7 +56,7 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("layerlab_local::input_grad")
     def _input_grad(grad, weight, input, stride, padding, dilation, groups):
-        return input.new_empty(input.shape, memory_format=memory_format(input))
+        return torch.empty_like(input, memory_format=memory_format(input))
 
 
 def load() -> bool:

@@ -100,9 +100,15 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
     return ndim, stride, padding, dilation, kernel, out_size
 
 
+@torch.compiler.assume_constant_result
+def _cpp_available() -> bool:
+    """Whether the C++ kernels are built (builds them on first call); a constant for torch.compile."""
+    return _local_ext.load()
+
+
 def _backend(input: torch.Tensor):
     """The kernels for this input: C++ for float32/float64 on CPU when built, else pure torch."""
-    if input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64) and _local_ext.load():
+    if input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64) and _cpp_available():
         return torch.ops.layerlab_local
     return _local_torch
 

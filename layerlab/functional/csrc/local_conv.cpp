@@ -196,7 +196,8 @@ at::Tensor empty_like_layout(at::IntArrayRef sizes, const at::Tensor& like, bool
              : like.dim() == 4    ? at::MemoryFormat::ChannelsLast
                                   : at::MemoryFormat::ChannelsLast3d;
   auto opts = like.options().memory_format(fmt);
-  return zero ? at::zeros(sizes, opts) : at::empty(sizes, opts);
+  auto t = at::empty(sizes, opts);
+  return zero ? t.zero_() : t;
 }
 
 std::vector<int64_t> output_sizes(const at::Tensor& x, const Geometry& g) {
