@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=DEFAULT_RECIPE.batch_size,
                        help=f"samples per step (default: {DEFAULT_RECIPE.batch_size})")
     train.add_argument("--lr", type=float, default=DEFAULT_RECIPE.lr,
-                       help=f"peak learning rate, 1 warmup epoch then cosine (default: {DEFAULT_RECIPE.lr:g})")
+                       help=f"peak learning rate: {DEFAULT_RECIPE.warmup_epochs} warmup epoch (none with --epochs 1) "
+                            f"then cosine decay (default: {DEFAULT_RECIPE.lr:g})")
     train.add_argument("--optimizer", choices=("adam", "sgd"), default=DEFAULT_RECIPE.optimizer,
                        help=f"optimizer; sgd uses momentum 0.9 (default: {DEFAULT_RECIPE.optimizer})")
     train.add_argument("--weight-decay", type=float, default=DEFAULT_RECIPE.weight_decay,
@@ -87,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise ArgumentError(f"--threads must be a positive integer. Received: --threads {args.threads}")
     torch.set_num_threads(args.threads)
     recipe = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                 optimizer=args.optimizer, weight_decay=args.weight_decay, device=args.device)
+                                 optimizer=args.optimizer, weight_decay=args.weight_decay, device=args.device,
+                                 warmup_epochs=min(DEFAULT_RECIPE.warmup_epochs, max(args.epochs - 1, 0)))
     result = run_compare(args.dataset, models=args.models, permute_pixels=args.permute_pixels, seeds=args.seeds,
                          width=args.width, params=args.params, recipe=recipe, permutation_seed=args.permutation_seed,
                          limit=args.limit, log=lambda line: print(line, file=sys.stderr, flush=True))

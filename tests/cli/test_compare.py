@@ -1,0 +1,119 @@
+"""`layerlab compare` end to end on a tiny budget: table, --json schema, files, failures, flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from layerlab.cli.main import build_parser, main
+from layerlab.zoo import MODELS
+
+RESULT_KEYS = {"model", "permuted", "params", "macs", "test_accuracy", "test_accuracy_std", "train_seconds"}
+TINY = ["--epochs", "1", "--batch-size", "32"]
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    """The command sets torch's thread count (--threads); put it back for the other tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def npz(tmp_path):
+    """A 4-class (1, 6, 6) image data set as an .npz file: class templates plus noise."""
+    rng = np.random.default_rng(1)
+    templates = rng.normal(size=(4, 1, 6, 6))
+    y = rng.integers(0, 4, size=300)
+    x = (templates[y] + 1.5 * rng.normal(size=(300, 1, 6, 6))).astype(np.float32)
+    path = tmp_path / "toy.npz"
+    np.savez(path, x=x[:240], y=y[:240], x_test=x[240:], y_test=y[240:])
+    return str(path)
+
+
+def test_json_schema_files_and_plots(tmp_path, npz, capsys):
+    out = tmp_path / "out"
+    code = main(["compare", "--dataset", npz, "--models", "mlp,cnn", *TINY, "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    document = json.loads(captured.out)
+    assert document["schema"] == "layerlab.compare/1" and document["failures"] == []
+    assert document["dataset"]["input_shape"] == [1, 6, 6] and document["dataset"]["num_classes"] == 4
+    assert [(r["model"], r["permuted"]) for r in document["results"]] == [
+        ("mlp", False), ("mlp", True), ("cnn", False), ("cnn", True)]
+    for row in document["results"]:
+        assert RESULT_KEYS <= set(row)
+        assert isinstance(row["params"], int) and isinstance(row["macs"], int)
+        assert 0 <= row["test_accuracy"] <= 1 and row["test_accuracy_std"] is None and row["train_seconds"] > 0
+    assert document["args"]["recipe"]["epochs"] == 1 and document["args"]["permute_pixels"] is True
+    assert document["out_dir"] == str(out) and len(document["files"]) == 8
+    for name in ("accuracy_vs_params.png", "learning_curves.png", "shuffled_vs_original.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG" and (out / name).stat().st_size > 10_000
+    assert json.loads((out / "results.json").read_text())["results"] == document["results"]
+    assert json.loads((out / "args.json").read_text())["models"] == ["mlp", "cnn"]
+    assert "[4/4] cnn (shuffled) seed 0: test accuracy" in captured.err
+
+
+def test_table_of_original_positions_only(npz, capsys):
+    code = main(["compare", "--dataset", npz, "--models", "mlp", "--no-permute-pixels", *TINY])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "│ mlp   │ original  │" in captured.out and "│ shuffled" not in captured.out
+    assert "test accuracy" in captured.out and "total wall time" in captured.out
+
+
+def test_permute_pixels_flag_of_the_issue_still_works():
+    args = build_parser().parse_args(["compare", "--permute-pixels"])
+    assert args.permute_pixels is True
+    assert build_parser().parse_args(["compare"]).permute_pixels is True  # the default includes shuffled runs
+    assert build_parser().parse_args(["compare", "--no-permute-pixels"]).permute_pixels is False
+
+
+def test_builtin_mnist1d_is_the_default_dataset(capsys):
+    code = main(["compare", "--limit", "200", "--models", "logistic", "--no-permute-pixels", "--json", *TINY])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    document = json.loads(captured.out)
+    assert document["dataset"]["name"] == "mnist1d" and document["dataset"]["input_shape"] == [1, 40]
+    assert document["dataset"]["train_samples"] == 200 and document["results"][0]["params"] == 410
+
+
+def test_one_failing_model_is_reported_the_others_finish_and_the_exit_code_is_1(npz, capsys, monkeypatch):
+    def broken(input_shape, num_classes, width):
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setitem(MODELS, "broken", broken)
+    code = main(["compare", "--dataset", npz, "--models", "broken,mlp", *TINY, "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    document = json.loads(captured.out)
+    status = {(r["model"], r["permuted"]): r["status"] for r in document["results"]}
+    assert status == {("broken", False): "failed", ("broken", True): "failed", ("mlp", False): "ok",
+                      ("mlp", True): "ok"}
+    assert "layerlab compare: broken seed 0 failed: RuntimeError: broken on purpose" in captured.err
+    assert "layerlab compare: broken (shuffled) seed 0 failed: RuntimeError: broken on purpose" in captured.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "mlp,vgg"], r"layerlab compare: error: models must be zoo names .*Received: vgg"),
+    (["--threads", "0"], r"layerlab compare: error: --threads must be a positive integer. Received: --threads 0"),
+    (["--epochs", "0"], r"layerlab compare: error: TrainConfig.epochs must be a positive integer. Received: epochs=0"),
+    (["--seeds", "0"], r"layerlab compare: error: seeds must be a positive integer"),
+])
+def test_bad_arguments_exit_2_with_the_reason(npz, capsys, argv, message):
+    assert main(["compare", "--dataset", npz, *argv]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_every_option_says_its_default():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["compare"]
+    for action in sub._actions:
+        if action.dest != "help":
+            assert "(default: " in action.help and action.help.endswith(")"), action.dest
