@@ -5,7 +5,7 @@ diagnose the input when torch raises, so the success path costs one extra Python
 times each pair in one process, interleaving the two so that machine noise hits both alike, and
 prints the median of the per-round time ratios layerlab / torch (target: ≤ 1.03).
 
-Usage: ``python benchmarks/wrappers.py [--rounds 100] [--threads 2]``
+Usage: ``python benchmarks/wrappers.py [--rounds 100] [--threads 2] [--only Conv]``
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def main() -> None:
     group = parser.add_argument_group("timing")
     group.add_argument("--rounds", type=int, default=100, help="interleaved timing rounds per case (default: 100)")
     group.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
+    group.add_argument("--only", default="", help="run only the cases whose name contains this text (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -79,6 +80,8 @@ def main() -> None:
     print(f"{'layer':42s} {'mode':9s} {'torch µs':>10s} {'layerlab µs':>12s} {'ratio':>7s}")
     worst = 0.0
     for name, make_ours, make_theirs, shape in CASES:
+        if args.only not in name:
+            continue
         ours, theirs = make_ours(), make_theirs()
         x = torch.randn(*shape)
         for mode, backward in (("forward", False), ("fwd+bwd", True)):
