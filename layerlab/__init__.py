@@ -83,6 +83,11 @@ _EXPORTS: dict[str, str] = {
     "run_compare": "layerlab.experiments",
     "CompareResult": "layerlab.experiments",
     "permute_positions": "layerlab.experiments",
+    "matrix_picture": "layerlab.viz.matrix",
+    "family_pictures": "layerlab.viz.family",
+    "receptive_map": "layerlab.viz.receptive",
+    "coverage_map": "layerlab.viz.coverage",
+    "filter_grid": "layerlab.viz.filters",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

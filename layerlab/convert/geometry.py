@@ -8,17 +8,15 @@ arithmetic in :mod:`layerlab.convert.entries` and the conversions read only this
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from layerlab.errors import ArgumentError, ShapeError
 
-__all__ = ["Geometry", "geometry_of", "conv_output_size", "PADDING_MODES"]
+__all__ = ["Geometry", "geometry_of", "check_input", "conv_output_size", "PADDING_MODES"]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-KINDS = ("conv", "transpose", "local", "tiled")
 
 
 @dataclass(frozen=True)
@@ -54,11 +52,6 @@ class Geometry:
     @property
     def ndim(self) -> int:
         return len(self.kernel_size)
-
-    @property
-    def symmetric_padding(self) -> tuple[int, ...] | None:
-        """``pad_left`` when both sides are equal, else ``None``."""
-        return self.pad_left if self.pad_left == self.pad_right else None
 
     def output_size(self, in_size: tuple[int, ...]) -> tuple[int, ...]:
         """Spatial output size for a spatial input size (conv or transposed formula)."""
@@ -193,7 +186,3 @@ def check_input(geometry: Geometry, input_shape, who: str) -> tuple[int, ...]:
             "use a larger input or more padding"
         )
     return out
-
-
-def per_sample_numel(shape) -> int:
-    return math.prod(int(n) for n in shape)

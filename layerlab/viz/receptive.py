@@ -13,7 +13,7 @@ also reports the closed-form field of :func:`layerlab.arith.receptive_field` for
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -168,7 +168,7 @@ class ReceptiveMap:
     input_index: tuple[int, ...]
     reach: np.ndarray
     extent: tuple[tuple[int, int], ...] | None
-    arith: dict | None = field(default=None)
+    arith: dict | None = None
 
     @property
     def size(self) -> tuple[int, ...]:
