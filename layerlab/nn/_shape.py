@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from layerlab.arith.sizes import DIM_NAMES
 from layerlab.errors import LayerlabError, ShapeError
-
-# names of the spatial dims, by number of spatial dims
-SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 def shape_str(shape) -> str:
@@ -66,7 +64,7 @@ def check_rank(layer, input: torch.Tensor, ndim: int, channel_name: str = "C") -
     """Raise if ``input`` is neither ``(B, C, *spatial)`` nor unbatched ``(C, *spatial)``."""
     if input.dim() in (ndim + 1, ndim + 2):
         return
-    spatial = ", ".join(SPATIAL_NAMES[ndim])
+    spatial = ", ".join(DIM_NAMES[ndim])
     fix = (
         f"reshape it, e.g. x.view(B, {channel_name}, {spatial}), or use a {input.dim() - 2}d layer"
         if input.dim() >= 3

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from layerlab.arith._args import ntuple, positive_int
-from layerlab.arith.sizes import same_padding
+from layerlab.arith.sizes import DIM_NAMES, same_padding
 from layerlab.errors import ArgumentError, ShapeError
-from layerlab.nn._shape import SPATIAL_NAMES, shape_str
+from layerlab.nn._shape import shape_str
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # F.pad's name for each padding_mode
@@ -146,7 +146,7 @@ class _WindowedNd(nn.Module):
     def _check_rank_channels(self, input: torch.Tensor) -> None:
         """Raise unless ``input`` is ``(B, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``."""
         ndim = self._ndim
-        spatial = ", ".join(SPATIAL_NAMES[ndim])
+        spatial = ", ".join(DIM_NAMES[ndim])
         if input.dim() not in (ndim + 1, ndim + 2):
             raise ShapeError(
                 f"{self._who()} expects a {ndim + 2}-d input (B, C_in, {spatial}) or a {ndim + 1}-d "

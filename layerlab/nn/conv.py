@@ -17,7 +17,6 @@ Transposed conv output size::
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from layerlab.nn._shape import ShapeDiagnosis, check_channels, check_rank

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from layerlab.arith.sizes import DIM_NAMES
 from layerlab.errors import ShapeError
-from layerlab.nn._shape import SPATIAL_NAMES, ShapeDiagnosis, check_channels, shape_str
+from layerlab.nn._shape import ShapeDiagnosis, check_channels, shape_str
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm"]
 
@@ -39,7 +40,7 @@ class _BatchNormMixin(ShapeDiagnosis):
     def _check_input(self, input: torch.Tensor) -> None:
         if input.dim() not in self._ranks:
             shapes = " or ".join(
-                f"{r}-d (B, C{''.join(', ' + n for n in SPATIAL_NAMES.get(r - 2, ()))})" for r in self._ranks
+                f"{r}-d (B, C{''.join(', ' + n for n in DIM_NAMES.get(r - 2, ()))})" for r in self._ranks
             )
             raise ShapeError(
                 f"{self!r} expects a {shapes} input, got a {input.dim()}-d input of shape "
