@@ -171,7 +171,10 @@ def _explain(err: Exception, calls: list[Call], stack: list[int], model: nn.Modu
     text = repr(call.module)
     short = text if "\n" not in text else text.split("\n")[0] + "...)"
     fix = "check input_shape (per sample, no batch dimension) and the layer sizes"
-    if isinstance(err, TypeError) and not call.name:
+    if "meta" in str(err):
+        fix = ("this forward reads tensor values (e.g. .item(), data-dependent control flow), which the meta-device "
+               "trace cannot do; summarise the part of the model that does not, or call it on real data")
+    elif isinstance(err, TypeError) and not call.name:
         fix = "summary calls forward with one tensor (batch_size, *input_shape); wrap models that need more inputs"
     ending = f"{explanation.rstrip('.')}." if explanation else f". Fix: {fix}"
     return ShapeError(f"{where}: {label} ({short}) failed on input {shapes}: {type(err).__name__}: {str(err).strip().rstrip('.')}{ending}")

@@ -362,3 +362,13 @@ def test_argument_errors(kwargs, message):
 def test_model_must_be_a_module():
     with pytest.raises(ArgumentError, match=r"summary: model must be a torch.nn.Module, got function"):
         summary(lambda x: x, (3,))
+
+
+def test_data_dependent_forward_is_explained():
+    class ReadsValues(nn.Module):
+        def forward(self, x):
+            return x * float(x.sum().item())
+
+    with pytest.raises(ShapeError, match=r"module '0' \(ReadsValues\(\)\) failed on input \(1, 3\): .*Fix: this forward reads "
+                       r"tensor values \(e.g. .item\(\), data-dependent control flow\), which the meta-device trace cannot do"):
+        summary(nn.Sequential(ReadsValues()), (3,))
