@@ -365,7 +365,7 @@ class _Trainer:
         self.last_checkpoint, self.last_checkpoint_at = self.checkpoint_path, self._position()
 
     def _restore(self) -> None:
-        state = load_checkpoint(self.checkpoint_path, map_location=self.ddp.device)
+        state = load_checkpoint(self.checkpoint_path)  # on the CPU: RNG states must stay CPU tensors
         saved = state["config"]
         changed = [f"{k}: checkpoint {saved.get(k)!r} != now {getattr(self.config, k)!r}"
                    for k in RESULT_FIELDS if saved.get(k) != getattr(self.config, k)]
