@@ -6,12 +6,14 @@ e.g. ``Conv2d: stride must be positive integers. Received: stride=(0, 1)``.
 
 from __future__ import annotations
 
+from numbers import Integral
+
 from layerlab.errors import ArgumentError, ShapeError
 
 
 def is_int(value) -> bool:
-    """True for a Python int that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """True for an integer (Python or NumPy) that is not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def check_ndim(who: str, ndim) -> int:
@@ -32,9 +34,9 @@ def ntuple(who: str, name: str, value, ndim: int, *, minimum: int) -> tuple[int,
         minimum: 1 for sizes and strides, 0 for paddings.
     """
     if is_int(value):
-        values = (value,) * ndim
+        values = (int(value),) * ndim
     elif isinstance(value, (tuple, list)) and len(value) == ndim and all(is_int(v) for v in value):
-        values = tuple(value)
+        values = tuple(int(v) for v in value)
     else:
         plural = "s" if ndim > 1 else ""
         raise ArgumentError(
@@ -52,7 +54,7 @@ def positive_int(who: str, name: str, value, *, optional: bool = False) -> int |
         return None
     if not is_int(value) or value < 1:
         raise ArgumentError(f"{who}: {name} must be a positive integer. Received: {name}={value!r}")
-    return value
+    return int(value)
 
 
 def choice(who: str, name: str, value, options: tuple) -> object:
@@ -83,4 +85,4 @@ def check_input_shape(who: str, input_shape) -> tuple[int, ...]:
             f"{who}: input_shape must be a non-empty tuple of positive ints per sample "
             f"(no batch dimension), e.g. (3, 32, 32). Received: input_shape={input_shape!r}"
         )
-    return tuple(input_shape)
+    return tuple(int(v) for v in input_shape)

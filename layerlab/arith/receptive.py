@@ -36,7 +36,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from layerlab.arith._args import check_input_shape
 from layerlab.arith.report import GLOBAL, LayerReport, Window
+from layerlab.arith.shape import parse_shape
 from layerlab.arith.sizes import DIM_NAMES, effective_kernel
 
 
@@ -119,7 +121,7 @@ def receptive_field(reports: Sequence[LayerReport], input_shape) -> list[Recepti
 
     Args:
         reports: the layers' reports in order (e.g. from ``analyse_stack``).
-        input_shape: the network's per-sample input ``(C, *spatial)``.
+        input_shape: the network's per-sample input ``(C, *spatial)`` (or a string like ``"3x32x32"``).
 
     Returns:
         One :class:`ReceptiveField` per report.
@@ -131,7 +133,9 @@ def receptive_field(reports: Sequence[LayerReport], input_shape) -> list[Recepti
         >>> [(int(d.size), int(d.jump)) for d in rf[-1].dims]
         [(5, 2), (5, 2)]
     """
-    spatial = tuple(input_shape[1:])
+    shape = parse_shape(input_shape) if isinstance(input_shape, str) else check_input_shape(
+        "receptive_field", input_shape)
+    spatial = shape[1:]
     names = DIM_NAMES.get(len(spatial), tuple(f"dim{i}" for i in range(len(spatial))))
     one, zero = Fraction(1), Fraction(0)
     dims = [FieldDim(one, one, zero, one) for _ in spatial]

@@ -225,15 +225,14 @@ def _windowed_init(spec, kind: str) -> str:
     """Validation shared by Conv/Local/Tiled/ConvTranspose; returns the layer name."""
     check_ndim(kind, spec.ndim)
     who = spec.name
-    positive_int(who, "out_channels", spec.out_channels)
-    positive_int(who, "in_channels", spec.in_channels, optional=True)
-    kernel = ntuple(who, "kernel_size", spec.kernel_size, spec.ndim, minimum=1)
-    stride = ntuple(who, "stride", spec.stride, spec.ndim, minimum=1)
-    dilation = ntuple(who, "dilation", spec.dilation, spec.ndim, minimum=1)
-    positive_int(who, "groups", spec.groups)
+    _set(spec, out_channels=positive_int(who, "out_channels", spec.out_channels),
+         in_channels=positive_int(who, "in_channels", spec.in_channels, optional=True),
+         kernel_size=ntuple(who, "kernel_size", spec.kernel_size, spec.ndim, minimum=1),
+         stride=ntuple(who, "stride", spec.stride, spec.ndim, minimum=1),
+         dilation=ntuple(who, "dilation", spec.dilation, spec.ndim, minimum=1),
+         groups=positive_int(who, "groups", spec.groups))
     divides(who, spec.groups, spec.in_channels, "in_channels")
     divides(who, spec.groups, spec.out_channels, "out_channels")
-    _set(spec, kernel_size=kernel, stride=stride, dilation=dilation)
     return who
 
 
@@ -268,8 +267,8 @@ class DenseSpec:
     bias: bool = True
 
     def __post_init__(self):
-        positive_int(self.name, "out_features", self.out_features)
-        positive_int(self.name, "in_features", self.in_features, optional=True)
+        _set(self, out_features=positive_int(self.name, "out_features", self.out_features),
+             in_features=positive_int(self.name, "in_features", self.in_features, optional=True))
         _check_bool(self.name, "bias", self.bias)
 
     @property
@@ -817,7 +816,7 @@ class AdaptivePoolSpec:
         who = f"Adaptive{self.op.capitalize()}Pool{_suffix(self.ndim)}"
         size = self.output_size
         if is_int(size) and self.ndim is not None:
-            size = (size,) * self.ndim
+            size = (int(size),) * self.ndim
         rank_ok = isinstance(size, (tuple, list)) and (len(size) == self.ndim or self.ndim is None and 1 <= len(size) <= 3)
         if not (is_int(size) and size > 0) and (
                 not rank_ok or not all(v is None or (is_int(v) and v > 0) for v in size)):
@@ -827,7 +826,7 @@ class AdaptivePoolSpec:
                 f"(or None to keep a dim). Received: output_size={self.output_size!r}"
             )
         _check_bool(who, "flatten_output", self.flatten_output)
-        _set(self, output_size=size if is_int(size) else tuple(size))
+        _set(self, output_size=int(size) if is_int(size) else tuple(None if v is None else int(v) for v in size))
 
     @property
     def name(self) -> str:
@@ -923,7 +922,7 @@ class NormSpec:
     def __post_init__(self):
         choice("NormSpec", "kind", self.kind, NORM_KINDS)
         who = self.name
-        positive_int(who, "num_features", self.num_features, optional=True)
+        _set(self, num_features=positive_int(who, "num_features", self.num_features, optional=True))
         shape = self.normalized_shape
         if is_int(shape):
             shape = (shape,)
@@ -932,13 +931,13 @@ class NormSpec:
             raise ArgumentError(f"{who}: normalized_shape must be a positive int or a tuple of positive "
                                 f"ints. Received: normalized_shape={self.normalized_shape!r}")
         if self.kind == "group":
-            positive_int(who, "num_groups", self.num_groups)
+            _set(self, num_groups=positive_int(who, "num_groups", self.num_groups))
             divides(who, self.num_groups, self.num_features, "num_features", "num_groups")
         if self.ndim is not None:
             check_ndim(who, self.ndim)
         _check_bool(who, "affine", self.affine)
         _check_bool(who, "track_running_stats", self.track_running_stats)
-        _set(self, normalized_shape=None if shape is None else tuple(shape))
+        _set(self, normalized_shape=None if shape is None else tuple(int(v) for v in shape))
 
     @property
     def name(self) -> str:

@@ -82,19 +82,22 @@ def _size(shape: tuple[int, ...]) -> str:
 
 
 def _fitting_input(prefix, shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The input, with the same channels and aspect ratio, for which every layer of ``prefix``
-    fits: preferring one where no floor drops input rows, then the closest in size to ``shape``.
-    ``None`` when there is none up to 4× the size (or no spatial dims)."""
+    """An input with the same channels and aspect ratio for which every layer of ``prefix`` fits:
+    the closest in size to ``shape`` where no floor drops input rows, else the closest that fits.
+    ``None`` when there is none or no spatial dims. Tries at most ~300 sizes up to 4× (those
+    within ±64 of the input, multiples of 16, powers of two), so the error path stays fast."""
     if len(shape) < 2:
         return None
     channels, spatial = shape[0], shape[1:]
     base = spatial[0]
-    found = []
-    for size in range(1, 4 * base + 1):
-        scaled = tuple(s * size // base for s in spatial)
-        if size == base or any(s * size % base for s in spatial):
+    sizes = set(range(max(1, base - 64), base + 65)) | set(range(16, 4 * base + 1, 16))
+    sizes |= {2 ** e for e in range(13) if 2 ** e <= 4 * base}
+    sizes |= set(range(max(1, base // 4), 4 * base + 1, max(1, base // 32)))
+    fallback = None
+    for size in sorted(sizes - {base}, key=lambda n: (abs(n - base), n))[:320]:
+        if any(s * size % base for s in spatial):
             continue
-        candidate = (channels, *scaled)
+        candidate = (channels, *(s * size // base for s in spatial))
         try:
             current, warned = candidate, False
             for spec in prefix:
@@ -102,5 +105,7 @@ def _fitting_input(prefix, shape: tuple[int, ...]) -> tuple[int, ...] | None:
                 current, warned = report.output_shape, warned or bool(report.warnings)
         except (ShapeError, ArgumentError):
             continue
-        found.append((warned, abs(size - base), candidate))
-    return min(found)[2] if found else None
+        if not warned:
+            return candidate
+        fallback = fallback or candidate
+    return fallback

@@ -149,3 +149,13 @@ def test_elementwise_counts():
     assert elementwise("ReLU").analyse((4, 2)).other_ops == {"activation": 8}
     assert elementwise("Identity").analyse((4, 2)).other_ops == {}
     assert elementwise("Dropout").analyse((4, 2)).window is None
+
+
+def test_numpy_integers_are_plain_ints_after_construction():
+    import numpy as np
+
+    spec = ConvSpec(2, np.int64(8), np.int32(3), in_channels=np.int64(3), groups=np.int64(1))
+    assert spec == ConvSpec(2, 8, 3, 3) and type(spec.out_channels) is int
+    assert spec.describe() == "Conv2d(3 → 8, kernel_size=3)"
+    assert spec.analyse((np.int64(3), np.int64(8), 8)).output_shape == (8, 6, 6)
+    assert DenseSpec(np.int64(4)).analyse(torch.Size([5])).output_shape == (4,)
