@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from layerlab.arith._args import positive_int
-from layerlab.arith.sizes import Geometry, effective_kernel, transposed_formula, transposed_output_size
+from layerlab.arith.sizes import Geometry, effective_kernel, transposed_formula
 from layerlab.errors import ArgumentError
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import prod
 
 from layerlab.arith.report import LayerReport
 from layerlab.arith.shape import parse_shape
