@@ -1137,10 +1137,13 @@ class UpsampleSpec:
         if self.size is not None:
             if self.ndim is not None:
                 _set(self, size=ntuple(who, "size", self.size, self.ndim, minimum=1))
-            elif not is_int(self.size):
-                _set(self, size=ntuple(who, "size", self.size, len(self.size) if isinstance(self.size, (tuple, list)) else 0, minimum=1))
+            elif isinstance(self.size, (tuple, list)) and 1 <= len(self.size) <= 3:
+                _set(self, size=ntuple(who, "size", self.size, len(self.size), minimum=1))
+            elif is_int(self.size):
+                _set(self, size=positive_int(who, "size", self.size))
             else:
-                positive_int(who, "size", self.size)
+                raise ArgumentError(f"{who}: size must be a positive int or a tuple of 1 to 3 positive ints. "
+                                    f"Received: size={self.size!r}")
         else:
             scale = self.scale_factor
             number = isinstance(scale, (int, float)) and not isinstance(scale, bool)

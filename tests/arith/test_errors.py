@@ -134,6 +134,13 @@ CASES = [
      "ElementwiseSpec: name must be a non-empty string. Received: name=''"),
     ("elementwise params", lambda: ElementwiseSpec("PReLU", params=-1), ArgumentError,
      "PReLU: params must be a non-negative integer. Received: params=-1"),
+    ("upsample size", lambda: upsample(size="big"), ArgumentError,
+     "Upsample: size must be a positive int or a tuple of 1 to 3 positive ints. Received: size='big'"),
+    ("upsample size 0", lambda: upsample(size=(4, 0)), ArgumentError,
+     "Upsample: size must be positive integers. Received: size=(4, 0)"),
+    ("adaptive size, ndim from input", lambda: global_pool("avg").__class__(None, "avg", (1, 2, 3, 4)), ArgumentError,
+     "AdaptiveAvgPool: output_size must be a positive int or a tuple of 1 to 3 positive ints (or None to keep a "
+     "dim). Received: output_size=(1, 2, 3, 4)"),
     ("upsample both", lambda: UpsampleSpec(2, size=4, scale_factor=2), ArgumentError,
      "Upsample: give exactly one of size and scale_factor. Received: size=4, scale_factor=2"),
     ("upsample none", lambda: UpsampleSpec(2), ArgumentError,
