@@ -119,6 +119,9 @@ def spec_of(module: nn.Module):
         return specs.FlattenSpec(module.start_dim, module.end_dim)
     if isinstance(module, nn.Upsample):
         return specs.upsample(module.size, module.scale_factor, module.mode)  # rank from the input
+    if isinstance(module, nn.LocalResponseNorm):
+        # shape kept, no parameters; its work (``size`` squares per element) is counted as "activation"
+        return specs.ElementwiseSpec("LocalResponseNorm", ops_per_element=module.size)
     if isinstance(module, nn.PReLU):
         return specs.ElementwiseSpec("PReLU", params=module.num_parameters)
     if (cls := _base(module, _ELEMENTWISE)) is not None:

@@ -38,6 +38,7 @@ CASES = [
     (nn.Softmax(dim=-1), (3, 2)),
     (nn.Dropout2d(), (2, 3, 3)),
     (nn.Identity(), (5,)),
+    (nn.LocalResponseNorm(3), (4, 5, 5)),
     (nn.Upsample(scale_factor=2), (2, 3, 3)),
     (nn.Upsample(size=(5, 7, 9), mode="trilinear"), (1, 2, 3, 4)),
     (nn.Upsample(scale_factor=3, mode="linear"), (1, 4)),
