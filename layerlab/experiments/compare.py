@@ -167,10 +167,10 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         :class:`CompareResult`.
 
     Examples:
-        >>> result = run_compare("digits", models=("logistic",), permute_pixels=False, limit=200,
+        >>> result = run_compare("mnist1d", models=("logistic",), limit=200,
         ...                      recipe=TrainConfig(lr=0.05, epochs=1, batch_size=50), progress=False)
         >>> [(row["model"], row["permuted"], row["params"]) for row in result.results]
-        [('logistic', False, 650)]
+        [('logistic', False, 410), ('logistic', True, 410)]
     """
     from layerlab.zoo import MODELS
 
