@@ -138,7 +138,7 @@ CASES = [
      "Upsample: size must be a positive int or a tuple of 1 to 3 positive ints. Received: size='big'"),
     ("upsample size 0", lambda: upsample(size=(4, 0)), ArgumentError,
      "Upsample: size must be positive integers. Received: size=(4, 0)"),
-    ("adaptive size, ndim from input", lambda: global_pool("avg").__class__(None, "avg", (1, 2, 3, 4)), ArgumentError,
+    ("adaptive size, ndim from input", lambda: AdaptivePoolSpec(None, "avg", (1, 2, 3, 4)), ArgumentError,
      "AdaptiveAvgPool: output_size must be a positive int or a tuple of 1 to 3 positive ints (or None to keep a "
      "dim). Received: output_size=(1, 2, 3, 4)"),
     ("upsample both", lambda: UpsampleSpec(2, size=4, scale_factor=2), ArgumentError,
