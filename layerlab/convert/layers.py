@@ -21,7 +21,9 @@ import math
 import torch
 from torch import nn
 
+from layerlab.convert.entries import tile_position
 from layerlab.convert.geometry import check_input, geometry_of
+from layerlab.convert.limits import check_size
 from layerlab.convert.matrix import dense_bias, dense_matrix
 from layerlab.errors import ArgumentError, ShapeError
 
@@ -97,7 +99,15 @@ def conv_weight_to_local(weight: torch.Tensor, groups: int, out_size) -> torch.T
     return bank.expand(*out_size, *bank.shape).clone()
 
 
-def conv_to_local(conv, input_size) -> nn.Module:
+def _check_local_size(layer, geometry, out_size, dtype, max_bytes, who):
+    """Refuse before building a local weight of ``∏out_size·C_in/groups·∏k·C_out`` elements past the limit."""
+    elements = math.prod(out_size) * geometry.in_channels // geometry.groups * math.prod(geometry.kernel_size) \
+        * geometry.out_channels
+    check_size(f"{who}({layer!r}) with output size {tuple(out_size)}", elements, dtype.itemsize, max_bytes=max_bytes,
+               hint="A local layer stores one filter bank per output position; use a smaller input")
+
+
+def conv_to_local(conv, input_size, *, max_bytes: int | None = None) -> nn.Module:
     """The locally connected layer with the conv's filter at every position (exact).
 
     ``out[p] = Σ weight[p] · window(x, p)`` with ``weight[p] = w`` for all ``p``: the same multiply-adds
@@ -108,6 +118,7 @@ def conv_to_local(conv, input_size) -> nn.Module:
             padding_mode, dilation, groups).
         input_size: spatial input size (an int or one int per dimension); the local layer has one
             filter bank per output position, so it is built for this size.
+        max_bytes: memory limit for the local weight (default: ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
 
     Returns:
         ``LocallyConnected{1,2,3}d`` with ``input_size`` set.
@@ -121,13 +132,14 @@ def conv_to_local(conv, input_size) -> nn.Module:
     geometry = _geometry(conv, ("conv",), who)
     size = _spatial(input_size, geometry.ndim, who)
     out_size = check_input(geometry, (geometry.in_channels, *size), f"{who}({conv!r})")
+    _check_local_size(conv, geometry, out_size, conv.weight.dtype, max_bytes, who)
     with torch.no_grad():
         weight = conv_weight_to_local(conv.weight.detach(), geometry.groups, out_size)
         bias = None if conv.bias is None else conv.bias.detach().clone()
     return _new_local(conv, geometry, size, None if bias is None else "shared", weight, bias)
 
 
-def tiled_to_local(tiled, input_size=None) -> nn.Module:
+def tiled_to_local(tiled, input_size=None, *, max_bytes: int | None = None) -> nn.Module:
     """The locally connected layer equal to a tiled conv on a given input size (exact).
 
     Position ``p`` uses the tiled layer's filter bank ``weight[p mod tile_size]`` and, for a
@@ -137,6 +149,7 @@ def tiled_to_local(tiled, input_size=None) -> nn.Module:
         tiled: ``TiledConv{1,2,3}d``.
         input_size: spatial input size (default: ``tiled.input_size`` when the layer has one; a
             tiled conv accepts any size, so usually it must be given).
+        max_bytes: memory limit for the local weight (default: ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
 
     Returns:
         ``LocallyConnected{1,2,3}d`` with the same bias mode.
@@ -150,7 +163,7 @@ def tiled_to_local(tiled, input_size=None) -> nn.Module:
                                 "spatial size the local layer is built for). Received: input_size=None")
     size = _spatial(input_size, geometry.ndim, who)
     out_size = check_input(geometry, (geometry.in_channels, *size), f"{who}({tiled!r})")
-    from layerlab.convert.entries import tile_position
+    _check_local_size(tiled, geometry, out_size, tiled.weight.dtype, max_bytes, who)
 
     tiles = tile_position(out_size, geometry.tile_size)  # (L,) flat tile of each position
     with torch.no_grad():

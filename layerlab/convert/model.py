@@ -91,7 +91,7 @@ def _replacement(module, name, shapes, to, max_bytes):
     shape = shapes[id(module)][0]
     if to == "local":
         convert = conv_to_local if geometry.kind == "conv" else tiled_to_local
-        return convert(module, shape[1:])
+        return convert(module, shape[1:], max_bytes=max_bytes)
     dense = _dense_from(module, shape, max_bytes)
     out_shape = (geometry.out_channels, *geometry.output_size(shape[1:]))
     return nn.Sequential(nn.Flatten(), dense, nn.Unflatten(1, out_shape))
@@ -111,15 +111,16 @@ def convert_model(model: nn.Module, to: str, input_shape, *, max_bytes: int | No
         to: ``"local"`` (``LocallyConnected*d`` with shared bias) or ``"dense"``
             (``Sequential(Flatten(), Dense, Unflatten(1, out_shape))``).
         input_shape: per-sample input shape, e.g. ``(3, 32, 32)``: fixes every layer's input size.
-        max_bytes: memory limit for all dense matrices together (``to="dense"``; default:
-            ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
+        max_bytes: memory limit for all dense matrices together (``to="dense"``), and for each local
+            weight (``to="local"``) (default: ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
 
     Raises:
         ArgumentError: ``to`` is not ``"local"``/``"dense"``; a lazy (unmaterialised) parameter; a
             transposed conv with ``to="local"``; a conv not called, or called at two input sizes; a
             leaf module with its own parameters that is neither torch.nn nor layerlab (it could hide
             a convolution that would silently stay).
-        SizeLimitError: ``to="dense"`` would exceed the memory limit (checked before allocating).
+        SizeLimitError: the dense matrices (together) or a local weight would exceed the memory limit
+            (checked before allocating).
 
     Examples:
         >>> cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),

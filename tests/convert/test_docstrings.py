@@ -21,3 +21,11 @@ def test_docstring_examples(name):
     globs = {**vars(module), "torch": torch, **{n: getattr(layerlab.convert, n) for n in layerlab.convert.__all__}}
     result = doctest.testmod(module, extraglobs=globs, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_public_names_resolve_lazily():
+    import layerlab
+
+    ours = [n for n, m in layerlab._EXPORTS.items() if m.startswith(("layerlab.convert", "layerlab.viz"))]
+    assert {"dense_matrix", "convert_model", "dense_to_local", "matrix_picture", "receptive_map"} <= set(ours)
+    assert all(callable(getattr(layerlab, n)) for n in ours)

@@ -210,6 +210,18 @@ def test_conv_to_dense_of_a_huge_layer_is_refused_before_allocating():
         conv_to_dense(conv, (224, 224))
 
 
+def test_conv_to_local_of_a_huge_layer_is_refused_before_allocating():
+    conv = nn.Conv2d(512, 512, 3, padding=1)  # 224·224·512·9·512 local weights
+    n = 224 * 224 * 512 * 9 * 512
+    with pytest.raises(SizeLimitError, match=rf"conv_to_local\(Conv2d\(512, 512.*with output size \(224, 224\) would "
+                       rf"allocate {n:,} elements × 4 bytes.*one filter bank per output position"):
+        conv_to_local(conv, (224, 224))
+    tiled = lnn.TiledConv2d(2, 2, 3, tile_size=2)
+    assert conv_to_local(nn.Conv2d(2, 2, 3), (6, 6), max_bytes=576 * 4).weight.numel() == 16 * 2 * 9 * 2 == 576
+    with pytest.raises(SizeLimitError, match=r"tiled_to_local\(TiledConv2d.*over the limit of 100 B"):
+        tiled_to_local(tiled, (6, 6), max_bytes=100)
+
+
 def test_conv_transpose_to_dense_is_exact():
     torch.manual_seed(0)
     tconv = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1).to(F64)
