@@ -11,16 +11,20 @@ CIFAR-10: ``data_batch_1`` .. ``data_batch_5`` (50,000) + ``test_batch`` (10,000
 A pickle can call any importable function while it loads (``os.system`` included), so these files
 are never given to ``pickle.load``. :class:`RestrictedUnpickler` resolves only the globals a numpy
 array needs (``_reconstruct`` with ``ndarray``, ``dtype``, ``scalar`` for numpy numbers,
-protocol-5 ``_frombuffer``, and
-``_codecs.encode(..., "latin1")`` that Python 3 writes for bytes) and raises
-:class:`~layerlab.errors.DataError` for anything else *before* calling it. Pixels are divided by 255.
+protocol-5 ``_frombuffer``, and ``_codecs.encode(..., "latin1")`` that Python 3 writes for bytes)
+and raises :class:`~layerlab.errors.DataError` for anything else *before* calling it. Array states
+are checked before numpy allocates: numeric dtypes only (no object arrays) and exactly
+``prod(shape)·itemsize`` bytes of data, so a small file cannot ask for gigabytes. Pixels are
+divided by 255.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
+import pickletools
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +36,8 @@ __all__ = ["RestrictedUnpickler", "load_pickle", "load_cifar", "find_cifar_folde
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct, scalar
-    from numpy._core.numeric import _frombuffer
 except ImportError:  # numpy 1.x
     from numpy.core.multiarray import _reconstruct, scalar
-    from numpy.core.numeric import _frombuffer
 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
@@ -51,13 +53,48 @@ class _NdarrayClass:
                         "through numpy's _reconstruct; this file may be malicious")
 
 
+class _CheckedArray(np.ndarray):
+    """The array ``_reconstruct`` hands to the pickle: its ``__setstate__`` (pickle's BUILD) checks
+    the state before numpy allocates anything.
+
+    numpy would allocate ``prod(shape)`` slots for an object array and fill them with ``None``
+    before looking at the data, so a 100-byte pickle could ask for gigabytes. Only arrays of numbers
+    whose raw bytes match ``shape`` and ``dtype`` exactly are built.
+    """
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise DataError(f"refusing a numpy array state of type {type(state).__name__} from a pickle: "
+                            f"numpy writes (version, shape, dtype, is_fortran, data)")
+        _, shape, dtype, _, raw = state
+        if not isinstance(dtype, np.dtype) or dtype.hasobject or dtype.kind not in "biufcSU":
+            raise DataError(f"refusing a numpy array of dtype {dtype!r} from a pickle: CIFAR files hold "
+                            f"numeric arrays only; this file may be malicious")
+        if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+            raise DataError(f"refusing a numpy array of shape {repr(shape)[:100]} from a pickle")
+        if not isinstance(raw, (bytes, bytearray)) or len(raw) != math.prod(shape) * dtype.itemsize:
+            got = len(raw) if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
+            raise DataError(f"refusing a numpy array from a pickle: shape {shape} of {dtype} needs "
+                            f"{math.prod(shape) * dtype.itemsize:,} bytes of data, the pickle has {got}")
+        super().__setstate__(state)
+
+
 def _reconstruct_array(subtype, shape, dtype_code):
     # numpy pickles always write _reconstruct(ndarray, (0,), b"b"): an empty array that BUILD fills
     if subtype is not _NdarrayClass or tuple(shape) != (0,):
         call = repr((subtype, shape, dtype_code))[:200]
         raise DataError(f"refusing numpy _reconstruct{call} from a pickle: "
                         f"numpy writes only _reconstruct(ndarray, (0,), b'b'); this file may be malicious")
-    return _reconstruct(np.ndarray, (0,), dtype_code)
+    return _reconstruct(_CheckedArray, (0,), dtype_code)
+
+
+def _array_from_buffer(buffer, dtype, shape, order):
+    # protocol 5 writes _frombuffer(bytes-like, dtype, shape, order); copy the bytes so the array
+    # does not keep the unpickler's bytearray exported
+    if not isinstance(buffer, (bytes, bytearray)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise DataError(f"refusing numpy _frombuffer of {type(buffer).__name__} as {dtype!r} from a pickle; "
+                        f"this file may be malicious")
+    return np.frombuffer(bytes(buffer), dtype=dtype).reshape(shape, order=order)
 
 
 def _latin1_bytes(text: str, encoding: str) -> bytes:
@@ -73,8 +110,8 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct_array,
     ("numpy.core.multiarray", "scalar"): scalar,
     ("numpy._core.multiarray", "scalar"): scalar,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy.core.numeric", "_frombuffer"): _array_from_buffer,
+    ("numpy._core.numeric", "_frombuffer"): _array_from_buffer,
     ("numpy", "ndarray"): _NdarrayClass,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_bytes,
@@ -92,13 +129,24 @@ class RestrictedUnpickler(pickle.Unpickler):
     ``subprocess.Popen``, ...), so nothing foreign is ever imported or called. Strings from Python
     2 pickles come back as ``bytes`` (``encoding="bytes"``), as CIFAR's own loader does.
 
+    The constructor reads ``file`` whole (so no length field can make a read larger than the file)
+    and scans its opcodes with ``pickletools.genops`` (which executes nothing) for memo indices
+    larger than the pickle: CPython's C unpickler sizes its memo table by the largest index, so one
+    ``LONG_BINPUT 680825748`` would make it allocate ~10 GB.
+
     Args:
         file: a binary file object.
         path: the file name for error messages.
+
+    Raises:
+        DataError: from the constructor for a hostile memo index or unparsable opcodes; from
+            ``load()`` for a forbidden global or array state.
     """
 
     def __init__(self, file, path: str | os.PathLike) -> None:
-        super().__init__(file, encoding="bytes")
+        data = file.read()  # whole: no length field can make a read larger than the file
+        _check_memo_indices(data, path)
+        super().__init__(io.BytesIO(data), encoding="bytes")
         self.path = path
 
     def find_class(self, module: str, name: str):
@@ -114,8 +162,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 def load_pickle(path: str | os.PathLike):
     """Unpickle ``path`` with :class:`RestrictedUnpickler`.
 
-    The file is read whole first, so a length field claiming more bytes than the file holds fails
-    as truncated instead of allocating.
+    See :class:`RestrictedUnpickler` for what is checked.
 
     Raises:
         DataError: missing file, a forbidden global, or a corrupt/truncated pickle.
@@ -123,14 +170,29 @@ def load_pickle(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; check the path of the CIFAR folder")
-    data = path.read_bytes()
     try:
-        return RestrictedUnpickler(io.BytesIO(data), path).load()
+        with open(path, "rb") as f:
+            return RestrictedUnpickler(f, path).load()
     except DataError:
         raise
     except Exception as err:  # any parse failure of untrusted bytes is a data problem
         raise DataError(f"{path}: not a readable pickle ({type(err).__name__}: {err}); the file is "
                         f"corrupt or truncated, download it again") from None
+
+
+def _check_memo_indices(data: bytes, path) -> None:
+    # real pickles number memo entries 0, 1, 2, ..., so an index beyond the number of opcodes read
+    # so far is corrupt or hostile (see RestrictedUnpickler)
+    try:
+        for count, (op, arg, pos) in enumerate(pickletools.genops(data)):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > count:
+                raise DataError(f"{path}: pickle memo index {arg:,} at byte {pos} is larger than the "
+                                f"{count:,} opcodes before it; the file is corrupt or malicious, download it again")
+    except DataError:
+        raise
+    except Exception as err:  # genops parses untrusted bytes (executing nothing)
+        raise DataError(f"{path}: not a readable pickle ({type(err).__name__}: {err}); the file is corrupt "
+                        f"or truncated, download it again") from None
 
 
 def find_cifar_folder(folder: str | os.PathLike) -> tuple[str, Path] | None:
@@ -197,6 +259,8 @@ def _read_batches(paths: list[Path], label_key: str) -> tuple[np.ndarray, np.nda
             raise DataError(f"{path}: expected a pickled dict with 'data' and labels, got "
                             f"{type(batch).__name__}; this is not a CIFAR batch")
         data = _entry(batch, "data", path)
+        if isinstance(data, np.ndarray):
+            data = np.asarray(data)  # a plain ndarray, not the unpickler's checked subclass
         labels = np.asarray(_entry(batch, label_key, path))
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__

@@ -11,7 +11,8 @@ ignored. Images are decoded as 8-bit grayscale when every one is grayscale, else
 ones repeated to 3 channels; alpha dropped), divided by 255 into [0, 1]: ``x`` is ``(N, C, H, W)``.
 
 Refused with a :class:`~layerlab.errors.DataError` naming the file: a non-image file inside a class
-folder, something that is not a regular file (a FIFO would block the reader), a symlink loop, an image Pillow cannot decode (or a decompression bomb), a symlink resolving outside
+folder, something that is not a regular file (a FIFO would block the reader), a symlink loop,
+an image whose header claims more than ``MAX_PIXELS`` (2^24) pixels (checked before decoding), an image Pillow cannot decode (or a decompression bomb), a symlink resolving outside
 ``root``, an empty class folder, fewer than two classes, images of different sizes, test classes
 that the training folder lacks. Nothing is written, so a failure leaves no state behind.
 """
@@ -31,6 +32,7 @@ __all__ = ["load_image_folder", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+MAX_PIXELS = 1 << 24  # 4096x4096: far above what layer experiments train on; bounds memory per image
 
 
 def load_image_folder(folder: str | os.PathLike, *, seed: int = 0) -> Dataset:
@@ -123,21 +125,28 @@ def _decode(files: list[tuple[Path, int]]) -> np.ndarray:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as im:
+                with Image.open(path) as im:  # reads the header only
+                    size = (im.height, im.width)
+                    if first is not None and size != first[1]:
+                        raise _mixed_sizes(path, size, *first)
+                    if im.width * im.height > MAX_PIXELS:
+                        raise DataError(
+                            f"{path}: the header says {im.height}x{im.width} (HxW) = "
+                            f"{im.width * im.height:,} pixels, more than layerlab decodes per image "
+                            f"({MAX_PIXELS:,}); downscale the images first"
+                        )
                     im.load()
                     gray = im.mode in _GRAY_MODES
                     arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-                Image.DecompressionBombError) as err:
+        except DataError:
+            raise
+        except Exception as err:  # decoders raise many types on hostile bytes: all are data problems
             raise DataError(f"{path}: Pillow cannot decode this image ({type(err).__name__}: {err}); "
                             f"the file is corrupt or not really an image, remove or replace it") from None
-        size = arr.shape[:2]
         if first is None:
-            first = (path, size)
-        elif size != first[1]:
-            raise DataError(f"{path} is {size[0]}x{size[1]} (HxW) but {first[0]} is "
-                            f"{first[1][0]}x{first[1][1]}; all images must have one size, resize them "
-                            f"first (e.g. Pillow's Image.resize)")
+            first = (path, arr.shape[:2])
+        elif arr.shape[:2] != first[1]:  # a decoder disagreeing with its header
+            raise _mixed_sizes(path, arr.shape[:2], *first)
         pixels.append(arr)
     channels = 3 if any(a.ndim == 3 for a in pixels) else 1
     x = np.empty((len(pixels), channels, *first[1]), dtype=np.float32)  # (N, C, H, W)
@@ -145,3 +154,9 @@ def _decode(files: list[tuple[Path, int]]) -> np.ndarray:
         x[i] = a.transpose(2, 0, 1) if a.ndim == 3 else a[None]  # gray repeats over RGB by broadcast
     x /= 255.0
     return x
+
+
+def _mixed_sizes(path: Path, size, first_path: Path, first_size) -> DataError:
+    return DataError(f"{path} is {size[0]}x{size[1]} (HxW) but {first_path} is "
+                     f"{first_size[0]}x{first_size[1]}; all images must have one size, resize them "
+                     f"first (e.g. Pillow's Image.resize)")

@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -176,7 +177,8 @@ def test_huge_array_state_is_refused_without_allocating(tmp_path):
 
     path = tmp_path / "f"
     path.write_bytes(pickle.dumps(Fake(), protocol=2))
-    with pytest.raises(DataError, match=r"not a readable pickle \(ValueError: .*\); the file is corrupt"):
+    with pytest.raises(DataError, match=r"refusing a numpy array from a pickle: shape \(1000000000000,\) of uint8 "
+                                        r"needs 1,000,000,000,000 bytes of data, the pickle has 3"):
         load_pickle(path)
 
 
@@ -184,7 +186,7 @@ def test_truncated_pickle(tmp_path):
     write_cifar10(tmp_path)
     data = (tmp_path / "test_batch").read_bytes()
     (tmp_path / "test_batch").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match=r"test_batch: not a readable pickle \((UnpicklingError|EOFError): .*\); "
+    with pytest.raises(DataError, match=r"test_batch: not a readable pickle \((UnpicklingError|EOFError|ValueError): .*\); "
                                         r"the file is corrupt or truncated, download it again"):
         load_cifar(tmp_path)
 
@@ -241,3 +243,65 @@ def test_not_a_cifar_folder(tmp_path):
     with pytest.raises(DataError, match=r"not a CIFAR python folder: expected data_batch_1\.\.5 and test_batch "
                                         r"\(CIFAR-10\) or train, test and meta \(CIFAR-100\)"):
         load_cifar(tmp_path)
+
+
+def test_object_array_is_refused_before_allocating(tmp_path):
+    # the state of an object array of 10**8 slots with 2 items: numpy would allocate 800 MB first
+    template = pickle.dumps(np.array([None, None], dtype=object), protocol=2)
+    data = template.replace(b"K\x02\x85", b"J\x00\xe1\xf5\x05\x85", 1)  # shape (2,) -> (100_000_000,)
+    assert data != template
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"refusing a numpy array of dtype dtype\('O'\) from a pickle: CIFAR "
+                                            r"files hold numeric arrays only; this file may be malicious"):
+            load_pickle(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+def test_array_state_with_wrong_data_size(tmp_path):
+    data = pickle.dumps(np.zeros(4, np.uint8), protocol=2).replace(b"K\x04\x85", b"K\x05\x85", 1)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=r"refusing a numpy array from a pickle: shape \(5,\) of uint8 needs 5 "
+                                        r"bytes of data, the pickle has 4"):
+        load_pickle(path)
+
+
+def test_protocol5_object_buffer_is_refused():
+    data = (b"\x80\x05cnumpy._core.numeric\n_frombuffer\n(C\x02abcnumpy\ndtype\n(VO8\n\x89\x88tR"
+            b"K\x02\x85VC\ntR.")
+    with pytest.raises(DataError, match=r"refusing numpy _frombuffer of bytes as dtype\('O'\) from a pickle"):
+        RestrictedUnpickler(io.BytesIO(data), "f").load()
+
+
+def test_loaded_arrays_are_plain_ndarrays(tmp_path):
+    write_cifar10(tmp_path, protocol=2)
+    assert type(load_cifar(tmp_path).x_train) is np.ndarray
+
+
+def test_huge_memo_index_is_refused_before_unpickling(tmp_path):
+    # LONG_BINPUT 680825748 made CPython's C unpickler allocate ~10 GB for its memo table (found by
+    # test_data_fuzz); the opcode scan refuses it first
+    data = b"\x80\x04" + b"]" + b"r" + (680825748).to_bytes(4, "little") + b"."
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"f: pickle memo index 680,825,748 at byte 3 is larger than the 2 "
+                                            r"opcodes before it; the file is corrupt or malicious"):
+            load_pickle(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_restricted_unpickler_scans_on_construction():
+    data = b"\x80\x04]r" + (680825748).to_bytes(4, "little") + b"."
+    with pytest.raises(DataError, match=r"pickle memo index 680,825,748"):
+        RestrictedUnpickler(io.BytesIO(data), "f")

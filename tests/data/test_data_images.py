@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from layerlab.data import load_dataset, load_image_folder
 from layerlab.errors import DataError
@@ -224,3 +224,24 @@ def test_broken_symlink(gray_folder):
     os.symlink(root / "dog" / "missing.png", root / "dog" / "broken.png")
     with pytest.raises(DataError, match=r"dog/broken\.png: not a regular file"):
         load_image_folder(root)
+
+
+def test_header_claiming_a_huge_image_is_refused_before_decoding(gray_folder, monkeypatch):
+    from layerlab.data import images
+
+    root, _ = gray_folder
+    monkeypatch.setattr(images, "MAX_PIXELS", 41)  # our 6x7 = 42-pixel images are now too big
+    with pytest.raises(DataError, match=r"cat/0\.png: the header says 6x7 \(HxW\) = 42 pixels, more than layerlab "
+                                        r"decodes per image \(41\); downscale the images first"):
+        load_image_folder(root)
+
+
+def test_mixed_sizes_are_refused_from_the_header(gray_folder, monkeypatch):
+    root, _ = gray_folder
+    save(root / "dog" / "big.png", np.zeros((9, 8), np.uint8))
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: decoded.append(im.size) or real_load(im))
+    with pytest.raises(DataError, match=r"dog/big\.png is 9x8 \(HxW\)"):
+        load_image_folder(root)
+    assert (7, 6) in decoded and (8, 9) not in decoded  # refused before its pixels were decoded
