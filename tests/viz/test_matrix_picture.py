@@ -137,3 +137,25 @@ def test_family_small_exact_and_large_aggregated_and_cropped():
     assert "conv ⊂ local ⊂ dense: 2×10×10 → 4×10×10" in figure.get_suptitle()
     assert [ax.get_title() for ax in figure.axes[:3]] == ["Conv: 72 weights", "Local: 7,200 weights",
                                                           "Dense: 80,000 weights"]
+
+
+def test_rendered_pixels_have_one_colour_per_weight_plus_blank():
+    """Render with Agg at 4 device pixels per matrix entry and read the canvas back."""
+    torch.manual_seed(0)
+    picture = matrix_picture(nn.Conv2d(1, 1, 3, bias=False), (1, 6, 6))  # 16 x 36 entries
+    figure = new_figure(36 * 4 / 100, 16 * 4 / 100)
+    figure.set_layout_engine(None)
+    figure.set_dpi(100)
+    ax = figure.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax.imshow(picture.rgba, interpolation="nearest", aspect="auto")
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3]
+    assert pixels.shape == (64, 144, 3)
+    blocks = pixels.reshape(16, 4, 36, 4, 3)
+    assert (blocks == blocks[:, :1, :, :1]).all()  # every entry is a uniform 4x4 square: no smoothing
+    cells = blocks[:, 0, :, 0]  # (16, 36, 3)
+    colours = {tuple(c) for c in cells.reshape(-1, 3)}
+    assert len(colours) == 9 + 1  # nine weights + the white of the structural zeros
+    np.testing.assert_array_equal(cells[picture.rgba[..., 3] > 0], picture.rgba[picture.rgba[..., 3] > 0][:, :3])
+    assert (cells[picture.rgba[..., 3] == 0] == 255).all()
