@@ -182,3 +182,32 @@ def test_filter_grid_crop_rgb_and_errors():
         filter_grid(local, channel=5)
     one_d = filter_grid(nn.Conv1d(1, 5, 4))
     assert (one_d.rows, one_d.cols, one_d.tile) == (2, 3, (1, 4))
+
+
+class Doubled(nn.Module):
+    """Two layers with a functional op in between: not a chain of layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 1, 3)
+        self.b = nn.Conv1d(1, 1, 3)
+
+    def forward(self, x):
+        return self.b(self.a(x) * 2)
+
+
+def test_a_functional_op_between_layers_is_named():
+    with pytest.raises(ArgumentError, match=r"receptive field: 'b' \(Conv1d\) does not read the output of 'a': the "
+                       r"forward is not a plain chain of layers"):
+        receptive_map(Doubled(), (1, 9))
+
+
+def test_filter_grid_max_tiles_and_save_into_a_file(tmp_path):
+    with pytest.raises(ArgumentError, match=r"filters: max_tiles must be a positive integer. Received: max_tiles=0"):
+        filter_grid(nn.Conv2d(1, 1, 3), max_tiles=0)
+    from layerlab.viz.figure import save_figure
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArgumentError, match=r"output folder '.*file' exists and is not a folder. Received: --out "
+                       r"'.*file'; pass a folder path"):
+        save_figure(new_figure(1, 1), tmp_path / "file", "x")
