@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from layerlab.arith import ConvSpec, ConvTransposeSpec, PoolSpec
+from layerlab.arith import AdaptivePoolSpec, ConvSpec, ConvTransposeSpec, PoolSpec, UpsampleSpec
 from layerlab.errors import LayerlabError
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -143,3 +143,30 @@ def test_conv_padding_modes_match_torch(mode, padding):
             lambda: ConvSpec(1, 1, 3, 1, padding=padding, padding_mode=mode),
             (1, size),
         )
+
+
+@NDIMS
+@SETTINGS
+@given(data=st.data())
+def test_upsample_matches_torch(ndim, data):
+    size = tuple(data.draw(st.lists(st.integers(1, MAX_SIZE[ndim]), min_size=ndim, max_size=ndim)))
+    scale = data.draw(st.one_of(st.floats(0.05, 4.0), st.integers(1, 4)))
+    linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[ndim]
+    mode = data.draw(st.sampled_from(["nearest", "nearest-exact", "area", linear]))
+    agree(
+        lambda: torch.nn.Upsample(scale_factor=scale, mode=mode),
+        lambda: UpsampleSpec(ndim, scale_factor=scale, mode=mode),
+        (2, *size),
+    )
+
+
+@NDIMS
+@SETTINGS
+@given(data=st.data())
+def test_adaptive_pool_matches_torch(ndim, data):
+    size = tuple(data.draw(st.lists(st.integers(1, MAX_SIZE[ndim]), min_size=ndim, max_size=ndim)))
+    entry = st.integers(1, 9) if ndim == 1 else st.one_of(st.none(), st.integers(1, 9))  # torch 1d takes no None
+    out = tuple(data.draw(st.lists(entry, min_size=ndim, max_size=ndim)))
+    op = data.draw(st.sampled_from(["max", "avg"]))
+    pool = getattr(torch.nn, f"Adaptive{op.capitalize()}Pool{ndim}d")
+    agree(lambda: pool(out), lambda: AdaptivePoolSpec(ndim, op, out), (2, *size))
