@@ -8,7 +8,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from layerlab.errors import ArgumentError
+from layerlab.convert.limits import ENV_VAR, format_bytes, max_bytes_limit
+from layerlab.errors import ArgumentError, SizeLimitError
 from layerlab.zoo import classic, families, generative, segmentation
 from layerlab.zoo._stack import check_build_args
 
@@ -51,6 +52,8 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
     Raises:
         ArgumentError: unknown name, or a bad ``input_shape``/``num_classes``/``width``.
         ShapeError: the model cannot take inputs of this shape (too small, wrong number of dims).
+        SizeLimitError: the parameters would take more than ``$LAYERLAB_MAX_BYTES`` (default 2 GiB);
+            counted on the meta device first, so nothing was allocated.
 
     Examples:
         >>> build("cnn", (1, 40), 10)(torch.randn(4, 1, 40)).shape
@@ -58,10 +61,24 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
         >>> count_params(build("lenet5", (1, 32, 32), 10))
         61706
     """
+    input_shape, num_classes, width = _checked(name, input_shape, num_classes, width)
+    if torch.empty(0).device.type != "meta":  # under `with torch.device("meta")` nothing is allocated
+        n = _params_at(name, input_shape, num_classes, width)
+        nbytes, limit = n * torch.get_default_dtype().itemsize, max_bytes_limit()
+        if nbytes > limit:
+            raise SizeLimitError(
+                f"zoo model {name!r} with input_shape={input_shape}, width={width:g} has {n:,} "
+                f"parameters = {format_bytes(nbytes)}, over the limit of {format_bytes(limit)}; nothing "
+                f"was allocated. Choose a smaller width (width_for_params finds one for a parameter "
+                f"budget) or raise the limit with the environment variable {ENV_VAR}"
+            )
+    return MODELS[name](input_shape, num_classes, width)
+
+
+def _checked(name: str, input_shape, num_classes, width) -> tuple[tuple[int, ...], int, float]:
     if name not in MODELS:
         raise ArgumentError(f"unknown zoo model {name!r}; choose one of {', '.join(MODELS)}")
-    input_shape, num_classes, width = check_build_args(name, input_shape, num_classes, width)
-    return MODELS[name](input_shape, num_classes, width)
+    return check_build_args(name, input_shape, num_classes, width)
 
 
 def count_params(model: nn.Module) -> int:
@@ -71,7 +88,7 @@ def count_params(model: nn.Module) -> int:
 
 def _params_at(name: str, input_shape, num_classes: int, width: float) -> int:
     with torch.device("meta"):  # shapes only: nothing is allocated
-        return count_params(build(name, input_shape, num_classes, width))
+        return count_params(MODELS[name](input_shape, num_classes, width))
 
 
 def width_for_params(
@@ -105,6 +122,7 @@ def width_for_params(
     """
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise ArgumentError(f"target must be a positive int (a parameter count). Received: target={target!r}")
+    input_shape, num_classes, _ = _checked(name, input_shape, num_classes, min_width)
     lo_params = _params_at(name, input_shape, num_classes, min_width)
     hi_params = _params_at(name, input_shape, num_classes, max_width)
     if lo_params == hi_params:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import layerlab.nn as L
-from layerlab.errors import ArgumentError, ShapeError
+from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
 from layerlab.zoo import MODELS, build, count_params, width_for_params
 
 FAMILIES = ["logistic", "mlp", "cnn", "lcn", "tiled", "allconv"]
@@ -310,3 +310,31 @@ def test_build_shape_errors(args, message):
 def test_unet_is_fully_convolutional():
     model = build("unet", (2, 16), 3).eval()
     assert model(torch.randn(2, 2, 24)).shape == (2, 3, 24)  # another length divisible by 4
+
+
+def test_huge_model_is_refused_before_allocating(monkeypatch):
+    import tracemalloc
+
+    monkeypatch.delenv("LAYERLAB_MAX_BYTES", raising=False)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SizeLimitError, match=r"zoo model 'lcn' with input_shape=\(3, 64, 64\), width=8 has "
+                                                 r"1,810,113,130 parameters = 6\.7 GiB, over the limit of 2\.0 GiB; "
+                                                 r"nothing was allocated\. Choose a smaller width"):
+            build("lcn", (3, 64, 64), 10, width=8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000
+
+
+def test_size_limit_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("LAYERLAB_MAX_BYTES", "100KiB")
+    with pytest.raises(SizeLimitError, match=r"zoo model 'cnn' .* has 38,454 parameters = 150\.2 KiB, over the "
+                                             r"limit of 100\.0 KiB; .* raise the limit with the environment "
+                                             r"variable LAYERLAB_MAX_BYTES"):
+        build("cnn", (1, 40), 10)
+    with torch.device("meta"):  # nothing to allocate: no limit
+        assert count_params(build("cnn", (1, 40), 10)) == 38_454
+    # the solver counts on the meta device, so a budget over the limit is still solvable
+    assert width_for_params("cnn", (1, 40), 10, 1_000_000) > 1
