@@ -236,17 +236,60 @@ def _depth(name: str) -> int:
     return name.count(".") + 1 if name else 0
 
 
+class _Fields:
+    """Receptive fields along the traced tensors.
+
+    Each row's output remembers the chain of reports that produced it (``None``: untracked, e.g.
+    after an unknown module). A row continues the chain of its input; an input made by a functional
+    op (no module) continues the latest row's chain when it has that output's shape (``F.relu``,
+    ``x + skip``), else it is untracked (``torch.cat``) — except for layers whose field is global.
+    Field warnings (field larger than the input) are given once per chain, where they first appear.
+    """
+
+    def __init__(self, x: torch.Tensor, input_shape: tuple[int, ...]) -> None:
+        self.input_shape = input_shape
+        self.chains: dict[int, tuple | None] = {id(x): ()}  # id(tensor) -> the reports that produced it
+        self.warned: dict[int, bool] = {id(x): False}
+        self.keep = [x]  # holds the tensors so that their ids stay unique
+        self.last: torch.Tensor | None = None
+
+    def _chain_of(self, x: torch.Tensor | None) -> tuple[tuple | None, bool]:
+        if x is None:
+            return None, False
+        if id(x) in self.chains:
+            return self.chains[id(x)], self.warned[id(x)]
+        if self.last is not None and self.last.shape == x.shape:
+            return self.chains[id(self.last)], self.warned[id(self.last)]
+        return None, False
+
+    def step(self, x, report, out) -> tuple[dict[str, Any] | None, list[str]]:
+        """The field of a row (JSON-ready, or ``None``) and its new warnings; records ``out``."""
+        from layerlab.arith import GLOBAL
+        from layerlab.arith.receptive import receptive_field
+
+        before, warned = self._chain_of(x)
+        if before is None and report is not None and report.window == GLOBAL:
+            before = ()  # a global field does not depend on the layers before
+        chain = None if before is None or report is None else (*before, report)
+        field_, notes = None, []
+        if chain is not None:
+            result = receptive_field(list(chain), self.input_shape)[-1]
+            field_ = {key: value for key, value in result.as_dict().items() if key != "warnings"}
+            notes = [] if warned else list(result.warnings)
+            warned = warned or bool(result.warnings)
+        if out is not None:
+            self.chains[id(out)], self.warned[id(out)] = chain, warned
+            self.keep.append(out)
+            self.last = out
+        return field_, notes
+
+
 def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow]:
     """One row per accountable call; params counted once; unknown modules flagged."""
-    from layerlab.arith import GLOBAL
-    from layerlab.arith.receptive import receptive_field
-
     counter = _Counter()
     rows: list[LayerRow] = []
     units: set[int] = set()  # indices of calls that are rows; their descendants are not
-    lineage: dict[int, tuple] = {id(trace.input): ()}  # id(tensor) -> the reports that produced it
-    keep: list[torch.Tensor] = [trace.input]  # keeps ids unique while the map is in use
-    last_out: tuple[torch.Tensor | None, tuple | None] = (None, None)
+    fields = _Fields(trace.input, input_shape)
     for call in trace.calls:
         if any(parent in units for parent in call.parents):
             continue
@@ -272,6 +315,8 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
         if not first_call and any(True for _ in module.parameters()):
             row.warnings.append("called again: its parameters are counted at its first call")
         x = call.inputs[0] if call.inputs else None
+        out = call.outputs[0] if call.outputs else None
+        report = None
         if spec is None:
             row.macs = None
             row.unknown = True
@@ -300,21 +345,8 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
                     row.warnings.append(
                         f"arith predicts output {report.output_shape} per sample, the module returned {traced[1:]}"
                     )
-                # receptive field: follow the tensors; a functional op that keeps the shape keeps the RF
-                before = lineage.get(id(x))
-                if before is None and last_out[0] is not None and tuple(last_out[0].shape) == tuple(x.shape):
-                    before = last_out[1]
-                if before is None and report.window == GLOBAL:
-                    before = ()  # a global field does not depend on the layers before
-                if before is not None:
-                    chain = (*before, report)
-                    field_ = receptive_field(list(chain), input_shape)[-1]
-                    row.receptive_field = {key: value for key, value in field_.as_dict().items() if key != "warnings"}
-                    row.warnings.extend(field_.warnings)
-                    if call.outputs:
-                        lineage[id(call.outputs[0])] = chain
-                        keep.append(call.outputs[0])
-                        last_out = (call.outputs[0], chain)
+        row.receptive_field, notes = fields.step(x, report, out)
+        row.warnings.extend(note for note in notes if note not in row.warnings)
         rows.append(row)
     # parameters of modules never called (or called through their weights only, like attention's out_proj)
     for name, module in trace.model.named_modules():

@@ -372,3 +372,27 @@ def test_data_dependent_forward_is_explained():
     with pytest.raises(ShapeError, match=r"module '0' \(ReadsValues\(\)\) failed on input \(1, 3\): .*Fix: this forward reads "
                        r"tensor values \(e.g. .item\(\), data-dependent control flow\), which the meta-device trace cannot do"):
         summary(nn.Sequential(ReadsValues()), (3,))
+
+
+def test_receptive_field_untracked_after_concat_and_warned_once():
+    class Skip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 5)
+            self.b = nn.Conv2d(2, 2, 5)
+            self.c = nn.Conv2d(4, 2, 1)
+            self.d = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            z = self.b(F.pad(y, (2, 2, 2, 2)))
+            return self.d(self.c(torch.cat([y, z], 1)))
+
+    s = summary(Skip(), (1, 6, 6))
+    fields = {row.name: row.receptive_field for row in s.layers}
+    assert fields["a"]["size"] == [5, 5]
+    assert fields["b"] is None  # F.pad changed the shape: untracked, not guessed
+    assert fields["c"] is None and fields["d"] is None  # after torch.cat, and what follows from it
+    s = summary(nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(3)], nn.Conv2d(1, 1, 1)), (1, 6, 6))
+    warned = [row.name for row in s.layers if any("receptive field" in w for w in row.warnings)]
+    assert warned == ["2"]  # 7 > 6 first at the third conv, not repeated after it
