@@ -355,12 +355,13 @@ def dense_matrix(layer, input_shape, *, sparse: bool = False, max_bytes: int | N
                    "an aggregated picture")
     entries = layer_entries(layer, input_shape, max_bytes=max_bytes, dtype=dtype)
     with torch.no_grad():
-        values = entries.values.detach().to(dtype)
+        values = entries.values.detach().to(dtype)  # on the layer's device
+        rows, cols = entries.rows.to(values.device), entries.cols.to(values.device)
         if sparse:
-            indices = torch.stack([entries.rows, entries.cols])
+            indices = torch.stack([rows, cols])
             return torch.sparse_coo_tensor(indices, values, entries.shape, check_invariants=True).coalesce()
-        matrix = torch.zeros(entries.shape, dtype=dtype)
-        return matrix.index_put_((entries.rows, entries.cols), values, accumulate=True)
+        matrix = torch.zeros(entries.shape, dtype=dtype, device=values.device)
+        return matrix.index_put_((rows, cols), values, accumulate=True)
 
 
 def dense_bias(layer, input_shape, *, dtype=None) -> torch.Tensor:
@@ -382,7 +383,7 @@ def dense_bias(layer, input_shape, *, dtype=None) -> torch.Tensor:
     kind = _kind(layer)
     shape = _shape(input_shape, repr(layer))
     if kind in ("avgpool", "adaptive", "global", "identity"):
-        return torch.zeros(out_f, dtype=dtype)
+        return torch.zeros(out_f, dtype=dtype)  # layers without parameters: on the CPU
     if kind == "batchnorm":
         offset = _batchnorm_entries(layer, shape, dtype).offset
     elif kind == "dense":
@@ -391,5 +392,5 @@ def dense_bias(layer, input_shape, *, dtype=None) -> torch.Tensor:
     else:
         offset = _conv_offset(layer, geometry_of(layer), shape[1:])
     if offset is None:
-        return torch.zeros(out_f, dtype=dtype)
+        return torch.zeros(out_f, dtype=dtype, device=layer.weight.device)
     return offset.detach().to(dtype).clone()
