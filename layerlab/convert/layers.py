@@ -153,6 +153,11 @@ def tiled_to_local(tiled, input_size=None, *, max_bytes: int | None = None) -> n
 
     Returns:
         ``LocallyConnected{1,2,3}d`` with the same bias mode.
+
+    Examples:
+        >>> from layerlab.nn import TiledConv1d
+        >>> tiled_to_local(TiledConv1d(2, 4, 3, tile_size=2), 10).weight.shape  # (L, G, C_in, k, C_out)
+        torch.Size([8, 1, 2, 3, 4])
     """
     who = "tiled_to_local"
     geometry = _geometry(tiled, ("tiled",), who)
@@ -204,6 +209,11 @@ def local_to_dense(local, *, max_bytes: int | None = None) -> nn.Module:
     Shape:
         The Dense maps ``(B, C_in·∏input_size)`` → ``(B, C_out·∏output_size)``; reshape with
         ``.view(B, C_out, *output_size)`` (or use :func:`convert_model`, which wraps it).
+
+    Examples:
+        >>> from layerlab.nn import LocallyConnected2d
+        >>> local_to_dense(LocallyConnected2d(1, 2, 3, input_size=(6, 6)))
+        Dense(32, in_features=36, bias=True)
     """
     geometry = _geometry(local, ("local",), "local_to_dense")
     return _dense_from(local, (geometry.in_channels, *geometry.input_size), max_bytes)

@@ -43,7 +43,7 @@ def _spec_name(layer) -> str | None:
 
 
 def _kind(layer) -> str:
-    """Classify a module: dense, conv (family), avgpool, adaptive, batchnorm, identity."""
+    """Classify a module: dense, conv (family), avgpool, adaptive, global, batchnorm, identity."""
     if any(isinstance(p, nn.parameter.UninitializedParameter) for p in layer.parameters(recurse=False)):
         raise ArgumentError(
             f"dense_matrix: {layer!r} is a lazy layer whose weight is not materialised yet. Run one "

@@ -101,6 +101,11 @@ def dense_to_local(dense, like, *, input_size=None) -> tuple[nn.Module, float]:
         ArgumentError: ``like`` is neither, a non-zero padding_mode (several taps would share one
             dense entry), or ``input_size`` missing for a conv.
         ShapeError: the Dense's sizes do not match ``like`` on that input.
+
+    Examples:
+        >>> local, loss = dense_to_local(torch.nn.Linear(36, 32), torch.nn.Conv2d(1, 2, 3), input_size=(6, 6))
+        >>> tuple(local.weight.shape), 0 < loss < 1  # (*out_size, G, C_in, *k, C_out); most weights dropped
+        ((4, 4, 1, 1, 3, 3, 2), True)
     """
     who = "dense_to_local"
     if not isinstance(dense, nn.Linear) or isinstance(dense.weight, nn.parameter.UninitializedParameter):
