@@ -4,7 +4,7 @@ Run as a script (the way ``torchrun`` starts a worker: ``RANK``/``WORLD_SIZE``/`
 environment) it trains and writes ``final.pt`` (weights) and ``result.json`` into ``--out``::
 
     python train_worker.py --out DIR [--resume] [--epochs 3] [--batch-size 16] [--step-sleep 0.0]
-                           [--die-at-step N] [--ddp-timeout 30]
+                           [--die-at-step N] [--ddp-timeout 60]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--step-sleep", type=float, default=0.0)
     parser.add_argument("--die-at-step", type=int, default=None)
-    parser.add_argument("--ddp-timeout", type=float, default=30.0)
+    parser.add_argument("--ddp-timeout", type=float, default=60.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     rank = int(os.environ.get("RANK", "0"))
