@@ -41,7 +41,6 @@ from layerlab.arith.sizes import (
     DIM_NAMES,
     UNITS,
     Geometry,
-    adaptive_windows,
     same_padding,
     transposed_formula,
     transposed_output_size,
@@ -846,12 +845,9 @@ class AdaptivePoolSpec:
         channels, spatial = _split_input(self, input_shape, self.ndim)
         out = tuple(n if o is None else o for n, o in zip(spatial, self.output_size))
         dims = DIM_NAMES[self.ndim]
-        windows = [adaptive_windows(n, o) for n, o in zip(spatial, out)]
-        widths = [[end - start for start, end in w] for w in windows]
+        stats = [_adaptive_stats(n, o) for n, o in zip(spatial, out)]
         formulas, warnings, geometry = [], [], []
-        for dim, n, o, w in zip(dims, spatial, out, windows):
-            sizes = sorted({end - start for start, end in w})
-            steps = sorted({b[0] - a[0] for a, b in zip(w, w[1:])}) or [n]
+        for dim, n, o, (sizes, steps, _) in zip(dims, spatial, out, stats):
             formulas.append(f"{dim}: output_size = {o} (window i: floor(i·{n}/{o}) … ceil((i+1)·{n}/{o}), "
                             f"size{'s' if len(sizes) > 1 else ''} {'/'.join(map(str, sizes))})")
             if o > n:
@@ -868,7 +864,7 @@ class AdaptivePoolSpec:
         else:
             window = tuple(geometry)
         outputs = channels * prod(out)
-        read = channels * prod(sum(w) for w in widths)  # Σ over outputs of the window size
+        read = channels * prod(total for _, _, total in stats)  # Σ over outputs of the window size
         other = ({"compare": read - outputs} if self.op == "max" else {"add": read - outputs, "divide": outputs})
         shape = (outputs,) if self.flatten_output else (channels, *out)
         if self.flatten_output:
@@ -886,6 +882,28 @@ class AdaptivePoolSpec:
             window=window,
             warnings=tuple(warnings),
         )
+
+
+def _adaptive_stats(in_size: int, out_size: int) -> tuple[list[int], list[int], int]:
+    """Adaptive windows ``[floor(i·n/o), ceil((i+1)·n/o))`` of one dim in closed form (output
+    sizes can be huge): the sorted distinct window sizes, the sorted distinct steps between window
+    starts (``[n]`` for one window) and the sum of the sizes.
+
+    With ``r = i·n mod o`` (every multiple of ``g = gcd(n, o)`` below ``o``), window ``i`` has size
+    ``ceil((r + n)/o)`` and the next start is ``floor((r + n)/o)`` further; both take consecutive
+    values. Equal to :func:`~layerlab.arith.sizes.adaptive_windows` (tested for n < 60, o < 80).
+    """
+    n, o = in_size, out_size
+    g = gcd(n, o)
+    sizes = list(range(-(-n // o), -(-(o - g + n) // o) + 1))
+    if o == 1:
+        steps = [n]
+    elif g > 1:
+        steps = list(range(n // o, (o - g + n) // o + 1))
+    else:  # the steps come from i < o − 1: residue (−n mod o) is missed
+        steps = [n // o] + ([n // o + 1] if n % o >= 2 else [])
+    total = _floor_sum(o, o, n, n + o - 1) - _floor_sum(o, o, n, 0)
+    return sizes, steps, total
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -1189,8 +1207,7 @@ class UpsampleSpec:
                                      f"larger scale_factor or input.")
         outputs = channels * prod(out)
         if self.mode == "area":
-            widths = [[e - s for s, e in adaptive_windows(n, o)] for n, o in zip(spatial, out)]
-            read = channels * prod(sum(w) for w in widths)
+            read = channels * prod(_adaptive_stats(n, o)[2] for n, o in zip(spatial, out))
             other = {"add": read - outputs, "divide": outputs}
         else:
             taps = {"nearest": 1, "nearest-exact": 1, "bicubic": 16}.get(self.mode, 2 ** self.ndim)
