@@ -34,7 +34,7 @@ def test_one_input(data: bytes) -> None:
             parse_stack(text.split("|"))
         else:
             spec = parse_layer(text)
-            spec.analyse(SHAPES[choice % len(SHAPES) + (len(text) % 2)])
+            spec.analyse(SHAPES[(choice + len(text)) % len(SHAPES)])
     except LayerlabError:
         pass
 
