@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from layerlab.convert.limits import ENV_VAR, format_bytes, max_bytes_limit
-from layerlab.errors import ArgumentError, SizeLimitError
+from layerlab.errors import ArgumentError, LayerlabError, SizeLimitError
 from layerlab.zoo import classic, families, generative, segmentation
 from layerlab.zoo._stack import check_build_args
 
@@ -63,7 +63,12 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
     """
     input_shape, num_classes, width = _checked(name, input_shape, num_classes, width)
     if torch.empty(0).device.type != "meta":  # under `with torch.device("meta")` nothing is allocated
-        n = _params_at(name, input_shape, num_classes, width)
+        try:
+            n = _params_at(name, input_shape, num_classes, width)
+        except LayerlabError:
+            raise
+        except Exception:  # a builder registered by a user that cannot run on meta: build it as is
+            n = 0
         nbytes, limit = n * torch.get_default_dtype().itemsize, max_bytes_limit()
         if nbytes > limit:
             raise SizeLimitError(

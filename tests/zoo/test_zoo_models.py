@@ -338,3 +338,12 @@ def test_size_limit_follows_the_environment(monkeypatch):
         assert count_params(build("cnn", (1, 40), 10)) == 38_454
     # the solver counts on the meta device, so a budget over the limit is still solvable
     assert width_for_params("cnn", (1, 40), 10, 1_000_000) > 1
+
+
+def test_builders_that_cannot_run_on_meta_still_build(monkeypatch):
+    # a user's builder reading a tensor value (impossible on meta) skips the size pre-check
+    def builder(input_shape, num_classes, width):
+        return nn.Linear(int(torch.tensor(input_shape).prod()), num_classes)
+
+    monkeypatch.setitem(MODELS, "custom", builder)
+    assert build("custom", (2, 3), 4).in_features == 6
