@@ -34,12 +34,13 @@ LAYER_COMMANDS = {
 }
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, *, matrix: bool = False) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="runs/explain", metavar="DIR", help="folder for the PNG/SVG/JSON files (default: runs/explain)")
     output.add_argument("--svg", action="store_true", help="also write an SVG next to the PNG (default: off)")
     output.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout instead of a table (default: off)")
-    output.add_argument("--max-pixels", type=int, default=512, help="largest picture side before aggregating large matrices (default: 512)")
+    if matrix:
+        output.add_argument("--max-pixels", type=int, default=512, help="largest picture side before aggregating large matrices (default: 512)")
     output.add_argument("--max-bytes", type=int, default=None, help="memory limit in bytes (default: $LAYERLAB_MAX_BYTES or 2 GiB)")
 
 
@@ -74,12 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             layer.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
         else:
             _window(sub, padding_default="0", transposed=name == "convtranspose2d")
-        _common(sub)
+        _common(sub, matrix=True)
         sub.set_defaults(func=run)
     text = "conv, local and dense matrices side by side for the same in/out shape, weight counts in the titles"
     sub = commands.add_parser("compare", help=text, description=text)
     _window(sub, padding_default="same")
-    _common(sub)
+    _common(sub, matrix=True)
     sub.set_defaults(func=run)
     text = "which input cells feed one output cell of a model (receptive field), and which outputs one input reaches"
     sub = commands.add_parser("rf", help=text, description=text + ". Runs your own code (FILE.py:NAME).")
