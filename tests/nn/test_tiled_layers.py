@@ -94,3 +94,17 @@ def test_repr_and_errors():
         layerlab.TiledConv2d(3, 4, 3, (0, 2))
     with pytest.raises(ArgumentError, match=r"TiledConv3d: tile_size must be an int or a tuple of 3 ints. Received: tile_size=\(2, 2\)"):
         layerlab.TiledConv3d(3, 4, 3, (2, 2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_dtypes(dtype):
+    torch.manual_seed(6)
+    layer = layerlab.TiledConv2d(3, 4, 3, 2, padding=1, dtype=dtype)
+    x = torch.randn(2, 3, 6, 5, dtype=dtype)
+    out = layer(x)
+    assert out.dtype == dtype
+    tol = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 5e-2}[dtype]
+    expected = tiled_conv_reference(x, layer.weight, layer.bias, 1, 1)
+    torch.testing.assert_close(out.double(), expected, rtol=tol, atol=tol)
+    out.float().sum().backward()
+    assert layer.weight.grad.dtype == dtype
