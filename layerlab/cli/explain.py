@@ -34,14 +34,15 @@ LAYER_COMMANDS = {
 }
 
 
-def _common(parser: argparse.ArgumentParser, *, matrix: bool = False) -> None:
+def _common(parser: argparse.ArgumentParser, *, matrix: bool = False, limit: bool = True) -> None:
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="runs/explain", metavar="DIR", help="folder for the PNG/SVG/JSON files (default: runs/explain)")
     output.add_argument("--svg", action="store_true", help="also write an SVG next to the PNG (default: off)")
     output.add_argument("--json", action="store_true", help="print the numbers as JSON on stdout instead of a table (default: off)")
     if matrix:
         output.add_argument("--max-pixels", type=int, default=512, help="largest picture side before aggregating large matrices (default: 512)")
-    output.add_argument("--max-bytes", type=int, default=None, help="memory limit in bytes (default: $LAYERLAB_MAX_BYTES or 2 GiB)")
+    if limit:
+        output.add_argument("--max-bytes", type=int, default=None, help="memory limit in bytes (default: $LAYERLAB_MAX_BYTES or 2 GiB)")
 
 
 def _window(parser: argparse.ArgumentParser, *, padding_default: str, transposed: bool = False) -> None:
@@ -111,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--channel", type=int, default=0, help="output channel shown for local/tiled layers (default: 0)")
     model.add_argument("--input", default=None, metavar="SHAPE", help="run one forward pass on this per-sample shape first, for lazy layers (default: none)")
     model.add_argument("--max-tiles", type=int, default=32, help="crop the grid to this many tiles per side (default: 32)")
-    _common(sub)
+    _common(sub, limit=False)
     sub.set_defaults(func=run)
 
 
