@@ -43,6 +43,9 @@ def parse_shape(text: str) -> tuple[int, ...]:
         if not re.fullmatch(r"[+-]?\d+", item):
             raise ArgumentError(f"shape {text!r}: size {position} is {item!r}, not an integer. Write "
                                 f"positive integers separated by 'x', e.g. 3x64x64 (C×H×W).")
+        if len(item.lstrip("+-")) > 18:  # int() refuses > 4300 digits; no real size has 19
+            raise ArgumentError(f"shape {text[:60]!r}: size {position} has {len(item.lstrip('+-'))} digits; "
+                                f"sizes must be below 10**18, e.g. 3x64x64 (C×H×W).")
         value = int(item)
         if value < 1:
             raise ArgumentError(f"shape {text!r}: size {position} is {value}; every size must be a "

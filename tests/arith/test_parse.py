@@ -248,8 +248,14 @@ def test_fuzz_stacks(texts, shape):
         pass
 
 
+def test_parse_shape_huge_number():
+    with pytest.raises(ArgumentError, match=r"shape '9999.*': size 1 has 5000 digits; sizes must be below 10\*\*18"):
+        parse_shape("9" * 5000)
+
+
 @FUZZ
-@given(st.one_of(st.text(max_size=60), st.text(alphabet="0123456789x×,() -+", max_size=60)))
+@given(st.one_of(st.text(max_size=60), st.text(alphabet="0123456789x×,() -+", max_size=60),
+                 st.integers(0, 6000).map(lambda n: "3x" + "9" * n)))
 def test_fuzz_parse_shape(text):
     try:
         shape = parse_shape(text)
