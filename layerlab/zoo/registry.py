@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from layerlab.convert.limits import ENV_VAR, format_bytes, max_bytes_limit
-from layerlab.errors import ArgumentError, LayerlabError, SizeLimitError
+from layerlab.errors import ArgumentError, SizeLimitError
 from layerlab.zoo import classic, families, generative, segmentation
 from layerlab.zoo._stack import check_build_args
 
@@ -32,6 +32,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": segmentation.unet,
 }
 
+_ZOO_BUILDERS = dict(MODELS)  # the builders above, for the size pre-check in `build`
+
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
     """Build the zoo model ``name`` for per-sample inputs ``input_shape``.
@@ -53,7 +55,8 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
         ArgumentError: unknown name, or a bad ``input_shape``/``num_classes``/``width``.
         ShapeError: the model cannot take inputs of this shape (too small, wrong number of dims).
         SizeLimitError: the parameters would take more than ``$LAYERLAB_MAX_BYTES`` (default 2 GiB);
-            counted on the meta device first, so nothing was allocated.
+            counted on the meta device first, so nothing was allocated (the zoo's own models; a
+            builder added to ``MODELS`` by the user is called once, unchecked).
 
     Examples:
         >>> build("cnn", (1, 40), 10)(torch.randn(4, 1, 40)).shape
@@ -62,13 +65,10 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
         61706
     """
     input_shape, num_classes, width = _checked(name, input_shape, num_classes, width)
-    if torch.empty(0).device.type != "meta":  # under `with torch.device("meta")` nothing is allocated
-        try:
-            n = _params_at(name, input_shape, num_classes, width)
-        except LayerlabError:
-            raise
-        except Exception:  # a builder registered by a user that cannot run on meta: build it as is
-            n = 0
+    # the zoo's own builders are pure and meta-safe: count first (under `with torch.device("meta")`
+    # nothing is allocated anyway); builders a user registers in MODELS are called once, as they are
+    if MODELS[name] is _ZOO_BUILDERS.get(name) and torch.empty(0).device.type != "meta":
+        n = _params_at(name, input_shape, num_classes, width)
         nbytes, limit = n * torch.get_default_dtype().itemsize, max_bytes_limit()
         if nbytes > limit:
             raise SizeLimitError(

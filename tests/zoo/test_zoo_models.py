@@ -340,10 +340,15 @@ def test_size_limit_follows_the_environment(monkeypatch):
     assert width_for_params("cnn", (1, 40), 10, 1_000_000) > 1
 
 
-def test_builders_that_cannot_run_on_meta_still_build(monkeypatch):
-    # a user's builder reading a tensor value (impossible on meta) skips the size pre-check
+def test_user_builders_are_called_once_and_unchecked(monkeypatch):
+    # a builder a user adds to MODELS may have side effects or be meta-unsafe: no pre-check run
+    calls = []
+
     def builder(input_shape, num_classes, width):
-        return nn.Linear(int(torch.tensor(input_shape).prod()), num_classes)
+        calls.append(width)
+        return nn.Linear(int(torch.tensor(input_shape).prod()), num_classes)  # .prod() value: not on meta
 
     monkeypatch.setitem(MODELS, "custom", builder)
+    monkeypatch.setenv("LAYERLAB_MAX_BYTES", "1")
     assert build("custom", (2, 3), 4).in_features == 6
+    assert calls == [1.0]
