@@ -61,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"L2 penalty (default: {DEFAULT_RECIPE.weight_decay:g})")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     train.add_argument("--threads", type=int, default=1,
-                       help="torch CPU threads; the default models are so small that 1 thread beats 2 "
-                            "(default: 1)")
+                       help="torch CPU threads; the default models are so small that 1 thread beats 2, by far "
+                            "on a busy machine (docs/compare.md) (default: 1)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", default=None, metavar="DIR",
                         help="write args.json, results.json/.csv, runs.csv, history.csv and 3 PNG plots here "
