@@ -163,3 +163,11 @@ def test_models_as_a_comma_separated_string(toy_images):
     result = run_compare(toy_images, models="mlp, logistic", permute_pixels=False,
                          recipe=TrainConfig(epochs=1, device="cpu"), progress=False)
     assert result.args["models"] == ["mlp", "logistic"]
+
+
+def test_out_must_be_a_folder(tmp_path, toy_images):
+    result = run_compare(toy_images, models=("logistic",), permute_pixels=False,
+                         recipe=TrainConfig(epochs=1, device="cpu"), progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArgumentError, match=r"--out '.*file' exists and is not a folder; pass a folder path"):
+        write_outputs(result, tmp_path / "file")
