@@ -86,7 +86,7 @@ def _show(values) -> str:
 
 def _repr(name: str, head: str, options: list[tuple[str, object, object]]) -> str:
     """``name(head, key=value, ...)`` listing only options that differ from their default."""
-    parts = [head] + [f"{key}={_show(value)}" for key, value, default in options if value != default]
+    parts = [head] * bool(head) + [f"{key}={_show(value)}" for key, value, default in options if value != default]
     return f"{name}({', '.join(parts)})"
 
 
@@ -1057,8 +1057,7 @@ class FlattenSpec:
         return "Flatten"
 
     def describe(self) -> str:
-        return _repr(self.name, "", [("start_dim", self.start_dim, 1), ("end_dim", self.end_dim, -1)]
-                     ).replace("(, ", "(")
+        return _repr(self.name, "", [("start_dim", self.start_dim, 1), ("end_dim", self.end_dim, -1)])
 
     def analyse(self, input_shape) -> LayerReport:
         shape = check_input_shape(self.name, input_shape)
