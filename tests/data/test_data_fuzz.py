@@ -22,7 +22,7 @@ from layerlab.data import load_image_folder, load_npz, read_idx
 from layerlab.data.cifar import load_pickle
 from layerlab.errors import DataError
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @st.composite
@@ -115,7 +115,7 @@ def test_image_folder_fuzz(tmp_path, fmt, suffix):
         for i in range(5):
             (tmp_path / k / f"{i}{suffix}").write_bytes(good)
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=40, deadline=None)
     @given(data=mutated(good))
     def check(data):
         (tmp_path / "a" / f"0{suffix}").write_bytes(data)
