@@ -214,8 +214,8 @@ class _Trainer:
 
     def _train_epoch(self, net: nn.Module) -> tuple[float, float]:
         loader = epoch_loader(self.data, self.config.batch_size, self.config.seed, self.epoch, self.ddp.rank,
-                                 self.ddp.world_size, skip=self.step_in_epoch, num_workers=self.config.num_workers,
-                                 pin_memory=self.ddp.device.type == "cuda")
+                              self.ddp.world_size, skip=self.step_in_epoch, num_workers=self.config.num_workers,
+                              pin_memory=self.ddp.device.type == "cuda")
         net.train()
         bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not self.show, leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.config.epochs}", unit="step")
