@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["weight_colors", "BLANK"]
+__all__ = ["weight_colors"]
 
-BLANK = (0, 0, 0, 0)  # fully transparent: structural zero
 _LEVELS = 176
 _OFFSET = 40
 _PRIME = 2_654_435_761  # Knuth's multiplicative hash constant (odd, not a multiple of 11)
