@@ -161,12 +161,25 @@ def _padding(text: str, ndim: int, allow_words: bool = True):
 
 
 def _build_layer(args):
-    """The layer of conv2d / local2d / dense / convtranspose2d / compare and its input shape."""
+    """The layer of conv2d / local2d / dense / convtranspose2d / compare and its input shape.
+
+    Built once on the meta device to count its parameters against the memory limit, then for real.
+    """
     import torch
 
+    from layerlab.convert.limits import check_size
+
+    with torch.device("meta"):
+        layer, shape = _new_layer(args)
+    check_size(f"explain {args.what}: building {layer!r}", sum(p.numel() for p in layer.parameters()), 4,
+               max_bytes=args.max_bytes, hint="Use a smaller layer")
+    torch.manual_seed(args.seed)
+    return _new_layer(args)
+
+
+def _new_layer(args):
     from layerlab import nn as lnn
 
-    torch.manual_seed(args.seed)
     bias = not args.no_bias
     if args.what == "dense":
         shape = _shape(args.in_shape, "in")

@@ -148,3 +148,8 @@ def test_huge_layer_is_refused_before_allocating(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "would allocate" in err and "over the limit of 1.0 MiB; nothing was allocated" in err
     assert not (tmp_path / "conv2d.png").exists()
+    argv = ["explain", "dense", "--in", "3x1024x1024", "--out-features", "100000", "--out", str(tmp_path)]
+    assert main(argv) == 2  # 314,572,800,000 weights: refused before the layer is built
+    err = capsys.readouterr().err
+    assert "explain dense: building Dense(100000, in_features=3145728, bias=True) would allocate 314,572,900,000 " \
+           "elements" in err and "Use a smaller layer" in err
