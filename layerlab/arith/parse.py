@@ -135,9 +135,15 @@ def _scale(value: Any) -> int | float | tuple[int | float, ...]:
 
 
 def _local_bias(value: Any) -> str | None:
-    if value not in ("location", "shared", None) or isinstance(value, bool):
-        raise _Mismatch("'location' (one bias per channel and output position), 'shared' or None")
-    return value
+    """As ``layerlab.nn.LocallyConnected2d``: True (per channel and position), 'shared' (per
+    channel), False/None (no bias); arith's own name 'location' is accepted too."""
+    if value is True or value == "location":
+        return "location"
+    if value is False or value is None:
+        return None
+    if value == "shared":
+        return "shared"
+    raise _Mismatch("True or 'location' (one bias per channel and output position), 'shared' (one per channel), or False/None")
 
 
 # --- the layer table ----------------------------------------------------------------------------
