@@ -90,7 +90,11 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
     def reset_parameters(self) -> None:
         """W, b ~ U(±1/√fan_in), fan_in = C_in/groups·∏kernel_size: torch's conv default.
 
-        A no-op until the parameters are materialised (lazy layer before its first input).
+        Why this fan_in: every output unit of a local layer sums exactly the C_in/groups·∏k products
+        of one window, as the conv of the same shape does, so the same bound keeps the activations'
+        scale. Fans read from the location-major storage shape would count output positions too
+        (Keras 2's bug: its local weights came out 6–135× smaller than a Conv2D's). A no-op until
+        the parameters are materialised (lazy layer before its first input).
         """
         if not self.has_uninitialized_params():
             self._init_uniform()
