@@ -117,3 +117,31 @@ def test_every_option_says_its_default():
     for action in sub._actions:
         if action.dest != "help":
             assert "(default: " in action.help and action.help.endswith(")"), action.dest
+
+
+def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, npz, capsys, monkeypatch):
+    import os
+    import signal
+
+    from torch import nn
+
+    class Interrupts(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(36, 4)
+
+        def forward(self, x):
+            if self.training:
+                os.kill(os.getpid(), signal.SIGINT)
+            return self.linear(x.flatten(1))
+
+    monkeypatch.setitem(MODELS, "interrupts", lambda shape, classes, width: Interrupts())
+    out = tmp_path / "out"
+    code = main(["compare", "--dataset", npz, "--models", "mlp,interrupts", *TINY, "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 130
+    assert ("layerlab compare: stopped by SIGINT while training interrupts seed 0; 2 of 4 trainings finished and "
+            "are reported") in captured.err
+    document = json.loads(captured.out)
+    assert [(r["model"], r["permuted"]) for r in document["results"]] == [("mlp", False), ("mlp", True)]
+    assert json.loads((out / "results.json").read_text())["interrupted"] == document["interrupted"]
