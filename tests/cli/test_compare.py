@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from layerlab.cli.main import build_parser, main
 from layerlab.zoo import MODELS
@@ -120,11 +123,6 @@ def test_every_option_says_its_default():
 
 
 def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, npz, capsys, monkeypatch):
-    import os
-    import signal
-
-    from torch import nn
-
     class Interrupts(nn.Module):
         def __init__(self):
             super().__init__()
