@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from layerlab.errors import ArgumentError
     from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
     from layerlab.train.checkpoint import CHECKPOINT_NAME
+    from layerlab.train.metrics import write_json
     from layerlab.zoo import build
 
     out = Path(args.out) if args.out else None
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     model = build(resolved["model"], dataset.input_shape, dataset.num_classes, resolved["width"])
     if out is not None and rank == 0 and not args.resume and not (out / CHECKPOINT_NAME).exists():
         out.mkdir(parents=True, exist_ok=True)
-        (out / "args.json").write_text(json.dumps(resolved, indent=2) + "\n")
+        write_json(out / "args.json", resolved)
     try:
         result = fit(model, dataset, config, out_dir=out, resume=args.resume, progress=not args.no_progress)
     except TrainingInterrupted as err:
