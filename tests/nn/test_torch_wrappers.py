@@ -136,3 +136,15 @@ def test_errors_the_diagnosis_cannot_explain_are_torchs():
     conv = layerlab.Conv2d(3, 4, 3)
     with pytest.raises(RuntimeError, match="Input type|expected scalar type|same dtype"):
         conv(torch.randn(1, 3, 8, 8, dtype=torch.float64))
+
+
+def test_the_error_wrapping_does_not_break_torch_compile_graphs():
+    import torch._dynamo
+
+    model = nn.Sequential(
+        layerlab.Conv2d(3, 8, 3, padding=1), layerlab.BatchNorm2d(8), layerlab.ReLU(), layerlab.MaxPool2d(2),
+        layerlab.LayerNorm(4), layerlab.Flatten(), layerlab.Dense(10, in_features=128),
+    )
+    x = torch.randn(2, 3, 8, 8)
+    explanation = torch._dynamo.explain(model)(x)
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0
