@@ -26,6 +26,7 @@ from layerlab.data import Dataset, load_dataset
 from layerlab.errors import ArgumentError, LayerlabError
 from layerlab.experiments.permute import permute_positions
 from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
+from layerlab.train.distributed import resolve_device
 
 __all__ = ["run_compare", "CompareResult", "RunRecord", "DEFAULT_MODELS", "DEFAULT_RECIPE", "SCHEMA"]
 
@@ -182,6 +183,7 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         raise ArgumentError(f"params must be a positive integer (a parameter budget). Received: params={params!r}")
     if not isinstance(recipe, TrainConfig):
         raise ArgumentError(f"recipe must be a TrainConfig. Received: recipe={recipe!r}")
+    resolve_device(recipe.device)  # a missing GPU is one error here, not one failure per training
     if isinstance(dataset, Dataset) and limit is not None:
         raise ArgumentError("limit applies to data loaded by name or path; subsample a Dataset object yourself")
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, limit=limit)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import layerlab
-from layerlab.errors import ArgumentError
+from layerlab.errors import ArgumentError, TrainingError
 from layerlab.experiments import compare_table, run_compare, write_outputs
 from layerlab.train import TrainConfig
 from layerlab.zoo import MODELS, build
@@ -157,6 +157,13 @@ def test_outputs_of_a_run_where_everything_failed(tmp_path, toy_images, extra_mo
 def test_bad_arguments(toy_images, kwargs, message):
     with pytest.raises(ArgumentError, match=message):
         run_compare(toy_images, **{"progress": False, **kwargs})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_gpu_is_one_error_before_any_training(toy_images):
+    with pytest.raises(TrainingError, match=r"device='cuda' was requested but CUDA is not available here; use "
+                                            r"device='cpu' or 'auto'"):
+        run_compare(toy_images, recipe=TrainConfig(device="cuda"), progress=False)
 
 
 def test_models_as_a_comma_separated_string(toy_images):
