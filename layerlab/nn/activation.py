@@ -10,6 +10,7 @@ so there is nothing to diagnose: each class only adds :meth:`layer_spec` returni
 - Dropout zeroes each element with probability ``p`` in training and scales the rest by ``1/(1−p)``.
 
 Examples:
+    >>> import torch
     >>> ReLU()(torch.tensor([-1.0, 2.0]))
     tensor([0., 2.])
 """
