@@ -51,3 +51,42 @@ def test_matrix_equals_jacobian_and_local_equals_conv(cfg):
     torch.testing.assert_close(matrix, jac, rtol=0, atol=1e-12)
     torch.testing.assert_close(x.flatten(1) @ matrix.T + dense_bias(conv, shape), y.flatten(1), rtol=0, atol=1e-10)
     torch.testing.assert_close(conv_to_local(conv, size)(x), y, rtol=0, atol=1e-10)
+
+
+@st.composite
+def pool_configs(draw):
+    kernel = draw(st.integers(1, 4))
+    return (kernel, draw(st.integers(1, 3)), draw(st.integers(0, kernel // 2)), draw(st.booleans()),
+            draw(st.booleans()), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_configs())
+def test_avg_pool_matrix_equals_jacobian(cfg):
+    """ceil_mode and count_include_pad at the borders are where pooling formulas go wrong."""
+    kernel, stride, padding, ceil_mode, include_pad, h, w = cfg
+    pool = nn.AvgPool2d(kernel, stride, padding, ceil_mode=ceil_mode, count_include_pad=include_pad)
+    shape = (2, h, w)
+    try:
+        pool(torch.zeros(1, *shape, dtype=F64))
+    except RuntimeError:
+        return
+    jac = torch.autograd.functional.jacobian(lambda v: pool(v.view(1, *shape)).flatten(),
+                                             torch.zeros(math.prod(shape), dtype=F64))
+    torch.testing.assert_close(dense_matrix(pool, shape, dtype=F64), jac, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(0, 2), st.integers(0, 2), st.integers(1, 2),
+       st.integers(1, 2), st.integers(1, 5))
+def test_transposed_conv_matrix_equals_jacobian(kernel, stride, padding, output_padding, dilation, groups, size):
+    try:
+        tconv = nn.ConvTranspose1d(2 * groups, 2 * groups, kernel, stride=stride, padding=padding,
+                                   output_padding=output_padding, dilation=dilation, groups=groups).to(F64)
+        tconv(torch.zeros(1, 2 * groups, size, dtype=F64))
+    except (RuntimeError, ValueError):
+        return
+    shape = (2 * groups, size)
+    jac = torch.autograd.functional.jacobian(lambda v: tconv(v.view(1, *shape)).flatten(),
+                                             torch.zeros(math.prod(shape), dtype=F64))
+    torch.testing.assert_close(dense_matrix(tconv, shape), jac, rtol=0, atol=1e-12)
