@@ -21,6 +21,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -206,11 +207,41 @@ std::vector<int64_t> output_sizes(const at::Tensor& x, const Geometry& g) {
   return sizes;
 }
 
+// Per-thread scratch that survives calls: no malloc/free in the hot path (large blocks would be
+// mmap'd and munmap'd on every call, with page faults and cross-CPU TLB shootdowns).
+template <typename T>
+T* scratch(int slot, int64_t n) {
+  thread_local std::vector<unsigned char> buffers[3];
+  auto& buffer = buffers[slot];
+  const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T);
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return reinterpret_cast<T*>(buffer.data());
+}
+
+// Runs ``body(next)`` on every worker thread; workers pull task indices from ``next()`` (-1 when done),
+// so a thread that the OS delays does not hold up the others. Each task's result does not depend on
+// which thread ran it.
+template <typename Body>
+void run_tasks(int64_t n_tasks, const Body& body) {
+  std::atomic<int64_t> counter{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_tasks));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    body([&]() -> int64_t {
+      const int64_t t = counter.fetch_add(1);
+      return t < n_tasks ? t : -1;
+    });
+  });
+}
+
 // Positions per task: long contiguous runs in the (B, C_out, *out) transposition, staging buffer
 // (B, tile, C_out) within ~1 MiB (L2 + L3 slice).
+// With several threads, at least 4 tasks per thread for balance.
 int64_t position_tile(const Geometry& g, int64_t elem) {
   const int64_t per_pos = std::max<int64_t>(1, g.batch * g.c_out * elem);
-  return std::max<int64_t>(1, std::min<int64_t>(128, (1 << 20) / per_pos));
+  int64_t tile = std::min<int64_t>(128, (1 << 20) / per_pos);
+  const int64_t threads = at::get_num_threads();
+  if (threads > 1) tile = std::min<int64_t>(tile, (g.n_pos + 4 * threads - 1) / (4 * threads));
+  return std::max<int64_t>(1, tile);
 }
 
 // Output positions [p0, p0 + n) of samples [b0, b0 + nb) as row-major (nb x C_out) blocks, one per
@@ -262,20 +293,20 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& w, const c10::optiona
   const int64_t b_chan = b_pos ? g.n_pos : 1;
   const int64_t tile = position_tile(g, sizeof(scalar_t));
   const int64_t n_tiles = (g.n_pos + tile - 1) / tile;
-  at::parallel_for(0, n_tiles, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<int64_t> off(g.k);
-    std::vector<scalar_t> patches(g.batch * g.k);
-    std::vector<scalar_t> staging(os[1] == 1 ? 0 : tile * g.batch * g.c_out);
-    for (int64_t t = t0; t < t1; ++t) {
+  run_tasks(n_tiles, [&](const auto& next) {
+    int64_t* off = scratch<int64_t>(0, g.k);
+    scalar_t* patches = scratch<scalar_t>(1, g.batch * g.k);
+    scalar_t* staging = scratch<scalar_t>(2, os[1] == 1 ? 0 : tile * g.batch * g.c_out);
+    for (int64_t t = next(); t >= 0; t = next()) {
       const int64_t p0 = t * tile, n = std::min(g.n_pos, p0 + tile) - p0;
-      auto blocks = position_blocks(op, os, 0, p0, n, g.c_out, staging.data());
+      auto blocks = position_blocks(op, os, 0, p0, n, g.c_out, staging);
       for (int64_t i = 0; i < n; ++i) {
-        const bool inside = window_offsets(g, xs, p0 + i, off.data());
+        const bool inside = window_offsets(g, xs, p0 + i, off);
         for (int64_t grp = 0; grp < g.groups; ++grp) {
-          gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off.data(), inside, patches.data());
+          gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off, inside, patches);
           const scalar_t* wpg = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
           scalar_t* dst = blocks.base + i * blocks.pos + grp * g.o_g;
-          gemm<scalar_t>(false, false, g.batch, g.o_g, g.k, patches.data(), g.k, wpg, g.o_g, 0, dst, blocks.ld);
+          gemm<scalar_t>(false, false, g.batch, g.o_g, g.k, patches, g.k, wpg, g.o_g, 0, dst, blocks.ld);
         }
         if (bp != nullptr) {
           for (int64_t b = 0; b < g.batch; ++b) {
@@ -288,7 +319,7 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& w, const c10::optiona
         for (int64_t b = 0; b < g.batch; ++b) {
           for (int64_t c = 0; c < g.c_out; ++c) {
             scalar_t* dst = op + b * os[0] + c * os[1] + p0 * os[4];
-            const scalar_t* src = staging.data() + b * n * g.c_out + c;
+            const scalar_t* src = staging + b * n * g.c_out + c;
             for (int64_t i = 0; i < n; ++i) dst[i * os[4]] = src[i * g.c_out];
           }
         }
@@ -307,21 +338,21 @@ void weight_grad_kernel(const at::Tensor& grad, const at::Tensor& x, at::Tensor&
   scalar_t* wp = gw.mutable_data_ptr<scalar_t>();
   const int64_t tile = position_tile(g, sizeof(scalar_t));
   const int64_t n_tiles = (g.n_pos + tile - 1) / tile;
-  at::parallel_for(0, n_tiles, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<int64_t> off(g.k);
-    std::vector<scalar_t> patches(g.batch * g.k);
-    std::vector<scalar_t> staging(gs[1] == 1 ? 0 : tile * g.batch * g.c_out);
-    for (int64_t t = t0; t < t1; ++t) {
+  run_tasks(n_tiles, [&](const auto& next) {
+    int64_t* off = scratch<int64_t>(0, g.k);
+    scalar_t* patches = scratch<scalar_t>(1, g.batch * g.k);
+    scalar_t* staging = scratch<scalar_t>(2, gs[1] == 1 ? 0 : tile * g.batch * g.c_out);
+    for (int64_t t = next(); t >= 0; t = next()) {
       const int64_t p0 = t * tile, n = std::min(g.n_pos, p0 + tile) - p0;
-      if (gs[1] != 1) load_staging(gp, gs, 0, g.batch, p0, n, g.c_out, staging.data());
-      auto blocks = position_blocks(gp, gs, 0, p0, n, g.c_out, staging.data());
+      if (gs[1] != 1) load_staging(gp, gs, 0, g.batch, p0, n, g.c_out, staging);
+      auto blocks = position_blocks(gp, gs, 0, p0, n, g.c_out, staging);
       for (int64_t i = 0; i < n; ++i) {
-        const bool inside = window_offsets(g, xs, p0 + i, off.data());
+        const bool inside = window_offsets(g, xs, p0 + i, off);
         for (int64_t grp = 0; grp < g.groups; ++grp) {
-          gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off.data(), inside, patches.data());
+          gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off, inside, patches);
           const scalar_t* y = blocks.base + i * blocks.pos + grp * g.o_g;
           scalar_t* dst = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
-          gemm<scalar_t>(true, false, g.k, g.o_g, g.batch, patches.data(), g.k, y, blocks.ld, 0, dst, g.o_g);
+          gemm<scalar_t>(true, false, g.k, g.o_g, g.batch, patches, g.k, y, blocks.ld, 0, dst, g.o_g);
         }
       }
     }
@@ -339,23 +370,23 @@ void input_grad_kernel(const at::Tensor& grad, const at::Tensor& w, at::Tensor& 
   const int64_t tile = position_tile(g, sizeof(scalar_t));
   // Disjoint batch slices per thread; each walks all positions in order (deterministic, no atomics).
   const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), g.batch));
-  at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t chunk = c0; chunk < c1; ++chunk) {
+  run_tasks(n_chunks, [&](const auto& next) {
+    for (int64_t chunk = next(); chunk >= 0; chunk = next()) {
       const int64_t b0 = chunk * g.batch / n_chunks, nb = (chunk + 1) * g.batch / n_chunks - b0;
-      std::vector<int64_t> off(g.k);
-      std::vector<scalar_t> dpatch(nb * g.k);
-      std::vector<scalar_t> staging(gs[1] == 1 ? 0 : tile * nb * g.c_out);
+      int64_t* off = scratch<int64_t>(0, g.k);
+      scalar_t* dpatch = scratch<scalar_t>(1, nb * g.k);
+      scalar_t* staging = scratch<scalar_t>(2, gs[1] == 1 ? 0 : tile * nb * g.c_out);
       for (int64_t p0 = 0; p0 < g.n_pos; p0 += tile) {
         const int64_t n = std::min(g.n_pos, p0 + tile) - p0;
-        if (gs[1] != 1) load_staging(gp, gs, b0, nb, p0, n, g.c_out, staging.data());
-        auto blocks = position_blocks(gp, gs, b0, p0, n, g.c_out, staging.data());
+        if (gs[1] != 1) load_staging(gp, gs, b0, nb, p0, n, g.c_out, staging);
+        auto blocks = position_blocks(gp, gs, b0, p0, n, g.c_out, staging);
         for (int64_t i = 0; i < n; ++i) {
-          const bool inside = window_offsets(g, xs, p0 + i, off.data());
+          const bool inside = window_offsets(g, xs, p0 + i, off);
           for (int64_t grp = 0; grp < g.groups; ++grp) {
             const scalar_t* y = blocks.base + i * blocks.pos + grp * g.o_g;
             const scalar_t* wpg = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
-            gemm<scalar_t>(false, true, nb, g.k, g.o_g, y, blocks.ld, wpg, g.o_g, 0, dpatch.data(), g.k);
-            scatter_add(xp + grp * g.c_g * xs[1], xs[0], b0, nb, g.k, off.data(), inside, dpatch.data());
+            gemm<scalar_t>(false, true, nb, g.k, g.o_g, y, blocks.ld, wpg, g.o_g, 0, dpatch, g.k);
+            scatter_add(xp + grp * g.c_g * xs[1], xs[0], b0, nb, g.k, off, inside, dpatch);
           }
         }
       }
