@@ -143,6 +143,10 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tmp
     one = load_checkpoint(single / "checkpoint.pt")["model"]
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)
-    final = json.loads((single / "metrics.json").read_text())["final"]
-    assert report["final"]["test_accuracy"] == pytest.approx(final["test_accuracy"], abs=1 / 64 + 1e-9)
-    assert report["final"]["train_loss"] == pytest.approx(final["train_loss"], rel=1e-4)
+    history = json.loads((single / "metrics.json").read_text())["history"]
+    assert len(report["history"]) == len(history) == 2
+    for got, want in zip(report["history"], history):  # metrics are all-reduced over both processes
+        assert got["test_accuracy"] == pytest.approx(want["test_accuracy"], abs=1 / 64 + 1e-9)  # 64 test samples
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
+        assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-4)
+        assert got["lr"] == want["lr"]

@@ -1,8 +1,10 @@
-"""Training across processes: SIGTERM to a child, 2-process DDP against 1 process, a killed DDP rank."""
+"""Training across processes: SIGTERM to a child, a killed DDP rank.
+
+2 processes against 1 with the same global batch: tests/cli/test_train.py (through torchrun).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -65,27 +67,6 @@ def test_sigterm_to_a_training_child_leaves_a_checkpoint_that_resumes_exactly(tm
     fit(straight, tiny_data(), config(epochs=3), progress=False)
     for name, tensor in straight.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
-
-
-def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
-    port = free_port()
-    ranks = [start(tmp_path, "--epochs", "2", "--batch-size", "8", env=ddp_env(r, 2, port)) for r in range(2)]
-    for rank in ranks:
-        returncode, stderr = finish(rank)
-        assert returncode == 0, stderr
-    single = TinyNet()
-    expected = fit(single, tiny_data(), config(epochs=2, batch_size=16), progress=False)
-    ddp = torch.load(tmp_path / "final.pt", weights_only=True)
-    for name, tensor in single.state_dict().items():
-        torch.testing.assert_close(ddp[name], tensor, rtol=1e-4, atol=1e-5)
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["world_size"] == 2
-    for got, want in zip(result["history"], expected.history):
-        assert got["test_accuracy"] == pytest.approx(want["test_accuracy"], abs=1 / 64 + 1e-9)  # 64 test samples
-        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
-        assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-4)
-    record = json.loads((tmp_path / "config.json").read_text())
-    assert record["world_size"] == 2 and record["global_batch_size"] == 16 and record["steps_per_epoch"] == 16
 
 
 def test_a_killed_rank_makes_the_other_exit_with_a_message(tmp_path):

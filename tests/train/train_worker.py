@@ -1,21 +1,18 @@
 """A tiny deterministic training job, used in-process by the tests and as a child process.
 
 Run as a script (the way ``torchrun`` starts a worker: ``RANK``/``WORLD_SIZE``/``MASTER_*`` in the
-environment) it trains and writes ``final.pt`` (weights) and ``result.json`` into ``--out``::
+environment) it trains with checkpoints in ``--out``::
 
-    python train_worker.py --out DIR [--resume] [--epochs 3] [--batch-size 16] [--step-sleep 0.0]
-                           [--die-at-step N] [--ddp-timeout 60]
+    python train_worker.py --out DIR [--epochs 3] [--step-sleep 0.0] [--die-at-step N] [--ddp-timeout 60]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -76,9 +73,7 @@ def config(epochs: int = 3, batch_size: int = 16, **overrides) -> TrainConfig:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--resume", action="store_true")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--step-sleep", type=float, default=0.0)
     parser.add_argument("--die-at-step", type=int, default=None)
     parser.add_argument("--ddp-timeout", type=float, default=60.0)
@@ -86,19 +81,14 @@ def main() -> int:
     torch.set_num_threads(1)
     rank = int(os.environ.get("RANK", "0"))
     model = TinyNet(step_sleep=args.step_sleep, die_at_step=args.die_at_step if rank == 1 else None)
-    out = Path(args.out)
     try:
-        result = fit(model, tiny_data(), config(args.epochs, args.batch_size, ddp_timeout=args.ddp_timeout),
-                     out_dir=out, resume=args.resume, progress=False)
+        fit(model, tiny_data(), config(args.epochs, ddp_timeout=args.ddp_timeout), out_dir=args.out, progress=False)
     except TrainingInterrupted as err:
         print(err, file=sys.stderr)
         return 128 + err.signal_number
     except LayerlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if rank == 0:
-        torch.save(model.state_dict(), out / "final.pt")
-        (out / "result.json").write_text(json.dumps({"history": result.history, "world_size": result.world_size}))
     return 0
 
 
