@@ -10,7 +10,6 @@ import signal
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 from layerlab.cli.main import build_parser, main
@@ -18,14 +17,6 @@ from layerlab.zoo import MODELS
 
 RESULT_KEYS = {"model", "permuted", "params", "macs", "test_accuracy", "test_accuracy_std", "train_seconds"}
 TINY = ["--epochs", "1", "--batch-size", "32"]
-
-
-@pytest.fixture(autouse=True)
-def keep_threads():
-    """The command sets torch's thread count (--threads); put it back for the other tests."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

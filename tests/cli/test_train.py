@@ -23,14 +23,6 @@ BASE = ["train", "--model", "mlp", "--epochs", "2", "--batch-size", "32", "--lr"
         "--device", "cpu", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    """The command sets torch's thread count (--threads); put it back for the other tests."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def npz(tmp_path):
     """A 4-class (1, 6, 6) image data set as an .npz file: class templates plus noise."""
