@@ -30,6 +30,7 @@ void sgemm_(const char*, const char*, const int*, const int*, const int*, const 
             const int*, const float*, const int*, const float*, float*, const int*) __attribute__((weak));
 void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*,
             const int*, const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+int MKL_Set_Num_Threads_Local(int) __attribute__((weak));  // C API of mkl_set_num_threads_local
 }
 
 namespace {
@@ -207,6 +208,20 @@ std::vector<int64_t> output_sizes(const at::Tensor& x, const Geometry& g) {
   return sizes;
 }
 
+// Keeps MKL single-threaded on this thread while in scope. The kernels call the BLAS from inside
+// their own parallel region; a nested BLAS team per small GEMM stalls badly with several threads.
+struct SerialBlas {
+  int previous = 0;
+  SerialBlas() {
+    if (MKL_Set_Num_Threads_Local != nullptr) previous = MKL_Set_Num_Threads_Local(1);
+  }
+  ~SerialBlas() {
+    if (MKL_Set_Num_Threads_Local != nullptr) MKL_Set_Num_Threads_Local(previous);
+  }
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+};
+
 // Per-thread scratch that survives calls: no malloc/free in the hot path (large blocks would be
 // mmap'd and munmap'd on every call, with page faults and cross-CPU TLB shootdowns).
 template <typename T>
@@ -226,6 +241,7 @@ void run_tasks(int64_t n_tasks, const Body& body) {
   std::atomic<int64_t> counter{0};
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_tasks));
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    const SerialBlas serial;
     body([&]() -> int64_t {
       const int64_t t = counter.fetch_add(1);
       return t < n_tasks ? t : -1;
