@@ -326,3 +326,13 @@ def test_bias_of_wrong_shape():
     with pytest.raises(ShapeError, match=r"bias must have shape \(4,\) \['shared'\] or \(4, 6, 6\) \['location'\]\. "
                        r"Received: bias of shape \(4, 8, 8\)"):
         local_conv(torch.randn(1, 3, 8, 8), torch.randn(6, 6, 1, 3, 3, 3, 4), torch.randn(4, 8, 8))
+
+
+@pytest.mark.parametrize("path", ["cpp", "torch"])
+def test_expanded_output_gradient_from_sum(path):
+    """``out.sum().backward()`` hands the backward a stride-0 gradient; it must be read correctly."""
+    (x, w, b), conf = make(CASES[3], bias_mode="shared")
+    gx, gw, gb = torch.autograd.grad(run(path, x, w, b, **conf).sum(), (x, w, b))
+    rx, rw, rb = torch.autograd.grad(local_conv_reference(x, w, b, **conf).sum(), (x, w, b))
+    for a, c in ((gx, rx), (gw, rw), (gb, rb)):
+        torch.testing.assert_close(a, c)
