@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
+# the venv's bin goes first on PATH: torch's C++ extension build (layerlab's local_conv kernels,
+# compiled on first use) looks for ninja there
+RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: setup run test bench clean
 
@@ -19,13 +22,13 @@ $(BIN)/layerlab: pyproject.toml
 setup: $(BIN)/layerlab
 
 run: setup
-	$(BIN)/layerlab compare --out runs/compare
+	$(RUN) $(BIN)/layerlab compare --out runs/compare
 
 test: setup
-	$(BIN)/python -m pytest -n 2 -q
+	$(RUN) $(BIN)/python -m pytest -n 2 -q
 
 bench: setup
-	$(BIN)/python benchmarks/local.py
+	$(RUN) $(BIN)/python benchmarks/local.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
