@@ -24,23 +24,10 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.functional._args import int_tuple
 from layerlab.functional import _local_ext, _local_torch
 
 __all__ = ["local_conv"]
-
-
-def _tuple(value, ndim: int, name: str) -> tuple[int, ...]:
-    """Broadcast an ``int`` to ``ndim`` entries or check a tuple's length."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value,) * ndim
-    if isinstance(value, (tuple, list)) and len(value) == ndim and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return tuple(value)
-    raise ArgumentError(
-        f"local_conv: {name} must be an int or a tuple of {ndim} ints for a {ndim}-d input. "
-        f"Received: {name}={value!r}"
-    )
 
 
 def _check(input, weight, bias, stride, padding, dilation, groups):
@@ -53,9 +40,9 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
             "with input.unsqueeze(0) if it is a single sample"
         )
     ndim = input.dim() - 2
-    stride = _tuple(stride, ndim, "stride")
-    padding = _tuple(padding, ndim, "padding")
-    dilation = _tuple(dilation, ndim, "dilation")
+    stride = int_tuple("local_conv", stride, ndim, "stride")
+    padding = int_tuple("local_conv", padding, ndim, "padding")
+    dilation = int_tuple("local_conv", dilation, ndim, "dilation")
     if any(s < 1 for s in stride) or any(d < 1 for d in dilation) or any(p < 0 for p in padding):
         raise ArgumentError(
             "local_conv: stride and dilation must be >= 1 and padding >= 0. Received: "

@@ -17,23 +17,11 @@ from collections.abc import Sequence
 
 import torch
 
-from layerlab.errors import ArgumentError, ShapeError
+from layerlab.errors import ShapeError
+from layerlab.functional._args import int_tuple
 from layerlab.functional.local import local_conv
 
 __all__ = ["tiled_conv"]
-
-
-def _tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value,) * ndim
-    if isinstance(value, (tuple, list)) and len(value) == ndim and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return tuple(value)
-    raise ArgumentError(
-        f"tiled_conv: {name} must be an int or a tuple of {ndim} ints for a {ndim}-d input. "
-        f"Received: {name}={value!r}"
-    )
 
 
 def tiled_conv(
@@ -79,9 +67,9 @@ def tiled_conv(
             f"2·ndim + 3. Received: input of shape {tuple(input.shape)}, weight of shape "
             f"{tuple(weight.shape)}"
         )
-    stride = _tuple(stride, ndim, "stride")
-    padding = _tuple(padding, ndim, "padding")
-    dilation = _tuple(dilation, ndim, "dilation")
+    stride = int_tuple("tiled_conv", stride, ndim, "stride")
+    padding = int_tuple("tiled_conv", padding, ndim, "padding")
+    dilation = int_tuple("tiled_conv", dilation, ndim, "dilation")
     tile = tuple(weight.shape[:ndim])
     kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
     out_size = tuple(
