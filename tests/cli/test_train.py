@@ -43,7 +43,7 @@ def test_train_writes_the_run_folder_and_resume_continues_it(tmp_path, npz, caps
     out = tmp_path / "run"
     assert main([*BASE, "--dataset", npz, "--out", str(out)]) == 0
     line = capsys.readouterr().out
-    assert line.startswith(f"mlp on {npz}: test accuracy ") and f"after 2 epochs" in line
+    assert line.startswith(f"mlp on {npz}: test accuracy ") and "after 2 epochs" in line
     assert sorted(p.name for p in out.iterdir()) == ["args.json", "checkpoint.pt", "config.json", "metrics.csv",
                                                      "metrics.json"]
     args = json.loads((out / "args.json").read_text())
