@@ -25,6 +25,9 @@ _SOURCE = Path(__file__).with_name("csrc") / "local_conv.cpp"
 _LOCK = threading.Lock()
 _STATE: dict[str, bool] = {}
 _log = logging.getLogger("layerlab")
+# at::parallel_for is a header template: without -fopenmp the kernels' parallel loops compile to
+# serial ones. On Linux, torch ships libgomp.so.1 and the extension binds to that same runtime.
+_OPENMP = ("-fopenmp",) if sys.platform.startswith("linux") else ()
 
 
 def build_directory() -> Path:
@@ -79,7 +82,8 @@ def load() -> bool:
                 name="layerlab_local_conv",
                 sources=[str(_SOURCE)],
                 build_directory=str(directory),
-                extra_cflags=["-O3"],
+                extra_cflags=["-O3", *_OPENMP],
+                extra_ldflags=list(_OPENMP),
                 is_python_module=False,
                 verbose=False,
             )

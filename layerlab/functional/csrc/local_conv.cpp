@@ -23,7 +23,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 extern "C" {
 void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
@@ -226,7 +231,7 @@ struct SerialBlas {
 // mmap'd and munmap'd on every call, with page faults and cross-CPU TLB shootdowns).
 template <typename T>
 T* scratch(int slot, int64_t n) {
-  thread_local std::vector<unsigned char> buffers[3];
+  thread_local std::vector<unsigned char> buffers[4];
   auto& buffer = buffers[slot];
   const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T);
   if (buffer.size() < bytes) buffer.resize(bytes);
@@ -410,6 +415,596 @@ void input_grad_kernel(const at::Tensor& grad, const at::Tensor& w, at::Tensor& 
   });
 }
 
+// ---- Row kernels: output positions along the SIMD lanes ------------------------------------------
+//
+// For a contiguous (B, C, *spatial) input with stride 1 along the last dimension, V consecutive
+// output positions of one output row (a "block") read V consecutive input elements for every
+// window element k, and write V consecutive outputs: in NCHW both sides are plain vector loads and
+// stores, so no patch gather and no (B, C, L) <-> (B, L, C) transposition is needed. The only
+// reordering is of the weight: per block, W[p0 + v, g, k, o] is packed into (k, o, v) so that one
+// vector holds the V positions' weights for (k, o). Per block:
+//   forward       y[b, o, p0:p0+V]   = bias + sum_k  x[b, p0 + off_k : +V] * Wpk[k, o, :]
+//   weight grad   dWpk[k, o, :]      = sum_b  x[b, p0 + off_k : +V] * dy[b, o, p0:p0+V]
+//   input grad    dx[b, p0 + off_k : +V] += sum_o dy[b, o, p0:p0+V] * Wpk[k, o, :]
+// with register tiles of 3 x 4 vectors (12 accumulators), loop blocking that keeps the reused
+// operand in L2, and masks for the last, partial block of a row (lanes past the row end hold
+// weights of 0 and are never stored). Padding is applied by a padded copy of x (the input gradient
+// is accumulated in a padded buffer). Needs AVX2 + FMA, checked at run time; V = 8 floats or 4
+// doubles. Every sum runs in a fixed order: results do not depend on the number of threads.
+
+#if defined(__x86_64__)
+#define LAYERLAB_ROWS 1
+#define ROWS_TARGET __attribute__((target("avx2,fma")))
+#else
+#define LAYERLAB_ROWS 0
+#endif
+
+// Which kernel set the ops use: 0 automatic, 1 rows whenever applicable, 2 per-position GEMM.
+std::atomic<int> kernel_choice{0};
+
+#if LAYERLAB_ROWS
+template <typename T>
+struct Simd;
+template <>
+struct Simd<float> {
+  using R = __m256;
+  static constexpr int64_t lanes = 8;
+  ROWS_TARGET static inline R mask(int64_t n) {
+    return _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+  }
+  ROWS_TARGET static inline R zero() { return _mm256_setzero_ps(); }
+  ROWS_TARGET static inline R set1(float v) { return _mm256_set1_ps(v); }
+  ROWS_TARGET static inline R load(const float* p) { return _mm256_loadu_ps(p); }
+  ROWS_TARGET static inline R load(const float* p, R m) { return _mm256_maskload_ps(p, _mm256_castps_si256(m)); }
+  ROWS_TARGET static inline void store(float* p, R v) { _mm256_storeu_ps(p, v); }
+  ROWS_TARGET static inline void store(float* p, R v, R m) { _mm256_maskstore_ps(p, _mm256_castps_si256(m), v); }
+  ROWS_TARGET static inline R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  ROWS_TARGET static inline R add(R a, R b) { return _mm256_add_ps(a, b); }
+  ROWS_TARGET static inline R and_(R a, R b) { return _mm256_and_ps(a, b); }
+  // r[i][j] <-> r[j][i]
+  ROWS_TARGET static inline void transpose(R r[8]) {
+    const R t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const R t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const R t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const R t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const R u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const R u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const R u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const R u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+  }
+};
+template <>
+struct Simd<double> {
+  using R = __m256d;
+  static constexpr int64_t lanes = 4;
+  ROWS_TARGET static inline R mask(int64_t n) {
+    return _mm256_castsi256_pd(_mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
+  }
+  ROWS_TARGET static inline R zero() { return _mm256_setzero_pd(); }
+  ROWS_TARGET static inline R set1(double v) { return _mm256_set1_pd(v); }
+  ROWS_TARGET static inline R load(const double* p) { return _mm256_loadu_pd(p); }
+  ROWS_TARGET static inline R load(const double* p, R m) { return _mm256_maskload_pd(p, _mm256_castpd_si256(m)); }
+  ROWS_TARGET static inline void store(double* p, R v) { _mm256_storeu_pd(p, v); }
+  ROWS_TARGET static inline void store(double* p, R v, R m) { _mm256_maskstore_pd(p, _mm256_castpd_si256(m), v); }
+  ROWS_TARGET static inline R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
+  ROWS_TARGET static inline R add(R a, R b) { return _mm256_add_pd(a, b); }
+  ROWS_TARGET static inline R and_(R a, R b) { return _mm256_and_pd(a, b); }
+  ROWS_TARGET static inline void transpose(R r[4]) {
+    const R t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const R t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+  }
+};
+
+bool cpu_has_avx2_fma() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+#endif
+
+// Whether the row kernels serve an input ``x`` of geometry ``g``: x86 with AVX2 + FMA, an input
+// that is not channels_last (any other layout is made contiguous), stride 1 along the last
+// dimension, and output rows that fill at least half of the lanes of their vectors.
+bool rows_apply(const at::Tensor& x, const Geometry& g) {
+#if LAYERLAB_ROWS
+  if (kernel_choice.load() == 2 || !cpu_has_avx2_fma() || channels_last(x) || g.stride[2] != 1) return false;
+  const int64_t lanes = x.scalar_type() == at::kFloat ? 8 : 4;
+  const int64_t used = ((g.out[2] + lanes - 1) / lanes) * lanes;
+  return kernel_choice.load() == 1 || 2 * g.out[2] >= used;
+#else
+  (void)x;
+  (void)g;
+  return false;
+#endif
+}
+
+#if LAYERLAB_ROWS
+// pack[(k * n_o + o) * V + v] = W[p0 + v, g, k, o0 + o] for v < nv, 0 for the unused lanes.
+// ``w`` points at W[p0, g, 0, 0]; consecutive positions are ``pos_stride`` apart.
+template <typename T>
+ROWS_TARGET void pack_weights(const T* w, int64_t pos_stride, int64_t K, int64_t o_g, int64_t o0, int64_t n_o,
+                              int64_t nv, T* pack) {
+  using S = Simd<T>;
+  constexpr int64_t V = S::lanes;
+  const int64_t n_full = n_o / V * V;
+  for (int64_t k = 0; k < K; ++k) {
+    const T* src = w + k * o_g + o0;
+    T* dst = pack + k * n_o * V;
+    for (int64_t o = 0; o < n_full; o += V) {  // V x V transposes
+      typename S::R r[V];
+      for (int64_t v = 0; v < V; ++v) r[v] = v < nv ? S::load(src + v * pos_stride + o) : S::zero();
+      S::transpose(r);
+      for (int64_t j = 0; j < V; ++j) S::store(dst + (o + j) * V, r[j]);
+    }
+    for (int64_t o = n_full; o < n_o; ++o) {
+      for (int64_t v = 0; v < V; ++v) dst[o * V + v] = v < nv ? src[v * pos_stride + o] : T(0);
+    }
+  }
+}
+
+// The inverse of pack_weights for the valid lanes: gW[p0 + v, g, k, o0 + o] = pack[(k * n_o + o) * V + v].
+template <typename T>
+ROWS_TARGET void unpack_weights(const T* pack, int64_t pos_stride, int64_t K, int64_t o_g, int64_t o0, int64_t n_o,
+                                int64_t nv, T* w) {
+  using S = Simd<T>;
+  constexpr int64_t V = S::lanes;
+  const int64_t n_full = n_o / V * V;
+  for (int64_t k = 0; k < K; ++k) {
+    T* dst = w + k * o_g + o0;
+    const T* src = pack + k * n_o * V;
+    for (int64_t o = 0; o < n_full; o += V) {
+      typename S::R r[V];
+      for (int64_t j = 0; j < V; ++j) r[j] = S::load(src + (o + j) * V);
+      S::transpose(r);
+      for (int64_t v = 0; v < nv; ++v) S::store(dst + v * pos_stride + o, r[v]);
+    }
+    for (int64_t o = n_full; o < n_o; ++o) {
+      for (int64_t v = 0; v < nv; ++v) dst[v * pos_stride + o] = src[o * V + v];
+    }
+  }
+}
+
+// Forward tile: MB samples x MO output channels of one block.
+//   x[b]: segment buffer of sample b; y[b]: output of sample b at channel o0, block base (channel
+//   stride yo); w: pack at (k=0, o0), k stride wk; bias: channel o0's bias (channel stride bias_c;
+//   one value per lane when bias_lane, else shared), nullptr for none. MASK: the block has nv < V
+//   valid lanes, the rest are neither loaded from bias nor stored.
+template <typename T, int MB, int MO, bool MASK>
+ROWS_TARGET void forward_tile(const T* const* x, const int64_t* koff, int64_t K, const T* w, int64_t wk,
+                              T* const* y, int64_t yo, const T* bias, int64_t bias_c, bool bias_lane, int64_t nv) {
+  using S = Simd<T>;
+  const typename S::R mask = S::mask(nv);
+  typename S::R acc[MB][MO];
+#pragma GCC unroll 4
+  for (int o = 0; o < MO; ++o) {
+    typename S::R init = S::zero();
+    if (bias != nullptr) {
+      const T* p = bias + o * bias_c;
+      init = !bias_lane ? S::set1(*p) : MASK ? S::load(p, mask) : S::load(p);
+    }
+#pragma GCC unroll 4
+    for (int b = 0; b < MB; ++b) acc[b][o] = init;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    typename S::R xv[MB];
+#pragma GCC unroll 4
+    for (int b = 0; b < MB; ++b) xv[b] = S::load(x[b] + koff[k]);
+    const T* wkp = w + k * wk;
+#pragma GCC unroll 4
+    for (int o = 0; o < MO; ++o) {
+      const typename S::R wv = S::load(wkp + o * S::lanes);
+#pragma GCC unroll 4
+      for (int b = 0; b < MB; ++b) acc[b][o] = S::fma(xv[b], wv, acc[b][o]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int b = 0; b < MB; ++b) {
+#pragma GCC unroll 4
+    for (int o = 0; o < MO; ++o) {
+      if (MASK) {
+        S::store(y[b] + o * yo, acc[b][o], mask);
+      } else {
+        S::store(y[b] + o * yo, acc[b][o]);
+      }
+    }
+  }
+}
+
+// Weight-gradient tile: MK window elements x MO output channels of one block, summed over B samples.
+//   x: segment buffer of sample 0 (sample stride xb); koff: the MK window offsets; dy: packed output
+//   gradient at channel o0 (sample stride V, channel stride yo); out: pack at (k0, o0), k stride
+//   pk. ACC: add to ``out`` (a later sample chunk) instead of overwriting it.
+template <typename T, int MK, int MO, bool ACC>
+ROWS_TARGET void weight_grad_tile(const T* x, int64_t xb, const int64_t* koff, const T* dy, int64_t yo, int64_t B,
+                                  T* out, int64_t pk) {
+  using S = Simd<T>;
+  typename S::R acc[MK][MO];
+#pragma GCC unroll 4
+  for (int k = 0; k < MK; ++k) {
+#pragma GCC unroll 4
+    for (int o = 0; o < MO; ++o) acc[k][o] = ACC ? S::load(out + k * pk + o * S::lanes) : S::zero();
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    typename S::R xv[MK];
+#pragma GCC unroll 4
+    for (int k = 0; k < MK; ++k) xv[k] = S::load(x + b * xb + koff[k]);
+#pragma GCC unroll 4
+    for (int o = 0; o < MO; ++o) {
+      const typename S::R gv = S::load(dy + b * S::lanes + o * yo);
+#pragma GCC unroll 4
+      for (int k = 0; k < MK; ++k) acc[k][o] = S::fma(xv[k], gv, acc[k][o]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int k = 0; k < MK; ++k) {
+#pragma GCC unroll 4
+    for (int o = 0; o < MO; ++o) S::store(out + k * pk + o * S::lanes, acc[k][o]);
+  }
+}
+
+// Input-gradient tile: MB samples x MK window elements of one block, summed over n_o output
+// channels, then added into the samples' segment buffers.
+//   dy[b]: packed output gradient of sample b (channel stride yo); w: pack at (k0, o=0), k stride
+//   pk; dx[b]: segment buffer of sample b. Lanes past the row end are 0 in dy and in w.
+template <typename T, int MB, int MK, bool UNUSED>
+ROWS_TARGET void input_grad_tile(const T* const* dy, int64_t yo, int64_t n_o, const T* w, int64_t pk,
+                                 T* const* dx, const int64_t* koff) {
+  using S = Simd<T>;
+  typename S::R acc[MB][MK];
+#pragma GCC unroll 4
+  for (int b = 0; b < MB; ++b) {
+#pragma GCC unroll 4
+    for (int k = 0; k < MK; ++k) acc[b][k] = S::zero();
+  }
+  for (int64_t o = 0; o < n_o; ++o) {
+    typename S::R gv[MB];
+#pragma GCC unroll 4
+    for (int b = 0; b < MB; ++b) gv[b] = S::load(dy[b] + o * yo);
+#pragma GCC unroll 4
+    for (int k = 0; k < MK; ++k) {
+      const typename S::R wv = S::load(w + k * pk + o * S::lanes);
+#pragma GCC unroll 4
+      for (int b = 0; b < MB; ++b) acc[b][k] = S::fma(gv[b], wv, acc[b][k]);
+    }
+  }
+  // In order: windows of neighbouring k overlap, each add must see the previous one.
+#pragma GCC unroll 4
+  for (int b = 0; b < MB; ++b) {
+#pragma GCC unroll 4
+    for (int k = 0; k < MK; ++k) {
+      T* p = dx[b] + koff[k];
+      S::store(p, S::add(S::load(p), acc[b][k]));
+    }
+  }
+}
+
+// Tile widths: 3 x 4 accumulators, with 1-wide remainders; ``step(i, n, full)`` is the tile at i.
+constexpr int64_t kTileA = 3, kTileB = 4;
+inline int64_t step(int64_t i, int64_t n, int64_t full) { return n - i >= full ? full : 1; }
+// As step, with a 2-wide remainder before the 1-wide one (input gradient: K = C * 3 * 3 is often odd).
+inline int64_t step2(int64_t i, int64_t n, int64_t full) { return n - i >= full ? full : n - i >= 2 ? 2 : 1; }
+
+// Calls TILE<T, A, B, flag>(args...) for the tile sizes (a, b) in {3, 1} x {4, 1} and a run-time flag.
+#define LL_DISPATCH(TILE, a, b, flag, ...)                                                        \
+  do {                                                                                            \
+    switch (((a) == kTileA ? 0 : 2) + ((b) == kTileB ? 0 : 4) + ((flag) ? 1 : 0)) {               \
+      case 0: TILE<T, 3, 4, false>(__VA_ARGS__); break;                                           \
+      case 1: TILE<T, 3, 4, true>(__VA_ARGS__); break;                                            \
+      case 2: TILE<T, 1, 4, false>(__VA_ARGS__); break;                                           \
+      case 3: TILE<T, 1, 4, true>(__VA_ARGS__); break;                                            \
+      case 4: TILE<T, 3, 1, false>(__VA_ARGS__); break;                                           \
+      case 5: TILE<T, 3, 1, true>(__VA_ARGS__); break;                                            \
+      case 6: TILE<T, 1, 1, false>(__VA_ARGS__); break;                                           \
+      default: TILE<T, 1, 1, true>(__VA_ARGS__); break;                                           \
+    }                                                                                             \
+  } while (0)
+
+// Calls TILE<T, A, B, false>(args...) for (a, b) in {3, 1} x {4, 2, 1}.
+#define LL_DISPATCH_B2(TILE, a, b, ...)                                                           \
+  do {                                                                                            \
+    switch (((a) == kTileA ? 0 : 3) + ((b) == kTileB ? 0 : (b) == 2 ? 1 : 2)) {                   \
+      case 0: TILE<T, 3, 4, false>(__VA_ARGS__); break;                                           \
+      case 1: TILE<T, 3, 2, false>(__VA_ARGS__); break;                                           \
+      case 2: TILE<T, 3, 1, false>(__VA_ARGS__); break;                                           \
+      case 3: TILE<T, 1, 4, false>(__VA_ARGS__); break;                                           \
+      case 4: TILE<T, 1, 2, false>(__VA_ARGS__); break;                                           \
+      default: TILE<T, 1, 1, false>(__VA_ARGS__); break;                                          \
+    }                                                                                             \
+  } while (0)
+#endif
+
+#if LAYERLAB_ROWS
+// Block bookkeeping of the row kernels. A block is V consecutive output positions of one output
+// row; its input is "rows" r = (c, kd, kh) of the group's channels, each a segment of
+// W_r = V + (KW - 1) * dw input elements starting at column ow0 * 1 - pw.
+struct RowPlan {
+  int64_t lanes, per_row, n_blocks;
+  int64_t rows, width;        // input rows per sample and segment width W_r of a block
+  int64_t b_cap;              // samples per chunk: the chunk's input segments fit an L2 share
+  std::vector<int64_t> koff;  // window element k -> offset in the segment buffer (sample 0)
+  int64_t o_chunk;            // output channels packed at once (bounds the weight pack)
+  int64_t xs[5], ys[5];       // strides of x (or dx) and y (or dy), normalised to (B, C, D, H, W)
+
+  // Block ``id``: output (d, h) row, first column, valid lanes and first position index.
+  void block(const Geometry& g, int64_t id, int64_t& od, int64_t& oh, int64_t& ow0, int64_t& nv,
+             int64_t& p0) const {
+    ow0 = (id % per_row) * lanes;
+    oh = (id / per_row) % g.out[1];
+    od = id / (per_row * g.out[1]);
+    nv = std::min(lanes, g.out[2] - ow0);
+    p0 = (od * g.out[1] + oh) * g.out[2] + ow0;
+  }
+};
+
+RowPlan make_row_plan(const Geometry& g, const at::Tensor& x, const at::Tensor& y) {
+  RowPlan r{};
+  r.lanes = x.scalar_type() == at::kFloat ? 8 : 4;
+  r.per_row = (g.out[2] + r.lanes - 1) / r.lanes;
+  r.n_blocks = g.out[0] * g.out[1] * r.per_row;
+  r.rows = g.c_g * g.kernel[0] * g.kernel[1];
+  r.width = r.lanes + (g.kernel[2] - 1) * g.dilation[2];
+  const int64_t elem = static_cast<int64_t>(x.element_size());
+  const int64_t per_sample = std::max<int64_t>(1, r.rows * r.width * elem);
+  const int64_t n_chunks = (g.batch + std::max<int64_t>(3, (160 << 10) / per_sample) - 1) /
+                           std::max<int64_t>(3, (160 << 10) / per_sample);
+  const int64_t even = (g.batch + n_chunks - 1) / n_chunks;
+  r.b_cap = std::max<int64_t>(1, std::min(g.batch, (even + 2) / 3 * 3));
+  r.koff.resize(g.k);
+  for (int64_t k = 0; k < g.k; ++k) {
+    r.koff[k] = (k / g.kernel[2]) * r.b_cap * r.width + (k % g.kernel[2]) * g.dilation[2];
+  }
+  const int64_t per_o = std::max<int64_t>(1, g.k * r.lanes * elem);
+  r.o_chunk = std::min(g.o_g, std::max<int64_t>(4, ((1 << 20) / per_o) / 4 * 4));
+  spatial_strides(x, r.xs);
+  spatial_strides(y, r.ys);
+  return r;
+}
+
+// dst[0, n) = src[0, n) for the short runs of the packers (a library memmove call per run of a few
+// elements costs more than the copy).
+template <typename T>
+ROWS_TARGET __attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_short(const T* src, T* dst,
+                                                                                                  int64_t n) {
+  using S = Simd<T>;
+  int64_t j = 0;
+  for (; j + S::lanes <= n; j += S::lanes) S::store(dst + j, S::load(src + j));
+  for (; j < n; ++j) dst[j] = src[j];
+}
+
+// dst[0, n) = 0.
+template <typename T>
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void zero_short(T* dst, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = T(0);
+}
+
+// The input rows of samples [b0, b0 + nb) of group ``grp`` for the block at (od, oh, ow0), laid
+// out (rows, b_cap, W_r) in ``buf``; elements outside the input (padding) are 0.
+template <typename T>
+void pack_rows(const T* x, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb, int64_t od,
+               int64_t oh, int64_t ow0, T* buf) {
+  const int64_t iw0 = ow0 - g.padding[2];
+  const int64_t j0 = std::max<int64_t>(0, -iw0), j1 = std::min(r.width, g.in[2] - iw0);  // inside: [j0, j1)
+  int64_t row = 0;
+  for (int64_t c = 0; c < g.c_g; ++c) {
+    for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
+      const int64_t id = od * g.stride[0] - g.padding[0] + kd * g.dilation[0];
+      for (int64_t kh = 0; kh < g.kernel[1]; ++kh, ++row) {
+        const int64_t ih = oh * g.stride[1] - g.padding[1] + kh * g.dilation[1];
+        const bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] && j0 < j1;
+        for (int64_t b = 0; b < nb; ++b) {
+          T* dst = buf + (row * r.b_cap + b) * r.width;
+          if (!inside) {
+            zero_short(dst, r.width);
+            continue;
+          }
+          const T* src = x + (b0 + b) * r.xs[0] + (grp * g.c_g + c) * r.xs[1] + id * r.xs[2] + ih * r.xs[3] + iw0;
+          zero_short(dst, j0);
+          copy_short(src + j0, dst + j0, j1 - j0);
+          zero_short(dst + j1, r.width - j1);
+        }
+      }
+    }
+  }
+}
+
+// The inverse of pack_rows for the positions inside the input: dx[...] += buf[...].
+template <typename T>
+void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb, int64_t od,
+              int64_t oh, int64_t ow0, T* dx) {
+  const int64_t iw0 = ow0 - g.padding[2];
+  const int64_t j0 = std::max<int64_t>(0, -iw0), j1 = std::min(r.width, g.in[2] - iw0);
+  int64_t row = 0;
+  for (int64_t c = 0; c < g.c_g; ++c) {
+    for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
+      const int64_t id = od * g.stride[0] - g.padding[0] + kd * g.dilation[0];
+      for (int64_t kh = 0; kh < g.kernel[1]; ++kh, ++row) {
+        const int64_t ih = oh * g.stride[1] - g.padding[1] + kh * g.dilation[1];
+        if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || j0 >= j1) continue;
+        for (int64_t b = 0; b < nb; ++b) {
+          const T* src = buf + (row * r.b_cap + b) * r.width;
+          T* dst = dx + (b0 + b) * r.xs[0] + (grp * g.c_g + c) * r.xs[1] + id * r.xs[2] + ih * r.xs[3] + iw0;
+          for (int64_t j = j0; j < j1; ++j) dst[j] += src[j];
+        }
+      }
+    }
+  }
+}
+
+// dy of samples [b0, b0 + nb), channels [c0, c0 + n_o) at the block's positions, laid out
+// (n_o, b_cap, V) in ``buf``; lanes past the row end are 0.
+template <typename T>
+void pack_grad(const T* dy, const RowPlan& r, int64_t c0, int64_t n_o, int64_t b0, int64_t nb, int64_t od, int64_t oh,
+               int64_t ow0, int64_t nv, T* buf) {
+  for (int64_t o = 0; o < n_o; ++o) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const T* src = dy + (b0 + b) * r.ys[0] + (c0 + o) * r.ys[1] + od * r.ys[2] + oh * r.ys[3] + ow0;
+      T* dst = buf + (o * r.b_cap + b) * r.lanes;
+      copy_short(src, dst, nv);
+      zero_short(dst + nv, r.lanes - nv);
+    }
+  }
+}
+
+template <typename T>
+void rows_forward(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias, at::Tensor& out,
+                  const Geometry& g) {
+  const RowPlan r = make_row_plan(g, x, out);
+  const T* xd = x.const_data_ptr<T>();
+  const T* wd = w.const_data_ptr<T>();
+  T* yd = out.mutable_data_ptr<T>();
+  at::Tensor b_c;
+  const T* bd = nullptr;
+  bool bias_lane = false;
+  if (bias.has_value() && bias->defined()) {
+    b_c = bias->contiguous();
+    bd = b_c.const_data_ptr<T>();
+    bias_lane = b_c.dim() > 1;
+  }
+  const int64_t bias_c = bias_lane ? g.n_pos : 1, KO = g.k * g.o_g, V = r.lanes;
+  run_tasks(r.n_blocks, [&](const auto& next) {
+    T* pack = scratch<T>(3, g.k * r.o_chunk * V);
+    T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
+    for (int64_t id = next(); id >= 0; id = next()) {
+      int64_t od, oh, ow0, nv, p0;
+      r.block(g, id, od, oh, ow0, nv, p0);
+      const int64_t y_off = od * r.ys[2] + oh * r.ys[3] + ow0;
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        for (int64_t oc = 0; oc < g.o_g; oc += r.o_chunk) {
+          const int64_t n_o = std::min(r.o_chunk, g.o_g - oc);
+          pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, nv, pack);
+          for (int64_t bc = 0; bc < g.batch; bc += r.b_cap) {
+            const int64_t nb = std::min(r.b_cap, g.batch - bc);
+            pack_rows(xd, g, r, grp, bc, nb, od, oh, ow0, seg);
+            for (int64_t o = 0; o < n_o; o += step(o, n_o, kTileB)) {
+              const int64_t mo = step(o, n_o, kTileB), c = grp * g.o_g + oc + o;
+              const T* bo = bd == nullptr ? nullptr : bd + c * bias_c + (bias_lane ? p0 : 0);
+              for (int64_t b = 0; b < nb; b += step(b, nb, kTileA)) {
+                const int64_t mb = step(b, nb, kTileA);
+                const T* xs[kTileA];
+                T* ys[kTileA];
+                for (int64_t i = 0; i < mb; ++i) {
+                  xs[i] = seg + (b + i) * r.width;
+                  ys[i] = yd + (bc + b + i) * r.ys[0] + c * r.ys[1] + y_off;
+                }
+                LL_DISPATCH(forward_tile, mb, mo, nv < V, xs, r.koff.data(), g.k, pack + o * V, n_o * V, ys, r.ys[1],
+                            bo, bias_c, bias_lane, nv);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void rows_weight_grad(const at::Tensor& gy, const at::Tensor& x, at::Tensor& gw, const Geometry& g) {
+  const RowPlan r = make_row_plan(g, x, gy);
+  const T* xd = x.const_data_ptr<T>();
+  const T* gd = gy.const_data_ptr<T>();
+  T* wd = gw.mutable_data_ptr<T>();
+  const int64_t KO = g.k * g.o_g, V = r.lanes;
+  run_tasks(r.n_blocks, [&](const auto& next) {
+    T* pack = scratch<T>(3, g.k * r.o_chunk * V);
+    T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
+    T* dys = scratch<T>(2, r.o_chunk * r.b_cap * V);
+    for (int64_t id = next(); id >= 0; id = next()) {
+      int64_t od, oh, ow0, nv, p0;
+      r.block(g, id, od, oh, ow0, nv, p0);
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        for (int64_t oc = 0; oc < g.o_g; oc += r.o_chunk) {
+          const int64_t n_o = std::min(r.o_chunk, g.o_g - oc);
+          for (int64_t bc = 0; bc < g.batch; bc += r.b_cap) {
+            const int64_t nb = std::min(r.b_cap, g.batch - bc);
+            pack_rows(xd, g, r, grp, bc, nb, od, oh, ow0, seg);
+            pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
+            for (int64_t k = 0; k < g.k; k += step(k, g.k, kTileA)) {
+              const int64_t mk = step(k, g.k, kTileA);
+              for (int64_t o = 0; o < n_o; o += step(o, n_o, kTileB)) {
+                const int64_t mo = step(o, n_o, kTileB);
+                LL_DISPATCH(weight_grad_tile, mk, mo, bc > 0, seg, r.width, r.koff.data() + k,
+                            dys + o * r.b_cap * V, r.b_cap * V, nb, pack + (k * n_o + o) * V, n_o * V);
+              }
+            }
+          }
+          unpack_weights(pack, g.groups * KO, g.k, g.o_g, oc, n_o, nv, wd + (p0 * g.groups + grp) * KO);
+        }
+      }
+    }
+  });
+}
+
+// Threads own disjoint batch slices and walk all blocks in order: deterministic, no atomics, and
+// every dx element is summed in the same order whatever the number of threads.
+template <typename T>
+void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const Geometry& g) {
+  const RowPlan r = make_row_plan(g, gx, gy);
+  const T* gd = gy.const_data_ptr<T>();
+  const T* wd = w.const_data_ptr<T>();
+  T* xd = gx.mutable_data_ptr<T>();
+  const int64_t KO = g.k * g.o_g, V = r.lanes;
+  // window elements per chunk: their packed weights stay in L2 while every sample passes over them
+  const int64_t k_chunk = std::max<int64_t>(kTileB, ((128 << 10) / std::max<int64_t>(1, r.o_chunk * V *
+                                                     static_cast<int64_t>(sizeof(T)))) / kTileB * kTileB);
+  const int64_t n_slices = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), g.batch));
+  run_tasks(n_slices, [&](const auto& next) {
+    T* pack = scratch<T>(3, g.k * r.o_chunk * V);
+    T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
+    T* dys = scratch<T>(2, r.o_chunk * r.b_cap * V);
+    for (int64_t slice = next(); slice >= 0; slice = next()) {
+      const int64_t s0 = slice * g.batch / n_slices, s1 = (slice + 1) * g.batch / n_slices;
+      for (int64_t id = 0; id < r.n_blocks; ++id) {
+        int64_t od, oh, ow0, nv, p0;
+        r.block(g, id, od, oh, ow0, nv, p0);
+        for (int64_t grp = 0; grp < g.groups; ++grp) {
+          for (int64_t oc = 0; oc < g.o_g; oc += r.o_chunk) {
+            const int64_t n_o = std::min(r.o_chunk, g.o_g - oc);
+            pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, nv, pack);
+            for (int64_t bc = s0; bc < s1; bc += r.b_cap) {
+              const int64_t nb = std::min(r.b_cap, s1 - bc);
+              pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
+              std::fill(seg, seg + r.rows * r.b_cap * r.width, T(0));
+              for (int64_t kc = 0; kc < g.k; kc += k_chunk) {
+                const int64_t k_end = std::min(g.k, kc + k_chunk);
+                for (int64_t b = 0; b < nb; b += step(b, nb, kTileA)) {
+                  const int64_t mb = step(b, nb, kTileA);
+                  const T* dy[kTileA];
+                  T* dx[kTileA];
+                  for (int64_t i = 0; i < mb; ++i) {
+                    dy[i] = dys + (b + i) * V;
+                    dx[i] = seg + (b + i) * r.width;
+                  }
+                  for (int64_t k = kc; k < k_end; k += step2(k, k_end, kTileB)) {
+                    const int64_t mk = step2(k, k_end, kTileB);
+                    LL_DISPATCH_B2(input_grad_tile, mb, mk, dy, r.b_cap * V, n_o, pack + k * n_o * V, n_o * V,
+                                dx, r.koff.data() + k);
+                  }
+                }
+              }
+              add_rows(seg, g, r, grp, bc, nb, od, oh, ow0, xd);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+#undef LL_DISPATCH
+#undef LL_DISPATCH_B2
+#endif
+
 void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "layerlab local_conv (C++): ", name, " must be a CPU tensor");
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
@@ -426,7 +1021,11 @@ at::Tensor local_conv_forward(const at::Tensor& input, const at::Tensor& weight,
   const Geometry g = make_geometry(x.sizes(), w.sizes(), stride, padding, dilation, groups);
   auto out = empty_like_layout(output_sizes(x, g), x, false);
   if (out.numel() == 0) return out;
+  const bool rows = rows_apply(x, g);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "local_conv_forward", [&] {
+#if LAYERLAB_ROWS
+    if (rows) return rows_forward<scalar_t>(x, w, bias, out, g);
+#endif
     forward_kernel<scalar_t>(x, w, bias, out, g);
   });
   return out;
@@ -441,7 +1040,11 @@ at::Tensor local_conv_weight_grad(const at::Tensor& grad, const at::Tensor& inpu
   const Geometry g = make_geometry(x.sizes(), weight_size, stride, padding, dilation, groups);
   auto gw = at::empty(weight_size, x.options().memory_format(at::MemoryFormat::Contiguous));
   if (g.batch == 0) return gw.zero_();
+  const bool rows = rows_apply(x, g);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "local_conv_weight_grad", [&] {
+#if LAYERLAB_ROWS
+    if (rows) return rows_weight_grad<scalar_t>(gy.contiguous(), x, gw, g);
+#endif
     weight_grad_kernel<scalar_t>(gy, x, gw, g);
   });
   return gw;
@@ -454,6 +1057,15 @@ at::Tensor local_conv_input_grad(const at::Tensor& grad, const at::Tensor& weigh
   const auto gy = dense_layout(grad);
   const auto w = weight.contiguous();
   const Geometry g = make_geometry(input.sizes(), w.sizes(), stride, padding, dilation, groups);
+  if (rows_apply(input, g) && input.numel() > 0) {
+#if LAYERLAB_ROWS
+    auto gx = at::zeros(input.sizes(), gy.options().memory_format(at::MemoryFormat::Contiguous));
+    AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "local_conv_input_grad", [&] {
+      rows_input_grad<scalar_t>(gy.contiguous(), w, gx, g);
+    });
+    return gx;
+#endif
+  }
   auto gx = empty_like_layout(input.sizes(), input, true);
   if (gx.numel() == 0) return gx;
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "local_conv_input_grad", [&] {
@@ -463,6 +1075,24 @@ at::Tensor local_conv_input_grad(const at::Tensor& grad, const at::Tensor& weigh
 }
 
 bool has_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
+
+// The kernel set the ops use for this geometry: "rows" or "gemm".
+std::string kernel_path(const at::Tensor& input, at::IntArrayRef weight_size, at::IntArrayRef stride,
+                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const Geometry g = make_geometry(input.sizes(), weight_size, stride, padding, dilation, groups);
+  return rows_apply(input, g) ? "rows" : "gemm";
+}
+
+// Sets the kernel preference ("auto", "rows" where applicable, or "gemm"); returns the previous one.
+std::string use_kernel(std::string name) {
+  static const char* names[] = {"auto", "rows", "gemm"};
+  int choice = -1;
+  for (int i = 0; i < 3; ++i) {
+    if (name == names[i]) choice = i;
+  }
+  TORCH_CHECK(choice >= 0, "layerlab local_conv: use_kernel expects 'auto', 'rows' or 'gemm', got '", name, "'");
+  return names[kernel_choice.exchange(choice)];
+}
 
 }  // namespace
 
@@ -474,6 +1104,9 @@ TORCH_LIBRARY(layerlab_local, m) {
   m.def("input_grad(Tensor grad, Tensor weight, Tensor input, int[] stride, int[] padding, int[] dilation, "
         "int groups) -> Tensor");
   m.def("has_blas() -> bool", [] { return has_blas(); });
+  m.def("path(Tensor input, int[] weight_size, int[] stride, int[] padding, int[] dilation, int groups) -> str",
+        &kernel_path);
+  m.def("use_kernel(str name) -> str", &use_kernel);
 }
 
 TORCH_LIBRARY_IMPL(layerlab_local, CPU, m) {
