@@ -774,25 +774,35 @@ RowPlan make_row_plan(const Geometry& g, const at::Tensor& x, const at::Tensor& 
 
 // dst[0, n) = src[0, n) for the short runs of the packers (a library memmove call per run of a few
 // elements costs more than the copy).
+#define SHORT_RUN ROWS_TARGET __attribute__((always_inline, optimize("no-tree-loop-distribute-patterns"))) inline
 template <typename T>
-ROWS_TARGET __attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void copy_short(const T* src, T* dst,
-                                                                                                  int64_t n) {
+SHORT_RUN void copy_short(const T* src, T* dst, int64_t n) {
   using S = Simd<T>;
   int64_t j = 0;
   for (; j + S::lanes <= n; j += S::lanes) S::store(dst + j, S::load(src + j));
   for (; j < n; ++j) dst[j] = src[j];
 }
 
+// dst[0, n) += src[0, n).
+template <typename T>
+SHORT_RUN void add_short(const T* src, T* dst, int64_t n) {
+  using S = Simd<T>;
+  int64_t j = 0;
+  for (; j + S::lanes <= n; j += S::lanes) S::store(dst + j, S::add(S::load(dst + j), S::load(src + j)));
+  for (; j < n; ++j) dst[j] += src[j];
+}
+
 // dst[0, n) = 0.
 template <typename T>
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) inline void zero_short(T* dst, int64_t n) {
+SHORT_RUN void zero_short(T* dst, int64_t n) {
   for (int64_t j = 0; j < n; ++j) dst[j] = T(0);
 }
+#undef SHORT_RUN
 
 // The input rows of samples [b0, b0 + nb) of group ``grp`` for the block at (od, oh, ow0), laid
 // out (rows, b_cap, W_r) in ``buf``; elements outside the input (padding) are 0.
 template <typename T>
-void pack_rows(const T* x, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb, int64_t od,
+ROWS_TARGET void pack_rows(const T* x, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb, int64_t od,
                int64_t oh, int64_t ow0, T* buf) {
   const int64_t iw0 = ow0 - g.padding[2];
   const int64_t j0 = std::max<int64_t>(0, -iw0), j1 = std::min(r.width, g.in[2] - iw0);  // inside: [j0, j1)
@@ -821,7 +831,7 @@ void pack_rows(const T* x, const Geometry& g, const RowPlan& r, int64_t grp, int
 
 // The inverse of pack_rows for the positions inside the input: dx[...] += buf[...].
 template <typename T>
-void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb, int64_t od,
+ROWS_TARGET void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb, int64_t od,
               int64_t oh, int64_t ow0, T* dx) {
   const int64_t iw0 = ow0 - g.padding[2];
   const int64_t j0 = std::max<int64_t>(0, -iw0), j1 = std::min(r.width, g.in[2] - iw0);
@@ -835,7 +845,7 @@ void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, in
         for (int64_t b = 0; b < nb; ++b) {
           const T* src = buf + (row * r.b_cap + b) * r.width;
           T* dst = dx + (b0 + b) * r.xs[0] + (grp * g.c_g + c) * r.xs[1] + id * r.xs[2] + ih * r.xs[3] + iw0;
-          for (int64_t j = j0; j < j1; ++j) dst[j] += src[j];
+          add_short(src + j0, dst + j0, j1 - j0);
         }
       }
     }
@@ -845,14 +855,18 @@ void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, in
 // dy of samples [b0, b0 + nb), channels [c0, c0 + n_o) at the block's positions, laid out
 // (n_o, b_cap, V) in ``buf``; lanes past the row end are 0.
 template <typename T>
-void pack_grad(const T* dy, const RowPlan& r, int64_t c0, int64_t n_o, int64_t b0, int64_t nb, int64_t od, int64_t oh,
+ROWS_TARGET void pack_grad(const T* dy, const RowPlan& r, int64_t c0, int64_t n_o, int64_t b0, int64_t nb, int64_t od, int64_t oh,
                int64_t ow0, int64_t nv, T* buf) {
   for (int64_t o = 0; o < n_o; ++o) {
     for (int64_t b = 0; b < nb; ++b) {
       const T* src = dy + (b0 + b) * r.ys[0] + (c0 + o) * r.ys[1] + od * r.ys[2] + oh * r.ys[3] + ow0;
       T* dst = buf + (o * r.b_cap + b) * r.lanes;
-      copy_short(src, dst, nv);
-      zero_short(dst + nv, r.lanes - nv);
+      if (nv == Simd<T>::lanes) {
+        Simd<T>::store(dst, Simd<T>::load(src));
+      } else {
+        copy_short(src, dst, nv);
+        zero_short(dst + nv, r.lanes - nv);
+      }
     }
   }
 }
