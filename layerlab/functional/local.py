@@ -10,9 +10,12 @@ with ``C_g = C_in / groups``, ``O_g = C_out / groups``, ``p`` an output position
 tap. Output sizes follow the convolution formula
 ``out = floor((in + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1``.
 
-Two kernel sets, same results: float32/float64 CPU tensors use the C++ kernels of
-``csrc/local_conv.cpp`` (one small GEMM per output position over a per-thread patch buffer, no
-k²-inflated patch tensor; compiled on first use, see ``_local_ext``); bfloat16, CUDA, and any input
+Two implementations, same results: float32/float64 CPU tensors use the C++ kernels of
+``csrc/local_conv.cpp`` (compiled on first use, see ``_local_ext``), which pick one of two kernel
+sets per call: "rows" (x86-64 with AVX2+FMA, stride 1 along the last dimension, not channels_last:
+output positions along the SIMD lanes, NCHW read and written in place, per-block packed operands)
+or "gemm" (one small GEMM per output position over a per-thread patch buffer; strided and
+channels_last cases). Neither stores the k²-inflated patch tensor. bfloat16, CUDA, and any input
 when no compiler is available use the pure-torch kernels of ``_local_torch`` (unfold + one
 strided-batched ``torch.bmm``). Both backward passes save only ``input`` and ``weight``, and are
 deterministic (no atomics). Double backward is not supported. Timings: ``docs/benchmarks.md``.

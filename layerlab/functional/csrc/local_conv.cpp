@@ -6,7 +6,12 @@
 //                               taps in F.unfold order), O_g = C_out / G
 //   output (B, C_out, *out)     contiguous, or channels_last when the input is channels_last
 //
-// Every output position p is one small GEMM  out_p (B x O_g) = P_p (B x K) . W_p (K x O_g)  where P_p
+// Two kernel sets compute the same thing; rows_apply() picks one per call (use_kernel() can force it):
+// - "rows" (below, x86-64 with AVX2 + FMA): stride 1 along the last dimension, input not
+//   channels_last. Output positions along the SIMD lanes, NCHW read and written in place.
+// - "gemm" (here): every other case, channels_last the fast one.
+//
+// "gemm": every output position p is one small GEMM  out_p (B x O_g) = P_p (B x K) . W_p (K x O_g)  where P_p
 // holds the B input windows of position p. P_p is gathered into a cache-sized buffer per position
 // and never stored for all positions at once (no k^2-inflated patch tensor). Gradients:
 //   dW_p = P_p^T . dY_p            positions in parallel, P_p recomputed by the same gather
@@ -420,17 +425,18 @@ void input_grad_kernel(const at::Tensor& grad, const at::Tensor& w, at::Tensor& 
 // For a contiguous (B, C, *spatial) input with stride 1 along the last dimension, V consecutive
 // output positions of one output row (a "block") read V consecutive input elements for every
 // window element k, and write V consecutive outputs: in NCHW both sides are plain vector loads and
-// stores, so no patch gather and no (B, C, L) <-> (B, L, C) transposition is needed. The only
-// reordering is of the weight: per block, W[p0 + v, g, k, o] is packed into (k, o, v) so that one
-// vector holds the V positions' weights for (k, o). Per block:
+// stores, so no patch gather and no (B, C, L) <-> (B, L, C) transposition is needed. Per block,
+// W[p0 + v, g, k, o] is packed into (k, o, v) so that one vector holds the V positions' weights for
+// (k, o); the block's input rows ("segments", zero where they cross the padding) and its output
+// gradient are copied into small contiguous buffers, so that the inner loops touch a few pages in
+// L1/L2 instead of one page per (sample, channel). Per block:
 //   forward       y[b, o, p0:p0+V]   = bias + sum_k  x[b, p0 + off_k : +V] * Wpk[k, o, :]
 //   weight grad   dWpk[k, o, :]      = sum_b  x[b, p0 + off_k : +V] * dy[b, o, p0:p0+V]
 //   input grad    dx[b, p0 + off_k : +V] += sum_o dy[b, o, p0:p0+V] * Wpk[k, o, :]
-// with register tiles of 3 x 4 vectors (12 accumulators), loop blocking that keeps the reused
-// operand in L2, and masks for the last, partial block of a row (lanes past the row end hold
-// weights of 0 and are never stored). Padding is applied by a padded copy of x (the input gradient
-// is accumulated in a padded buffer). Needs AVX2 + FMA, checked at run time; V = 8 floats or 4
-// doubles. Every sum runs in a fixed order: results do not depend on the number of threads.
+// with register tiles of 3 x 4 vectors (12 accumulators), sample chunks whose segments fit an L2
+// share, and masks for the last, partial block of a row (lanes past the row end hold weights and
+// output gradients of 0 and are never stored). Needs AVX2 + FMA, checked at run time; V = 8 floats
+// or 4 doubles. Every sum runs in a fixed order: results do not depend on the number of threads.
 
 #if defined(__x86_64__)
 #define LAYERLAB_ROWS 1
