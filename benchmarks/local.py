@@ -1,28 +1,36 @@
 """Locally connected 2-d layer: layerlab against the usual alternatives, side by side in one process.
 
-Implementations (same shape, float32, CPU, input requires grad so dX, dW and dbias are all computed):
+Implementations (same shape, float32, on ``--device`` (CPU by default), input requires grad so dX,
+dW and dbias are all computed):
 
-  layerlab            ``layerlab.LocallyConnected2d`` (C++ kernels when built)
-  layerlab-torch      ``local_conv`` forced onto its pure-torch path (the no-compiler fallback)
+  layerlab            ``layerlab.LocallyConnected2d`` (C++ kernels when built; pure torch on CUDA)
+  layerlab-torch      ``local_conv`` forced onto its pure-torch path (the no-compiler fallback; CPU
+                      only: on CUDA it is what ``layerlab`` runs)
   forum               the discuss.pytorch.org snippet: ``x.unfold(2).unfold(3)`` then broadcast
                       multiply and sum (run only where its product tensor fits ``--forum-limit-gib``)
   unfold+einsum       ``F.unfold`` + ``einsum('bkl,okl->bol')`` with conv-like weights ``(O, K, L)``
   dense-masked        ``x.flatten(1) @ (W * M)`` with a 0/1 connectivity mask ``M`` (B×N_in @ N_in×N_out)
-  conv                ``torch.nn.Conv2d`` of the same shape (shared weights: the speed to aim for)
+  conv                ``torch.nn.Conv2d`` of the same shape (shared weights: the speed to aim for;
+                      cuDNN on CUDA)
 
-Machine limits are measured in the same process: sgemm GFLOP/s (a 2048³ ``torch.mm``) and copy GB/s
-(a 256 MiB ``Tensor.copy_``, bytes read + written). For every shape the roofline bound is
-``max(FLOPs / sgemm rate, minimal bytes / copy rate)``.
+Machine limits are measured in the same process: sgemm GFLOP/s (a 2048³ ``torch.mm``, 8192³ on
+CUDA) and copy GB/s (a 256 MiB ``Tensor.copy_``, 1 GiB device to device on CUDA, bytes read +
+written). For every shape the roofline bound is ``max(FLOPs / sgemm rate, minimal bytes / copy rate)``.
+On CUDA, TF32 is switched off (cuBLAS and cuDNN), so every implementation and the sgemm limit are
+true float32, and ``--threads`` is ignored (recorded as null).
 
 Timing: rounds interleave the implementations (noise on a shared machine hits all alike); each
-number is the min and median over ``--repeats`` rounds (≥ 7), after ``--warmup`` rounds. Peak
-memory: the rise of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs
-after ``malloc_trim``) during one forward+backward step, from a state where the inputs,
-parameters and the output gradient exist: it counts every page the step touches (outputs,
-gradients, saved tensors, temporaries, library scratch), including the weight gradient.
+number is the min and median over ``--repeats`` rounds (≥ 7), after ``--warmup`` rounds; on CUDA
+the device is synchronized before both clock readings of every timed call. Peak memory: on CPU, the
+rise of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs after
+``malloc_trim``) during one forward+backward step, from a state where the inputs, parameters and
+the output gradient exist: it counts every page the step touches (outputs, gradients, saved
+tensors, temporaries, library scratch), including the weight gradient. On CUDA, the same step's
+``torch.cuda.max_memory_allocated()`` (peak reset first) minus the memory allocated before it.
 
 Usage:
     python benchmarks/local.py --quick             # < ~2 min: fewer rounds, slow baselines on shape c only
+    python benchmarks/local.py --device cuda       # on a CUDA GPU (needs a CUDA build of torch)
     python benchmarks/local.py --plot docs/img/local_benchmark.png
 """
 
@@ -68,24 +76,55 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_limits(threads: int) -> dict:
-    """sgemm GFLOP/s and copy GB/s measured now, at ``threads`` threads."""
-    torch.set_num_threads(threads)
-    n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    gemm = min(_seconds(lambda: torch.mm(a, b)) for _ in range(5))
-    src = torch.empty(64 * 2**20)  # 256 MiB
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``; exits with an explanation when CUDA is asked for but torch sees no GPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise SystemExit(
+            f"--device cuda: expected a CUDA GPU visible to torch, found torch.cuda.is_available() == False "
+            f"(torch {torch.__version__}, {build}). Run on a machine with an NVIDIA GPU and a CUDA build "
+            "of torch (check nvidia-smi and CUDA_VISIBLE_DEVICES), or use --device cpu."
+        )
+    return torch.device(name)
+
+
+def device_info(device: torch.device) -> dict:
+    """Report fields naming the hardware: CPU model and C++ kernel build, or GPU, CUDA and cuDNN versions."""
+    if device.type == "cuda":
+        return {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
+                "cudnn": torch.backends.cudnn.version()}
+    return {"cpu": cpu_model(), "cpp_kernels": _local_ext.load()}
+
+
+def machine_limits(device: torch.device, threads: int | None) -> dict:
+    """sgemm GFLOP/s and copy GB/s measured now on ``device`` (on CPU at ``threads`` threads)."""
+    cuda = device.type == "cuda"
+    if not cuda:
+        torch.set_num_threads(threads)
+    n = 8192 if cuda else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    gemm = min(_seconds(lambda: torch.mm(a, b), device) for _ in range(5))
+    src = torch.empty((256 if cuda else 64) * 2**20, device=device)  # 1 GiB on CUDA, 256 MiB on CPU
     src.fill_(1.0)
     dst = torch.empty_like(src)
     dst.fill_(0.0)
-    copy = min(_seconds(lambda: dst.copy_(src)) for _ in range(5))
+    copy = min(_seconds(lambda: dst.copy_(src), device) for _ in range(5))
     return {"sgemm_gflops": 2 * n**3 / gemm / 1e9, "copy_gbps": 2 * src.numel() * 4 / copy / 1e9}
 
 
-def _seconds(fn) -> float:
+def _seconds(fn, device: torch.device) -> float:
+    """Wall seconds of ``fn()``; on CUDA the device is synchronized before both clock readings."""
+    _sync(device)
     start = time.perf_counter()
     fn()
+    _sync(device)
     return time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the queued CUDA work on ``device``; nothing on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # ---- memory ----------------------------------------------------------------------------------
@@ -110,6 +149,21 @@ def peak_rss_rise(fn) -> float | None:
         return (_status_kib("VmHWM") - before) / 1024
     except (OSError, AttributeError, RuntimeError):
         return None
+
+
+def peak_cuda_rise(fn, device: torch.device) -> float:
+    """MiB by which CUDA memory allocated through torch peaks above its level before ``fn`` runs."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def peak_memory(fn, device: torch.device) -> float | None:
+    """Peak memory rise of ``fn`` in MiB: device memory on CUDA, resident set on CPU."""
+    return peak_cuda_rise(fn, device) if device.type == "cuda" else peak_rss_rise(fn)
 
 
 # ---- implementations -------------------------------------------------------------------------
@@ -139,23 +193,23 @@ def connectivity_mask(c, h, w, o, k) -> torch.Tensor:
     return spatial[None, :, None, :].expand(c, -1, o, -1).reshape(c * h * w, -1)
 
 
-def build(name: str, shape):
-    """``(step, params)``: ``step()`` runs the forward and returns the output."""
+def build(name: str, shape, device: torch.device):
+    """``(step, params)`` with parameters on ``device``: ``step(x)`` runs the forward and returns the output."""
     b, c, o, h, w, k = shape
     ho, wo = h - k + 1, w - k + 1
     if name == "layerlab":
-        layer = layerlab.LocallyConnected2d(c, o, k, input_size=(h, w))
+        layer = layerlab.LocallyConnected2d(c, o, k, input_size=(h, w), device=device)
         return layer, list(layer.parameters())
     if name == "layerlab-torch":
-        layer = layerlab.LocallyConnected2d(c, o, k, input_size=(h, w))
+        layer = layerlab.LocallyConnected2d(c, o, k, input_size=(h, w), device=device)
 
         def step(x):
             return _LocalConvFunction.apply(x, layer.weight, layer.bias, [1, 1], [0, 0], [1, 1], 1, _local_torch)
 
         return step, list(layer.parameters())
     if name == "forum":
-        weight = nn.Parameter(torch.randn(1, o, c, ho, wo, k * k) / math.sqrt(c * k * k))
-        bias = nn.Parameter(torch.zeros(1, o, ho, wo))
+        weight = nn.Parameter(torch.randn(1, o, c, ho, wo, k * k, device=device) / math.sqrt(c * k * k))
+        bias = nn.Parameter(torch.zeros(1, o, ho, wo, device=device))
 
         def step(x):
             patches = x.unfold(2, k, 1).unfold(3, k, 1)  # (B, C, Ho, Wo, k, k)
@@ -164,8 +218,8 @@ def build(name: str, shape):
 
         return step, [weight, bias]
     if name == "unfold+einsum":
-        weight = nn.Parameter(torch.randn(o, c * k * k, ho * wo) / math.sqrt(c * k * k))
-        bias = nn.Parameter(torch.zeros(o, ho, wo))
+        weight = nn.Parameter(torch.randn(o, c * k * k, ho * wo, device=device) / math.sqrt(c * k * k))
+        bias = nn.Parameter(torch.zeros(o, ho, wo, device=device))
 
         def step(x):
             patches = F.unfold(x, k)  # (B, K, L)
@@ -173,63 +227,67 @@ def build(name: str, shape):
 
         return step, [weight, bias]
     if name == "dense-masked":
-        mask = connectivity_mask(c, h, w, o, k)
-        weight = nn.Parameter(torch.randn(c * h * w, o * ho * wo) * mask / math.sqrt(c * k * k))
-        bias = nn.Parameter(torch.zeros(o * ho * wo))
+        mask = connectivity_mask(c, h, w, o, k).to(device)
+        weight = nn.Parameter(torch.randn(c * h * w, o * ho * wo, device=device) * mask / math.sqrt(c * k * k))
+        bias = nn.Parameter(torch.zeros(o * ho * wo, device=device))
 
         def step(x):
             return (x.flatten(1) @ (weight * mask) + bias).view(b, o, ho, wo)
 
         return step, [weight, bias]
     if name == "conv":
-        layer = nn.Conv2d(c, o, k)
+        layer = nn.Conv2d(c, o, k, device=device)
         return layer, list(layer.parameters())
     raise ValueError(name)
 
 
-def runs(name: str, info: dict, quick: bool, shape_name: str, forum_limit: float, dense_limit: float) -> bool:
+def runs(name: str, info: dict, quick: bool, shape_name: str, forum_limit: float, dense_limit: float,
+         device: torch.device) -> bool:
     if name == "forum":
         return info["forum_gib"] <= forum_limit and (not quick or shape_name == "c")
     if name == "dense-masked":
         return info["dense_gib"] <= dense_limit and (not quick or shape_name == "c")
-    if name == "layerlab-torch":
-        return not quick or shape_name == "c"
+    if name == "layerlab-torch":  # on CUDA, ``layerlab`` itself runs the pure-torch path
+        return device.type == "cpu" and (not quick or shape_name == "c")
     return True
 
 
 # ---- measurement -----------------------------------------------------------------------------
 
 
-def measure_shape(shape_name, shape, impls, threads, repeats, warmup) -> dict:
-    torch.set_num_threads(threads)
+def measure_shape(shape_name, shape, impls, device, threads, repeats, warmup) -> dict:
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
     b, c, o, h, w, k = shape
     ho, wo = h - k + 1, w - k + 1
     torch.manual_seed(0)
-    x = torch.randn(b, c, h, w, requires_grad=True)
-    grad_out = torch.randn(b, o, ho, wo)
-    steps = {name: build(name, shape) for name in impls}
+    x = torch.randn(b, c, h, w, device=device, requires_grad=True)
+    grad_out = torch.randn(b, o, ho, wo, device=device)
+    steps = {name: build(name, shape, device) for name in impls}
 
     def forward(name):
         with torch.no_grad():
             steps[name][0](x)
 
-    def forward_backward(name):
-        step, params = steps[name]
+    def clear_grads(name):
         x.grad = None
-        for p in params:
+        for p in steps[name][1]:
             p.grad = None
-        step(x).backward(grad_out)
+
+    def forward_backward(name):
+        clear_grads(name)
+        steps[name][0](x).backward(grad_out)
 
     results = {name: {"fwd": [], "fwdbwd": []} for name in impls}
     for kind, fn in (("fwd", forward), ("fwdbwd", forward_backward)):
         for r in range(warmup + repeats):
             for name in impls:
-                seconds = _seconds(lambda: fn(name))
+                seconds = _seconds(lambda: fn(name), device)
                 if r >= warmup:
                     results[name][kind].append(seconds * 1e3)
     for name in impls:
-        x.grad = None
-        results[name]["peak_mib"] = peak_rss_rise(lambda: forward_backward(name))
+        clear_grads(name)  # the step's own dW must count in its peak, not be freed inside it
+        results[name]["peak_mib"] = peak_memory(lambda: forward_backward(name), device)
     summary = {}
     for name, res in results.items():
         summary[name] = {
@@ -262,12 +320,26 @@ def roofline(info: dict, limits: dict) -> dict:
 # ---- reporting -------------------------------------------------------------------------------
 
 
+def run_title(report: dict, threads: str) -> str:
+    """Heading of one run: ``"2 thread(s)"`` on CPU, the GPU name on CUDA (where threads is null)."""
+    return report["gpu"] if report["device"] == "cuda" else f"{threads} thread(s)"
+
+
+def header(report: dict) -> str:
+    """One line naming the hardware, the torch version and the number of rounds."""
+    if report["device"] == "cuda":
+        hardware = f"{report['gpu']} | CUDA {report['cuda']} | cuDNN {report['cudnn']}"
+    else:
+        hardware = f"{report['cpu']} | C++ kernels: {report['cpp_kernels']}"
+    return f"{hardware} | torch {report['torch']} | {report['repeats']} rounds"
+
+
 def markdown(report: dict) -> str:
     lines = []
     for threads, per_thread in report["threads"].items():
         lim = per_thread["limits"]
         lines.append(
-            f"\n**{threads} thread(s)** — sgemm {lim['sgemm_gflops']:.0f} GFLOP/s, copy {lim['copy_gbps']:.1f} GB/s\n"
+            f"\n**{run_title(report, threads)}** — sgemm {lim['sgemm_gflops']:.0f} GFLOP/s, copy {lim['copy_gbps']:.1f} GB/s\n"
         )
         lines.append(
             "| shape | implementation | fwd min / median ms | fwd+bwd min / median ms | fwd+bwd ÷ conv | "
@@ -321,7 +393,7 @@ def plot(report: dict, path: Path) -> None:
         ax.set_xticklabels([f"{n}: B={s[0]} {s[1]}→{s[2]} {s[3]}×{s[4]} k{s[5]}" for n, s in SHAPES.items() if n in shapes],
                            fontsize=8)
         ax.set_ylabel("forward+backward, median ms (log)")
-        ax.set_title(f"LocallyConnected2d, {threads} thread(s); dotted: roofline bound")
+        ax.set_title(f"LocallyConnected2d, {run_title(report, threads)}; dotted: roofline bound")
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,7 +405,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     group = parser.add_argument_group("run")
     group.add_argument("--quick", action="store_true", help="fewer rounds; slow baselines on shape c only (default: off)")
-    group.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
+    group.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
+    group.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                       help="CPU thread counts, ignored on CUDA (default: 1 2)")
     group.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES), help="shapes (default: a b c)")
     group.add_argument("--repeats", type=int, default=None, help="timed rounds, at least 7 (default: 7 quick, 11 full)")
     group.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default: 2)")
@@ -347,23 +421,28 @@ def main(argv=None) -> dict:
     out.add_argument("--json", action="store_true", help="print the JSON report on stdout (default: off)")
     args = parser.parse_args(argv)
     repeats = max(7, args.repeats or (7 if args.quick else 11))
-    built = _local_ext.load()
+    device = resolve_device(args.device)
+    if device.type == "cuda":  # true float32 everywhere (cuDNN convolutions default to TF32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    hardware = device_info(device)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu_model(), "torch": torch.__version__, "python": platform.python_version(),
-        "cpp_kernels": built, "repeats": repeats, "warmup": args.warmup, "quick": args.quick,
+        "device": device.type, **hardware, "torch": torch.__version__, "python": platform.python_version(),
+        "repeats": repeats, "warmup": args.warmup, "quick": args.quick,
         "shapes": {n: SHAPES[n] for n in args.shapes}, "threads": {},
     }
-    print(f"{report['cpu']} | torch {torch.__version__} | C++ kernels: {built} | {repeats} rounds")
-    for threads in args.threads:
-        limits = machine_limits(threads)
-        print(f"\n{threads} thread(s): sgemm {limits['sgemm_gflops']:.0f} GFLOP/s, copy {limits['copy_gbps']:.1f} GB/s")
+    print(header(report))
+    for threads in args.threads if device.type == "cpu" else [None]:
+        key = "null" if threads is None else str(threads)
+        limits = machine_limits(device, threads)
+        print(f"\n{run_title(report, key)}: sgemm {limits['sgemm_gflops']:.0f} GFLOP/s, copy {limits['copy_gbps']:.1f} GB/s")
         per_thread = {"limits": limits, "shapes": {}}
         for shape_name in args.shapes:
             shape = SHAPES[shape_name]
             info = shape_info(shape)
-            impls = [n for n in IMPLS if runs(n, info, args.quick, shape_name, args.forum_limit_gib, args.dense_limit_gib)]
-            res = measure_shape(shape_name, shape, impls, threads, repeats, args.warmup)
+            impls = [n for n in IMPLS
+                     if runs(n, info, args.quick, shape_name, args.forum_limit_gib, args.dense_limit_gib, device)]
+            res = measure_shape(shape_name, shape, impls, device, threads, repeats, args.warmup)
             roof = roofline(info, limits)
             per_thread["shapes"][shape_name] = {"impls": res, "roofline": roof, "macs": info["macs"]}
             print(f"  shape {shape_name} {shape}: roofline fwd+bwd {roof['fwdbwd']['bound_ms']:.2f} ms "
@@ -374,7 +453,7 @@ def main(argv=None) -> dict:
                 print(f"    {name:15s} fwd {s['fwd_median']:8.2f} ms  fwd+bwd {s['fwdbwd_min']:8.2f} / "
                       f"{s['fwdbwd_median']:8.2f} ms  ÷conv {s.get('fwdbwd_ratio_vs_conv', float('nan')):5.2f}  "
                       f"÷unfold+einsum {s.get('fwdbwd_ratio_vs_unfold+einsum', float('nan')):5.2f}  peak {peak}")
-        report["threads"][str(threads)] = per_thread
+        report["threads"][key] = per_thread
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "local.json").write_text(json.dumps(report, indent=1))
     (args.out / "local.md").write_text(markdown(report))
