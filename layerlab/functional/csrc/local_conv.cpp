@@ -467,7 +467,6 @@ struct Simd<float> {
   ROWS_TARGET static inline void store(float* p, R v, R m) { _mm256_maskstore_ps(p, _mm256_castps_si256(m), v); }
   ROWS_TARGET static inline R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
   ROWS_TARGET static inline R add(R a, R b) { return _mm256_add_ps(a, b); }
-  ROWS_TARGET static inline R and_(R a, R b) { return _mm256_and_ps(a, b); }
   // r[i][j] <-> r[j][i]
   ROWS_TARGET static inline void transpose(R r[8]) {
     const R t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -503,7 +502,6 @@ struct Simd<double> {
   ROWS_TARGET static inline void store(double* p, R v, R m) { _mm256_maskstore_pd(p, _mm256_castpd_si256(m), v); }
   ROWS_TARGET static inline R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
   ROWS_TARGET static inline R add(R a, R b) { return _mm256_add_pd(a, b); }
-  ROWS_TARGET static inline R and_(R a, R b) { return _mm256_and_pd(a, b); }
   ROWS_TARGET static inline void transpose(R r[4]) {
     const R t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
     const R t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
@@ -664,7 +662,7 @@ ROWS_TARGET void weight_grad_tile(const T* x, int64_t xb, const int64_t* koff, c
 // channels, then added into the samples' segment buffers.
 //   dy[b]: packed output gradient of sample b (channel stride yo); w: pack at (k0, o=0), k stride
 //   pk; dx[b]: segment buffer of sample b. Lanes past the row end are 0 in dy and in w.
-template <typename T, int MB, int MK, bool UNUSED>
+template <typename T, int MB, int MK>
 ROWS_TARGET void input_grad_tile(const T* const* dy, int64_t yo, int64_t n_o, const T* w, int64_t pk,
                                  T* const* dx, const int64_t* koff) {
   using S = Simd<T>;
@@ -717,16 +715,16 @@ inline int64_t step2(int64_t i, int64_t n, int64_t full) { return n - i >= full 
     }                                                                                             \
   } while (0)
 
-// Calls TILE<T, A, B, false>(args...) for (a, b) in {3, 1} x {4, 2, 1}.
+// Calls TILE<T, A, B>(args...) for (a, b) in {3, 1} x {4, 2, 1}.
 #define LL_DISPATCH_B2(TILE, a, b, ...)                                                           \
   do {                                                                                            \
     switch (((a) == kTileA ? 0 : 3) + ((b) == kTileB ? 0 : (b) == 2 ? 1 : 2)) {                   \
-      case 0: TILE<T, 3, 4, false>(__VA_ARGS__); break;                                           \
-      case 1: TILE<T, 3, 2, false>(__VA_ARGS__); break;                                           \
-      case 2: TILE<T, 3, 1, false>(__VA_ARGS__); break;                                           \
-      case 3: TILE<T, 1, 4, false>(__VA_ARGS__); break;                                           \
-      case 4: TILE<T, 1, 2, false>(__VA_ARGS__); break;                                           \
-      default: TILE<T, 1, 1, false>(__VA_ARGS__); break;                                          \
+      case 0: TILE<T, 3, 4>(__VA_ARGS__); break;                                                  \
+      case 1: TILE<T, 3, 2>(__VA_ARGS__); break;                                                  \
+      case 2: TILE<T, 3, 1>(__VA_ARGS__); break;                                                  \
+      case 3: TILE<T, 1, 4>(__VA_ARGS__); break;                                                  \
+      case 4: TILE<T, 1, 2>(__VA_ARGS__); break;                                                  \
+      default: TILE<T, 1, 1>(__VA_ARGS__); break;                                                 \
     }                                                                                             \
   } while (0)
 #endif
