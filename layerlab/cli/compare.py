@@ -22,7 +22,7 @@ HELP = "train dense, conv, local and all-conv nets on your data, with and withou
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from layerlab.experiments.compare import DEFAULT_MODELS, DEFAULT_RECIPE
+    from layerlab.experiments.defaults import DEFAULT_MODELS, DEFAULT_RECIPE  # torch-free: --help stays fast
 
     parser = subparsers.add_parser("compare", help=HELP, description=__doc__.split("\n\n", 1)[1],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     from layerlab.errors import ArgumentError
     from layerlab.experiments import compare_table, run_compare, write_outputs
-    from layerlab.experiments.compare import DEFAULT_RECIPE
+    from layerlab.experiments.defaults import DEFAULT_RECIPE
 
     if args.threads < 1:
         raise ArgumentError(f"--threads must be a positive integer. Received: --threads {args.threads}")

@@ -32,7 +32,7 @@ RUN_DEFAULTS = {"dataset": "mnist1d", "limit": None, "model": "cnn", "width": 1.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from layerlab.train import TrainConfig
+    from layerlab.train.config import TrainConfig  # torch-free: --help stays fast
 
     d = TrainConfig()
     parser = subparsers.add_parser("train", help=HELP, description=__doc__.split("\n\n", 1)[1],

@@ -5,8 +5,9 @@ The experiment (Greydanus & Kobak's MNIST-1D paper makes the same point): train 
 all-convolutional one (``allconv``) on one data set, then again on the data with its positions
 shuffled by one fixed permutation. The dense network does not care about the order of its inputs
 (exactly, up to its first layer's columns); a convolution loses its prior and drops. The default
-recipe below is tuned so that on built-in MNIST-1D the whole default run (8 trainings) takes about
-1–2 minutes on 2 CPU cores and the gaps are far larger than the seed-to-seed noise.
+recipe (``layerlab.experiments.defaults``) is tuned so that on built-in MNIST-1D the whole default
+run (8 trainings) takes about 1–2 minutes on 2 CPU cores and the gaps are far larger than the
+seed-to-seed noise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 import layerlab
 from layerlab.data import Dataset, load_dataset
 from layerlab.errors import ArgumentError, LayerlabError
+from layerlab.experiments.defaults import DEFAULT_MODELS, DEFAULT_RECIPE
 from layerlab.experiments.permute import permute_positions
 from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
 from layerlab.train.distributed import resolve_device
@@ -31,11 +33,6 @@ from layerlab.train.distributed import resolve_device
 __all__ = ["run_compare", "CompareResult", "RunRecord", "DEFAULT_MODELS", "DEFAULT_RECIPE", "SCHEMA"]
 
 SCHEMA = "layerlab.compare/1"
-DEFAULT_MODELS = ("mlp", "cnn", "lcn", "allconv")
-# Adam with a 1-epoch warmup then cosine decay; 15 epochs of batch 100 = 600 steps on MNIST-1D's
-# 4,000 training signals (the MNIST-1D paper trains 6,000 steps; 600 reach within ~1-2 points of it).
-DEFAULT_RECIPE = TrainConfig(optimizer="adam", lr=1e-2, batch_size=100, epochs=15, schedule="cosine",
-                             warmup_epochs=1)
 
 
 @dataclass

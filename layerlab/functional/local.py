@@ -97,10 +97,19 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
     return ndim, stride, padding, dilation, kernel, out_size
 
 
-@torch.compiler.assume_constant_result
 def _cpp_available() -> bool:
     """Whether the C++ kernels are built (builds them on first call); a constant for torch.compile."""
     return _local_ext.load()
+
+
+# torch.compile must call _cpp_available() while tracing and keep the result as a constant: traced
+# instead, load() meets a lock and a compiler run, and fullgraph=True fails. That is what
+# @torch.compiler.assume_constant_result does, by setting only this mark, but it imports
+# torch._dynamo first (~1.5 s on every `import layerlab.nn`). Decorating later cannot replace it:
+# the first call may itself be traced, and code run during a trace is simulated, not executed. So
+# the mark is set here directly; tests/functional/test_local_conv.py checks that the public
+# decorator still sets exactly this mark.
+_cpp_available._dynamo_marked_constant = True
 
 
 def _backend(input: torch.Tensor):

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["layerlab.experiments.permute", "layerlab.experiments.compare"]
+MODULES = ["layerlab.experiments.permute", "layerlab.experiments.compare", "layerlab.experiments.defaults"]
 
 
 @pytest.mark.parametrize("name", MODULES)

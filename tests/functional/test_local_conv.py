@@ -10,6 +10,8 @@ pure-torch kernels (fallback, bfloat16, CUDA), compared with the references and 
 from __future__ import annotations
 
 import platform
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.functional import _local_ext, _local_torch, local_conv
-from layerlab.functional.local import _LocalConvFunction
+from layerlab.functional.local import _LocalConvFunction, _backend, _cpp_available
 from layerlab.functional.reference import local_conv_reference
 
 CPP = _local_ext.load()
@@ -307,6 +309,47 @@ def test_torch_compile_matches_eager():
     g = torch.randn_like(ref)
     for a, c in zip(grads(out, (x, w, b), g), grads(ref, (x, w, b), g)):
         torch.testing.assert_close(a, c)
+
+
+
+def test_cpp_available_carries_the_mark_of_assume_constant_result():
+    """local.py sets by hand the mark that torch.compiler.assume_constant_result sets (the public
+    decorator imports torch._dynamo); if torch changes that mark, this test says so."""
+
+    def probe():
+        return True
+
+    marks = vars(torch.compiler.assume_constant_result(probe))
+    assert marks and all(getattr(_cpp_available, name, None) == value for name, value in marks.items())
+
+
+def test_backend_is_cpp_for_cpu_float32_float64_when_built():
+    for dtype in (torch.float32, torch.float64):
+        assert _backend(torch.zeros(1, dtype=dtype)) is (torch.ops.layerlab_local if CPP else _local_torch)
+    assert _backend(torch.zeros(1, dtype=torch.bfloat16)) is _local_torch
+
+
+@needs_cpp
+def test_import_skips_dynamo_and_a_traced_first_call_uses_cpp():
+    """``import layerlab.nn`` does not import torch._dynamo (~1.5 s); in a fresh process whose first
+    ``local_conv`` call is traced by torch.compile(fullgraph=True), the graph calls the C++ op."""
+    code = (
+        "import sys\n"
+        "import torch\n"
+        "import layerlab.nn\n"
+        "from layerlab.functional import local_conv\n"
+        "assert 'torch._dynamo' not in sys.modules, 'import layerlab.nn imported torch._dynamo'\n"
+        "graphs = []\n"
+        "def backend(gm, inputs):\n"
+        "    graphs.append(gm.print_readable(print_output=False))\n"
+        "    return gm.forward\n"
+        "x, w = torch.randn(2, 3, 8, 8), torch.randn(6, 6, 1, 3, 3, 3, 4)\n"
+        "out = torch.compile(lambda x, w: local_conv(x, w), fullgraph=True, backend=backend)(x, w)\n"
+        "assert torch.equal(out, local_conv(x, w))\n"
+        "assert 'torch.ops.layerlab_local.forward' in graphs[0], graphs[0]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
 
 
 @needs_cpp
