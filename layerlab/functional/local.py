@@ -18,13 +18,13 @@ or "gemm" (one small GEMM per output position over a per-thread patch buffer; st
 channels_last cases). Neither stores the k²-inflated patch tensor. bfloat16, CUDA, and any input
 when no compiler is available use the pure-torch kernels of ``_local_torch`` (unfold + one
 strided-batched ``torch.bmm``). Both backward passes save only ``input`` and ``weight``, and are
-deterministic (no atomics). Double backward is not supported. Timings: ``docs/benchmarks.md``.
+deterministic (no atomics). Derivatives of any order work (the backward is built from the same
+three ops). Timings: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.functional._args import int_tuple
@@ -122,27 +122,74 @@ def _backend(input: torch.Tensor):
 class _LocalConvFunction(torch.autograd.Function):
     """Autograd for ``local_conv``: saves only ``input`` and ``weight``; the backward recomputes
     the patches. ``kernels`` is ``torch.ops.layerlab_local`` (C++) or the ``_local_torch`` module.
+
+    The op is bilinear in (input, weight), and so are its two gradients; each gradient is an
+    autograd function whose own backward is built from the other two ops, so derivatives of any
+    order work (e.g. gradient penalties):
+
+        y  = F(x, W)                dx = A(dy, W) = F_x(W)ᵀ dy      dW = G(dy, x) = F_W(x)ᵀ dy
+        A: d/d dy · v = F(v, W),    d/dW · v = G(dy, v)
+        G: d/d dy · V = F(x, V),    d/dx · V = A(dy, V)
     """
 
     @staticmethod
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups, kernels):
         ctx.save_for_backward(input, weight)
-        ctx.conf = (stride, padding, dilation, groups, kernels, None if bias is None else bias.dim())
+        ctx.conf = (stride, padding, dilation, groups, kernels)
+        ctx.bias_dim = None if bias is None else bias.dim()
         return kernels.forward(input, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
         input, weight = ctx.saved_tensors
-        stride, padding, dilation, groups, kernels, bias_dim = ctx.conf
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = kernels.input_grad(grad, weight, input, stride, padding, dilation, groups)
+            grad_input = _InputGrad.apply(grad, weight, input, *ctx.conf)
         if ctx.needs_input_grad[1]:
-            grad_weight = kernels.weight_grad(grad, input, list(weight.shape), stride, padding, dilation, groups)
+            grad_weight = _WeightGrad.apply(grad, input, list(weight.shape), *ctx.conf)
         if ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(0) if bias_dim > 1 else grad.sum([0, *range(2, grad.dim())])
+            grad_bias = grad.sum(0) if ctx.bias_dim > 1 else grad.sum([0, *range(2, grad.dim())])
         return grad_input, grad_weight, grad_bias, None, None, None, None, None
+
+
+class _InputGrad(torch.autograd.Function):
+    """``dx = A(dy, W)``; ``input`` only gives the size and memory format of ``dx``."""
+
+    @staticmethod
+    def forward(ctx, grad, weight, input, stride, padding, dilation, groups, kernels):
+        ctx.save_for_backward(grad, weight)
+        ctx.conf = (stride, padding, dilation, groups, kernels)
+        return kernels.input_grad(grad, weight, input, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, v):
+        grad, weight = ctx.saved_tensors
+        d_grad = d_weight = None
+        if ctx.needs_input_grad[0]:
+            d_grad = _LocalConvFunction.apply(v, weight, None, *ctx.conf)
+        if ctx.needs_input_grad[1]:
+            d_weight = _WeightGrad.apply(grad, v, list(weight.shape), *ctx.conf)
+        return d_grad, d_weight, None, None, None, None, None, None
+
+
+class _WeightGrad(torch.autograd.Function):
+    """``dW = G(dy, x)`` of shape ``weight_size``."""
+
+    @staticmethod
+    def forward(ctx, grad, input, weight_size, stride, padding, dilation, groups, kernels):
+        ctx.save_for_backward(grad, input)
+        ctx.conf = (stride, padding, dilation, groups, kernels)
+        return kernels.weight_grad(grad, input, weight_size, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, v):
+        grad, input = ctx.saved_tensors
+        d_grad = d_input = None
+        if ctx.needs_input_grad[0]:
+            d_grad = _LocalConvFunction.apply(input, v, None, *ctx.conf)
+        if ctx.needs_input_grad[1]:
+            d_input = _InputGrad.apply(grad, v, input, *ctx.conf)
+        return d_grad, d_input, None, None, None, None, None, None
 
 
 def local_conv(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

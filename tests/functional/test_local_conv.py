@@ -138,6 +138,27 @@ def test_gradcheck_float64(case, path):
     assert torch.autograd.gradcheck(lambda *t: run(path, *t, **conf), (x, w, b))
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", GRADCHECK_CASES + ROW_CASES[:1], ids=["1d", "2d", "3d", "rows-1d"])
+def test_gradgradcheck_float64(case, path):
+    """Second derivatives (the backward is itself differentiable): every pair of input, weight,
+    bias and output gradient, checked against finite differences."""
+    (x, w, b), conf = make(case, batch=2, bias_mode="location")
+    assert torch.autograd.gradgradcheck(lambda *t: run(path, *t, **conf), (x, w, b))
+
+
+def test_gradient_penalty_through_the_layer_matches_the_reference():
+    """d/dW of ||d out / d x||² — the double backward a WGAN-GP style penalty takes."""
+    (x, w, b), conf = make(ROW_CASES[1], batch=3, bias_mode="shared")
+
+    def penalty_grads(fn):
+        gx = torch.autograd.grad(fn(x, w, b, **conf).square().sum(), x, create_graph=True)[0]
+        return torch.autograd.grad(gx.square().sum(), (x, w))
+
+    for got, want in zip(penalty_grads(local_conv), penalty_grads(local_conv_reference)):
+        torch.testing.assert_close(got, want)
+
+
 @pytest.mark.parametrize("ndim", [1, 2, 3])
 def test_shared_filters_equal_torch_conv(ndim):
     """Every position using one conv filter (a broadcast, non-contiguous weight) is that conv."""
