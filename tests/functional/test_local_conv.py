@@ -179,14 +179,14 @@ def test_shared_filters_equal_torch_conv(ndim):
 
 
 # float32 cases large enough for several position tiles, direct and staged layouts, groups; the
-# last one has enough samples and output channels for several sample chunks and weight-pack
-# chunks in the row kernels
+# last one has enough samples, window elements and output channels for several sample chunks,
+# window-element chunks and weight-pack chunks in the row kernels, and a partial vector per row
 PATH_CASES = [
     (2, (20, 20), 3, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # 400 positions: several tiles
     (2, (13, 11), 4, 8, (3, 3), (2, 1), (0, 2), (1, 2), 4),
     (1, (300,), 2, 4, (5,), (1,), (2,), (1,), 2),
     (3, (6, 7, 5), 4, 4, (3, 2, 3), (1, 1, 2), (1, 1, 1), (1, 2, 1), 2),
-    (2, (6, 10), 64, 120, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+    (2, (6, 11), 64, 120, (3, 3), (1, 1), (0, 0), (1, 1), 1),  # K 576: several K chunks
 ]
 
 
@@ -240,7 +240,7 @@ def test_row_cases_run_on_the_row_kernels_and_strided_ones_do_not(dtype):
 def test_row_kernels_give_the_same_bits_on_1_and_2_threads():
     """Every sum runs in a fixed order, whatever the number of threads."""
     (x, w, b), conf = make(PATH_CASES[-1], batch=25, dtype=torch.float32)
-    g = torch.randn(25, 120, 4, 8)
+    g = torch.randn(25, 120, 4, 9)
     previous = torch.get_num_threads()
     results = []
     try:
