@@ -62,6 +62,33 @@ def _register_fakes() -> None:
         return torch.empty_like(input, memory_format=memory_format(input))
 
 
+def _build() -> None:
+    """Compile and load the extension: with OpenMP first, then without it (a compiler without an
+    OpenMP runtime, e.g. clang without libomp, still gives working kernels, only single-threaded)."""
+    from torch.utils.cpp_extension import load as cpp_load
+
+    directory = build_directory()
+    directory.mkdir(parents=True, exist_ok=True)
+    _log.info("layerlab: building the local_conv C++ kernels in %s (first use only)", directory)
+    attempts = [_OPENMP, ()] if _OPENMP else [()]
+    for i, flags in enumerate(attempts):
+        try:
+            cpp_load(
+                name="layerlab_local_conv",
+                sources=[str(_SOURCE)],
+                build_directory=str(directory),
+                extra_cflags=["-O3", *flags],
+                extra_ldflags=list(flags),
+                is_python_module=False,
+                verbose=False,
+            )
+            return
+        except Exception:
+            if i == len(attempts) - 1:
+                raise
+            _log.info("layerlab: building with %s failed; building single-threaded kernels", " ".join(flags))
+
+
 def load() -> bool:
     """Compile (first time only) and register the C++ ops; ``True`` when they are usable."""
     if "ok" in _STATE:
@@ -73,20 +100,7 @@ def load() -> bool:
             _STATE["ok"] = False
             return False
         try:
-            from torch.utils.cpp_extension import load as cpp_load
-
-            directory = build_directory()
-            directory.mkdir(parents=True, exist_ok=True)
-            _log.info("layerlab: building the local_conv C++ kernels in %s (first use only)", directory)
-            cpp_load(
-                name="layerlab_local_conv",
-                sources=[str(_SOURCE)],
-                build_directory=str(directory),
-                extra_cflags=["-O3", *_OPENMP],
-                extra_ldflags=list(_OPENMP),
-                is_python_module=False,
-                verbose=False,
-            )
+            _build()
             _register_fakes()
             _STATE["ok"] = True
         except Exception as exc:  # no compiler, no ninja, headers missing, link error

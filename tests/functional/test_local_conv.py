@@ -414,6 +414,28 @@ def test_build_failure_warns_and_falls_back(monkeypatch):
         assert _local_ext.load() is False  # warned once
 
 
+def test_build_without_openmp_when_the_compiler_has_none(monkeypatch):
+    """A compiler without an OpenMP runtime still gives the C++ kernels (single-threaded), silently."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    calls = []
+
+    def no_openmp(**kwargs):
+        calls.append(kwargs["extra_cflags"])
+        if "-fopenmp" in kwargs["extra_cflags"]:
+            raise RuntimeError("fatal error: omp.h: No such file or directory")
+
+    monkeypatch.setattr(cpp_extension, "load", no_openmp)
+    monkeypatch.setattr(_local_ext, "_register_fakes", lambda: None)
+    monkeypatch.setattr(_local_ext, "_OPENMP", ("-fopenmp",))
+    monkeypatch.delenv("LAYERLAB_NO_EXTENSION", raising=False)
+    monkeypatch.setattr(_local_ext, "_STATE", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _local_ext.load() is True
+    assert calls == [["-O3", "-fopenmp"], ["-O3"]]
+
+
 def test_no_extension_env_var_skips_the_build_silently(monkeypatch):
     monkeypatch.setenv("LAYERLAB_NO_EXTENSION", "1")
     monkeypatch.setattr(_local_ext, "_STATE", {})
