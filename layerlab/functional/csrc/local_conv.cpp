@@ -803,55 +803,53 @@ SHORT_RUN void zero_short(T* dst, int64_t n) {
 }
 #undef SHORT_RUN
 
+// Input row ``row`` = (c, kd, kh) of group ``grp`` for the block at (od, oh): its offset in x
+// (sample 0, column 0) in ``off``; false when the row lies in the padding.
+inline bool row_offset(const Geometry& g, const RowPlan& r, int64_t grp, int64_t row, int64_t od, int64_t oh,
+                       int64_t& off) {
+  const int64_t kh = row % g.kernel[1], kd = (row / g.kernel[1]) % g.kernel[0], c = row / (g.kernel[1] * g.kernel[0]);
+  const int64_t id = od * g.stride[0] - g.padding[0] + kd * g.dilation[0];
+  const int64_t ih = oh * g.stride[1] - g.padding[1] + kh * g.dilation[1];
+  off = (grp * g.c_g + c) * r.xs[1] + id * r.xs[2] + ih * r.xs[3];
+  return id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+}
+
 // The input rows of samples [b0, b0 + nb) of group ``grp`` for the block at (od, oh, ow0), laid
 // out (rows, b_cap, W_r) in ``buf``; elements outside the input (padding) are 0.
 template <typename T>
-ROWS_TARGET void pack_rows(const T* x, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb, int64_t od,
-               int64_t oh, int64_t ow0, T* buf) {
+ROWS_TARGET void pack_rows(const T* x, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb,
+                           int64_t od, int64_t oh, int64_t ow0, T* buf) {
   const int64_t iw0 = ow0 - g.padding[2];
   const int64_t j0 = std::max<int64_t>(0, -iw0), j1 = std::min(r.width, g.in[2] - iw0);  // inside: [j0, j1)
-  int64_t row = 0;
-  for (int64_t c = 0; c < g.c_g; ++c) {
-    for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
-      const int64_t id = od * g.stride[0] - g.padding[0] + kd * g.dilation[0];
-      for (int64_t kh = 0; kh < g.kernel[1]; ++kh, ++row) {
-        const int64_t ih = oh * g.stride[1] - g.padding[1] + kh * g.dilation[1];
-        const bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] && j0 < j1;
-        for (int64_t b = 0; b < nb; ++b) {
-          T* dst = buf + (row * r.b_cap + b) * r.width;
-          if (!inside) {
-            zero_short(dst, r.width);
-            continue;
-          }
-          const T* src = x + (b0 + b) * r.xs[0] + (grp * g.c_g + c) * r.xs[1] + id * r.xs[2] + ih * r.xs[3] + iw0;
-          zero_short(dst, j0);
-          copy_short(src + j0, dst + j0, j1 - j0);
-          zero_short(dst + j1, r.width - j1);
-        }
+  for (int64_t row = 0; row < r.rows; ++row) {
+    int64_t off;
+    const bool inside = row_offset(g, r, grp, row, od, oh, off) && j0 < j1;
+    for (int64_t b = 0; b < nb; ++b) {
+      T* dst = buf + (row * r.b_cap + b) * r.width;
+      if (!inside) {
+        zero_short(dst, r.width);
+        continue;
       }
+      const T* src = x + (b0 + b) * r.xs[0] + off + iw0;
+      zero_short(dst, j0);
+      copy_short(src + j0, dst + j0, j1 - j0);
+      zero_short(dst + j1, r.width - j1);
     }
   }
 }
 
 // The inverse of pack_rows for the positions inside the input: dx[...] += buf[...].
 template <typename T>
-ROWS_TARGET void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb, int64_t od,
-              int64_t oh, int64_t ow0, T* dx) {
+ROWS_TARGET void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb,
+                          int64_t od, int64_t oh, int64_t ow0, T* dx) {
   const int64_t iw0 = ow0 - g.padding[2];
   const int64_t j0 = std::max<int64_t>(0, -iw0), j1 = std::min(r.width, g.in[2] - iw0);
-  int64_t row = 0;
-  for (int64_t c = 0; c < g.c_g; ++c) {
-    for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
-      const int64_t id = od * g.stride[0] - g.padding[0] + kd * g.dilation[0];
-      for (int64_t kh = 0; kh < g.kernel[1]; ++kh, ++row) {
-        const int64_t ih = oh * g.stride[1] - g.padding[1] + kh * g.dilation[1];
-        if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || j0 >= j1) continue;
-        for (int64_t b = 0; b < nb; ++b) {
-          const T* src = buf + (row * r.b_cap + b) * r.width;
-          T* dst = dx + (b0 + b) * r.xs[0] + (grp * g.c_g + c) * r.xs[1] + id * r.xs[2] + ih * r.xs[3] + iw0;
-          add_short(src + j0, dst + j0, j1 - j0);
-        }
-      }
+  for (int64_t row = 0; row < r.rows; ++row) {
+    int64_t off;
+    if (!row_offset(g, r, grp, row, od, oh, off) || j0 >= j1) continue;
+    for (int64_t b = 0; b < nb; ++b) {
+      const T* src = buf + (row * r.b_cap + b) * r.width;
+      add_short(src + j0, dx + (b0 + b) * r.xs[0] + off + iw0 + j0, j1 - j0);
     }
   }
 }
