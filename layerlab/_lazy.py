@@ -2,7 +2,8 @@
 
 A package lists ``{public name: defining module}`` and gets a module ``__getattr__`` that imports
 the defining module on first access (and caches the value), so importing the package itself stays
-cheap — and free of torch where its submodules are.
+cheap — and free of torch where its submodules are. Subpackages are reachable as attributes too
+(``layerlab.functional.local_conv`` after a bare ``import layerlab``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ def lazy_exports(package: str, exports: dict[str, str], names: list[str]):
     ``dir(package)`` lists ``names``."""
 
     def __getattr__(name: str):
-        try:
-            module = exports[name]
-        except KeyError:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
-        value = getattr(importlib.import_module(module), name)
+        if name in exports:
+            value = getattr(importlib.import_module(exports[name]), name)
+        elif name.startswith("__"):  # probes such as __wrapped__: not a subpackage
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        else:  # a subpackage, as after `import torch`: `torch.nn.functional` without importing it
+            try:
+                value = importlib.import_module(f"{package}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{package}.{name}":
+                    raise  # the subpackage exists but one of its own imports is missing
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
         setattr(sys.modules[package], name, value)
         return value
 
