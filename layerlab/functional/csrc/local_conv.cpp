@@ -535,25 +535,34 @@ bool rows_apply(const at::Tensor& x, const Geometry& g) {
 }
 
 #if LAYERLAB_ROWS
-// pack[(k * n_o + o) * V + v] = W[p0 + v, g, k, o0 + o] for v < nv, 0 for the unused lanes.
+// Packed weights of a block, in groups of ``ot`` output channels:
+//   pack[pack_index(k, o)] = W[p0 + v, g, k, o0 + o] for v < nv, 0 for the unused lanes, with
+//   pack_index(k, o) = ((o / ot) * K + k) * ot * V + (o % ot) * V + v.
+// ot = n_o gives (k, o, v) (the input gradient walks o for fixed k); ot = the forward tile width
+// makes every forward tile's weights one contiguous stream (with (k, o, v) and n_o = 64, a tile's
+// rows are 2 KiB apart and share a few L1/L2 sets: conflict misses).
 // ``w`` points at W[p0, g, 0, 0]; consecutive positions are ``pos_stride`` apart.
+inline int64_t pack_index(int64_t k, int64_t o, int64_t K, int64_t ot, int64_t V) {
+  return ((o / ot) * K + k) * ot * V + (o % ot) * V;
+}
+
 template <typename T>
 ROWS_TARGET void pack_weights(const T* w, int64_t pos_stride, int64_t K, int64_t o_g, int64_t o0, int64_t n_o,
-                              int64_t nv, T* pack) {
+                              int64_t ot, int64_t nv, T* pack) {
   using S = Simd<T>;
   constexpr int64_t V = S::lanes;
   const int64_t n_full = n_o / V * V;
   for (int64_t k = 0; k < K; ++k) {
     const T* src = w + k * o_g + o0;
-    T* dst = pack + k * n_o * V;
     for (int64_t o = 0; o < n_full; o += V) {  // V x V transposes
       typename S::R r[V];
       for (int64_t v = 0; v < V; ++v) r[v] = v < nv ? S::load(src + v * pos_stride + o) : S::zero();
       S::transpose(r);
-      for (int64_t j = 0; j < V; ++j) S::store(dst + (o + j) * V, r[j]);
+      for (int64_t j = 0; j < V; ++j) S::store(pack + pack_index(k, o + j, K, ot, V), r[j]);
     }
     for (int64_t o = n_full; o < n_o; ++o) {
-      for (int64_t v = 0; v < V; ++v) dst[o * V + v] = v < nv ? src[v * pos_stride + o] : T(0);
+      T* dst = pack + pack_index(k, o, K, ot, V);
+      for (int64_t v = 0; v < V; ++v) dst[v] = v < nv ? src[v * pos_stride + o] : T(0);
     }
   }
 }
@@ -890,7 +899,7 @@ void rows_forward(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   }
   const int64_t bias_c = bias_lane ? g.n_pos : 1, KO = g.k * g.o_g, V = r.lanes;
   run_tasks(r.n_blocks, [&](const auto& next) {
-    T* pack = scratch<T>(3, g.k * r.o_chunk * V);
+    T* pack = scratch<T>(3, g.k * ((r.o_chunk + kTileB - 1) / kTileB * kTileB) * V);  // whole tiles
     T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
     for (int64_t id = next(); id >= 0; id = next()) {
       int64_t od, oh, ow0, nv, p0;
@@ -899,7 +908,7 @@ void rows_forward(const at::Tensor& x, const at::Tensor& w, const c10::optional<
       for (int64_t grp = 0; grp < g.groups; ++grp) {
         for (int64_t oc = 0; oc < g.o_g; oc += r.o_chunk) {
           const int64_t n_o = std::min(r.o_chunk, g.o_g - oc);
-          pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, nv, pack);
+          pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, kTileB, nv, pack);
           for (int64_t bc = 0; bc < g.batch; bc += r.b_cap) {
             const int64_t nb = std::min(r.b_cap, g.batch - bc);
             pack_rows(xd, g, r, grp, bc, nb, od, oh, ow0, seg);
@@ -914,7 +923,8 @@ void rows_forward(const at::Tensor& x, const at::Tensor& w, const c10::optional<
                   xs[i] = seg + (b + i) * r.width;
                   ys[i] = yd + (bc + b + i) * r.ys[0] + c * r.ys[1] + y_off;
                 }
-                LL_DISPATCH(forward_tile, mb, mo, nv < V, xs, r.koff.data(), g.k, pack + o * V, n_o * V, ys, r.ys[1],
+                LL_DISPATCH(forward_tile, mb, mo, nv < V, xs, r.koff.data(), g.k, pack + pack_index(0, o, g.k, kTileB, V),
+                            kTileB * V, ys, r.ys[1],
                             bo, bias_c, bias_lane, nv);
               }
             }
@@ -987,7 +997,7 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
         for (int64_t grp = 0; grp < g.groups; ++grp) {
           for (int64_t oc = 0; oc < g.o_g; oc += r.o_chunk) {
             const int64_t n_o = std::min(r.o_chunk, g.o_g - oc);
-            pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, nv, pack);
+            pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, n_o, nv, pack);
             for (int64_t bc = s0; bc < s1; bc += r.b_cap) {
               const int64_t nb = std::min(r.b_cap, s1 - bc);
               pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
