@@ -236,6 +236,36 @@ def test_row_cases_run_on_the_row_kernels_and_strided_ones_do_not(dtype):
     assert kernel_path(ROW_CASES[0], dtype) == "gemm"
 
 
+# The row kernels' backward packs the output gradient a whole output row at a time when a row has
+# >= 4 blocks (kGradRowBlocks) and the packed row fits 2 MiB, else block by block: float32 cases on
+# each side (out 300: 38 blocks per row; out 40 with 512 channels: 5 blocks, a 2.7 MB row).
+GRAD_ROW_CASES = [
+    (PATH_CASES[2], 5),  # packed by row, groups 2
+    ((1, (40,), 1, 512, (3,), (1,), (1,), (1,), 1), 32),  # row over the cap: packed by block
+    ((2, (6, 33), 3, 8, (3, 3), (1, 1), (0, 0), (1, 1), 1), 9),  # 2-d: 4 blocks per row, the last partial
+]
+
+
+@pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
+@pytest.mark.parametrize("case, batch", GRAD_ROW_CASES, ids=["by-row", "by-block", "by-row-2d"])
+def test_row_backward_with_dy_packed_by_row_or_by_block(case, batch):
+    """Same gradients as the pure-torch path, and the same bits on 1 and 2 threads (dx: batch slices)."""
+    (x, w, b), conf = make(case, batch=batch, dtype=torch.float32)
+    g = torch.randn(batch, case[3], *out_size_of(case[1], case[4], case[5], case[6], case[7]))
+    want = grads(run("torch", x, w, b, **conf), (x, w, b), g)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(grads(run("rows", x, w, b, **conf), (x, w, b), g))
+    finally:
+        torch.set_num_threads(previous)
+    for one, two, ref in zip(*results, want):
+        assert torch.equal(one, two)
+        torch.testing.assert_close(one, ref, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
 def test_row_kernels_give_the_same_bits_on_1_and_2_threads():
     """Every sum runs in a fixed order, whatever the number of threads."""

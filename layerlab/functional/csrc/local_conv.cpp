@@ -742,12 +742,21 @@ inline int64_t step2(int64_t i, int64_t n, int64_t full) { return n - i >= full 
 // Block bookkeeping of the row kernels. A block is V consecutive output positions of one output
 // row; its input is "rows" r = (c, kd, kh) of the group's channels, each a segment of
 // W_r = V + (KW - 1) * dw input elements starting at column ow0 * 1 - pw.
+// The backward packs dy a whole output row at a time (pack_grad_row) when the row has at least
+// kGradRowBlocks blocks and the packed row is at most kGradRowBytes; else block by block (pack_grad).
+// Measured (Zen 3, A/B in one process): rows of 4 blocks (30 wide, float32) ran dW and dX 13-17%
+// faster; rows of 2 or 3 blocks ran 10-20% slower (the larger buffer costs more than the re-reads
+// of dy lines that neighbouring blocks share save).
+constexpr int64_t kGradRowBlocks = 4, kGradRowBytes = 2 << 20;
+
 struct RowPlan {
   int64_t lanes, per_row, n_blocks;
   int64_t rows, width;        // input rows per sample and segment width W_r of a block
   int64_t b_cap;              // samples per chunk: the chunk's input segments fit an L2 share
   std::vector<int64_t> koff;  // window element k -> offset in the segment buffer (sample 0)
   int64_t o_chunk;            // output channels packed at once (bounds the weight pack)
+  bool grad_rows;             // backward: dy packed one output row at a time (all blocks, channels
+                              // and samples), else one block at a time (see kGradRowBlocks)
   int64_t xs[5], ys[5];       // strides of x (or dx) and y (or dy), normalised to (B, C, D, H, W)
 
   // Block ``id``: output (d, h) row, first column, valid lanes and first position index.
@@ -780,6 +789,7 @@ RowPlan make_row_plan(const Geometry& g, const at::Tensor& x, const at::Tensor& 
   }
   const int64_t per_o = std::max<int64_t>(1, g.k * r.lanes * elem);
   r.o_chunk = std::min(g.o_g, std::max<int64_t>(4, ((1 << 20) / per_o) / 4 * 4));
+  r.grad_rows = r.per_row >= kGradRowBlocks && r.per_row * r.lanes * g.c_out * (g.batch + 1) * elem <= kGradRowBytes;
   spatial_strides(x, r.xs);
   spatial_strides(y, r.ys);
   return r;
@@ -882,6 +892,33 @@ ROWS_TARGET void pack_grad(const T* dy, const RowPlan& r, int64_t c0, int64_t n_
   }
 }
 
+// dy of samples [b0, b0 + nb), all channels, at every block of the output row (od, oh), laid out
+// (per_row, C_out, nb + 1, V) in ``buf`` (one spare vector per channel: a channel stride of a power
+// of two, e.g. 64 samples x 32 bytes, would put a tile's 4 channels in the same cache sets); lanes
+// past the row end are 0. One pass reads each (sample, channel) row of dy once, where pack_grad
+// reads it again for every block of the row.
+template <typename T>
+ROWS_TARGET void pack_grad_row(const T* dy, const Geometry& g, const RowPlan& r, int64_t b0, int64_t nb, int64_t od,
+                               int64_t oh, T* buf) {
+  using S = Simd<T>;
+  const int64_t V = S::lanes, width = g.out[2];
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t c = 0; c < g.c_out; ++c) {
+      const T* src = dy + (b0 + b) * r.ys[0] + c * r.ys[1] + od * r.ys[2] + oh * r.ys[3];
+      T* dst = buf + (c * (nb + 1) + b) * V;
+      for (int64_t j = 0; j < r.per_row; ++j, dst += g.c_out * (nb + 1) * V) {
+        const int64_t n = std::min(V, width - j * V);
+        if (n == V) {
+          S::store(dst, S::load(src + j * V));
+        } else {
+          copy_short(src + j * V, dst, n);
+          zero_short(dst + n, V - n);
+        }
+      }
+    }
+  }
+}
+
 template <typename T>
 void rows_forward(const at::Tensor& x, const at::Tensor& w, const c10::optional<at::Tensor>& bias, at::Tensor& out,
                   const Geometry& g) {
@@ -945,23 +982,34 @@ void rows_weight_grad(const at::Tensor& gy, const at::Tensor& x, at::Tensor& gw,
   run_tasks(r.n_blocks, [&](const auto& next) {
     T* pack = scratch<T>(3, g.k * r.o_chunk * V);
     T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
-    T* dys = scratch<T>(2, r.o_chunk * r.b_cap * V);
+    T* dys = scratch<T>(2, r.grad_rows ? r.per_row * g.c_out * (g.batch + 1) * V : r.o_chunk * r.b_cap * V);
+    int64_t packed_row = -1;  // grad_rows: the output row whose dy is in dys
     for (int64_t id = next(); id >= 0; id = next()) {
       int64_t od, oh, ow0, nv, p0;
       r.block(g, id, od, oh, ow0, nv, p0);
+      const int64_t row = id / r.per_row, j = id % r.per_row;
+      if (r.grad_rows && row != packed_row) {
+        pack_grad_row(gd, g, r, 0, g.batch, od, oh, dys);
+        packed_row = row;
+      }
       for (int64_t grp = 0; grp < g.groups; ++grp) {
         for (int64_t oc = 0; oc < g.o_g; oc += r.o_chunk) {
           const int64_t n_o = std::min(r.o_chunk, g.o_g - oc);
           for (int64_t bc = 0; bc < g.batch; bc += r.b_cap) {
             const int64_t nb = std::min(r.b_cap, g.batch - bc);
             pack_rows(xd, g, r, grp, bc, nb, od, oh, ow0, seg);
-            pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
+            const T* dy = dys + ((j * g.c_out + grp * g.o_g + oc) * (g.batch + 1) + bc) * V;  // (channel, sample, V)
+            int64_t yo = (g.batch + 1) * V;                                                  // its channel stride
+            if (!r.grad_rows) {
+              pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
+              dy = dys, yo = r.b_cap * V;
+            }
             for (int64_t k = 0; k < g.k; k += step(k, g.k, kTileA)) {
               const int64_t mk = step(k, g.k, kTileA);
               for (int64_t o = 0; o < n_o; o += step(o, n_o, kTileB)) {
                 const int64_t mo = step(o, n_o, kTileB);
-                LL_DISPATCH(weight_grad_tile, mk, mo, bc > 0, seg, r.width, r.koff.data() + k,
-                            dys + o * r.b_cap * V, r.b_cap * V, nb, pack + (k * n_o + o) * V, n_o * V);
+                LL_DISPATCH(weight_grad_tile, mk, mo, bc > 0, seg, r.width, r.koff.data() + k, dy + o * yo, yo, nb,
+                            pack + (k * n_o + o) * V, n_o * V);
               }
             }
           }
@@ -988,19 +1036,26 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
   run_tasks(n_slices, [&](const auto& next) {
     T* pack = scratch<T>(3, g.k * r.o_chunk * V);
     T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
-    T* dys = scratch<T>(2, r.o_chunk * r.b_cap * V);
+    T* dys = scratch<T>(2, r.grad_rows ? r.per_row * g.c_out * (g.batch + 1) * V : r.o_chunk * r.b_cap * V);
     for (int64_t slice = next(); slice >= 0; slice = next()) {
-      const int64_t s0 = slice * g.batch / n_slices, s1 = (slice + 1) * g.batch / n_slices;
+      const int64_t s0 = slice * g.batch / n_slices, s1 = (slice + 1) * g.batch / n_slices, ns = s1 - s0;
       for (int64_t id = 0; id < r.n_blocks; ++id) {
         int64_t od, oh, ow0, nv, p0;
         r.block(g, id, od, oh, ow0, nv, p0);
+        const int64_t j = id % r.per_row;
+        if (r.grad_rows && j == 0) pack_grad_row(gd, g, r, s0, ns, od, oh, dys);
         for (int64_t grp = 0; grp < g.groups; ++grp) {
           for (int64_t oc = 0; oc < g.o_g; oc += r.o_chunk) {
             const int64_t n_o = std::min(r.o_chunk, g.o_g - oc);
             pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, n_o, nv, pack);
             for (int64_t bc = s0; bc < s1; bc += r.b_cap) {
               const int64_t nb = std::min(r.b_cap, s1 - bc);
-              pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
+              const T* dyc = dys + ((j * g.c_out + grp * g.o_g + oc) * (ns + 1) + bc - s0) * V;  // (channel, sample, V)
+              int64_t yo = (ns + 1) * V;                                                       // its channel stride
+              if (!r.grad_rows) {
+                pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
+                dyc = dys, yo = r.b_cap * V;
+              }
               std::fill(seg, seg + r.rows * r.b_cap * r.width, T(0));
               for (int64_t kc = 0; kc < g.k; kc += k_chunk) {
                 const int64_t k_end = std::min(g.k, kc + k_chunk);
@@ -1009,12 +1064,12 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
                   const T* dy[kTileA];
                   T* dx[kTileA];
                   for (int64_t i = 0; i < mb; ++i) {
-                    dy[i] = dys + (b + i) * V;
+                    dy[i] = dyc + (b + i) * V;
                     dx[i] = seg + (b + i) * r.width;
                   }
                   for (int64_t k = kc; k < k_end; k += step2(k, k_end, kTileB)) {
                     const int64_t mk = step2(k, k_end, kTileB);
-                    LL_DISPATCH_B2(input_grad_tile, mb, mk, dy, r.b_cap * V, n_o, pack + k * n_o * V, n_o * V,
+                    LL_DISPATCH_B2(input_grad_tile, mb, mk, dy, yo, n_o, pack + k * n_o * V, n_o * V,
                                 dx, r.koff.data() + k);
                   }
                 }
