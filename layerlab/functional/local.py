@@ -10,16 +10,19 @@ with ``C_g = C_in / groups``, ``O_g = C_out / groups``, ``p`` an output position
 tap. Output sizes follow the convolution formula
 ``out = floor((in + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1``.
 
-Two implementations, same results: float32/float64 CPU tensors use the C++ kernels of
+Three implementations, same results: float32/float64 CPU tensors use the C++ kernels of
 ``csrc/local_conv.cpp`` (compiled on first use, see ``_local_ext``), which pick one of two kernel
 sets per call: "rows" (x86-64 with AVX2+FMA, stride 1 along the last dimension, not channels_last:
 output positions along the SIMD lanes, NCHW read and written in place, per-block packed operands)
 or "gemm" (one small GEMM per output position over a per-thread patch buffer; strided and
-channels_last cases). Neither stores the k²-inflated patch tensor. bfloat16, CUDA, and any input
-when no compiler is available use the pure-torch kernels of ``_local_torch`` (unfold + one
-strided-batched ``torch.bmm``). Both backward passes save only ``input`` and ``weight``, and are
-deterministic (no atomics). Derivatives of any order work (the backward is built from the same
-three ops). Timings: ``docs/benchmarks.md``.
+channels_last cases). CUDA tensors use the Triton kernels of ``_local_triton`` (implicit im2col
+into ``tl.dot`` per output position; the input gradient in gather form) when ``triton`` can be
+imported and the environment variable ``LAYERLAB_CUDA_KERNELS`` is not ``torch``. None of these
+stores the k²-inflated patch tensor. bfloat16 on CPU, CUDA without Triton (or with
+``LAYERLAB_CUDA_KERNELS=torch``), and CPU inputs when no compiler is available use the pure-torch
+kernels of ``_local_torch`` (unfold + one strided-batched ``torch.bmm``). Every backward pass
+saves only ``input`` and ``weight`` and is deterministic (no atomics). Derivatives of any order
+work (the backward is built from the same three ops). Timings: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -112,11 +115,46 @@ def _cpp_available() -> bool:
 _cpp_available._dynamo_marked_constant = True
 
 
-def _backend(input: torch.Tensor):
-    """The kernels for this input: C++ for float32/float64 on CPU when built, else pure torch."""
-    if input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64) and _cpp_available():
+_TRITON: dict[str, bool] = {}
+
+
+def _triton_available() -> bool:
+    """Whether ``LAYERLAB_CUDA_KERNELS`` allows the Triton kernels and ``_local_triton`` (with
+    ``triton``) imports; the import is tried once, on the first CUDA call. A constant for
+    torch.compile, like ``_cpp_available``."""
+    import os
+
+    if os.environ.get("LAYERLAB_CUDA_KERNELS", "").strip().lower() == "torch":
+        return False
+    if "ok" not in _TRITON:
+        try:
+            import layerlab.functional._local_triton  # noqa: F401  (imports triton)
+        except ImportError:
+            _TRITON["ok"] = False
+        else:
+            _TRITON["ok"] = True
+    return _TRITON["ok"]
+
+
+_triton_available._dynamo_marked_constant = True
+
+
+def _select(device_type: str, dtype: torch.dtype):
+    """The kernels for a tensor on ``device_type`` of ``dtype``: C++ for float32/float64 on CPU when
+    built; Triton on CUDA when available and not switched off (``LAYERLAB_CUDA_KERNELS=torch``);
+    else pure torch."""
+    if device_type == "cpu" and dtype in (torch.float32, torch.float64) and _cpp_available():
         return torch.ops.layerlab_local
+    if device_type == "cuda" and _triton_available():
+        from layerlab.functional import _local_triton
+
+        return _local_triton
     return _local_torch
+
+
+def _backend(input: torch.Tensor):
+    """The kernels for this input (see ``_select``)."""
+    return _select(input.device.type, input.dtype)
 
 
 class _LocalConvFunction(torch.autograd.Function):
