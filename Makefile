@@ -2,11 +2,14 @@
 #   make run   - set up .venv and run the main job (`layerlab compare` on built-in MNIST-1D)
 #   make test  - set up .venv and run the test suite
 # The dev install pins torch==2.13.0: the library itself accepts torch>=2.1,<3, but an unpinned
-# torch would pull a multi-GB CUDA build.
+# torch would pull a multi-GB CUDA build. triton (local_conv's CUDA kernels, the extra
+# layerlab[gpu]) is pinned the same way; without a GPU its tests run those kernels in the Triton
+# interpreter.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
+TRITON_PIN := triton==3.8.0
 # the venv's bin goes first on PATH: torch's C++ extension build (layerlab's local_conv kernels,
 # compiled on first use) looks for ninja there
 RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
@@ -16,7 +19,7 @@ RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 $(BIN)/layerlab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_PIN)" -e ".[dev]"
+	$(BIN)/pip install -q "$(TORCH_PIN)" "$(TRITON_PIN)" -e ".[dev]"
 	touch $(BIN)/layerlab
 
 setup: $(BIN)/layerlab
