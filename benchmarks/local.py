@@ -3,9 +3,12 @@
 Implementations (same shape, float32, on ``--device`` (CPU by default), input requires grad so dX,
 dW and dbias are all computed):
 
-  layerlab            ``layerlab.LocallyConnected2d`` (C++ kernels when built; pure torch on CUDA)
-  layerlab-torch      ``local_conv`` forced onto its pure-torch path (the no-compiler fallback; CPU
-                      only: on CUDA it is what ``layerlab`` runs)
+  layerlab            ``layerlab.LocallyConnected2d`` with the kernels ``local_conv`` picks: C++ on
+                      CPU when built; on CUDA the Triton kernels when triton is installed (unless
+                      ``LAYERLAB_CUDA_KERNELS=torch``), else pure torch
+  layerlab-triton     ``local_conv`` forced onto its Triton kernels (CUDA only, needs triton)
+  layerlab-torch      ``local_conv`` forced onto its pure-torch path (unfold + ``torch.bmm``: the
+                      no-compiler fallback on CPU, the no-triton path on CUDA)
   forum               the discuss.pytorch.org snippet: ``x.unfold(2).unfold(3)`` then broadcast
                       multiply and sum (run only where its product tensor fits ``--forum-limit-gib``)
   unfold+einsum       ``F.unfold`` + ``einsum('bkl,okl->bol')`` with conv-like weights ``(O, K, L)``
@@ -52,7 +55,7 @@ from torch import nn
 
 import layerlab
 from layerlab.functional import _local_ext, _local_torch
-from layerlab.functional.local import _LocalConvFunction
+from layerlab.functional.local import _LocalConvFunction, _select
 
 # name: (B, C_in, C_out, H, W, k); stride 1, padding 0 (the shapes of issues 3 and 6)
 SHAPES = {
@@ -60,7 +63,7 @@ SHAPES = {
     "b": (64, 32, 64, 16, 16, 3),
     "c": (128, 1, 16, 28, 28, 5),
 }
-IMPLS = ["layerlab", "layerlab-torch", "forum", "unfold+einsum", "dense-masked", "conv"]
+IMPLS = ["layerlab", "layerlab-triton", "layerlab-torch", "forum", "unfold+einsum", "dense-masked", "conv"]
 
 
 # ---- machine ---------------------------------------------------------------------------------
@@ -91,8 +94,13 @@ def resolve_device(name: str) -> torch.device:
 def device_info(device: torch.device) -> dict:
     """Report fields naming the hardware: CPU model and C++ kernel build, or GPU, CUDA and cuDNN versions."""
     if device.type == "cuda":
+        triton = None
+        if triton_available():
+            import triton as triton_module
+
+            triton = triton_module.__version__
         return {"gpu": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
-                "cudnn": torch.backends.cudnn.version()}
+                "cudnn": torch.backends.cudnn.version(), "triton": triton}
     return {"cpu": cpu_model(), "cpp_kernels": _local_ext.load()}
 
 
@@ -200,11 +208,15 @@ def build(name: str, shape, device: torch.device):
     if name == "layerlab":
         layer = layerlab.LocallyConnected2d(c, o, k, input_size=(h, w), device=device)
         return layer, list(layer.parameters())
-    if name == "layerlab-torch":
+    if name in ("layerlab-torch", "layerlab-triton"):
+        if name == "layerlab-triton":
+            from layerlab.functional import _local_triton as kernels
+        else:
+            kernels = _local_torch
         layer = layerlab.LocallyConnected2d(c, o, k, input_size=(h, w), device=device)
 
         def step(x):
-            return _LocalConvFunction.apply(x, layer.weight, layer.bias, [1, 1], [0, 0], [1, 1], 1, _local_torch)
+            return _LocalConvFunction.apply(x, layer.weight, layer.bias, [1, 1], [0, 0], [1, 1], 1, kernels)
 
         return step, list(layer.parameters())
     if name == "forum":
@@ -247,8 +259,21 @@ def runs(name: str, info: dict, quick: bool, shape_name: str, forum_limit: float
         return info["forum_gib"] <= forum_limit and (not quick or shape_name == "c")
     if name == "dense-masked":
         return info["dense_gib"] <= dense_limit and (not quick or shape_name == "c")
-    if name == "layerlab-torch":  # on CUDA, ``layerlab`` itself runs the pure-torch path
-        return device.type == "cpu" and (not quick or shape_name == "c")
+    if name == "layerlab-torch":  # on CUDA without triton, ``layerlab`` itself runs the pure-torch path
+        if device.type == "cuda":
+            return _select("cuda", torch.float32) is not _local_torch
+        return not quick or shape_name == "c"
+    if name == "layerlab-triton":  # Triton kernels: GPU only
+        return device.type == "cuda" and triton_available()
+    return True
+
+
+def triton_available() -> bool:
+    """Whether triton (and with it ``layerlab.functional._local_triton``) can be imported."""
+    try:
+        from layerlab.functional import _local_triton  # noqa: F401
+    except ImportError:
+        return False
     return True
 
 
@@ -328,7 +353,7 @@ def run_title(report: dict, threads: str) -> str:
 def header(report: dict) -> str:
     """One line naming the hardware, the torch version and the number of rounds."""
     if report["device"] == "cuda":
-        hardware = f"{report['gpu']} | CUDA {report['cuda']} | cuDNN {report['cudnn']}"
+        hardware = f"{report['gpu']} | CUDA {report['cuda']} | cuDNN {report['cudnn']} | triton {report.get('triton')}"
     else:
         hardware = f"{report['cpu']} | C++ kernels: {report['cpp_kernels']}"
     return f"{hardware} | torch {report['torch']} | {report['repeats']} rounds"

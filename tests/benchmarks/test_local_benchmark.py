@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -22,3 +23,30 @@ def test_device_cuda_without_a_gpu_exits_with_an_explanation(tmp_path):
     assert "--device cuda: expected a CUDA GPU visible to torch, found torch.cuda.is_available() == False" in result.stderr
     assert "or use --device cpu" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("local_benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_triton_kernels_run_only_on_cuda_and_torch_kernels_on_cuda_only_beside_them(monkeypatch):
+    """On CPU: no layerlab-triton; on CUDA: layerlab-triton where triton imports, and layerlab-torch
+    only where ``layerlab`` itself runs other kernels (else it would time the same code twice)."""
+    bench = load_script()
+    info = bench.shape_info(bench.SHAPES["c"])
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+
+    def chosen(device, quick=False, shape="c"):
+        return [n for n in bench.IMPLS if bench.runs(n, info, quick, shape, 1.0, 2.0, device)]
+
+    assert "layerlab-triton" not in chosen(cpu)
+    assert "layerlab-torch" in chosen(cpu) and "layerlab-torch" not in chosen(cpu, quick=True, shape="a")
+    has_triton = importlib.util.find_spec("triton") is not None
+    monkeypatch.delenv("LAYERLAB_CUDA_KERNELS", raising=False)
+    assert ("layerlab-triton" in chosen(cuda)) == has_triton
+    assert ("layerlab-torch" in chosen(cuda)) == has_triton
+    monkeypatch.setenv("LAYERLAB_CUDA_KERNELS", "torch")
+    assert "layerlab-torch" not in chosen(cuda)
