@@ -667,13 +667,16 @@ ROWS_TARGET void weight_grad_tile(const T* x, int64_t xb, const int64_t* koff, c
   }
 }
 
-// Input-gradient tile: MB samples x MK window elements of one block, summed over n_o output
-// channels, then added into the samples' segment buffers.
+// Input-gradient tile: MB samples x MK window elements k0 + i * ks (i < MK) of one block, summed
+// over n_o output channels, then added into the samples' segment buffers.
 //   dy[b]: packed output gradient of sample b (channel stride yo); w: pack at (k0, o=0), k stride
-//   pk; dx[b]: segment buffer of sample b. Lanes past the row end are 0 in dy and in w.
+//   pk; dx[b]: segment buffer of sample b; koff: offsets from k0 on. Lanes past the row end are 0 in
+//   dy and in w. The caller steps ks = KW (the same tap of MK input rows): the MK windows of a tile
+//   never overlap, so no add reads a vector that a store just before it wrote in part (a
+//   store-forwarding stall per add, a quarter of this tile's time with ks = 1).
 template <typename T, int MB, int MK>
 ROWS_TARGET void input_grad_tile(const T* const* dy, int64_t yo, int64_t n_o, const T* w, int64_t pk,
-                                 T* const* dx, const int64_t* koff) {
+                                 T* const* dx, const int64_t* koff, int64_t ks) {
   using S = Simd<T>;
   typename S::R acc[MB][MK];
 #pragma GCC unroll 4
@@ -687,17 +690,16 @@ ROWS_TARGET void input_grad_tile(const T* const* dy, int64_t yo, int64_t n_o, co
     for (int b = 0; b < MB; ++b) gv[b] = S::load(dy[b] + o * yo);
 #pragma GCC unroll 4
     for (int k = 0; k < MK; ++k) {
-      const typename S::R wv = S::load(w + k * pk + o * S::lanes);
+      const typename S::R wv = S::load(w + k * ks * pk + o * S::lanes);
 #pragma GCC unroll 4
       for (int b = 0; b < MB; ++b) acc[b][k] = S::fma(gv[b], wv, acc[b][k]);
     }
   }
-  // In order: windows of neighbouring k overlap, each add must see the previous one.
 #pragma GCC unroll 4
   for (int b = 0; b < MB; ++b) {
 #pragma GCC unroll 4
     for (int k = 0; k < MK; ++k) {
-      T* p = dx[b] + koff[k];
+      T* p = dx[b] + koff[k * ks];
       S::store(p, S::add(S::load(p), acc[b][k]));
     }
   }
@@ -1029,9 +1031,12 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
   const T* wd = w.const_data_ptr<T>();
   T* xd = gx.mutable_data_ptr<T>();
   const int64_t KO = g.k * g.o_g, V = r.lanes;
-  // window elements per chunk: their packed weights stay in L2 while every sample passes over them
-  const int64_t k_chunk = std::max<int64_t>(kTileB, ((128 << 10) / std::max<int64_t>(1, r.o_chunk * V *
-                                                     static_cast<int64_t>(sizeof(T)))) / kTileB * kTileB);
+  // Window elements k = row * KW + tap (row = (c, kd, kh)). A tile takes one tap of up to kTileB
+  // rows (non-overlapping windows, see input_grad_tile); rows per chunk: the chunk's packed weights
+  // stay in L2 while every sample passes over them.
+  const int64_t KW = g.kernel[2], n_rows = g.k / KW;
+  const int64_t row_chunk = std::max<int64_t>(
+      kTileB, ((128 << 10) / std::max<int64_t>(1, r.o_chunk * V * KW * static_cast<int64_t>(sizeof(T)))) / kTileB * kTileB);
   const int64_t n_slices = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), g.batch));
   run_tasks(n_slices, [&](const auto& next) {
     T* pack = scratch<T>(3, g.k * r.o_chunk * V);
@@ -1057,8 +1062,8 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
                 dyc = dys, yo = r.b_cap * V;
               }
               std::fill(seg, seg + r.rows * r.b_cap * r.width, T(0));
-              for (int64_t kc = 0; kc < g.k; kc += k_chunk) {
-                const int64_t k_end = std::min(g.k, kc + k_chunk);
+              for (int64_t rc = 0; rc < n_rows; rc += row_chunk) {
+                const int64_t r_end = std::min(n_rows, rc + row_chunk);
                 for (int64_t b = 0; b < nb; b += step(b, nb, kTileA)) {
                   const int64_t mb = step(b, nb, kTileA);
                   const T* dy[kTileA];
@@ -1067,10 +1072,20 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
                     dy[i] = dyc + (b + i) * V;
                     dx[i] = seg + (b + i) * r.width;
                   }
-                  for (int64_t k = kc; k < k_end; k += step2(k, k_end, kTileB)) {
-                    const int64_t mk = step2(k, k_end, kTileB);
-                    LL_DISPATCH_B2(input_grad_tile, mb, mk, dy, yo, n_o, pack + k * n_o * V, n_o * V,
-                                dx, r.koff.data() + k);
+                  for (int64_t row = rc; row < r_end; row += step2(row, r_end, kTileB)) {
+                    const int64_t mr = step2(row, r_end, kTileB);
+                    if (mr > 1) {  // one tap of mr rows per tile
+                      for (int64_t k = row * KW; k < (row + 1) * KW; ++k) {
+                        LL_DISPATCH_B2(input_grad_tile, mb, mr, dy, yo, n_o, pack + k * n_o * V, n_o * V, dx,
+                                       r.koff.data() + k, KW);
+                      }
+                    } else {  // a last single row: its taps side by side (overlapping windows)
+                      for (int64_t k = row * KW; k < (row + 1) * KW; k += step2(k, (row + 1) * KW, kTileB)) {
+                        const int64_t mk = step2(k, (row + 1) * KW, kTileB);
+                        LL_DISPATCH_B2(input_grad_tile, mb, mk, dy, yo, n_o, pack + k * n_o * V, n_o * V, dx,
+                                       r.koff.data() + k, 1);
+                      }
+                    }
                   }
                 }
               }
