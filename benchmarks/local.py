@@ -4,11 +4,11 @@ Implementations (same shape, float32, on ``--device`` (CPU by default), input re
 dW and dbias are all computed):
 
   layerlab            ``layerlab.LocallyConnected2d`` with the kernels ``local_conv`` picks: C++ on
-                      CPU when built; on CUDA the Triton kernels when triton is installed (unless
-                      ``LAYERLAB_CUDA_KERNELS=torch``), else pure torch
+                      CPU when built; on CUDA pure torch (unfold + ``torch.bmm``), or the Triton
+                      kernels with ``LAYERLAB_CUDA_KERNELS=triton``
   layerlab-triton     ``local_conv`` forced onto its Triton kernels (CUDA only, needs triton)
   layerlab-torch      ``local_conv`` forced onto its pure-torch path (unfold + ``torch.bmm``: the
-                      no-compiler fallback on CPU, the no-triton path on CUDA)
+                      no-compiler fallback on CPU, the default on CUDA)
   forum               the discuss.pytorch.org snippet: ``x.unfold(2).unfold(3)`` then broadcast
                       multiply and sum (run only where its product tensor fits ``--forum-limit-gib``)
   unfold+einsum       ``F.unfold`` + ``einsum('bkl,okl->bol')`` with conv-like weights ``(O, K, L)``
@@ -259,7 +259,7 @@ def runs(name: str, info: dict, quick: bool, shape_name: str, forum_limit: float
         return info["forum_gib"] <= forum_limit and (not quick or shape_name == "c")
     if name == "dense-masked":
         return info["dense_gib"] <= dense_limit and (not quick or shape_name == "c")
-    if name == "layerlab-torch":  # on CUDA without triton, ``layerlab`` itself runs the pure-torch path
+    if name == "layerlab-torch":  # on CUDA ``layerlab`` itself runs it unless LAYERLAB_CUDA_KERNELS=triton
         if device.type == "cuda":
             return _select("cuda", torch.float32) is not _local_torch
         return not quick or shape_name == "c"

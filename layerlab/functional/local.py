@@ -15,12 +15,13 @@ Three implementations, same results: float32/float64 CPU tensors use the C++ ker
 sets per call: "rows" (x86-64 with AVX2+FMA, stride 1 along the last dimension, not channels_last:
 output positions along the SIMD lanes, NCHW read and written in place, per-block packed operands)
 or "gemm" (one small GEMM per output position over a per-thread patch buffer; strided and
-channels_last cases). CUDA tensors use the Triton kernels of ``_local_triton`` (implicit im2col
-into ``tl.dot`` per output position; the input gradient in gather form) when ``triton`` can be
-imported and the environment variable ``LAYERLAB_CUDA_KERNELS`` is not ``torch``. None of these
-stores the k²-inflated patch tensor. bfloat16 on CPU, CUDA without Triton (or with
-``LAYERLAB_CUDA_KERNELS=torch``), and CPU inputs when no compiler is available use the pure-torch
-kernels of ``_local_torch`` (unfold + one strided-batched ``torch.bmm``). Every backward pass
+channels_last cases). With the environment variable ``LAYERLAB_CUDA_KERNELS=triton`` (and
+``triton`` installed), CUDA tensors use the Triton kernels of ``_local_triton`` (implicit im2col
+into ``tl.dot`` per output position; the input gradient in gather form) — opt-in until they have
+been compiled and timed on a GPU (so far they are verified in the Triton interpreter only). None of
+these stores the k²-inflated patch tensor. CUDA tensors by default, bfloat16 on CPU, and CPU inputs
+when no compiler is available use the pure-torch kernels of ``_local_torch`` (unfold + one
+strided-batched ``torch.bmm``, cuBLAS on CUDA). Every backward pass
 saves only ``input`` and ``weight`` and is deterministic (no atomics). Derivatives of any order
 work (the backward is built from the same three ops). Timings: ``docs/benchmarks.md``.
 """
@@ -119,12 +120,12 @@ _TRITON: dict[str, bool] = {}
 
 
 def _triton_available() -> bool:
-    """Whether ``LAYERLAB_CUDA_KERNELS`` allows the Triton kernels and ``_local_triton`` (with
-    ``triton``) imports; the import is tried once, on the first CUDA call. A constant for
-    torch.compile, like ``_cpp_available``."""
+    """Whether ``LAYERLAB_CUDA_KERNELS=triton`` asks for the Triton kernels and ``_local_triton``
+    (with ``triton``) imports; the import is tried once, on the first such CUDA call. A constant
+    for torch.compile, like ``_cpp_available``."""
     import os
 
-    if os.environ.get("LAYERLAB_CUDA_KERNELS", "").strip().lower() == "torch":
+    if os.environ.get("LAYERLAB_CUDA_KERNELS", "").strip().lower() != "triton":
         return False
     if "ok" not in _TRITON:
         try:
@@ -141,8 +142,8 @@ _triton_available._dynamo_marked_constant = True
 
 def _select(device_type: str, dtype: torch.dtype):
     """The kernels for a tensor on ``device_type`` of ``dtype``: C++ for float32/float64 on CPU when
-    built; Triton on CUDA when available and not switched off (``LAYERLAB_CUDA_KERNELS=torch``);
-    else pure torch."""
+    built; Triton on CUDA when asked for (``LAYERLAB_CUDA_KERNELS=triton``) and importable; else
+    pure torch."""
     if device_type == "cpu" and dtype in (torch.float32, torch.float64) and _cpp_available():
         return torch.ops.layerlab_local
     if device_type == "cuda" and _triton_available():
@@ -159,7 +160,8 @@ def _backend(input: torch.Tensor):
 
 class _LocalConvFunction(torch.autograd.Function):
     """Autograd for ``local_conv``: saves only ``input`` and ``weight``; the backward recomputes
-    the patches. ``kernels`` is ``torch.ops.layerlab_local`` (C++) or the ``_local_torch`` module.
+    the patches. ``kernels`` is ``torch.ops.layerlab_local`` (C++) or the ``_local_torch`` or
+    ``_local_triton`` module.
 
     The op is bilinear in (input, weight), and so are its two gradients; each gradient is an
     autograd function whose own backward is built from the other two ops, so derivatives of any

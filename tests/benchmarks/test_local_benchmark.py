@@ -45,8 +45,8 @@ def test_triton_kernels_run_only_on_cuda_and_torch_kernels_on_cuda_only_beside_t
     assert "layerlab-triton" not in chosen(cpu)
     assert "layerlab-torch" in chosen(cpu) and "layerlab-torch" not in chosen(cpu, quick=True, shape="a")
     has_triton = importlib.util.find_spec("triton") is not None
-    monkeypatch.delenv("LAYERLAB_CUDA_KERNELS", raising=False)
+    monkeypatch.delenv("LAYERLAB_CUDA_KERNELS", raising=False)  # default on CUDA: layerlab = pure torch
     assert ("layerlab-triton" in chosen(cuda)) == has_triton
-    assert ("layerlab-torch" in chosen(cuda)) == has_triton
-    monkeypatch.setenv("LAYERLAB_CUDA_KERNELS", "torch")
     assert "layerlab-torch" not in chosen(cuda)
+    monkeypatch.setenv("LAYERLAB_CUDA_KERNELS", "triton")  # layerlab = Triton where it imports
+    assert ("layerlab-torch" in chosen(cuda)) == has_triton

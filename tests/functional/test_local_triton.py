@@ -62,21 +62,23 @@ def test_kernels_compiled_on_the_gpu():
 
 
 @needs_triton
-def test_cuda_tensors_use_the_triton_kernels_unless_the_environment_says_torch(monkeypatch):
+def test_cuda_tensors_use_the_triton_kernels_only_when_the_environment_asks(monkeypatch):
+    """Opt-in (``LAYERLAB_CUDA_KERNELS=triton``) until the kernels have run on a GPU."""
     from layerlab.functional import _local_triton
 
-    monkeypatch.delenv("LAYERLAB_CUDA_KERNELS", raising=False)
-    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        assert local_module._select("cuda", dtype) is _local_triton
-    for value in ("torch", "TORCH", " torch "):
+    for value in ("triton", "TRITON", " triton "):
+        monkeypatch.setenv("LAYERLAB_CUDA_KERNELS", value)
+        for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            assert local_module._select("cuda", dtype) is _local_triton
+    monkeypatch.delenv("LAYERLAB_CUDA_KERNELS")
+    assert local_module._select("cuda", torch.float32) is _local_torch
+    for value in ("torch", "", "cuda"):
         monkeypatch.setenv("LAYERLAB_CUDA_KERNELS", value)
         assert local_module._select("cuda", torch.float32) is _local_torch
-    monkeypatch.setenv("LAYERLAB_CUDA_KERNELS", "triton")
-    assert local_module._select("cuda", torch.float32) is _local_triton
 
 
 def test_cuda_tensors_use_the_torch_kernels_without_triton(monkeypatch):
-    monkeypatch.delenv("LAYERLAB_CUDA_KERNELS", raising=False)
+    monkeypatch.setenv("LAYERLAB_CUDA_KERNELS", "triton")
     monkeypatch.setitem(local_module._TRITON, "ok", False)
     assert local_module._select("cuda", torch.float32) is _local_torch
 
