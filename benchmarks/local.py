@@ -30,6 +30,10 @@ rise of the process's peak resident set (VmHWM, reset through /proc/self/clear_r
 the output gradient exist: it counts every page the step touches (outputs, gradients, saved
 tensors, temporaries, library scratch), including the weight gradient. On CUDA, the same step's
 ``torch.cuda.max_memory_allocated()`` (peak reset first) minus the memory allocated before it.
+*Extra* memory: that peak minus the tensors the step has to produce and which are all alive at its
+end — the output, dX and the parameter gradients (as large as the parameters: 13.8 MiB for the
+local layer of shape b, 72 KiB for its conv) — i.e. the implementation's own working memory
+(saved tensors, patch tensors, temporaries, scratch).
 
 Usage:
     python benchmarks/local.py --quick             # < ~2 min: fewer rounds, slow baselines on shape c only
@@ -313,12 +317,16 @@ def measure_shape(shape_name, shape, impls, device, threads, repeats, warmup) ->
     for name in impls:
         clear_grads(name)  # the step's own dW must count in its peak, not be freed inside it
         results[name]["peak_mib"] = peak_memory(lambda: forward_backward(name), device)
+        produced = grad_out.numel() + x.numel() + sum(p.numel() for p in steps[name][1])  # output, dX, dW
+        results[name]["produced_mib"] = produced * x.element_size() / 2**20
     summary = {}
     for name, res in results.items():
         summary[name] = {
             f"{kind}_{stat}": fn(res[kind]) for kind in ("fwd", "fwdbwd") for stat, fn in (("min", min), ("median", statistics.median))
         }
         summary[name]["peak_mib"] = res["peak_mib"]
+        summary[name]["produced_mib"] = res["produced_mib"]
+        summary[name]["extra_mib"] = None if res["peak_mib"] is None else res["peak_mib"] - res["produced_mib"]
         summary[name]["fwdbwd_runs"] = res["fwdbwd"]
     # per-round ratios (robust to machine noise that hits one round)
     for ref in ("conv", "unfold+einsum"):
@@ -368,9 +376,9 @@ def markdown(report: dict) -> str:
         )
         lines.append(
             "| shape | implementation | fwd min / median ms | fwd+bwd min / median ms | fwd+bwd ÷ conv | "
-            "fwd+bwd ÷ unfold+einsum | peak step memory MiB |"
+            "fwd+bwd ÷ unfold+einsum | peak step memory MiB | extra MiB (peak − output, dX, dW) |"
         )
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for shape_name, res in per_thread["shapes"].items():
             roof = res["roofline"]
             for name in IMPLS:
@@ -378,15 +386,16 @@ def markdown(report: dict) -> str:
                     continue
                 s = res["impls"][name]
                 peak = "n/a" if s["peak_mib"] is None else f"{s['peak_mib']:.0f}"
+                extra = "n/a" if s["extra_mib"] is None else f"{s['extra_mib']:.1f}"
                 lines.append(
                     f"| {shape_name} | {name} | {s['fwd_min']:.1f} / {s['fwd_median']:.1f} | "
                     f"{s['fwdbwd_min']:.1f} / {s['fwdbwd_median']:.1f} | "
                     f"{s.get('fwdbwd_ratio_vs_conv', float('nan')):.2f} | "
-                    f"{s.get('fwdbwd_ratio_vs_unfold+einsum', float('nan')):.2f} | {peak} |"
+                    f"{s.get('fwdbwd_ratio_vs_unfold+einsum', float('nan')):.2f} | {peak} | {extra} |"
                 )
             lines.append(
                 f"| {shape_name} | *roofline bound* | {roof['fwd']['bound_ms']:.2f} | "
-                f"{roof['fwdbwd']['bound_ms']:.2f} | | | |"
+                f"{roof['fwdbwd']['bound_ms']:.2f} | | | | |"
             )
     return "\n".join(lines) + "\n"
 
@@ -474,7 +483,7 @@ def main(argv=None) -> dict:
                   f"(intensity {roof['fwdbwd']['intensity_flop_per_byte']:.1f} FLOP/B)")
             for name in impls:
                 s = res[name]
-                peak = "n/a" if s["peak_mib"] is None else f"{s['peak_mib']:.0f} MiB"
+                peak = "n/a" if s["peak_mib"] is None else f"{s['peak_mib']:.0f} MiB (extra {s['extra_mib']:.1f})"
                 print(f"    {name:15s} fwd {s['fwd_median']:8.2f} ms  fwd+bwd {s['fwdbwd_min']:8.2f} / "
                       f"{s['fwdbwd_median']:8.2f} ms  ÷conv {s.get('fwdbwd_ratio_vs_conv', float('nan')):5.2f}  "
                       f"÷unfold+einsum {s.get('fwdbwd_ratio_vs_unfold+einsum', float('nan')):5.2f}  peak {peak}")

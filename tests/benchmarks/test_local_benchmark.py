@@ -50,3 +50,25 @@ def test_triton_kernels_run_only_on_cuda_and_torch_kernels_on_cuda_only_beside_t
     assert "layerlab-torch" not in chosen(cuda)
     monkeypatch.setenv("LAYERLAB_CUDA_KERNELS", "triton")  # layerlab = Triton where it imports
     assert ("layerlab-torch" in chosen(cuda)) == has_triton
+
+
+def test_measure_shape_reports_extra_memory_as_peak_minus_the_produced_tensors():
+    """A tiny run of the measuring code (structure only: timings are never asserted)."""
+    bench = load_script()
+    shape = (2, 3, 4, 7, 7, 3)  # B, C_in, C_out, H, W, k
+    res = bench.measure_shape("tiny", shape, ["layerlab", "conv"], torch.device("cpu"), 1, repeats=1, warmup=0)
+    b, c, o, h, w, k = shape
+    local_params = (h - k + 1) * (w - k + 1) * (c * k * k * o + o)  # weight + per-location bias
+    conv_params = c * k * k * o + o
+    produced = {"layerlab": local_params, "conv": conv_params}
+    for name, n_params in produced.items():
+        floats = b * o * (h - k + 1) * (w - k + 1) + b * c * h * w + n_params  # output, dX, dW
+        assert res[name]["produced_mib"] == pytest.approx(floats * 4 / 2**20)
+        if res[name]["peak_mib"] is not None:
+            assert res[name]["extra_mib"] == pytest.approx(res[name]["peak_mib"] - res[name]["produced_mib"])
+        assert len(res[name]["fwdbwd_runs"]) == 1
+    report = {"device": "cpu", "threads": {"1": {"limits": {"sgemm_gflops": 1.0, "copy_gbps": 1.0},
+              "shapes": {"tiny": {"impls": res, "roofline": bench.roofline(bench.shape_info(shape), {"sgemm_gflops": 1.0, "copy_gbps": 1.0}), "macs": 0}}}}}
+    table = bench.markdown(report)
+    assert "extra MiB (peak − output, dX, dW)" in table
+    assert table.count("| tiny | layerlab |") == 1 and table.count("| tiny | conv |") == 1
