@@ -428,13 +428,15 @@ void input_grad_kernel(const at::Tensor& grad, const at::Tensor& w, at::Tensor& 
 // stores, so no patch gather and no (B, C, L) <-> (B, L, C) transposition is needed. Per block,
 // W[p0 + v, g, k, o] is packed into (k, o, v) so that one vector holds the V positions' weights for
 // (k, o); the block's input rows ("segments", zero where they cross the padding) and its output
-// gradient are copied into small contiguous buffers, so that the inner loops touch a few pages in
-// L1/L2 instead of one page per (sample, channel). Per block:
+// gradient (for rows of >= 4 blocks: the whole output row's, once) are copied into small contiguous
+// buffers, so that the inner loops touch a few pages in L1/L2 instead of one page per (sample,
+// channel). Per block:
 //   forward       y[b, o, p0:p0+V]   = bias + sum_k  x[b, p0 + off_k : +V] * Wpk[k, o, :]
 //   weight grad   dWpk[k, o, :]      = sum_b  x[b, p0 + off_k : +V] * dy[b, o, p0:p0+V]
 //   input grad    dx[b, p0 + off_k : +V] += sum_o dy[b, o, p0:p0+V] * Wpk[k, o, :]
-// with register tiles of 3 x 4 vectors (12 accumulators), sample chunks whose segments fit an L2
-// share, and masks for the last, partial block of a row (lanes past the row end hold weights and
+// with register tiles of 3 x 4 vectors (12 accumulators; for dX one tap of 4 input rows, whose
+// windows do not overlap), sample chunks whose segments fit an L2 share, and masks for the last,
+// partial block of a row (lanes past the row end hold weights and
 // output gradients of 0 and are never stored). Needs AVX2 + FMA, checked at run time; V = 8 floats
 // or 4 doubles. Every sum runs in a fixed order: results do not depend on the number of threads.
 
