@@ -898,10 +898,10 @@ constexpr int64_t kPrefetchAhead = 8;  // runs ahead
 template <typename T>
 ROWS_TARGET void pack_grad(const T* dy, const RowPlan& r, int64_t c0, int64_t n_o, int64_t b0, int64_t nb, int64_t od, int64_t oh,
                int64_t ow0, int64_t nv, T* buf) {
-  for (int64_t o = 0; o < n_o; ++o) {
-    for (int64_t b = 0; b < nb; ++b) {
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t o = 0; o < n_o; ++o) {
       const T* src = dy + (b0 + b) * r.ys[0] + (c0 + o) * r.ys[1] + od * r.ys[2] + oh * r.ys[3] + ow0;
-      if (b + kPrefetchAhead < nb) prefetch_run(src + kPrefetchAhead * r.ys[0], nv * static_cast<int64_t>(sizeof(T)));
+      if (o + kPrefetchAhead < n_o) prefetch_run(src + kPrefetchAhead * r.ys[1], nv * static_cast<int64_t>(sizeof(T)));
       T* dst = buf + (o * r.b_cap + b) * r.lanes;
       if (nv == Simd<T>::lanes) {
         Simd<T>::store(dst, Simd<T>::load(src));
