@@ -386,7 +386,7 @@ def markdown(report: dict) -> str:
                     continue
                 s = res["impls"][name]
                 peak = "n/a" if s["peak_mib"] is None else f"{s['peak_mib']:.0f}"
-                extra = "n/a" if s["extra_mib"] is None else f"{s['extra_mib']:.1f}"
+                extra = "n/a" if s["extra_mib"] is None else f"{round(s['extra_mib'], 1) + 0.0:.1f}"  # no "-0.0"
                 lines.append(
                     f"| {shape_name} | {name} | {s['fwd_min']:.1f} / {s['fwd_median']:.1f} | "
                     f"{s['fwdbwd_min']:.1f} / {s['fwdbwd_median']:.1f} | "
@@ -483,7 +483,7 @@ def main(argv=None) -> dict:
                   f"(intensity {roof['fwdbwd']['intensity_flop_per_byte']:.1f} FLOP/B)")
             for name in impls:
                 s = res[name]
-                peak = "n/a" if s["peak_mib"] is None else f"{s['peak_mib']:.0f} MiB (extra {s['extra_mib']:.1f})"
+                peak = "n/a" if s["peak_mib"] is None else f"{s['peak_mib']:.0f} MiB (extra {round(s['extra_mib'], 1) + 0.0:.1f})"
                 print(f"    {name:15s} fwd {s['fwd_median']:8.2f} ms  fwd+bwd {s['fwdbwd_min']:8.2f} / "
                       f"{s['fwdbwd_median']:8.2f} ms  ÷conv {s.get('fwdbwd_ratio_vs_conv', float('nan')):5.2f}  "
                       f"÷unfold+einsum {s.get('fwdbwd_ratio_vs_unfold+einsum', float('nan')):5.2f}  peak {peak}")
