@@ -43,6 +43,7 @@ from layerlab.functional import _local_torch  # noqa: E402
 from layerlab.functional import _local_triton as kernels  # noqa: E402
 from layerlab.functional.local import _LocalConvFunction  # noqa: E402
 from layerlab.functional.reference import local_conv_reference  # noqa: E402
+import local_cases  # noqa: E402  (tests/functional, on sys.path under pytest)
 
 # ndim, in_size, c_in, c_out, kernel, stride, padding, dilation, groups
 CASES = [
@@ -66,24 +67,9 @@ GRADCHECK_CASES = [
 ]
 
 
-def out_size_of(size, kernel, stride, padding, dilation):
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(size, padding, dilation, kernel, stride))
-
-
 def make(case, batch=2, bias_mode="location", dtype=torch.float64, seed=0):
-    """Random input, location-major weight and bias for ``case`` on DEVICE (leaves requiring grad)."""
-    ndim, size, c_in, c_out, kernel, stride, padding, dilation, groups = case
-    gen = torch.Generator().manual_seed(seed)
-    out = out_size_of(size, kernel, stride, padding, dilation)
-    x = torch.randn(batch, c_in, *size, generator=gen, dtype=torch.float64)
-    w = torch.randn(*out, groups, c_in // groups, *kernel, c_out // groups, generator=gen, dtype=torch.float64)
-    b = {
-        None: None,
-        "shared": torch.randn(c_out, generator=gen, dtype=torch.float64),
-        "location": torch.randn(c_out, *out, generator=gen, dtype=torch.float64),
-    }[bias_mode]
-    leaves = [t if t is None else t.to(DEVICE, dtype).requires_grad_() for t in (x, w, b)]
-    return leaves, dict(stride=list(stride), padding=list(padding), dilation=list(dilation), groups=groups)
+    """``local_cases.make`` on DEVICE, with 2 samples by default."""
+    return local_cases.make(case, batch=batch, bias_mode=bias_mode, dtype=dtype, seed=seed, device=DEVICE)
 
 
 def run(x, w, b, stride, padding, dilation, groups):

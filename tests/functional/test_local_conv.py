@@ -22,6 +22,7 @@ from layerlab.errors import ArgumentError, ShapeError
 from layerlab.functional import _local_ext, _local_torch, local_conv
 from layerlab.functional.local import _LocalConvFunction, _backend, _cpp_available
 from layerlab.functional.reference import local_conv_reference
+from local_cases import make, out_size_of
 
 CPP = _local_ext.load()
 needs_cpp = pytest.mark.skipif(not CPP, reason="the C++ kernels could not be built here")
@@ -48,26 +49,6 @@ ROW_CASES = [
     (3, (4, 5, 10), 2, 4, (2, 2, 3), (2, 1, 1), (1, 0, 1), (1, 2, 1), 2),  # out (3, 3, 10)
     (2, (5, 5), 7, 4, (1, 1), (1, 1), (0, 0), (1, 1), 1),  # out width 5, K 7
 ]
-
-
-def out_size_of(size, kernel, stride, padding, dilation):
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(size, padding, dilation, kernel, stride))
-
-
-def make(case, batch=3, bias_mode="location", dtype=torch.float64, seed=0):
-    """Random input, location-major weight and bias for ``case`` (leaf tensors requiring grad)."""
-    ndim, size, c_in, c_out, kernel, stride, padding, dilation, groups = case
-    gen = torch.Generator().manual_seed(seed)
-    out = out_size_of(size, kernel, stride, padding, dilation)
-    x = torch.randn(batch, c_in, *size, generator=gen, dtype=torch.float64)
-    w = torch.randn(*out, groups, c_in // groups, *kernel, c_out // groups, generator=gen, dtype=torch.float64)
-    b = {
-        None: None,
-        "shared": torch.randn(c_out, generator=gen, dtype=torch.float64),
-        "location": torch.randn(c_out, *out, generator=gen, dtype=torch.float64),
-    }[bias_mode]
-    leaves = [t if t is None else t.to(dtype).requires_grad_() for t in (x, w, b)]
-    return leaves, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 @pytest.fixture(autouse=True)
@@ -360,7 +341,6 @@ def test_torch_compile_matches_eager():
     g = torch.randn_like(ref)
     for a, c in zip(grads(out, (x, w, b), g), grads(ref, (x, w, b), g)):
         torch.testing.assert_close(a, c)
-
 
 
 def test_cpp_available_carries_the_mark_of_assume_constant_result():

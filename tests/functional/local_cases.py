@@ -1,0 +1,30 @@
+"""Test data for ``local_conv``, shared by ``test_local_conv.py`` and ``local_triton_cases.py``.
+
+A case is ``(ndim, in_size, c_in, c_out, kernel, stride, padding, dilation, groups)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def out_size_of(size, kernel, stride, padding, dilation):
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(size, padding, dilation, kernel, stride))
+
+
+def make(case, batch=3, bias_mode="location", dtype=torch.float64, seed=0, device="cpu"):
+    """Random input, location-major weight and bias for ``case`` (leaf tensors requiring grad, drawn
+    in float64 on the CPU so that every dtype and device gets the same values) and the op's keyword
+    arguments."""
+    ndim, size, c_in, c_out, kernel, stride, padding, dilation, groups = case
+    gen = torch.Generator().manual_seed(seed)
+    out = out_size_of(size, kernel, stride, padding, dilation)
+    x = torch.randn(batch, c_in, *size, generator=gen, dtype=torch.float64)
+    w = torch.randn(*out, groups, c_in // groups, *kernel, c_out // groups, generator=gen, dtype=torch.float64)
+    b = {
+        None: None,
+        "shared": torch.randn(c_out, generator=gen, dtype=torch.float64),
+        "location": torch.randn(c_out, *out, generator=gen, dtype=torch.float64),
+    }[bias_mode]
+    leaves = [t if t is None else t.to(device, dtype).requires_grad_() for t in (x, w, b)]
+    return leaves, dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
