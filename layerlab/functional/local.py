@@ -28,6 +28,9 @@ work (the backward is built from the same three ops). Timings: ``docs/benchmarks
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import torch
 
 from layerlab.errors import ArgumentError, ShapeError
@@ -122,16 +125,22 @@ _TRITON: dict[str, bool] = {}
 def _triton_available() -> bool:
     """Whether ``LAYERLAB_CUDA_KERNELS=triton`` asks for the Triton kernels and ``_local_triton``
     (with ``triton``) imports; the import is tried once, on the first such CUDA call. A constant
-    for torch.compile, like ``_cpp_available``."""
-    import os
-
+    for torch.compile, like ``_cpp_available``. Warns once when they are asked for but triton
+    does not import."""
     if os.environ.get("LAYERLAB_CUDA_KERNELS", "").strip().lower() != "triton":
         return False
     if "ok" not in _TRITON:
         try:
             import layerlab.functional._local_triton  # noqa: F401  (imports triton)
-        except ImportError:
+        except ImportError as exc:
             _TRITON["ok"] = False
+            warnings.warn(
+                f"layerlab: LAYERLAB_CUDA_KERNELS=triton, but triton cannot be imported ({exc}); "
+                "using the unfold + torch.bmm kernels on CUDA. Install it with "
+                "`pip install layerlab[gpu]`, or unset LAYERLAB_CUDA_KERNELS",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         else:
             _TRITON["ok"] = True
     return _TRITON["ok"]

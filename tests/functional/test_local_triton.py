@@ -114,6 +114,27 @@ def test_triton_is_imported_lazily_and_its_absence_means_the_torch_kernels():
     assert result.returncode == 0, result.stderr
 
 
+def test_asking_for_triton_without_triton_warns_once_and_uses_the_torch_kernels():
+    code = (
+        "import sys, warnings\n"
+        "import torch\n"
+        "sys.modules['triton'] = None  # import triton now raises ImportError\n"
+        "from layerlab.functional import local, _local_torch\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    assert local._select('cuda', torch.float32) is _local_torch\n"
+        "    assert local._select('cuda', torch.float32) is _local_torch\n"
+        "messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]\n"
+        "assert len(messages) == 1, messages\n"
+        "print(messages[0])\n"
+    )
+    env = {**os.environ, "LAYERLAB_CUDA_KERNELS": "triton"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "LAYERLAB_CUDA_KERNELS=triton, but triton cannot be imported" in result.stdout
+    assert "pip install layerlab[gpu]" in result.stdout
+
+
 # ---- launch parameters ---------------------------------------------------------------------------
 
 
