@@ -767,6 +767,17 @@ struct RowPlan {
                               // and samples), else one block at a time (see kGradRowBlocks)
   int64_t xs[5], ys[5];       // strides of x (or dx) and y (or dy), normalised to (B, C, D, H, W)
 
+  // The buffer of pack_grad_row for nb samples, (per_row, C_out, nb + 1, V): the channel stride,
+  // and the offset of (block j of the row, channel c, sample b).
+  int64_t grad_row_stride(int64_t nb) const { return (nb + 1) * lanes; }
+  int64_t grad_row_offset(const Geometry& g, int64_t j, int64_t c, int64_t b, int64_t nb) const {
+    return (j * g.c_out + c) * grad_row_stride(nb) + b * lanes;
+  }
+  // Elements of the backward's dy buffer: a whole row (grad_rows) or one block's chunk (pack_grad).
+  int64_t grad_buffer(const Geometry& g) const {
+    return grad_rows ? grad_row_offset(g, per_row, 0, 0, g.batch) : o_chunk * b_cap * lanes;
+  }
+
   // Block ``id``: output (d, h) row, first column, valid lanes and first position index.
   void block(const Geometry& g, int64_t id, int64_t& od, int64_t& oh, int64_t& ow0, int64_t& nv,
              int64_t& p0) const {
@@ -798,7 +809,7 @@ RowPlan make_row_plan(const Geometry& g, const at::Tensor& x, const at::Tensor& 
   }
   const int64_t per_o = std::max<int64_t>(1, g.k * r.lanes * elem);
   r.o_chunk = std::min(g.o_g, std::max<int64_t>(4, ((1 << 20) / per_o) / 4 * 4));
-  r.grad_rows = r.per_row >= kGradRowBlocks && r.per_row * r.lanes * g.c_out * (g.batch + 1) * elem <= kGradRowBytes;
+  r.grad_rows = r.per_row >= kGradRowBlocks && r.grad_row_offset(g, r.per_row, 0, 0, g.batch) * elem <= kGradRowBytes;
   spatial_strides(x, r.xs);
   spatial_strides(y, r.ys);
   return r;
@@ -927,8 +938,8 @@ ROWS_TARGET void pack_grad_row(const T* dy, const Geometry& g, const RowPlan& r,
     for (int64_t c = 0; c < g.c_out; ++c) {
       const T* src = dy + (b0 + b) * r.ys[0] + c * r.ys[1] + od * r.ys[2] + oh * r.ys[3];
       if (c + kPrefetchAhead < g.c_out) prefetch_run(src + kPrefetchAhead * r.ys[1], width * static_cast<int64_t>(sizeof(T)));
-      T* dst = buf + (c * (nb + 1) + b) * V;
-      for (int64_t j = 0; j < r.per_row; ++j, dst += g.c_out * (nb + 1) * V) {
+      for (int64_t j = 0; j < r.per_row; ++j) {
+        T* dst = buf + r.grad_row_offset(g, j, c, b, nb);
         const int64_t n = std::min(V, width - j * V);
         if (n == V) {
           S::store(dst, S::load(src + j * V));
@@ -1004,7 +1015,7 @@ void rows_weight_grad(const at::Tensor& gy, const at::Tensor& x, at::Tensor& gw,
   run_tasks(r.n_blocks, [&](const auto& next) {
     T* pack = scratch<T>(3, g.k * r.o_chunk * V);
     T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
-    T* dys = scratch<T>(2, r.grad_rows ? r.per_row * g.c_out * (g.batch + 1) * V : r.o_chunk * r.b_cap * V);
+    T* dys = scratch<T>(2, r.grad_buffer(g));
     int64_t packed_row = -1;  // grad_rows: the output row whose dy is in dys
     for (int64_t id = next(); id >= 0; id = next()) {
       int64_t od, oh, ow0, nv, p0;
@@ -1020,8 +1031,8 @@ void rows_weight_grad(const at::Tensor& gy, const at::Tensor& x, at::Tensor& gw,
           for (int64_t bc = 0; bc < g.batch; bc += r.b_cap) {
             const int64_t nb = std::min(r.b_cap, g.batch - bc);
             pack_rows(xd, g, r, grp, bc, nb, od, oh, ow0, seg);
-            const T* dy = dys + ((j * g.c_out + grp * g.o_g + oc) * (g.batch + 1) + bc) * V;  // (channel, sample, V)
-            int64_t yo = (g.batch + 1) * V;                                                  // its channel stride
+            const T* dy = dys + r.grad_row_offset(g, j, grp * g.o_g + oc, bc, g.batch);  // (channel, sample, V)
+            int64_t yo = r.grad_row_stride(g.batch);                                       // its channel stride
             if (!r.grad_rows) {
               pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
               dy = dys, yo = r.b_cap * V;
@@ -1061,7 +1072,7 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
   run_tasks(n_slices, [&](const auto& next) {
     T* pack = scratch<T>(3, g.k * r.o_chunk * V);
     T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
-    T* dys = scratch<T>(2, r.grad_rows ? r.per_row * g.c_out * (g.batch + 1) * V : r.o_chunk * r.b_cap * V);
+    T* dys = scratch<T>(2, r.grad_buffer(g));
     for (int64_t slice = next(); slice >= 0; slice = next()) {
       const int64_t s0 = slice * g.batch / n_slices, s1 = (slice + 1) * g.batch / n_slices, ns = s1 - s0;
       for (int64_t id = 0; id < r.n_blocks; ++id) {
@@ -1075,8 +1086,8 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
             pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, n_o, nv, pack);
             for (int64_t bc = s0; bc < s1; bc += r.b_cap) {
               const int64_t nb = std::min(r.b_cap, s1 - bc);
-              const T* dyc = dys + ((j * g.c_out + grp * g.o_g + oc) * (ns + 1) + bc - s0) * V;  // (channel, sample, V)
-              int64_t yo = (ns + 1) * V;                                                       // its channel stride
+              const T* dyc = dys + r.grad_row_offset(g, j, grp * g.o_g + oc, bc - s0, ns);  // (channel, sample, V)
+              int64_t yo = r.grad_row_stride(ns);                                           // its channel stride
               if (!r.grad_rows) {
                 pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
                 dyc = dys, yo = r.b_cap * V;
