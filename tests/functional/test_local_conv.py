@@ -230,7 +230,7 @@ GRAD_ROW_CASES = [
 @pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
 @pytest.mark.parametrize("case, batch", GRAD_ROW_CASES, ids=["by-row", "by-block", "by-row-2d"])
 def test_row_backward_with_dy_packed_by_row_or_by_block(case, batch):
-    """Same gradients as the pure-torch path, and the same bits on 1 and 2 threads (dx: batch slices)."""
+    """Same gradients as the pure-torch path, and the same bits on 1 and 2 threads."""
     (x, w, b), conf = make(case, batch=batch, dtype=torch.float32)
     g = torch.randn(batch, case[3], *out_size_of(case[1], case[4], case[5], case[6], case[7]))
     want = grads(run("torch", x, w, b, **conf), (x, w, b), g)
@@ -245,6 +245,28 @@ def test_row_backward_with_dy_packed_by_row_or_by_block(case, batch):
     for one, two, ref in zip(*results, want):
         assert torch.equal(one, two)
         torch.testing.assert_close(one, ref, rtol=1e-4, atol=1e-4)
+
+
+# The row kernels' input gradient splits dx between threads by input channels where each thread
+# gets >= 4 of them (kSliceChannels), else by samples, and by both with more threads than slices:
+# 9 channels per group give 2 uneven channel slices (4 + 5) on 2 threads, and 2 x 2 on 4 threads.
+@pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
+def test_row_input_grad_split_by_channels_and_samples():
+    case = (2, (7, 13), 18, 6, (3, 3), (1, 1), (1, 0), (1, 1), 2)
+    (x, w, b), conf = make(case, batch=6, dtype=torch.float32)
+    g = torch.randn(6, 6, *out_size_of(case[1], case[4], case[5], case[6], case[7]))
+    want = grads(run("torch", x, w, b, **conf), (x,), g)[0]
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3, 4):
+            torch.set_num_threads(threads)
+            results.append(grads(run("rows", x, w, b, **conf), (x,), g)[0])
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(results[0], want, rtol=1e-4, atol=1e-4)
+    for other in results[1:]:
+        assert torch.equal(results[0], other)
 
 
 @pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")

@@ -877,13 +877,14 @@ ROWS_TARGET void pack_rows(const T* x, const Geometry& g, const RowPlan& r, int6
   }
 }
 
-// The inverse of pack_rows for the positions inside the input: dx[...] += buf[...].
+// The inverse of pack_rows for rows [row0, row1) and the positions inside the input:
+// dx[...] += buf[...].
 template <typename T>
-ROWS_TARGET void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, int64_t b0, int64_t nb,
-                          int64_t od, int64_t oh, int64_t ow0, T* dx) {
+ROWS_TARGET void add_rows(const T* buf, const Geometry& g, const RowPlan& r, int64_t grp, int64_t row0, int64_t row1,
+                          int64_t b0, int64_t nb, int64_t od, int64_t oh, int64_t ow0, T* dx) {
   const int64_t iw0 = ow0 - g.padding[2];
   const int64_t j0 = std::max<int64_t>(0, -iw0), j1 = std::min(r.width, g.in[2] - iw0);
-  for (int64_t row = 0; row < r.rows; ++row) {
+  for (int64_t row = row0; row < row1; ++row) {
     int64_t off;
     if (!row_offset(g, r, grp, row, od, oh, off) || j0 >= j1) continue;
     for (int64_t b = 0; b < nb; ++b) {
@@ -1053,8 +1054,13 @@ void rows_weight_grad(const at::Tensor& gy, const at::Tensor& x, at::Tensor& gw,
   });
 }
 
-// Threads own disjoint batch slices and walk all blocks in order: deterministic, no atomics, and
-// every dx element is summed in the same order whatever the number of threads.
+// Threads own disjoint parts of dx and walk all blocks in order: deterministic, no atomics, and
+// every dx element is summed in the same order whatever the number of threads. The parts are
+// slices of the input channels where each thread gets at least kSliceChannels of them (every
+// thread then packs and reads only its own channels' weights; with batch slices, every thread
+// packs all of them), and slices of the batch where not.
+constexpr int64_t kSliceChannels = 4;
+
 template <typename T>
 void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const Geometry& g) {
   const RowPlan r = make_row_plan(g, gx, gy, kSegBytes);
@@ -1065,16 +1071,22 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
   // Window elements k = row * KW + tap (row = (c, kd, kh)). A tile takes one tap of up to kTileB
   // rows (non-overlapping windows, see input_grad_tile); rows per chunk: the chunk's packed weights
   // stay in L2 while every sample passes over them.
-  const int64_t KW = g.kernel[2], n_rows = g.k / KW;
+  const int64_t KW = g.kernel[2], rows_per_c = r.rows / g.c_g;
   const int64_t row_chunk = std::max<int64_t>(
       kTileB, ((128 << 10) / std::max<int64_t>(1, r.o_chunk * V * KW * static_cast<int64_t>(sizeof(T)))) / kTileB * kTileB);
-  const int64_t n_slices = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), g.batch));
-  run_tasks(n_slices, [&](const auto& next) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t n_cs = std::max<int64_t>(1, std::min(threads, g.c_g / kSliceChannels));
+  const int64_t n_bs = std::max<int64_t>(1, std::min(threads / n_cs, g.batch));
+  run_tasks(n_cs * n_bs, [&](const auto& next) {
     T* pack = scratch<T>(3, g.k * r.o_chunk * V);
     T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
     T* dys = scratch<T>(2, r.grad_buffer(g));
-    for (int64_t slice = next(); slice >= 0; slice = next()) {
-      const int64_t s0 = slice * g.batch / n_slices, s1 = (slice + 1) * g.batch / n_slices, ns = s1 - s0;
+    for (int64_t task = next(); task >= 0; task = next()) {
+      const int64_t cs = task % n_cs, bs = task / n_cs;
+      const int64_t s0 = bs * g.batch / n_bs, s1 = (bs + 1) * g.batch / n_bs, ns = s1 - s0;
+      // this task's rows [row0, row1) and window elements [k0, k0 + nk) of every group
+      const int64_t row0 = cs * g.c_g / n_cs * rows_per_c, row1 = (cs + 1) * g.c_g / n_cs * rows_per_c;
+      const int64_t k0 = row0 * KW, nk = (row1 - row0) * KW;
       for (int64_t id = 0; id < r.n_blocks; ++id) {
         int64_t od, oh, ow0, nv, p0;
         r.block(g, id, od, oh, ow0, nv, p0);
@@ -1083,7 +1095,8 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
         for (int64_t grp = 0; grp < g.groups; ++grp) {
           for (int64_t oc = 0; oc < g.o_g; oc += r.o_chunk) {
             const int64_t n_o = std::min(r.o_chunk, g.o_g - oc);
-            pack_weights(wd + (p0 * g.groups + grp) * KO, g.groups * KO, g.k, g.o_g, oc, n_o, n_o, nv, pack);
+            pack_weights(wd + (p0 * g.groups + grp) * KO + k0 * g.o_g, g.groups * KO, nk, g.o_g, oc, n_o, n_o, nv,
+                         pack);
             for (int64_t bc = s0; bc < s1; bc += r.b_cap) {
               const int64_t nb = std::min(r.b_cap, s1 - bc);
               const T* dyc = dys + r.grad_row_offset(g, j, grp * g.o_g + oc, bc - s0, ns);  // (channel, sample, V)
@@ -1092,9 +1105,9 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
                 pack_grad(gd, r, grp * g.o_g + oc, n_o, bc, nb, od, oh, ow0, nv, dys);
                 dyc = dys, yo = r.b_cap * V;
               }
-              std::fill(seg, seg + r.rows * r.b_cap * r.width, T(0));
-              for (int64_t rc = 0; rc < n_rows; rc += row_chunk) {
-                const int64_t r_end = std::min(n_rows, rc + row_chunk);
+              std::fill(seg + row0 * r.b_cap * r.width, seg + row1 * r.b_cap * r.width, T(0));
+              for (int64_t rc = row0; rc < row1; rc += row_chunk) {
+                const int64_t r_end = std::min(row1, rc + row_chunk);
                 for (int64_t b = 0; b < nb; b += step(b, nb, kTileA)) {
                   const int64_t mb = step(b, nb, kTileA);
                   const T* dy[kTileA];
@@ -1107,20 +1120,20 @@ void rows_input_grad(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, 
                     const int64_t mr = step2(row, r_end, kTileB);
                     if (mr > 1) {  // one tap of mr rows per tile
                       for (int64_t k = row * KW; k < (row + 1) * KW; ++k) {
-                        LL_DISPATCH_B2(input_grad_tile, mb, mr, dy, yo, n_o, pack + k * n_o * V, n_o * V, dx,
+                        LL_DISPATCH_B2(input_grad_tile, mb, mr, dy, yo, n_o, pack + (k - k0) * n_o * V, n_o * V, dx,
                                        r.koff.data() + k, KW);
                       }
                     } else {  // a last single row: its taps side by side (overlapping windows)
                       for (int64_t k = row * KW; k < (row + 1) * KW; k += step2(k, (row + 1) * KW, kTileB)) {
                         const int64_t mk = step2(k, (row + 1) * KW, kTileB);
-                        LL_DISPATCH_B2(input_grad_tile, mb, mk, dy, yo, n_o, pack + k * n_o * V, n_o * V, dx,
+                        LL_DISPATCH_B2(input_grad_tile, mb, mk, dy, yo, n_o, pack + (k - k0) * n_o * V, n_o * V, dx,
                                        r.koff.data() + k, 1);
                       }
                     }
                   }
                 }
               }
-              add_rows(seg, g, r, grp, bc, nb, od, oh, ow0, xd);
+              add_rows(seg, g, r, grp, row0, row1, bc, nb, od, oh, ow0, xd);
             }
           }
         }
