@@ -821,9 +821,12 @@ RowPlan make_row_plan(const Geometry& g, const at::Tensor& x, const at::Tensor& 
 template <typename T>
 SHORT_RUN void copy_short(const T* src, T* dst, int64_t n) {
   using S = Simd<T>;
-  int64_t j = 0;
-  for (; j + S::lanes <= n; j += S::lanes) S::store(dst + j, S::load(src + j));
-  for (; j < n; ++j) dst[j] = src[j];
+  if (n >= S::lanes) {  // whole vectors, the last one overlapping its neighbour
+    for (int64_t j = 0; j + S::lanes < n; j += S::lanes) S::store(dst + j, S::load(src + j));
+    S::store(dst + n - S::lanes, S::load(src + n - S::lanes));
+    return;
+  }
+  for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
 }
 
 // dst[0, n) += src[0, n).
