@@ -2,9 +2,10 @@
 
 References: ``local_conv_reference`` (naive float64 loops, shares no code with the op),
 ``torch.nn.functional.conv*d`` (a local op whose filters are all one conv filter is that conv) and
-float64 ``gradcheck``. Paths: the two C++ kernel sets (float32/float64 on CPU: "rows", positions
-along the SIMD lanes, and "gemm", one small GEMM per position; ``use_kernel`` forces one) and the
-pure-torch kernels (fallback, bfloat16, CUDA), compared with the references and with each other.
+float64 ``gradcheck``. Paths: the C++ kernel sets (float32/float64 on CPU: "rows", positions along
+the SIMD lanes; "direct", a forward with output channels along the lanes, gradients as "rows"; and
+"gemm", one small GEMM per position; ``use_kernel`` forces one) and the pure-torch kernels
+(fallback, bfloat16, CUDA), compared with the references and with each other.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CPP = _local_ext.load()
 needs_cpp = pytest.mark.skipif(not CPP, reason="the C++ kernels could not be built here")
 # the row kernels need x86-64 with AVX2 + FMA
 ROWS = CPP and platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
-PATHS = ["rows", "gemm", "torch"]
+PATHS = ["rows", "direct", "gemm", "torch"]
 
 # ndim, in_size, c_in, c_out, kernel, stride, padding, dilation, groups
 CASES = [
@@ -60,13 +61,13 @@ def _automatic_kernel_choice():
 
 
 def kernels_of(name):
-    """The kernels of path ``name``; "rows"/"gemm" also set the C++ ops' preference for the test."""
+    """The kernels of path ``name``; "rows"/"direct"/"gemm" also set the C++ ops' preference for the test."""
     if name == "torch":
         return _local_torch
     if not CPP:
         pytest.skip("the C++ kernels could not be built here")
-    if name == "rows" and not ROWS:
-        pytest.skip("the row kernels need x86-64 with AVX2 and FMA")
+    if name in ("rows", "direct") and not ROWS:
+        pytest.skip(f"the {name} kernels need x86-64 with AVX2 and FMA")
     torch.ops.layerlab_local.use_kernel(name)
     return torch.ops.layerlab_local
 
@@ -172,7 +173,7 @@ PATH_CASES = [
 
 
 @needs_cpp
-@pytest.mark.parametrize("kernel", ["rows", "gemm"])
+@pytest.mark.parametrize("kernel", ["rows", "direct", "gemm"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", PATH_CASES, ids=lambda c: f"{c[0]}d-{c[1]}-g{c[8]}")
 def test_cpp_path_equals_torch_path_float32(case, threads, kernel):
@@ -193,7 +194,7 @@ def test_cpp_path_equals_torch_path_float32(case, threads, kernel):
 
 
 @needs_cpp
-@pytest.mark.parametrize("kernel", ["rows", "gemm"])
+@pytest.mark.parametrize("kernel", ["rows", "direct", "gemm"])
 def test_cpp_backward_is_deterministic(kernel):
     (x, w, b), conf = make(PATH_CASES[0], batch=7, dtype=torch.float32)
     g = torch.randn(7, 8, 20, 20)
@@ -205,14 +206,21 @@ def test_cpp_backward_is_deterministic(kernel):
 
 @pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_row_cases_run_on_the_row_kernels_and_strided_ones_do_not(dtype):
-    """The cases above exercise the kernel set they are meant for (automatic choice)."""
-    for case in ROW_CASES + PATH_CASES[:3] + PATH_CASES[4:]:
+def test_cases_run_on_the_kernel_sets_they_are_meant_for(dtype):
+    """The cases above exercise the kernel set they are meant for (automatic choice of the forward's):
+    "direct" where a group has >= 4 vectors of output channels, else "rows" where it applies."""
+    for case in ROW_CASES + PATH_CASES[:3]:
         assert kernel_path(case, dtype) == "rows", case
+    assert kernel_path(PATH_CASES[4], dtype) == "direct"  # 120 output channels
     for case in CASES[2:4] + CASES[5:] + PATH_CASES[3:4]:  # stride > 1 along the last dimension
         assert kernel_path(case, dtype) == "gemm", case
     x = torch.empty(1, 3, 8, 8, dtype=dtype).to(memory_format=torch.channels_last)
     assert torch.ops.layerlab_local.path(x, [6, 6, 1, 3, 3, 3, 4], [1, 1], [0, 0], [1, 1], 1) == "gemm"
+    assert torch.ops.layerlab_local.path(x, [6, 6, 1, 3, 3, 3, 64], [1, 1], [0, 0], [1, 1], 1) == "gemm"
+    torch.ops.layerlab_local.use_kernel("direct")  # any stride
+    assert kernel_path(CASES[2], dtype) == "direct"
+    torch.ops.layerlab_local.use_kernel("rows")
+    assert kernel_path(PATH_CASES[4], dtype) == "rows"
     torch.ops.layerlab_local.use_kernel("gemm")
     assert kernel_path(ROW_CASES[0], dtype) == "gemm"
 
@@ -245,6 +253,24 @@ def test_row_backward_with_dy_packed_by_row_or_by_block(case, batch):
     for one, two, ref in zip(*results, want):
         assert torch.equal(one, two)
         torch.testing.assert_close(one, ref, rtol=1e-4, atol=1e-4)
+
+
+# The direct forward buffers the input rows of a chunk of samples within 512 KiB (kDirectBytes):
+# 200-wide rows of 64 channels x 3 taps take 150 KiB per sample, so 7 samples go in chunks of 3, 3, 1.
+@pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_direct_forward_in_sample_chunks(threads):
+    case = (2, (6, 200), 64, 40, (3, 3), (1, 1), (1, 0), (1, 1), 1)
+    (x, w, b), conf = make(case, batch=7, dtype=torch.float32, bias_mode="location")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            got = run("direct", x, w, b, **conf)
+            want = run("torch", x, w, b, **conf)
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(got, want, rtol=2e-4, atol=2e-4)
 
 
 # The row kernels' input gradient splits dx between threads by input channels where each thread
@@ -309,7 +335,7 @@ def test_non_finite_values_stay_where_they_belong(path):
 
 @needs_cpp
 def test_use_kernel_rejects_unknown_names():
-    with pytest.raises(RuntimeError, match=r"use_kernel expects 'auto', 'rows' or 'gemm', got 'fast'"):
+    with pytest.raises(RuntimeError, match=r"use_kernel expects 'auto', 'rows', 'gemm' or 'direct', got 'fast'"):
         torch.ops.layerlab_local.use_kernel("fast")
     assert torch.ops.layerlab_local.use_kernel("gemm") == "auto"
     assert torch.ops.layerlab_local.use_kernel("auto") == "gemm"
