@@ -1379,8 +1379,11 @@ void direct_forward_rows(const at::Tensor& x, const at::Tensor& w, const c10::op
           T* yb = yd + (bc + b) * r.ys[0] + od * r.ys[2] + oh * r.ys[3];
           for (int64_t c = 0; c < g.c_out; c += V) {
             for (int64_t ow = ow0; ow < ow1; ow += V) {
-              transpose_block(stage + (ow * nb + b) * g.c_out + c, nb * g.c_out, std::min(V, ow1 - ow),
-                              std::min(V, g.c_out - c), yb + c * r.ys[1] + ow, r.ys[1]);
+              // a last partial block overlaps the one before (same values) rather than masking
+              const int64_t c_ = g.c_out >= V ? std::min(c, g.c_out - V) : c;
+              const int64_t ow_ = ow1 - ow0 >= V ? std::min(ow, ow1 - V) : ow;
+              transpose_block(stage + (ow_ * nb + b) * g.c_out + c_, nb * g.c_out, std::min(V, ow1 - ow_),
+                              std::min(V, g.c_out - c_), yb + c_ * r.ys[1] + ow_, r.ys[1]);
             }
           }
           if (bd == nullptr) continue;
