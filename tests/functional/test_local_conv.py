@@ -255,22 +255,26 @@ def test_row_backward_with_dy_packed_by_row_or_by_block(case, batch):
         torch.testing.assert_close(one, ref, rtol=1e-4, atol=1e-4)
 
 
-# The direct forward buffers the input rows of a chunk of samples within 512 KiB (kDirectBytes):
-# 200-wide rows of 64 channels x 3 taps take 150 KiB per sample, so 7 samples go in chunks of 3, 3, 1.
+# The direct kernels buffer the input rows of a chunk of samples within 512 KiB (forward) or 1 MiB
+# (weight gradient): 200-wide rows of 64 channels x 3 taps take 150 KiB per sample, so 7 samples go
+# in chunks of 3, 3, 1 and 6, 1; on 2 threads the 6 output rows are split into column ranges too.
 @pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_direct_forward_in_sample_chunks(threads):
+def test_direct_kernels_in_sample_chunks(threads):
     case = (2, (6, 200), 64, 40, (3, 3), (1, 1), (1, 0), (1, 1), 1)
     (x, w, b), conf = make(case, batch=7, dtype=torch.float32, bias_mode="location")
+    g = torch.randn(7, 40, *out_size_of(case[1], case[4], case[5], case[6], case[7]))
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.no_grad():
-            got = run("direct", x, w, b, **conf)
-            want = run("torch", x, w, b, **conf)
+        out = run("direct", x, w, b, **conf)
+        got = (out, *grads(out, (w,), g))
+        out = run("torch", x, w, b, **conf)
+        want = (out, *grads(out, (w,), g))
     finally:
         torch.set_num_threads(previous)
-    torch.testing.assert_close(got, want, rtol=2e-4, atol=2e-4)
+    for a, c in zip(got, want):
+        torch.testing.assert_close(a, c, rtol=2e-4, atol=2e-4)
 
 
 # The row kernels' input gradient splits dx between threads by input channels where each thread
