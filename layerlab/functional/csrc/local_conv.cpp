@@ -1372,15 +1372,22 @@ ROWS_TARGET void fill_rows(const T* x, const Geometry& g, const RowPlan& r, cons
   }
 }
 
-// dst[j * ds + i] = src[i * ss + j] for i < ni, j < nj (ni, nj <= V): one V x V register transpose.
+// dst[j * ds + i] = src[i * ss + j] (+ bias) for i < ni, j < nj (ni, nj <= V): one V x V register
+// transpose. ``bias``: nullptr, or row j's bias at bias[j * bias_j], one value per lane (bias_lane)
+// or one for the row.
 template <typename T>
-ROWS_TARGET inline void transpose_block(const T* src, int64_t ss, int64_t ni, int64_t nj, T* dst, int64_t ds) {
+ROWS_TARGET inline void transpose_block(const T* src, int64_t ss, int64_t ni, int64_t nj, T* dst, int64_t ds,
+                                        const T* bias = nullptr, int64_t bias_j = 0, bool bias_lane = false) {
   using S = Simd<T>;
   constexpr int64_t V = S::lanes;
   typename S::R r[V];
   const typename S::R mj = S::mask(nj), mi = S::mask(ni);
   for (int64_t i = 0; i < V; ++i) r[i] = i >= ni ? S::zero() : nj == V ? S::load(src + i * ss) : S::load(src + i * ss, mj);
   S::transpose(r);
+  for (int64_t j = 0; bias != nullptr && j < nj; ++j) {
+    const T* p = bias + j * bias_j;
+    r[j] = S::add(r[j], !bias_lane ? S::set1(*p) : ni == V ? S::load(p) : S::load(p, mi));
+  }
   for (int64_t j = 0; j < nj; ++j) {
     if (ni == V) {
       S::store(dst + j * ds, r[j]);
@@ -1443,18 +1450,10 @@ void direct_forward_rows(const at::Tensor& x, const at::Tensor& w, const c10::op
               // a last partial block overlaps the one before (same values) rather than masking
               const int64_t c_ = g.c_out >= V ? std::min(c, g.c_out - V) : c;
               const int64_t ow_ = ow1 - ow0 >= V ? std::min(ow, ow1 - V) : ow;
+              const T* bias = bd == nullptr ? nullptr : bias_lane ? bd + c_ * g.n_pos + p_row + ow_ : bd + c_;
               transpose_block(stage + (ow_ * nb + b) * g.c_out + c_, nb * g.c_out, std::min(V, ow1 - ow_),
-                              std::min(V, g.c_out - c_), yb + c_ * r.ys[1] + ow_, r.ys[1]);
-            }
-          }
-          if (bd == nullptr) continue;
-          for (int64_t c = 0; c < g.c_out; ++c) {
-            T* dst = yb + c * r.ys[1];
-            if (!bias_lane) {
-              for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] += bd[c];
-            } else {
-              const T* lane = bd + c * g.n_pos + p_row;
-              for (int64_t ow = ow0; ow < ow1; ++ow) dst[ow] += lane[ow];
+                              std::min(V, g.c_out - c_), yb + c_ * r.ys[1] + ow_, r.ys[1], bias,
+                              bias_lane ? g.n_pos : 1, bias_lane);
             }
           }
         }
