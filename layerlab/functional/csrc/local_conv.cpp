@@ -556,6 +556,21 @@ bool direct_apply(const at::Tensor& x, const Geometry& g) {
 #endif
 }
 
+// Whether the direct kernels serve the input gradient: as direct_apply, and automatically where the
+// input channels of a group fill whole register tiles (C_g >= 4 vectors).
+bool direct_input_apply(const at::Tensor& x, const Geometry& g) {
+#if LAYERLAB_ROWS
+  const int choice = kernel_choice.load();
+  if (choice == 1 || choice == 2 || !cpu_has_avx2_fma() || channels_last(x)) return false;
+  const int64_t lanes = x.scalar_type() == at::kFloat ? 8 : 4;
+  return choice == 3 || g.c_g >= 4 * lanes;
+#else
+  (void)x;
+  (void)g;
+  return false;
+#endif
+}
+
 #if LAYERLAB_ROWS
 // Packed weights of a block, in groups of ``ot`` output channels:
 //   pack[pack_index(k, o)] = W[p0 + v, g, k, o0 + o] for v < nv, 0 for the unused lanes, with
@@ -920,6 +935,71 @@ ROWS_TARGET void direct_weight_grad(const T* const* x, const int64_t* off, int64
   }
 }
 #undef LL_DISPATCH_O
+
+// dx[b * ldx + c] += sum_o dy[b * ldy + o] * wt[o * ldw + c] for MB samples and MC vectors of
+// (input) channels: the input gradient of one window element of one position.
+template <typename T, int MB, int MC>
+ROWS_TARGET void direct_input_grad_tile(const T* dy, int64_t ldy, int64_t n_o, const T* wt, int64_t ldw, T* dx,
+                                        int64_t ldx) {
+  using S = Simd<T>;
+  typename S::R acc[MB][MC];
+#pragma GCC unroll 4
+  for (int b = 0; b < MB; ++b) {
+#pragma GCC unroll 4
+    for (int c = 0; c < MC; ++c) acc[b][c] = S::zero();
+  }
+  for (int64_t o = 0; o < n_o; ++o) {
+    typename S::R gv[MB];
+#pragma GCC unroll 4
+    for (int b = 0; b < MB; ++b) gv[b] = S::set1(dy[b * ldy + o]);
+#pragma GCC unroll 4
+    for (int c = 0; c < MC; ++c) {
+      const typename S::R wv = S::load(wt + o * ldw + c * S::lanes);
+#pragma GCC unroll 4
+      for (int b = 0; b < MB; ++b) acc[b][c] = S::fma(gv[b], wv, acc[b][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int b = 0; b < MB; ++b) {
+#pragma GCC unroll 4
+    for (int c = 0; c < MC; ++c) {
+      T* p = dx + b * ldx + c * S::lanes;
+      S::store(p, S::add(S::load(p), acc[b][c]));
+    }
+  }
+}
+
+// Calls TILE<T, A, MC>(args...) for a in {3, 1} and mc in {4, 3, 2, 1}.
+#define LL_DISPATCH_C(TILE, a, mc, ...)                                                           \
+  do {                                                                                            \
+    switch (((a) == kTileA ? 0 : 4) + (mc) - 1) {                                                 \
+      case 0: TILE<T, 3, 1>(__VA_ARGS__); break;                                                  \
+      case 1: TILE<T, 3, 2>(__VA_ARGS__); break;                                                  \
+      case 2: TILE<T, 3, 3>(__VA_ARGS__); break;                                                  \
+      case 3: TILE<T, 3, 4>(__VA_ARGS__); break;                                                  \
+      case 4: TILE<T, 1, 1>(__VA_ARGS__); break;                                                  \
+      case 5: TILE<T, 1, 2>(__VA_ARGS__); break;                                                  \
+      case 6: TILE<T, 1, 3>(__VA_ARGS__); break;                                                  \
+      default: TILE<T, 1, 4>(__VA_ARGS__); break;                                                 \
+    }                                                                                             \
+  } while (0)
+
+// dx (nb x n_c, row stride ldx) += DY (nb x n_o, row stride ldy) . WT (n_o x n_c, row stride ldw),
+// n_c a multiple of the lanes.
+template <typename T>
+ROWS_TARGET void direct_input_grad(const T* dy, int64_t ldy, int64_t nb, int64_t n_o, const T* wt, int64_t ldw,
+                                   int64_t n_c, T* dx, int64_t ldx) {
+  constexpr int64_t V = Simd<T>::lanes;
+  const int64_t n_vec = n_c / V;
+  for (int64_t b = 0; b < nb; b += step(b, nb, kTileA)) {
+    const int64_t mb = step(b, nb, kTileA);
+    for (int64_t c = 0; c < n_vec; c += kTileB) {
+      const int64_t mc = std::min(kTileB, n_vec - c);
+      LL_DISPATCH_C(direct_input_grad_tile, mb, mc, dy + b * ldy, ldy, n_o, wt + c * V, ldw, dx + b * ldx + c * V, ldx);
+    }
+  }
+}
+#undef LL_DISPATCH_C
 #endif
 
 #if LAYERLAB_ROWS
@@ -1501,6 +1581,120 @@ void direct_weight_grad_rows(const at::Tensor& gy, const at::Tensor& x, at::Tens
     }
   });
 }
+
+// Input gradient of the direct kernels, input channels along the lanes. Threads own disjoint
+// slices of dx: vectors of input channels where there are enough (each thread then transposes
+// only its channels' weights), and samples. Per task and group, the gradient is summed in a
+// channels-last buffer (nb, D * H * W, n_c) (the part that the output rows in flight touch stays
+// in L2) and then transposed into dx. Per position p and window tap t = (kd, kh, kw):
+//   dX[b, (id, ih, iw), c] += sum_o dY_p[b, o] * W_p[(c, t), o]
+// with dY staged (out[2], nb, O_g) per output row and W_p transposed to (t, o, c) once per position
+// (zeros past the slice's channels). Every dx element is summed over the positions in order, then
+// the taps, then o: results do not depend on the number of threads.
+// Buffer per task: batches whose buffer would be larger go in sample chunks (each transposes the
+// weights again).
+constexpr int64_t kDirectGradBytes = 8 << 20;
+
+template <typename T>
+void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tensor& gx, const Geometry& g) {
+  const RowPlan r = make_row_plan(g, gx, gy, kSegBytes);
+  const T* gd = gy.const_data_ptr<T>();
+  const T* wd = w.const_data_ptr<T>();
+  T* xd = gx.mutable_data_ptr<T>();
+  const int64_t V = r.lanes, KO = g.k * g.o_g, OW = g.out[2], taps = g.taps, o_g = g.o_g;
+  const int64_t n_loc = g.in[0] * g.in[1] * g.in[2], c_vecs = (g.c_g + V - 1) / V;
+  const int64_t threads = at::get_num_threads();
+  const int64_t n_cs = std::max<int64_t>(1, std::min(threads, c_vecs));
+  const int64_t n_bs = std::max<int64_t>(1, std::min(threads / n_cs, g.batch));
+  run_tasks(n_cs * n_bs, [&](const auto& next) {
+    for (int64_t task = next(); task >= 0; task = next()) {
+      const int64_t cs = task % n_cs, bs = task / n_cs;
+      const int64_t s0 = bs * g.batch / n_bs, s1 = (bs + 1) * g.batch / n_bs;
+      // this task's channels [c0, c0 + nc) of every group, n_c = nc rounded up to whole vectors
+      const int64_t c0 = cs * c_vecs / n_cs * V, nc = std::min(g.c_g, (cs + 1) * c_vecs / n_cs * V) - c0;
+      const int64_t n_c = (nc + V - 1) / V * V;
+      const int64_t chunk = std::max<int64_t>(
+          1, std::min(s1 - s0, kDirectGradBytes / (n_loc * n_c * static_cast<int64_t>(sizeof(T)))));
+      T* dxb = scratch<T>(1, chunk * n_loc * n_c);
+      T* stage = scratch<T>(2, OW * chunk * o_g);
+      T* wt = scratch<T>(3, taps * o_g * n_c);
+      std::fill(wt, wt + taps * o_g * n_c, T(0));  // the lanes past nc stay 0
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        for (int64_t bc = s0; bc < s1; bc += chunk) {
+          const int64_t nb = std::min(chunk, s1 - bc);
+          std::fill(dxb, dxb + nb * n_loc * n_c, T(0));
+          for (int64_t row = 0; row < g.out[0] * g.out[1]; ++row) {
+            const int64_t od = row / g.out[1], oh = row % g.out[1];
+            for (int64_t b = 0; b < nb; ++b) {  // dy[bc + b, grp * O_g + o, od, oh, :] -> stage (OW, nb, O_g)
+              const T* gb = gd + (bc + b) * r.ys[0] + grp * o_g * r.ys[1] + od * r.ys[2] + oh * r.ys[3];
+              for (int64_t o = 0; o < o_g; o += V) {
+                for (int64_t ow = 0; ow < OW; ow += V) {
+                  const int64_t o_ = o_g >= V ? std::min(o, o_g - V) : o, ow_ = OW >= V ? std::min(ow, OW - V) : ow;
+                  transpose_block(gb + o_ * r.ys[1] + ow_, r.ys[1], std::min(V, o_g - o_), std::min(V, OW - ow_),
+                                  stage + (ow_ * nb + b) * o_g + o_, nb * o_g);
+                }
+              }
+            }
+            const int64_t n_runs = nb * o_g;  // the next output row's dy, a share per position, into L2
+            const bool next_row = row + 1 < g.out[0] * g.out[1];
+            const int64_t nd = (row + 1) / g.out[1], nh = (row + 1) % g.out[1];
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              for (int64_t i = ow * n_runs / OW; next_row && i < (ow + 1) * n_runs / OW; ++i) {
+                const T* run = gd + (bc + i / o_g) * r.ys[0] + (grp * o_g + i % o_g) * r.ys[1] + nd * r.ys[2] + nh * r.ys[3];
+                __builtin_prefetch(run, 0, 2);
+                __builtin_prefetch(run + OW - 1, 0, 2);
+              }
+              const T* wp = wd + ((row * OW + ow) * g.groups + grp) * KO;  // W_p[(c, t), o] -> wt[t, o, c - c0]
+              for (int64_t c = 0; c < nc; c += V) {  // V rows of W_p read front to back
+                for (int64_t t = 0; t < taps; ++t) {
+                  for (int64_t o = 0; o < o_g; o += V) {
+                    transpose_block(wp + ((c0 + c) * taps + t) * o_g + o, taps * o_g, std::min(V, nc - c),
+                                    std::min(V, o_g - o), wt + (t * o_g + o) * n_c + c, n_c);
+                  }
+                }
+              }
+              const int64_t id0 = od * g.stride[0] - g.padding[0], ih0 = oh * g.stride[1] - g.padding[1];
+              const int64_t iw0 = ow * g.stride[2] - g.padding[2];
+              // the next position's weights, a share per tap, into L2 while this one's run
+              const bool ahead = row * OW + ow + 1 < g.n_pos;
+              const char* next_w = reinterpret_cast<const char*>(wp + g.groups * KO);
+              const int64_t w_bytes = KO * static_cast<int64_t>(sizeof(T)), share = (w_bytes / taps + 63) / 64 * 64;
+              int64_t t = 0;
+              for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
+                const int64_t id = id0 + kd * g.dilation[0];
+                for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+                  const int64_t ih = ih0 + kh * g.dilation[1];
+                  for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++t) {
+                    const int64_t iw = iw0 + kw * g.dilation[2];
+                    if (ahead) {
+                      for (int64_t b = t * share; b < std::min(w_bytes, (t + 1) * share); b += 64) {
+                        __builtin_prefetch(next_w + b, 0, 2);
+                      }
+                    }
+                    if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) continue;
+                    const int64_t loc = (id * g.in[1] + ih) * g.in[2] + iw;
+                    direct_input_grad(stage + ow * nb * o_g, o_g, nb, o_g, wt + t * o_g * n_c, n_c, n_c,
+                                      dxb + loc * n_c, n_loc * n_c);
+                  }
+                }
+              }
+            }
+          }
+          for (int64_t b = 0; b < nb; ++b) {  // dxb (nb, n_loc, n_c) -> dx[bc + b, grp * C_g + c0 + c, loc]
+            T* xb = xd + (bc + b) * r.xs[0] + (grp * g.c_g + c0) * r.xs[1];
+            for (int64_t loc = 0; loc < n_loc; loc += V) {
+              for (int64_t c = 0; c < nc; c += V) {
+                const int64_t l_ = n_loc >= V ? std::min(loc, n_loc - V) : loc, c_ = nc >= V ? std::min(c, nc - V) : c;
+                transpose_block(dxb + (b * n_loc + l_) * n_c + c_, n_c, std::min(V, n_loc - l_), std::min(V, nc - c_),
+                                xb + c_ * r.xs[1] + l_, r.xs[1]);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+}
 #undef LL_DISPATCH
 #undef LL_DISPATCH_B2
 #endif
@@ -1559,15 +1753,22 @@ at::Tensor local_conv_input_grad(const at::Tensor& grad, const at::Tensor& weigh
   const auto gy = dense_layout(grad);
   const auto w = weight.contiguous();
   const Geometry g = make_geometry(input.sizes(), w.sizes(), stride, padding, dilation, groups);
-  if (rows_apply(input, g) && input.numel() > 0) {
 #if LAYERLAB_ROWS
+  if (direct_input_apply(input, g) && input.numel() > 0) {  // every element written
+    auto gx = at::empty(input.sizes(), gy.options().memory_format(at::MemoryFormat::Contiguous));
+    AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "local_conv_input_grad", [&] {
+      direct_input_grad_rows<scalar_t>(gy.contiguous(), w, gx, g);
+    });
+    return gx;
+  }
+  if (rows_apply(input, g) && input.numel() > 0) {
     auto gx = at::zeros(input.sizes(), gy.options().memory_format(at::MemoryFormat::Contiguous));
     AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "local_conv_input_grad", [&] {
       rows_input_grad<scalar_t>(gy.contiguous(), w, gx, g);
     });
     return gx;
-#endif
   }
+#endif
   auto gx = empty_like_layout(input.sizes(), input, true);
   if (gx.numel() == 0) return gx;
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "local_conv_input_grad", [&] {
