@@ -277,6 +277,29 @@ def test_direct_kernels_in_sample_chunks(threads):
         torch.testing.assert_close(a, c, rtol=2e-4, atol=2e-4)
 
 
+# The direct input gradient sums into a channels-last buffer of at most 8 MiB per task, splits dx
+# between threads by vectors of input channels (and by samples with more threads than vectors):
+# 4096 positions x 64 channels take 1 MiB per sample, so 10 samples go in chunks of 8 and 2 on 1
+# thread; on 2 and 3 threads the 8 channel vectors are split 4 + 4 and 2 + 3 + 3.
+@pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
+def test_direct_input_grad_in_chunks_and_slices():
+    case = (1, (4096,), 64, 8, (3,), (1,), (1,), (1,), 1)
+    (x, w, b), conf = make(case, batch=10, dtype=torch.float32)
+    g = torch.randn(10, 8, 4096)
+    want = grads(run("torch", x, w, b, **conf), (x,), g)[0]
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(grads(run("direct", x, w, b, **conf), (x,), g)[0])
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(results[0], want, rtol=1e-4, atol=1e-4)
+    for other in results[1:]:
+        assert torch.equal(results[0], other)
+
+
 # The row kernels' input gradient splits dx between threads by input channels where each thread
 # gets >= 4 of them (kSliceChannels), else by samples, and by both with more threads than slices:
 # 9 channels per group give 2 uneven channel slices (4 + 5) on 2 threads, and 2 x 2 on 4 threads.

@@ -904,13 +904,24 @@ ROWS_TARGET void direct_weight_grad_tile(const T* const* x, const int64_t* off, 
     }                                                                                             \
   } while (0)
 
-// y (nb x n_o, row stride ldy) = X (nb x K) . W (K x n_o, row stride ldw), X[b][k] = x[b][off[k]].
+// Prefetches (into L2) the share [i * n / parts, (i + 1) * n / parts) of the ``bytes`` at ``p``:
+// the next position's weights, spread over this position's work.
+inline void prefetch_share(const void* p, int64_t bytes, int64_t i, int64_t parts) {
+  const char* c = static_cast<const char*>(p);
+  const int64_t lines = (bytes + 63) / 64;
+  for (int64_t l = i * lines / parts; l < (i + 1) * lines / parts; ++l) __builtin_prefetch(c + l * 64, 0, 2);
+}
+
+// y (nb x n_o, row stride ldy) = X (nb x K) . W (K x n_o, row stride ldw), X[b][k] = x[b][off[k]];
+// meanwhile prefetches the ``ahead_bytes`` at ``ahead`` (nullptr: none).
 template <typename T>
 ROWS_TARGET void direct_forward(const T* const* x, const int64_t* off, int64_t nb, int64_t K, const T* w, int64_t ldw,
-                                int64_t n_o, T* y, int64_t ldy) {
+                                int64_t n_o, T* y, int64_t ldy, const T* ahead, int64_t ahead_bytes) {
   constexpr int64_t V = Simd<T>::lanes, OT = kTileB * V;
+  const int64_t n_tiles = (nb + kTileA - 1) / kTileA;
   for (int64_t b = 0; b < nb; b += step(b, nb, kTileA)) {
     const int64_t mb = step(b, nb, kTileA);
+    if (ahead != nullptr) prefetch_share(ahead, ahead_bytes, b / kTileA, n_tiles);
     for (int64_t o = 0; o < n_o; o += OT) {
       const int64_t n_left = n_o - o, nl = n_left % V == 0 ? V : n_left % V;
       T* ys[kTileA];
@@ -1519,8 +1530,9 @@ void direct_forward_rows(const at::Tensor& x, const at::Tensor& w, const c10::op
           fill_rows(xd, g, r, d, grp, bc, nb, od, oh, buf);
           for (int64_t ow = ow0; ow < ow1; ++ow) {
             direct_pointers(buf, g, d, nb, ow, xb);
-            direct_forward(xb, d.off.data(), nb, g.k, wd + ((p_row + ow) * g.groups + grp) * KO, g.o_g, g.o_g,
-                           stage + ow * nb * g.c_out + grp * g.o_g, g.c_out);
+            const T* wp = wd + ((p_row + ow) * g.groups + grp) * KO;
+            direct_forward(xb, d.off.data(), nb, g.k, wp, g.o_g, g.o_g, stage + ow * nb * g.c_out + grp * g.o_g, g.c_out,
+                           p_row + ow + 1 < g.n_pos ? wp + g.groups * KO : nullptr, KO * static_cast<int64_t>(sizeof(T)));
           }
         }
         for (int64_t b = 0; b < nb; ++b) {  // stage (OW, nb, C_out) -> out[bc + b, c, od, oh, :] (+ bias)
@@ -1655,10 +1667,7 @@ void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tenso
               }
               const int64_t id0 = od * g.stride[0] - g.padding[0], ih0 = oh * g.stride[1] - g.padding[1];
               const int64_t iw0 = ow * g.stride[2] - g.padding[2];
-              // the next position's weights, a share per tap, into L2 while this one's run
-              const bool ahead = row * OW + ow + 1 < g.n_pos;
-              const char* next_w = reinterpret_cast<const char*>(wp + g.groups * KO);
-              const int64_t w_bytes = KO * static_cast<int64_t>(sizeof(T)), share = (w_bytes / taps + 63) / 64 * 64;
+              const bool ahead = row * OW + ow + 1 < g.n_pos;  // the next position's weights, a share per tap
               int64_t t = 0;
               for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
                 const int64_t id = id0 + kd * g.dilation[0];
@@ -1666,11 +1675,7 @@ void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tenso
                   const int64_t ih = ih0 + kh * g.dilation[1];
                   for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++t) {
                     const int64_t iw = iw0 + kw * g.dilation[2];
-                    if (ahead) {
-                      for (int64_t b = t * share; b < std::min(w_bytes, (t + 1) * share); b += 64) {
-                        __builtin_prefetch(next_w + b, 0, 2);
-                      }
-                    }
+                    if (ahead) prefetch_share(wp + g.groups * KO, KO * static_cast<int64_t>(sizeof(T)), t, taps);
                     if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) continue;
                     const int64_t loc = (id * g.in[1] + ih) * g.in[2] + iw;
                     direct_input_grad(stage + ow * nb * o_g, o_g, nb, o_g, wt + t * o_g * n_c, n_c, n_c,
