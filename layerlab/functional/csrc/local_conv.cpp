@@ -954,23 +954,35 @@ ROWS_TARGET void direct_input_grad_tile(const T* dy, int64_t ldy, int64_t n_o, c
                                         int64_t ldx) {
   using S = Simd<T>;
   typename S::R acc[MB][MC];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int b = 0; b < MB; ++b) {
 #pragma GCC unroll 4
     for (int c = 0; c < MC; ++c) acc[b][c] = S::zero();
   }
   for (int64_t o = 0; o < n_o; ++o) {
-    typename S::R gv[MB];
+    if constexpr (MB > kTileA) {  // 6 x 2: the weights first, one broadcast at a time (15 registers)
+      typename S::R wv[MC];
+#pragma GCC unroll 8
+      for (int c = 0; c < MC; ++c) wv[c] = S::load(wt + o * ldw + c * S::lanes);
+#pragma GCC unroll 8
+      for (int b = 0; b < MB; ++b) {
+        const typename S::R gv = S::set1(dy[b * ldy + o]);
+#pragma GCC unroll 8
+        for (int c = 0; c < MC; ++c) acc[b][c] = S::fma(gv, wv[c], acc[b][c]);
+      }
+    } else {  // 3 x 4: the broadcasts first, one weight vector at a time (16 registers)
+      typename S::R gv[MB];
 #pragma GCC unroll 4
-    for (int b = 0; b < MB; ++b) gv[b] = S::set1(dy[b * ldy + o]);
+      for (int b = 0; b < MB; ++b) gv[b] = S::set1(dy[b * ldy + o]);
 #pragma GCC unroll 4
-    for (int c = 0; c < MC; ++c) {
-      const typename S::R wv = S::load(wt + o * ldw + c * S::lanes);
+      for (int c = 0; c < MC; ++c) {
+        const typename S::R wv = S::load(wt + o * ldw + c * S::lanes);
 #pragma GCC unroll 4
-      for (int b = 0; b < MB; ++b) acc[b][c] = S::fma(gv[b], wv, acc[b][c]);
+        for (int b = 0; b < MB; ++b) acc[b][c] = S::fma(gv[b], wv, acc[b][c]);
+      }
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int b = 0; b < MB; ++b) {
 #pragma GCC unroll 4
     for (int c = 0; c < MC; ++c) {
@@ -980,9 +992,13 @@ ROWS_TARGET void direct_input_grad_tile(const T* dy, int64_t ldy, int64_t n_o, c
   }
 }
 
-// Calls TILE<T, A, MC>(args...) for a in {3, 1} and mc in {4, 3, 2, 1}.
+// Calls TILE<T, A, MC>(args...) for (a, mc) = (6, 2) and in {3, 1} x {4, 3, 2, 1}.
 #define LL_DISPATCH_C(TILE, a, mc, ...)                                                           \
   do {                                                                                            \
+    if ((a) == 2 * kTileA) {                                                                      \
+      TILE<T, 6, 2>(__VA_ARGS__);                                                                 \
+      break;                                                                                      \
+    }                                                                                             \
     switch (((a) == kTileA ? 0 : 4) + (mc) - 1) {                                                 \
       case 0: TILE<T, 3, 1>(__VA_ARGS__); break;                                                  \
       case 1: TILE<T, 3, 2>(__VA_ARGS__); break;                                                  \
@@ -1002,11 +1018,13 @@ ROWS_TARGET void direct_input_grad(const T* dy, int64_t ldy, int64_t nb, int64_t
                                    int64_t n_c, T* dx, int64_t ldx) {
   constexpr int64_t V = Simd<T>::lanes;
   const int64_t n_vec = n_c / V;
-  for (int64_t b = 0; b < nb; b += step(b, nb, kTileA)) {
-    const int64_t mb = step(b, nb, kTileA);
-    for (int64_t c = 0; c < n_vec; c += kTileB) {
-      const int64_t mc = std::min(kTileB, n_vec - c);
+  for (int64_t c = 0; c < n_vec; c += kTileB) {
+    const int64_t mc = std::min(kTileB, n_vec - c);
+    const int64_t full = mc == 2 ? 2 * kTileA : kTileA;  // 6 x 2 tiles for 2 vectors (12 accumulators)
+    for (int64_t b = 0; b < nb;) {
+      const int64_t mb = nb - b >= full ? full : nb - b >= kTileA ? kTileA : 1;
       LL_DISPATCH_C(direct_input_grad_tile, mb, mc, dy + b * ldy, ldy, n_o, wt + c * V, ldw, dx + b * ldx + c * V, ldx);
+      b += mb;
     }
   }
 }
