@@ -11,11 +11,13 @@ tap. Output sizes follow the convolution formula
 ``out = floor((in + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1``.
 
 Three implementations, same results: float32/float64 CPU tensors use the C++ kernels of
-``csrc/local_conv.cpp`` (compiled on first use, see ``_local_ext``), which pick one of two kernel
-sets per call: "rows" (x86-64 with AVX2+FMA, stride 1 along the last dimension, not channels_last:
-output positions along the SIMD lanes, NCHW read and written in place, per-block packed operands)
-or "gemm" (one small GEMM per output position over a per-thread patch buffer; strided and
-channels_last cases). With the environment variable ``LAYERLAB_CUDA_KERNELS=triton`` (and
+``csrc/local_conv.cpp`` (compiled on first use, see ``_local_ext``), which pick one of three kernel
+sets per op and call: "direct" (x86-64 with AVX2+FMA, not channels_last, >= 4 SIMD vectors of
+channels per group: channels along the lanes, one small GEMM per output position over buffered
+input rows, weights read in place), "rows" (x86-64 with AVX2+FMA, stride 1 along the last
+dimension, not channels_last: output positions along the SIMD lanes, NCHW read and written in
+place, per-block packed operands) or "gemm" (one BLAS GEMM per output position over a per-thread
+patch buffer; strided and channels_last cases). With the environment variable ``LAYERLAB_CUDA_KERNELS=triton`` (and
 ``triton`` installed), CUDA tensors use the Triton kernels of ``_local_triton`` (implicit im2col
 into ``tl.dot`` per output position; the input gradient in gather form) — opt-in until they have
 been compiled and timed on a GPU (so far they are verified in the Triton interpreter only). None of

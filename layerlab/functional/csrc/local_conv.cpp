@@ -6,7 +6,11 @@
 //                               taps in F.unfold order), O_g = C_out / G
 //   output (B, C_out, *out)     contiguous, or channels_last when the input is channels_last
 //
-// Two kernel sets compute the same thing; rows_apply() picks one per call (use_kernel() can force it):
+// Three kernel sets compute the same thing; direct_apply(), direct_input_apply() and rows_apply()
+// pick one per op and call (use_kernel() can force one):
+// - "direct" (below, x86-64 with AVX2 + FMA): input not channels_last, a group's output channels
+//   (forward, weight gradient) or input channels (input gradient) fill >= 4 vectors. Channels along
+//   the SIMD lanes, one small GEMM per position over a buffer of input rows, weights in place.
 // - "rows" (below, x86-64 with AVX2 + FMA): stride 1 along the last dimension, input not
 //   channels_last. Output positions along the SIMD lanes, NCHW read and written in place.
 // - "gemm" (here): every other case, channels_last the fast one.
@@ -541,7 +545,7 @@ bool rows_apply(const at::Tensor& x, const Geometry& g) {
 // ``g``: x86 with AVX2 + FMA and an input that is not channels_last (any other layout is made
 // contiguous); automatically where the output channels of a group fill whole register tiles
 // (O_g >= 4 vectors: 32 floats, 16 doubles). Measured against the row kernels (Zen 4, float32,
-// 1 thread): forward 10-25% and weight gradient 5-10% faster on shapes a and b (O_g 32 and 64);
+// 1 thread): forward 10-20% and weight gradient 5-12% faster on shapes a and b (O_g 32 and 64);
 // with O_g = 16 (shape c) the tiles are half as wide and they ran 1.3-1.8x slower.
 bool direct_apply(const at::Tensor& x, const Geometry& g) {
 #if LAYERLAB_ROWS
@@ -557,7 +561,9 @@ bool direct_apply(const at::Tensor& x, const Geometry& g) {
 }
 
 // Whether the direct kernels serve the input gradient: as direct_apply, and automatically where the
-// input channels of a group fill whole register tiles (C_g >= 4 vectors).
+// input channels of a group fill whole register tiles (C_g >= 4 vectors). Measured (Zen 4,
+// float32, 1 thread): shape b (C_g 32) 7-11% faster than the row kernels; with C_g 3 or 1 (shapes
+// a and c) the lanes are mostly padding and it ran 2.5-5x slower.
 bool direct_input_apply(const at::Tensor& x, const Geometry& g) {
 #if LAYERLAB_ROWS
   const int choice = kernel_choice.load();
