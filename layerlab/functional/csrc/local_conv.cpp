@@ -6,8 +6,8 @@
 //                               taps in F.unfold order), O_g = C_out / G
 //   output (B, C_out, *out)     contiguous, or channels_last when the input is channels_last
 //
-// Three kernel sets compute the same thing; direct_apply(), direct_input_apply() and rows_apply()
-// pick one per op and call (use_kernel() can force one):
+// Three kernel sets compute the same thing; direct_apply() and rows_apply() pick one per op and
+// call (use_kernel() can force one):
 // - "direct" (below, x86-64 with AVX2 + FMA): input not channels_last, a group's output channels
 //   (forward, weight gradient) or input channels (input gradient) fill >= 4 vectors. Channels along
 //   the SIMD lanes, one small GEMM per position over a buffer of input rows, weights in place.
@@ -452,7 +452,7 @@ void input_grad_kernel(const at::Tensor& grad, const at::Tensor& w, at::Tensor& 
 #endif
 
 // Which kernel set the ops use: 0 automatic, 1 rows whenever applicable, 2 per-position GEMM,
-// 3 direct (forward and weight gradient; the input gradient as in automatic) whenever applicable.
+// 3 direct whenever applicable.
 std::atomic<int> kernel_choice{0};
 
 #if LAYERLAB_ROWS
@@ -541,38 +541,23 @@ bool rows_apply(const at::Tensor& x, const Geometry& g) {
 #endif
 }
 
-// Whether the direct kernels serve the forward and weight gradient of an input ``x`` of geometry
-// ``g``: x86 with AVX2 + FMA and an input that is not channels_last (any other layout is made
-// contiguous); automatically where the output channels of a group fill whole register tiles
-// (O_g >= 4 vectors: 32 floats, 16 doubles). Measured against the row kernels (Zen 4, float32,
-// 1 thread): forward 10-20% and weight gradient 5-12% faster on shapes a and b (O_g 32 and 64);
-// with O_g = 16 (shape c) the tiles are half as wide and they ran 1.3-1.8x slower.
-bool direct_apply(const at::Tensor& x, const Geometry& g) {
+// Whether the direct kernels serve an op on input ``x`` whose SIMD lanes hold ``channels`` channels
+// of a group (the forward and weight gradient: O_g; the input gradient: C_g): x86 with AVX2 + FMA
+// and an input that is not channels_last (any other layout is made contiguous); automatically
+// where the channels fill whole register tiles (>= 4 vectors: 32 floats, 16 doubles). Measured
+// against the row kernels (Zen 4, float32, 1 thread): forward 10-20% and weight gradient 5-12%
+// faster on shapes a and b (O_g 32 and 64), input gradient 7-11% faster on b (C_g 32); with fewer
+// channels the lanes are half empty or mostly padding: forward and weight gradient on c (O_g 16)
+// 1.3-1.8x slower, input gradient on a and c (C_g 3, 1) 2.5-5x slower.
+bool direct_apply(const at::Tensor& x, int64_t channels) {
 #if LAYERLAB_ROWS
   const int choice = kernel_choice.load();
   if (choice == 1 || choice == 2 || !cpu_has_avx2_fma() || channels_last(x)) return false;
   const int64_t lanes = x.scalar_type() == at::kFloat ? 8 : 4;
-  return choice == 3 || g.o_g >= 4 * lanes;
+  return choice == 3 || channels >= 4 * lanes;
 #else
   (void)x;
-  (void)g;
-  return false;
-#endif
-}
-
-// Whether the direct kernels serve the input gradient: as direct_apply, and automatically where the
-// input channels of a group fill whole register tiles (C_g >= 4 vectors). Measured (Zen 4,
-// float32, 1 thread): shape b (C_g 32) 7-11% faster than the row kernels; with C_g 3 or 1 (shapes
-// a and c) the lanes are mostly padding and it ran 2.5-5x slower.
-bool direct_input_apply(const at::Tensor& x, const Geometry& g) {
-#if LAYERLAB_ROWS
-  const int choice = kernel_choice.load();
-  if (choice == 1 || choice == 2 || !cpu_has_avx2_fma() || channels_last(x)) return false;
-  const int64_t lanes = x.scalar_type() == at::kFloat ? 8 : 4;
-  return choice == 3 || g.c_g >= 4 * lanes;
-#else
-  (void)x;
-  (void)g;
+  (void)channels;
   return false;
 #endif
 }
@@ -787,7 +772,8 @@ inline int64_t step2(int64_t i, int64_t n, int64_t full) { return n - i >= full 
 // ---- Direct kernels: output channels along the SIMD lanes (AVX2 + FMA) ---------------------------
 //
 // Forward and weight gradient of a (B, C, *spatial) input that is not channels_last, one output
-// row (od, oh) at a time (direct_forward_rows, direct_weight_grad_rows below). The input rows
+// row (od, oh) at a time (direct_forward_rows, direct_weight_grad_rows below; the input gradient,
+// direct_input_grad_rows, puts input channels on the lanes, see there). The input rows
 // r = (c, kd, kh) that the row's windows read are copied, for a chunk of nb samples, into a buffer
 // (rows, nb, W_p) with W_p = in[2] + 2 * padding[2] and zeros in the padding, so that window
 // element k of sample b at the position in column ow is buf[b * W_p + ow * stride[2] + off[k]],
@@ -1512,6 +1498,25 @@ ROWS_TARGET inline void transpose_block(const T* src, int64_t ss, int64_t ni, in
   }
 }
 
+// stage[(ow * nb + b) * n_ch + c] = t[b0 + b, c0 + c, od, oh, ow] for c < n_ch: output row (od, oh)
+// of a (B, C_out, *out) tensor with strides r.ys, channels-last for nb samples. A last partial
+// V x V block overlaps the one before (same values) rather than masking.
+template <typename T>
+ROWS_TARGET void stage_row(const T* t, const Geometry& g, const RowPlan& r, int64_t b0, int64_t nb, int64_t c0,
+                           int64_t n_ch, int64_t od, int64_t oh, T* stage) {
+  const int64_t V = r.lanes, OW = g.out[2];
+  for (int64_t b = 0; b < nb; ++b) {
+    const T* tb = t + (b0 + b) * r.ys[0] + c0 * r.ys[1] + od * r.ys[2] + oh * r.ys[3];
+    for (int64_t c = 0; c < n_ch; c += V) {
+      for (int64_t ow = 0; ow < OW; ow += V) {
+        const int64_t c_ = n_ch >= V ? std::min(c, n_ch - V) : c, ow_ = OW >= V ? std::min(ow, OW - V) : ow;
+        transpose_block(tb + c_ * r.ys[1] + ow_, r.ys[1], std::min(V, n_ch - c_), std::min(V, OW - ow_),
+                        stage + (ow_ * nb + b) * n_ch + c_, nb * n_ch);
+      }
+    }
+  }
+}
+
 // xb[b] = the first window element of samples [0, nb) for the position in column ow.
 template <typename T>
 inline void direct_pointers(const T* buf, const Geometry& g, const DirectPlan& d, int64_t nb, int64_t ow,
@@ -1585,26 +1590,16 @@ void direct_weight_grad_rows(const at::Tensor& gy, const at::Tensor& x, at::Tens
   const T* xd = x.const_data_ptr<T>();
   const T* gd = gy.const_data_ptr<T>();
   T* wd = gw.mutable_data_ptr<T>();
-  const int64_t OW = g.out[2], KO = g.k * g.o_g, ld = OW * g.c_out, V = r.lanes;
+  const int64_t OW = g.out[2], KO = g.k * g.o_g;
   run_tasks(g.out[0] * g.out[1], [&](const auto& next) {
     T* buf = scratch<T>(1, r.rows * d.row_stride);
-    T* stage = scratch<T>(2, d.b_cap * ld);
+    T* stage = scratch<T>(2, d.b_cap * OW * g.c_out);
     const T** xb = scratch<const T*>(0, d.b_cap);
     for (int64_t row = next(); row >= 0; row = next()) {
       const int64_t od = row / g.out[1], oh = row % g.out[1], p_row = row * OW;
       for (int64_t bc = 0; bc < g.batch; bc += d.b_cap) {
         const int64_t nb = std::min(d.b_cap, g.batch - bc);
-        for (int64_t b = 0; b < nb; ++b) {  // dy[bc + b, c, od, oh, :] -> stage (OW, nb, C_out)
-          const T* gb = gd + (bc + b) * r.ys[0] + od * r.ys[2] + oh * r.ys[3];
-          for (int64_t c = 0; c < g.c_out; c += V) {
-            for (int64_t ow = 0; ow < OW; ow += V) {
-              const int64_t c_ = g.c_out >= V ? std::min(c, g.c_out - V) : c;
-              const int64_t ow_ = OW >= V ? std::min(ow, OW - V) : ow;
-              transpose_block(gb + c_ * r.ys[1] + ow_, r.ys[1], std::min(V, g.c_out - c_), std::min(V, OW - ow_),
-                              stage + (ow_ * nb + b) * g.c_out + c_, nb * g.c_out);
-            }
-          }
-        }
+        stage_row(gd, g, r, bc, nb, 0, g.c_out, od, oh, stage);
         for (int64_t grp = 0; grp < g.groups; ++grp) {
           fill_rows(xd, g, r, d, grp, bc, nb, od, oh, buf);
           for (int64_t ow = 0; ow < OW; ++ow) {
@@ -1661,16 +1656,7 @@ void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tenso
           std::fill(dxb, dxb + nb * n_loc * n_c, T(0));
           for (int64_t row = 0; row < g.out[0] * g.out[1]; ++row) {
             const int64_t od = row / g.out[1], oh = row % g.out[1];
-            for (int64_t b = 0; b < nb; ++b) {  // dy[bc + b, grp * O_g + o, od, oh, :] -> stage (OW, nb, O_g)
-              const T* gb = gd + (bc + b) * r.ys[0] + grp * o_g * r.ys[1] + od * r.ys[2] + oh * r.ys[3];
-              for (int64_t o = 0; o < o_g; o += V) {
-                for (int64_t ow = 0; ow < OW; ow += V) {
-                  const int64_t o_ = o_g >= V ? std::min(o, o_g - V) : o, ow_ = OW >= V ? std::min(ow, OW - V) : ow;
-                  transpose_block(gb + o_ * r.ys[1] + ow_, r.ys[1], std::min(V, o_g - o_), std::min(V, OW - ow_),
-                                  stage + (ow_ * nb + b) * o_g + o_, nb * o_g);
-                }
-              }
-            }
+            stage_row(gd, g, r, bc, nb, grp * o_g, o_g, od, oh, stage);
             const int64_t n_runs = nb * o_g;  // the next output row's dy, a share per position, into L2
             const bool next_row = row + 1 < g.out[0] * g.out[1];
             const int64_t nd = (row + 1) / g.out[1], nh = (row + 1) % g.out[1];
@@ -1744,7 +1730,7 @@ at::Tensor local_conv_forward(const at::Tensor& input, const at::Tensor& weight,
   const Geometry g = make_geometry(x.sizes(), w.sizes(), stride, padding, dilation, groups);
   auto out = empty_like_layout(output_sizes(x, g), x, false);
   if (out.numel() == 0) return out;
-  const bool direct = direct_apply(x, g), rows = rows_apply(x, g);
+  const bool direct = direct_apply(x, g.o_g), rows = rows_apply(x, g);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "local_conv_forward", [&] {
 #if LAYERLAB_ROWS
     if (direct) return direct_forward_rows<scalar_t>(x, w, bias, out, g);
@@ -1764,7 +1750,7 @@ at::Tensor local_conv_weight_grad(const at::Tensor& grad, const at::Tensor& inpu
   const Geometry g = make_geometry(x.sizes(), weight_size, stride, padding, dilation, groups);
   auto gw = at::empty(weight_size, x.options().memory_format(at::MemoryFormat::Contiguous));
   if (g.batch == 0) return gw.zero_();
-  const bool direct = direct_apply(x, g), rows = rows_apply(x, g);
+  const bool direct = direct_apply(x, g.o_g), rows = rows_apply(x, g);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "local_conv_weight_grad", [&] {
 #if LAYERLAB_ROWS
     if (direct) return direct_weight_grad_rows<scalar_t>(gy.contiguous(), x, gw, g);
@@ -1783,7 +1769,7 @@ at::Tensor local_conv_input_grad(const at::Tensor& grad, const at::Tensor& weigh
   const auto w = weight.contiguous();
   const Geometry g = make_geometry(input.sizes(), w.sizes(), stride, padding, dilation, groups);
 #if LAYERLAB_ROWS
-  if (direct_input_apply(input, g) && input.numel() > 0) {  // every element written
+  if (direct_apply(input, g.c_g) && input.numel() > 0) {  // every element written
     auto gx = at::empty(input.sizes(), gy.options().memory_format(at::MemoryFormat::Contiguous));
     AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "local_conv_input_grad", [&] {
       direct_input_grad_rows<scalar_t>(gy.contiguous(), w, gx, g);
@@ -1813,7 +1799,7 @@ bool has_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
 std::string kernel_path(const at::Tensor& input, at::IntArrayRef weight_size, at::IntArrayRef stride,
                         at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   const Geometry g = make_geometry(input.sizes(), weight_size, stride, padding, dilation, groups);
-  return direct_apply(input, g) ? "direct" : rows_apply(input, g) ? "rows" : "gemm";
+  return direct_apply(input, g.o_g) ? "direct" : rows_apply(input, g) ? "rows" : "gemm";
 }
 
 // Sets the kernel preference ("auto"; "rows" or "direct" where applicable; or "gemm"); returns the
