@@ -1657,14 +1657,17 @@ void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tenso
           for (int64_t row = 0; row < g.out[0] * g.out[1]; ++row) {
             const int64_t od = row / g.out[1], oh = row % g.out[1];
             stage_row(gd, g, r, bc, nb, grp * o_g, o_g, od, oh, stage);
-            const int64_t n_runs = nb * o_g;  // the next output row's dy, a share per position, into L2
-            const bool next_row = row + 1 < g.out[0] * g.out[1];
-            const int64_t nd = (row + 1) / g.out[1], nh = (row + 1) % g.out[1];
+            // the next output row's dy, (sample, channel) runs of OW, a share per position, into L2
+            const int64_t n_runs = row + 1 < g.out[0] * g.out[1] ? nb * o_g : 0;
+            const T* next_dy = gd + bc * r.ys[0] + grp * o_g * r.ys[1] + ((row + 1) / g.out[1]) * r.ys[2] +
+                               ((row + 1) % g.out[1]) * r.ys[3];
             for (int64_t ow = 0; ow < OW; ++ow) {
-              for (int64_t i = ow * n_runs / OW; next_row && i < (ow + 1) * n_runs / OW; ++i) {
-                const T* run = gd + (bc + i / o_g) * r.ys[0] + (grp * o_g + i % o_g) * r.ys[1] + nd * r.ys[2] + nh * r.ys[3];
+              const int64_t i0 = ow * n_runs / OW, i1 = (ow + 1) * n_runs / OW;
+              for (int64_t i = i0, b = i0 / std::max<int64_t>(1, o_g), o = i0 - b * o_g; i < i1; ++i) {
+                const T* run = next_dy + b * r.ys[0] + o * r.ys[1];
                 __builtin_prefetch(run, 0, 2);
                 __builtin_prefetch(run + OW - 1, 0, 2);
+                if (++o == o_g) o = 0, ++b;
               }
               const T* wp = wd + ((row * OW + ow) * g.groups + grp) * KO;  // W_p[(c, t), o] -> wt[t, o, c - c0]
               for (int64_t c = 0; c < nc; c += V) {  // V rows of W_p read front to back
