@@ -277,20 +277,26 @@ def test_direct_kernels_in_sample_chunks(threads):
         torch.testing.assert_close(a, c, rtol=2e-4, atol=2e-4)
 
 
-# The direct input gradient sums into a channels-last buffer of at most 8 MiB per task, splits dx
-# between threads by vectors of input channels (and by samples with more threads than vectors):
-# 4096 positions x 64 channels take 1 MiB per sample, so 10 samples go in chunks of 8 and 2 on 1
-# thread; on 2 and 3 threads the 8 channel vectors are split 4 + 4 and 2 + 3 + 3.
+# The direct input gradient sums into a channels-last buffer of at most 8 MiB per task and splits
+# dx between threads by slices of >= 4 vectors of input channels, else by ranges of input rows,
+# else by samples. 1-d, 4096 positions x 64 channels take 1 MiB per sample: 10 samples go in chunks
+# of 8 and 2 on 1 thread; the 8 channel vectors are split 4 + 4 on 2 and 3 threads. 2-d, 32 channels
+# per group (4 vectors, one slice), stride 2 and dilation 2 down the rows: 12 input rows split in 2,
+# 3 and 4 ranges, output rows reaching over the range boundaries.
 @pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
-def test_direct_input_grad_in_chunks_and_slices():
-    case = (1, (4096,), 64, 8, (3,), (1,), (1,), (1,), 1)
-    (x, w, b), conf = make(case, batch=10, dtype=torch.float32)
-    g = torch.randn(10, 8, 4096)
+@pytest.mark.parametrize(
+    "case, batch",
+    [((1, (4096,), 64, 8, (3,), (1,), (1,), (1,), 1), 10), ((2, (12, 20), 64, 8, (3, 3), (2, 1), (1, 1), (2, 1), 2), 7)],
+    ids=["1d-chunks-channels", "2d-row-ranges"],
+)
+def test_direct_input_grad_in_chunks_and_slices(case, batch):
+    (x, w, b), conf = make(case, batch=batch, dtype=torch.float32)
+    g = torch.randn(batch, case[3], *out_size_of(case[1], case[4], case[5], case[6], case[7]))
     want = grads(run("torch", x, w, b, **conf), (x,), g)[0]
     previous = torch.get_num_threads()
     results = []
     try:
-        for threads in (1, 2, 3):
+        for threads in (1, 2, 3, 4):
             torch.set_num_threads(threads)
             results.append(grads(run("direct", x, w, b, **conf), (x,), g)[0])
     finally:

@@ -1614,14 +1614,16 @@ void direct_weight_grad_rows(const at::Tensor& gy, const at::Tensor& x, at::Tens
 }
 
 // Input gradient of the direct kernels, input channels along the lanes. Threads own disjoint
-// slices of dx: vectors of input channels where there are enough (each thread then transposes
-// only its channels' weights), and samples. Per task and group, the gradient is summed in a
-// channels-last buffer (nb, D * H * W, n_c) (the part that the output rows in flight touch stays
-// in L2) and then transposed into dx. Per position p and window tap t = (kd, kh, kw):
+// parts of dx: slices of input channels where each gets >= 4 vectors (it then transposes only its
+// channels' weights), else ranges of input rows (id, ih) (each processes the output rows whose
+// windows reach its range, and only the taps that land in it), else samples. Per task and group,
+// the gradient is summed in a channels-last buffer (nb, rows of the range x W, n_c) (the part that
+// the output rows in flight touch stays in L2) and then transposed into dx. Per position p and
+// window tap t = (kd, kh, kw):
 //   dX[b, (id, ih, iw), c] += sum_o dY_p[b, o] * W_p[(c, t), o]
 // with dY staged (out[2], nb, O_g) per output row and W_p transposed to (t, o, c) once per position
 // (zeros past the slice's channels). Every dx element is summed over the positions in order, then
-// the taps, then o: results do not depend on the number of threads.
+// the taps, then o, in whichever part it falls: results do not depend on the number of threads.
 // Buffer per task: batches whose buffer would be larger go in sample chunks (each transposes the
 // weights again).
 constexpr int64_t kDirectGradBytes = 8 << 20;
@@ -1632,20 +1634,24 @@ void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tenso
   const T* gd = gy.const_data_ptr<T>();
   const T* wd = w.const_data_ptr<T>();
   T* xd = gx.mutable_data_ptr<T>();
-  const int64_t V = r.lanes, KO = g.k * g.o_g, OW = g.out[2], taps = g.taps, o_g = g.o_g;
-  const int64_t n_loc = g.in[0] * g.in[1] * g.in[2], c_vecs = (g.c_g + V - 1) / V;
+  const int64_t V = r.lanes, KO = g.k * g.o_g, OW = g.out[2], taps = g.taps, o_g = g.o_g, KW = g.kernel[2];
+  const int64_t in_rows = g.in[0] * g.in[1], n_out_rows = g.out[0] * g.out[1], c_vecs = (g.c_g + V - 1) / V;
   const int64_t threads = at::get_num_threads();
-  const int64_t n_cs = std::max<int64_t>(1, std::min(threads, c_vecs));
-  const int64_t n_bs = std::max<int64_t>(1, std::min(threads / n_cs, g.batch));
-  run_tasks(n_cs * n_bs, [&](const auto& next) {
+  const int64_t n_cs = std::max<int64_t>(1, std::min(threads, c_vecs / kTileB));
+  const int64_t n_ps = std::max<int64_t>(1, std::min(threads / n_cs, in_rows));
+  const int64_t n_bs = std::max<int64_t>(1, std::min(threads / (n_cs * n_ps), g.batch));
+  run_tasks(n_cs * n_ps * n_bs, [&](const auto& next) {
+    std::vector<int64_t> tap_row(g.kernel[0] * g.kernel[1]);  // input row id * H + ih of (kd, kh), -1 outside
     for (int64_t task = next(); task >= 0; task = next()) {
-      const int64_t cs = task % n_cs, bs = task / n_cs;
+      const int64_t cs = task % n_cs, ps = task / n_cs % n_ps, bs = task / (n_cs * n_ps);
       const int64_t s0 = bs * g.batch / n_bs, s1 = (bs + 1) * g.batch / n_bs;
       // this task's channels [c0, c0 + nc) of every group, n_c = nc rounded up to whole vectors
       const int64_t c0 = cs * c_vecs / n_cs * V, nc = std::min(g.c_g, (cs + 1) * c_vecs / n_cs * V) - c0;
       const int64_t n_c = (nc + V - 1) / V * V;
+      // and its input rows [R0, R1), n_loc positions
+      const int64_t R0 = ps * in_rows / n_ps, R1 = (ps + 1) * in_rows / n_ps, n_loc = (R1 - R0) * g.in[2];
       const int64_t chunk = std::max<int64_t>(
-          1, std::min(s1 - s0, kDirectGradBytes / (n_loc * n_c * static_cast<int64_t>(sizeof(T)))));
+          1, std::min(s1 - s0, kDirectGradBytes / std::max<int64_t>(1, n_loc * n_c * static_cast<int64_t>(sizeof(T)))));
       T* dxb = scratch<T>(1, chunk * n_loc * n_c);
       T* stage = scratch<T>(2, OW * chunk * o_g);
       T* wt = scratch<T>(3, taps * o_g * n_c);
@@ -1654,11 +1660,23 @@ void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tenso
         for (int64_t bc = s0; bc < s1; bc += chunk) {
           const int64_t nb = std::min(chunk, s1 - bc);
           std::fill(dxb, dxb + nb * n_loc * n_c, T(0));
-          for (int64_t row = 0; row < g.out[0] * g.out[1]; ++row) {
+          for (int64_t row = 0; row < n_out_rows; ++row) {
             const int64_t od = row / g.out[1], oh = row % g.out[1];
+            bool reaches = false;
+            for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
+              const int64_t id = od * g.stride[0] - g.padding[0] + kd * g.dilation[0];
+              for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+                const int64_t ih = oh * g.stride[1] - g.padding[1] + kh * g.dilation[1];
+                const int64_t in_row = id * g.in[1] + ih;
+                const bool in = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] && in_row >= R0 && in_row < R1;
+                tap_row[kd * g.kernel[1] + kh] = in ? in_row : -1;
+                reaches = reaches || in;
+              }
+            }
+            if (!reaches) continue;
             stage_row(gd, g, r, bc, nb, grp * o_g, o_g, od, oh, stage);
             // the next output row's dy, (sample, channel) runs of OW, a share per position, into L2
-            const int64_t n_runs = row + 1 < g.out[0] * g.out[1] ? nb * o_g : 0;
+            const int64_t n_runs = row + 1 < n_out_rows ? nb * o_g : 0;
             const T* next_dy = gd + bc * r.ys[0] + grp * o_g * r.ys[1] + ((row + 1) / g.out[1]) * r.ys[2] +
                                ((row + 1) % g.out[1]) * r.ys[3];
             for (int64_t ow = 0; ow < OW; ++ow) {
@@ -1669,37 +1687,31 @@ void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tenso
                 __builtin_prefetch(run + OW - 1, 0, 2);
                 if (++o == o_g) o = 0, ++b;
               }
-              const T* wp = wd + ((row * OW + ow) * g.groups + grp) * KO;  // W_p[(c, t), o] -> wt[t, o, c - c0]
-              for (int64_t c = 0; c < nc; c += V) {  // V rows of W_p read front to back
+              // W_p[(c, t), o] -> wt[t, o, c - c0] for the taps in this range, V rows of W_p front to back
+              const T* wp = wd + ((row * OW + ow) * g.groups + grp) * KO;
+              for (int64_t c = 0; c < nc; c += V) {
                 for (int64_t t = 0; t < taps; ++t) {
+                  if (tap_row[t / KW] < 0) continue;
                   for (int64_t o = 0; o < o_g; o += V) {
                     transpose_block(wp + ((c0 + c) * taps + t) * o_g + o, taps * o_g, std::min(V, nc - c),
                                     std::min(V, o_g - o), wt + (t * o_g + o) * n_c + c, n_c);
                   }
                 }
               }
-              const int64_t id0 = od * g.stride[0] - g.padding[0], ih0 = oh * g.stride[1] - g.padding[1];
-              const int64_t iw0 = ow * g.stride[2] - g.padding[2];
               const bool ahead = row * OW + ow + 1 < g.n_pos;  // the next position's weights, a share per tap
-              int64_t t = 0;
-              for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
-                const int64_t id = id0 + kd * g.dilation[0];
-                for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
-                  const int64_t ih = ih0 + kh * g.dilation[1];
-                  for (int64_t kw = 0; kw < g.kernel[2]; ++kw, ++t) {
-                    const int64_t iw = iw0 + kw * g.dilation[2];
-                    if (ahead) prefetch_share(wp + g.groups * KO, KO * static_cast<int64_t>(sizeof(T)), t, taps);
-                    if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) continue;
-                    const int64_t loc = (id * g.in[1] + ih) * g.in[2] + iw;
-                    direct_input_grad(stage + ow * nb * o_g, o_g, nb, o_g, wt + t * o_g * n_c, n_c, n_c,
-                                      dxb + loc * n_c, n_loc * n_c);
-                  }
-                }
+              const int64_t iw0 = ow * g.stride[2] - g.padding[2];
+              for (int64_t t = 0; t < taps; ++t) {
+                if (ahead) prefetch_share(wp + g.groups * KO, KO * static_cast<int64_t>(sizeof(T)), t, taps);
+                const int64_t in_row = tap_row[t / KW], iw = iw0 + (t % KW) * g.dilation[2];
+                if (in_row < 0 || iw < 0 || iw >= g.in[2]) continue;
+                const int64_t loc = (in_row - R0) * g.in[2] + iw;
+                direct_input_grad(stage + ow * nb * o_g, o_g, nb, o_g, wt + t * o_g * n_c, n_c, n_c, dxb + loc * n_c,
+                                  n_loc * n_c);
               }
             }
           }
-          for (int64_t b = 0; b < nb; ++b) {  // dxb (nb, n_loc, n_c) -> dx[bc + b, grp * C_g + c0 + c, loc]
-            T* xb = xd + (bc + b) * r.xs[0] + (grp * g.c_g + c0) * r.xs[1];
+          for (int64_t b = 0; b < nb; ++b) {  // dxb (nb, n_loc, n_c) -> dx[bc + b, grp * C_g + c0 + c, R0 * W + l]
+            T* xb = xd + (bc + b) * r.xs[0] + (grp * g.c_g + c0) * r.xs[1] + R0 * g.in[2];
             for (int64_t loc = 0; loc < n_loc; loc += V) {
               for (int64_t c = 0; c < nc; c += V) {
                 const int64_t l_ = n_loc >= V ? std::min(loc, n_loc - V) : loc, c_ = nc >= V ? std::min(c, nc - V) : c;
