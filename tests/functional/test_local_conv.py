@@ -3,9 +3,9 @@
 References: ``local_conv_reference`` (naive float64 loops, shares no code with the op),
 ``torch.nn.functional.conv*d`` (a local op whose filters are all one conv filter is that conv) and
 float64 ``gradcheck``. Paths: the C++ kernel sets (float32/float64 on CPU: "rows", positions along
-the SIMD lanes; "direct", a forward with output channels along the lanes, gradients as "rows"; and
-"gemm", one small GEMM per position; ``use_kernel`` forces one) and the pure-torch kernels
-(fallback, bfloat16, CUDA), compared with the references and with each other.
+the SIMD lanes; "direct", channels along the lanes and one small GEMM per position over buffered
+input rows; and "gemm", one BLAS GEMM per position; ``use_kernel`` forces one) and the pure-torch
+kernels (fallback, bfloat16, CUDA), compared with the references and with each other.
 """
 
 from __future__ import annotations
@@ -280,7 +280,8 @@ def test_direct_kernels_in_sample_chunks(threads):
 # The direct input gradient sums into a channels-last buffer of at most 8 MiB per task and splits
 # dx between threads by slices of >= 4 vectors of input channels, else by ranges of input rows,
 # else by samples. 1-d, 4096 positions x 64 channels take 1 MiB per sample: 10 samples go in chunks
-# of 8 and 2 on 1 thread; the 8 channel vectors are split 4 + 4 on 2 and 3 threads. 2-d, 32 channels
+# of 8 and 2 on 1 thread; the 8 channel vectors are split 4 + 4 on 2 and 3 threads, and into 2
+# channel x 2 sample slices on 4. 2-d, 32 channels
 # per group (4 vectors, one slice), stride 2 and dilation 2 down the rows: 12 input rows split in 2,
 # 3 and 4 ranges, output rows reaching over the range boundaries.
 @pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
