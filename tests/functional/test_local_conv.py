@@ -277,20 +277,8 @@ def test_direct_kernels_in_sample_chunks(threads):
         torch.testing.assert_close(a, c, rtol=2e-4, atol=2e-4)
 
 
-# The direct input gradient sums into a channels-last buffer of at most 8 MiB per task and splits
-# dx between threads by slices of >= 4 vectors of input channels, else by ranges of input rows,
-# else by samples. 1-d, 4096 positions x 64 channels take 1 MiB per sample: 10 samples go in chunks
-# of 8 and 2 on 1 thread; the 8 channel vectors are split 4 + 4 on 2 and 3 threads, and into 2
-# channel x 2 sample slices on 4. 2-d, 32 channels
-# per group (4 vectors, one slice), stride 2 and dilation 2 down the rows: 12 input rows split in 2,
-# 3 and 4 ranges, output rows reaching over the range boundaries.
-@pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
-@pytest.mark.parametrize(
-    "case, batch",
-    [((1, (4096,), 64, 8, (3,), (1,), (1,), (1,), 1), 10), ((2, (12, 20), 64, 8, (3, 3), (2, 1), (1, 1), (2, 1), 2), 7)],
-    ids=["1d-chunks-channels", "2d-row-ranges"],
-)
-def test_direct_input_grad_in_chunks_and_slices(case, batch):
+def assert_input_grad_splits(kernel, case, batch):
+    """dx of ``kernel`` on 1-4 threads: close to the pure-torch path, and the same bits each time."""
     (x, w, b), conf = make(case, batch=batch, dtype=torch.float32)
     g = torch.randn(batch, case[3], *out_size_of(case[1], case[4], case[5], case[6], case[7]))
     want = grads(run("torch", x, w, b, **conf), (x,), g)[0]
@@ -299,12 +287,29 @@ def test_direct_input_grad_in_chunks_and_slices(case, batch):
     try:
         for threads in (1, 2, 3, 4):
             torch.set_num_threads(threads)
-            results.append(grads(run("direct", x, w, b, **conf), (x,), g)[0])
+            results.append(grads(run(kernel, x, w, b, **conf), (x,), g)[0])
     finally:
         torch.set_num_threads(previous)
     torch.testing.assert_close(results[0], want, rtol=1e-4, atol=1e-4)
     for other in results[1:]:
         assert torch.equal(results[0], other)
+
+
+# The direct input gradient sums into a channels-last buffer of at most 8 MiB per task and splits
+# dx between threads by slices of >= 4 vectors of input channels, else by ranges of input rows,
+# else by samples. 1-d, 4096 positions x 64 channels take 1 MiB per sample: 10 samples go in chunks
+# of 8 and 2 on 1 thread; the 8 channel vectors are split 4 + 4 on 2 and 3 threads, and into 2
+# channel x 2 sample slices on 4. 2-d, 32 channels per group (4 vectors, one slice), stride 2 and
+# dilation 2 down the rows: 12 input rows split in 2, 3 and 4 ranges, output rows reaching over the
+# range boundaries.
+@pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
+@pytest.mark.parametrize(
+    "case, batch",
+    [((1, (4096,), 64, 8, (3,), (1,), (1,), (1,), 1), 10), ((2, (12, 20), 64, 8, (3, 3), (2, 1), (1, 1), (2, 1), 2), 7)],
+    ids=["1d-chunks-channels", "2d-row-ranges"],
+)
+def test_direct_input_grad_in_chunks_and_slices(case, batch):
+    assert_input_grad_splits("direct", case, batch)
 
 
 # The row kernels' input gradient splits dx between threads by input channels where each thread
@@ -312,21 +317,7 @@ def test_direct_input_grad_in_chunks_and_slices(case, batch):
 # 9 channels per group give 2 uneven channel slices (4 + 5) on 2 threads, and 2 x 2 on 4 threads.
 @pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
 def test_row_input_grad_split_by_channels_and_samples():
-    case = (2, (7, 13), 18, 6, (3, 3), (1, 1), (1, 0), (1, 1), 2)
-    (x, w, b), conf = make(case, batch=6, dtype=torch.float32)
-    g = torch.randn(6, 6, *out_size_of(case[1], case[4], case[5], case[6], case[7]))
-    want = grads(run("torch", x, w, b, **conf), (x,), g)[0]
-    previous = torch.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 3, 4):
-            torch.set_num_threads(threads)
-            results.append(grads(run("rows", x, w, b, **conf), (x,), g)[0])
-    finally:
-        torch.set_num_threads(previous)
-    torch.testing.assert_close(results[0], want, rtol=1e-4, atol=1e-4)
-    for other in results[1:]:
-        assert torch.equal(results[0], other)
+    assert_input_grad_splits("rows", (2, (7, 13), 18, 6, (3, 3), (1, 1), (1, 0), (1, 1), 2), 6)
 
 
 @pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
