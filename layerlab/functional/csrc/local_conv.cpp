@@ -1498,9 +1498,15 @@ ROWS_TARGET inline void transpose_block(const T* src, int64_t ss, int64_t ni, in
   }
 }
 
+// Start of the V-wide block at i of the range [lo, hi): a last partial block is moved back to
+// overlap the one before it (the transposes below then write the same values twice instead of
+// masking), unless the whole range is shorter than V.
+inline int64_t block_start(int64_t i, int64_t lo, int64_t hi, int64_t V) {
+  return hi - lo >= V ? std::min(i, hi - V) : i;
+}
+
 // stage[(ow * nb + b) * n_ch + c] = t[b0 + b, c0 + c, od, oh, ow] for c < n_ch: output row (od, oh)
-// of a (B, C_out, *out) tensor with strides r.ys, channels-last for nb samples. A last partial
-// V x V block overlaps the one before (same values) rather than masking.
+// of a (B, C_out, *out) tensor with strides r.ys, channels-last for nb samples.
 template <typename T>
 ROWS_TARGET void stage_row(const T* t, const Geometry& g, const RowPlan& r, int64_t b0, int64_t nb, int64_t c0,
                            int64_t n_ch, int64_t od, int64_t oh, T* stage) {
@@ -1509,7 +1515,7 @@ ROWS_TARGET void stage_row(const T* t, const Geometry& g, const RowPlan& r, int6
     const T* tb = t + (b0 + b) * r.ys[0] + c0 * r.ys[1] + od * r.ys[2] + oh * r.ys[3];
     for (int64_t c = 0; c < n_ch; c += V) {
       for (int64_t ow = 0; ow < OW; ow += V) {
-        const int64_t c_ = n_ch >= V ? std::min(c, n_ch - V) : c, ow_ = OW >= V ? std::min(ow, OW - V) : ow;
+        const int64_t c_ = block_start(c, 0, n_ch, V), ow_ = block_start(ow, 0, OW, V);
         transpose_block(tb + c_ * r.ys[1] + ow_, r.ys[1], std::min(V, n_ch - c_), std::min(V, OW - ow_),
                         stage + (ow_ * nb + b) * n_ch + c_, nb * n_ch);
       }
@@ -1568,9 +1574,7 @@ void direct_forward_rows(const at::Tensor& x, const at::Tensor& w, const c10::op
           T* yb = yd + (bc + b) * r.ys[0] + od * r.ys[2] + oh * r.ys[3];
           for (int64_t c = 0; c < g.c_out; c += V) {
             for (int64_t ow = ow0; ow < ow1; ow += V) {
-              // a last partial block overlaps the one before (same values) rather than masking
-              const int64_t c_ = g.c_out >= V ? std::min(c, g.c_out - V) : c;
-              const int64_t ow_ = ow1 - ow0 >= V ? std::min(ow, ow1 - V) : ow;
+              const int64_t c_ = block_start(c, 0, g.c_out, V), ow_ = block_start(ow, ow0, ow1, V);
               const T* bias = bd == nullptr ? nullptr : bias_lane ? bd + c_ * g.n_pos + p_row + ow_ : bd + c_;
               transpose_block(stage + (ow_ * nb + b) * g.c_out + c_, nb * g.c_out, std::min(V, ow1 - ow_),
                               std::min(V, g.c_out - c_), yb + c_ * r.ys[1] + ow_, r.ys[1], bias,
@@ -1714,7 +1718,7 @@ void direct_input_grad_rows(const at::Tensor& gy, const at::Tensor& w, at::Tenso
             T* xb = xd + (bc + b) * r.xs[0] + (grp * g.c_g + c0) * r.xs[1] + R0 * g.in[2];
             for (int64_t loc = 0; loc < n_loc; loc += V) {
               for (int64_t c = 0; c < nc; c += V) {
-                const int64_t l_ = n_loc >= V ? std::min(loc, n_loc - V) : loc, c_ = nc >= V ? std::min(c, nc - V) : c;
+                const int64_t l_ = block_start(loc, 0, n_loc, V), c_ = block_start(c, 0, nc, V);
                 transpose_block(dxb + (b * n_loc + l_) * n_c + c_, n_c, std::min(V, n_loc - l_), std::min(V, nc - c_),
                                 xb + c_ * r.xs[1] + l_, r.xs[1]);
               }
