@@ -101,7 +101,7 @@ def blocks_of(page: pathlib.Path) -> list[Block]:
         while not re.match(r"^ *```\s*$", lines[end]):
             end += 1
         body = "\n".join(line[indent:] for line in lines[i + 1:end])
-        lead_lines = [line for line in lines[lead_start:i]]
+        lead_lines = lines[lead_start:i]
         before = [line for line in lead_lines if line.strip()]
         marker = NOT_RUN_MARK.match(before[-1]) if before else None
         blocks.append(Block(page, i + 1, lang, body, "\n".join(lead_lines).strip(),
@@ -124,10 +124,8 @@ def console_commands(text: str) -> list[tuple[list[str], str]]:
     lines = text.split("\n")
     i = 0
     while i < len(lines):
-        line = lines[i]
-        if not line.startswith("$ "):
-            raise AssertionError(f"console block line {line!r} is neither a command nor its output")
-        command = line[2:]
+        assert lines[i].startswith("$ "), f"console block line {lines[i]!r} is neither a command nor its output"
+        command = lines[i][2:]
         while command.rstrip().endswith("\\"):
             i += 1
             command = command.rstrip()[:-1] + " " + lines[i].strip()
@@ -231,6 +229,15 @@ def run_console(block: Block, shown_after: Block | None) -> None:
             assert same_output(shown, printed), f"{block.where}: `{shlex.join(argv)}` printed\n{printed}"
 
 
+def check_pictures(page: pathlib.Path) -> None:
+    """Each picture the page shows was just drawn, in the working directory, with the committed pixels."""
+    for link in IMAGE.findall(page.read_text(encoding="utf-8")):
+        committed = (page.parent / link).resolve()
+        drawn = pathlib.Path(committed.relative_to(ROOT))
+        assert drawn.is_file(), f"{page.name}: no command on the page draws {drawn}"
+        assert np.array_equal(imread(drawn), imread(committed)), f"{page.name}: {drawn} differs from the picture shown"
+
+
 def test_every_layer_kind_has_a_page():
     names = {page.stem for page in (ROOT / "docs" / "layers").glob("*.md")}
     assert {"dense", "conv", "local", "tiled", "transposed", "pooling", "normalisation", "flatten"} <= names
@@ -255,11 +262,3 @@ def test_pictures_live_in_docs_img(page):
         picture = (page.parent / link).resolve()
         assert picture.is_file() and picture.is_relative_to(ROOT / "docs" / "img"), f"{page.name}: {link}"
 
-
-def check_pictures(page: pathlib.Path) -> None:
-    """Each picture the page shows was just drawn, in the working directory, with the committed pixels."""
-    for link in IMAGE.findall(page.read_text(encoding="utf-8")):
-        committed = (page.parent / link).resolve()
-        drawn = pathlib.Path(committed.relative_to(ROOT))
-        assert drawn.is_file(), f"{page.name}: no command on the page draws {drawn}"
-        assert np.array_equal(imread(drawn), imread(committed)), f"{page.name}: {drawn} differs from the picture shown"
