@@ -253,7 +253,7 @@ def hold_lock(cache: Path, holder: str):
 def test_a_live_holder_is_waited_for_a_bounded_time_then_pure_torch_with_a_warning(tmp_path):
     cache = tmp_path / "cache"
     with hold_lock(cache, "pid 4242 on builder-host"):
-        result = python(LOAD, cache, LAYERLAB_EXTENSION_WAIT="1")
+        result = python(LOAD, cache, timeout=60, LAYERLAB_EXTENSION_WAIT="1")
     lock = lock_in(cache)
     assert result.returncode == 0, result.stderr
     assert "cpp False" in result.stdout
@@ -327,34 +327,67 @@ def test_build_failure_warns_and_falls_back(monkeypatch, fresh_state):
     assert sorted(p.name for p in (fresh_state / "extensions").iterdir()) == [lock_in(fresh_state).name]
 
 
-def test_build_without_openmp_when_the_compiler_has_none_and_it_is_not_rebuilt_next_time(monkeypatch, fresh_state):
-    """A compiler without an OpenMP runtime still gives the C++ kernels (single-threaded), silently
-    (stderr's build lines aside), and the next process loads that build instead of trying again."""
+@pytest.fixture
+def stub_compiler(monkeypatch, fresh_state):
+    """cpp_extension.load writes a small file as the library (failing with -fopenmp when
+    ``stub.openmp`` is False); loads are recorded, not done. Returns the record."""
     import torch.utils.cpp_extension as cpp_extension
 
-    calls, loaded = [], []
+    stub = SimpleNamespace(openmp=True, calls=[], loaded=[])
 
-    def no_openmp(**kwargs):
-        calls.append(kwargs["extra_cflags"])
-        if "-fopenmp" in kwargs["extra_cflags"]:
+    def compile_stub(**kwargs):
+        stub.calls.append(kwargs["extra_cflags"])
+        if "-fopenmp" in kwargs["extra_cflags"] and not stub.openmp:
             raise RuntimeError("fatal error: omp.h: No such file or directory")
         library = Path(kwargs["build_directory"]) / "layerlab_local_conv.so"
         library.write_bytes(b"a library")
         return str(library)
 
-    monkeypatch.setattr(cpp_extension, "load", no_openmp)
-    monkeypatch.setattr(torch.ops, "load_library", loaded.append)
+    monkeypatch.setattr(cpp_extension, "load", compile_stub)
+    monkeypatch.setattr(torch.ops, "load_library", stub.loaded.append)
     monkeypatch.setattr(_local_ext, "_register_fakes", lambda: None)
     monkeypatch.setattr(_local_ext, "_OPENMP", ("-fopenmp",))
+    return stub
+
+
+def test_build_without_openmp_when_the_compiler_has_none_and_it_is_not_rebuilt_next_time(
+        monkeypatch, fresh_state, stub_compiler, capfd):
+    """A compiler without an OpenMP runtime still gives the C++ kernels (single-threaded), without a
+    warning, and the next process loads that build instead of trying again."""
+    stub_compiler.openmp = False
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _local_ext.load() is True
-    assert calls == [["-O3", "-fopenmp"], ["-O3"]]
+    assert stub_compiler.calls == [["-O3", "-fopenmp"], ["-O3"]]
     assert manifest_of(fresh_state)["flags"] == []
+    err = capfd.readouterr().err
+    assert len(re.findall(BUILD_START.format(re.escape(str(target_in(fresh_state)))), err, re.M)) == 1, err
+    assert len(re.findall(BUILD_END, err, re.M)) == 1, err
+    assert lock_in(fresh_state).read_text() == ""  # released
     monkeypatch.setattr(_local_ext, "_STATE", {})
     assert _local_ext.load() is True
-    assert calls == [["-O3", "-fopenmp"], ["-O3"]], "rebuilt"
-    assert loaded == [str(target_in(fresh_state) / "layerlab_local_conv.so")]
+    assert stub_compiler.calls == [["-O3", "-fopenmp"], ["-O3"]], "rebuilt"
+    assert stub_compiler.loaded == [str(target_in(fresh_state) / "layerlab_local_conv.so")]
+    assert capfd.readouterr().err == ""
+
+
+def test_a_dead_holders_lock_and_unfinished_builds_are_taken_over(monkeypatch, fresh_state, stub_compiler, capfd):
+    """What a builder killed half-way leaves: its pid in the lock file, a build folder with torch's
+    own lock file in it. The lock is free (it died with its holder); the leftovers are deleted."""
+    target, lock, pid = target_in(fresh_state), lock_in(fresh_state), dead_pid()
+    unfinished = target.with_name(f".{target.name}.build-k1lled00")
+    unfinished.mkdir(parents=True)
+    (unfinished / "lock").touch()
+    half_replaced = target.with_name(f".{target.name}.old-k1lled00")
+    half_replaced.mkdir()
+    lock.write_text(f"pid {pid} on {HOST}\n")
+    monkeypatch.setenv("LAYERLAB_EXTENSION_WAIT", "5")
+    assert _local_ext.load() is True
+    assert (f"layerlab: pid {pid} on {HOST} ended while holding {lock} without releasing it (killed?); the lock "
+            "went with it, and 2 unfinished build folder(s) it left are deleted") in capfd.readouterr().err
+    assert not unfinished.exists() and not half_replaced.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name, lock.name]
+    assert lock.read_text() == ""
 
 
 def test_no_extension_env_var_skips_the_build_silently(monkeypatch):
