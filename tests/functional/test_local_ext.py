@@ -59,12 +59,16 @@ def environment(cache: Path, **extra: str) -> dict[str, str]:
 
 
 def python(code: str, cache: Path, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter with ``cache`` as LAYERLAB_CACHE; fails the test on a hang."""
+    """Run ``code`` in a fresh interpreter with ``cache`` as LAYERLAB_CACHE; fails the test on a hang
+    (after killing the interpreter and any compiler it started)."""
+    child = subprocess.Popen([sys.executable, "-c", code, *args], env=environment(cache, **extra), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        return subprocess.run([sys.executable, "-c", code, *args], env=environment(cache, **extra), text=True,
-                              capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as err:
-        pytest.fail(f"still running after {timeout} s (hung?); stderr so far:\n{err.stderr}")
+        stdout, stderr = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        pytest.fail(f"still running after {timeout} s (hung?); stderr:\n{child.communicate()[1]}")
+    return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
 
 def target_in(cache: Path) -> Path:
