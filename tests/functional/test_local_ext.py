@@ -58,7 +58,7 @@ def environment(cache: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def python(code: str, cache: Path, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
+def python(code: str, cache: Path, *args: str, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter with ``cache`` as LAYERLAB_CACHE; fails the test on a hang
     (after killing the interpreter and any compiler it started)."""
     child = subprocess.Popen([sys.executable, "-c", code, *args], env=environment(cache, **extra), text=True,
@@ -96,7 +96,7 @@ def built(tmp_path_factory):
     extensions = cache / "extensions"
     builder = subprocess.Popen([sys.executable, "-c", LOAD], env=environment(cache), text=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 240  # importing torch alone can take 20 s on a loaded machine
+    deadline = time.monotonic() + 400  # importing torch alone can take minutes on a loaded machine
     try:
         while not list(extensions.glob(".*.build-*/build.ninja")):  # torch writes it, then runs ninja
             if builder.poll() is not None or time.monotonic() > deadline:
@@ -257,7 +257,7 @@ def hold_lock(cache: Path, holder: str):
 def test_a_live_holder_is_waited_for_a_bounded_time_then_pure_torch_with_a_warning(tmp_path):
     cache = tmp_path / "cache"
     with hold_lock(cache, "pid 4242 on builder-host"):
-        result = python(LOAD, cache, timeout=60, LAYERLAB_EXTENSION_WAIT="1")
+        result = python(LOAD, cache, timeout=200, LAYERLAB_EXTENSION_WAIT="1")
     lock = lock_in(cache)
     assert result.returncode == 0, result.stderr
     assert "cpp False" in result.stdout
@@ -290,14 +290,14 @@ def test_sigterm_while_train_waits_for_the_lock_stops_it_promptly(tmp_path):
         child.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         try:
-            _, rest = child.communicate(timeout=60)
+            _, rest = child.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             child.kill()
             pytest.fail(f"SIGTERM did not stop the waiting train command: {''.join(lines) + child.communicate()[1]}")
     took = time.monotonic() - sent
     err = "".join(lines) + rest
     assert child.returncode == 130, err
-    assert took < 30, took
+    assert took < 60, took  # 10 s of grace, then the exit; the margin is for a loaded machine
     assert ("layerlab: SIGTERM: the training step did not finish within 10 s of the signal; stopping now, without "
             "a new checkpoint") in err
     assert "Traceback" not in err
