@@ -139,7 +139,7 @@ def test_checkerboard_versus_uniform_interior():
 
 
 def test_coverage_errors():
-    with pytest.raises(ArgumentError, match=r"coverage: stride must be an int >= 1 or 2 of them. Received: stride=0"):
+    with pytest.raises(ArgumentError, match=r"coverage: stride must be positive integers\. Received: stride=0"):
         coverage_map(3, 0)
     with pytest.raises(ArgumentError, match=r"the output size would be \(-1, -1\) for input_size=\(1, 1\)"):
         coverage_map(1, 1, padding=1, input_size=1)
