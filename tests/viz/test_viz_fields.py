@@ -66,6 +66,12 @@ def test_max_pool_field_is_its_window_and_contains_the_gradient_support():
     assert (rmap.field | _gradient_field(model, (1, 30), (0, 4)) == rmap.field).all()
 
 
+def test_adaptive_max_pool_field_is_its_window():
+    # windows [floor(i·7/3), ceil((i+1)·7/3)): rows of i = 1 are 2..4, columns of i = 2 are 4..6
+    rmap = receptive_map(nn.Sequential(nn.AdaptiveMaxPool2d(3)), (1, 7, 7), output_index=(0, 1, 2))
+    assert rmap.extent == ((2, 4), (4, 6)) and int(rmap.field.sum()) == 9
+
+
 def test_field_of_a_named_layer_and_global_after_dense():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
     inner = receptive_map(model, (1, 8, 8), layer="0")
