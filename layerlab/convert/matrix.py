@@ -151,9 +151,7 @@ def _adaptive_entries(layer, shape, dtype) -> Entries:
         raise ShapeError(f"{who}: expected a per-sample input (C, *spatial) with {ndim} spatial sizes. "
                          f"Received: input_shape={shape}")
     in_size = shape[1:]
-    target = layer.output_size
-    target = (target,) * ndim if isinstance(target, int) else tuple(target)
-    out = tuple(n if t is None else t for n, t in zip(in_size, target))
+    out = spec_of(layer).analyse(shape).output_shape[1:]  # an output_size of None keeps that input size
     index, valid, widths = adaptive_index(in_size, out)
     counts = torch.ones((1,) * ndim, dtype=torch.float64)
     for d, (o, width) in enumerate(zip(out, widths)):

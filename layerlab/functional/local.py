@@ -44,7 +44,11 @@ __all__ = ["local_conv"]
 
 
 def _check(input, weight, bias, stride, padding, dilation, groups):
-    """Validate arguments; return ``(ndim, stride, padding, dilation, kernel, out_size)``."""
+    """Validate arguments; return ``(ndim, stride, padding, dilation, kernel, out_size)``.
+
+    ``out_size`` is :func:`layerlab.arith.output_sizes`'; the weight's leading dims must equal it,
+    and every kernel set takes the output size from them (the C++ op checks its own loop bounds
+    against them, ``tests/functional/test_local_geometry.py``)."""
     if not isinstance(input, torch.Tensor) or input.dim() not in (3, 4, 5):
         shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
         raise ShapeError(
