@@ -528,11 +528,12 @@ def test_channels_not_divisible_by_groups():
     ("kwargs", "match"),
     [
         (dict(groups=0), r"groups must be a positive integer\. Received: groups=0"),
-        (dict(stride=0), r"stride and dilation must be >= 1 and padding >= 0\. Received: stride=\(0, 0\)"),
-        (dict(padding=-1), r"Received: stride=\(1, 1\), padding=\(-1, -1\)"),
-        (dict(stride=(1, 1, 1)), r"stride must be an int or a tuple of 2 ints for a 2-d input\. "
+        (dict(stride=0), r"local_conv: stride must be positive integers\. Received: stride=0"),
+        (dict(dilation=(1, 0)), r"local_conv: dilation must be positive integers\. Received: dilation=\(1, 0\)"),
+        (dict(padding=-1), r"local_conv: padding must be non-negative integers\. Received: padding=-1"),
+        (dict(stride=(1, 1, 1)), r"local_conv: stride must be an int or a tuple of 2 ints\. "
                                  r"Received: stride=\(1, 1, 1\)"),
-        (dict(dilation=1.5), r"dilation must be an int or a tuple of 2 ints .* Received: dilation=1\.5"),
+        (dict(dilation=1.5), r"local_conv: dilation must be an int or a tuple of 2 ints\. Received: dilation=1\.5"),
     ],
 )
 def test_impossible_arguments(kwargs, match):

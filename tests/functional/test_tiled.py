@@ -68,7 +68,7 @@ def test_tiled_conv_errors():
     x = torch.randn(2, 3, 8, 8)
     with pytest.raises(ShapeError, match=r"tiled_conv: expected a \(B, C_in, \*in_size\) input .* Received: input of shape \(3, 8, 8\)"):
         tiled_conv(x[0], torch.randn(2, 2, 1, 3, 3, 3, 4))
-    with pytest.raises(ArgumentError, match=r"tiled_conv: stride must be an int or a tuple of 2 ints for a 2-d input. Received: stride=\(1,\)"):
+    with pytest.raises(ArgumentError, match=r"tiled_conv: stride must be an int or a tuple of 2 ints\. Received: stride=\(1,\)"):
         tiled_conv(x, torch.randn(2, 2, 1, 3, 3, 3, 4), stride=(1,))
     with pytest.raises(ShapeError, match=r"tiled_conv: the input's spatial size \(8, 8\) is too small for kernel_size=\(9, 9\)"):
         tiled_conv(x, torch.randn(2, 2, 1, 3, 9, 9, 4))
