@@ -3,8 +3,9 @@
 Each layer's *connectivity* (which input feature can influence which output feature) is its
 structural non-zero pattern: the entries of its dense-equivalent matrix
 (:func:`layerlab.convert.matrix.layer_entries`) for linear layers, the pooling window for max
-pooling, the identity for element-wise layers (activations, dropout) and for normalisations (their
-statistics are ignored, as in :mod:`layerlab.arith.receptive`). Propagating a one-hot output cell
+pooling, the identity for the point-wise layers of :mod:`layerlab.arith.elementwise` (activations,
+dropout; not softmax, which reads a whole line along ``dim``), for reshapes and for normalisations
+(their statistics are ignored, as in :mod:`layerlab.arith.receptive`). Propagating a one-hot output cell
 backwards through the chain gives the exact set of input cells it depends on, borders and padding
 included; propagating an input cell forwards gives the outputs it reaches. :func:`receptive_map`
 also reports the closed-form field of :func:`layerlab.arith.receptive_field` for comparison.
@@ -19,16 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from layerlab.analysis import spec_of
+from layerlab.arith import ElementwiseSpec, receptive_field
+from layerlab.arith.elementwise import is_pointwise
 from layerlab.convert.entries import combine_dims, window_index
 from layerlab.convert.matrix import layer_entries
 from layerlab.errors import ArgumentError, ShapeError
 
 __all__ = ["ReceptiveMap", "receptive_map", "trace_chain", "draw_receptive"]
 
-_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-                nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Identity,
-                nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Flatten, nn.Unflatten,
-                nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+# normalisations (their statistics are ignored) and reshapes (flat order kept): identity patterns
+_NORMS_AND_RESHAPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.Flatten, nn.Unflatten)
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 _ADAPTIVE_MAX = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 
@@ -126,7 +128,8 @@ def _is_global_max(module) -> bool:
 def connectivity(step: Step, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """``(rows, cols)`` of the layer's structural non-zeros, or ``None`` for an identity pattern."""
     module = step.module
-    if isinstance(module, _ELEMENTWISE):
+    spec = spec_of(module)
+    if isinstance(module, _NORMS_AND_RESHAPES) or (isinstance(spec, ElementwiseSpec) and is_pointwise(spec.name)):
         return None
     if isinstance(module, _MAX_POOLS + _ADAPTIVE_MAX):
         rows, cols = _window_pairs(module, step, len(step.input_shape) - 1)
@@ -188,9 +191,6 @@ def _index(value, shape, who: str, default) -> tuple[int, ...]:
 
 def _arith_field(chain: list[Step], input_shape) -> dict | None:
     """The closed-form field after the last step, from the arith specs (None if a layer has no spec)."""
-    from layerlab.analysis import spec_of
-    from layerlab.arith import receptive_field
-
     reports = []
     for step in chain:
         spec = spec_of(step.module)
