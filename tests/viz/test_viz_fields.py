@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import layerlab.nn as lnn
+from layerlab.arith.elementwise import ALONG_DIM, OPS_PER_ELEMENT, is_pointwise
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.viz.coverage import coverage_map, draw_coverage
 from layerlab.viz.figure import new_figure
@@ -75,6 +76,22 @@ def test_field_of_a_named_layer_and_global_after_dense():
     figure = new_figure(8, 4)
     draw_receptive(inner, figure.subplots(1, 2))
     assert "exact field 3 × 3 (formula: 3 × 3)" in figure.axes[0].get_title()
+
+
+@pytest.mark.parametrize("name", sorted(name for name in OPS_PER_ELEMENT if is_pointwise(name)))
+def test_pointwise_layers_of_the_table_keep_the_field(name):
+    conv, shape = (nn.Conv1d, (1, 9)) if name == "Dropout1d" else (nn.Conv2d, (1, 9, 9))
+    model = _positive(nn.Sequential(conv(1, 1, 3), getattr(nn, name)(), conv(1, 1, 3)))
+    out_index = (0,) + (2,) * (len(shape) - 1)
+    rmap = receptive_map(model, shape, output_index=out_index)
+    np.testing.assert_array_equal(rmap.field, _gradient_field(model, shape, out_index))
+    assert rmap.size == (5,) * (len(shape) - 1)
+
+
+@pytest.mark.parametrize("name", sorted(ALONG_DIM))
+def test_layers_reading_a_whole_dim_are_not_taken_for_pointwise(name):
+    with pytest.raises(ArgumentError, match=rf"cannot follow '1' \({name}\(dim=1\)\)"):
+        receptive_map(nn.Sequential(nn.Conv1d(1, 2, 3), getattr(nn, name)(dim=1)), (1, 9))
 
 
 class Residual(nn.Module):
