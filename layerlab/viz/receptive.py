@@ -21,11 +21,12 @@ import torch
 from torch import nn
 
 from layerlab.analysis import spec_of
+from layerlab.analysis.trace import Step, trace_chain
 from layerlab.arith import ElementwiseSpec, receptive_field
 from layerlab.arith.elementwise import is_pointwise
 from layerlab.convert.entries import combine_dims, window_index
 from layerlab.convert.matrix import layer_entries
-from layerlab.errors import ArgumentError, ShapeError
+from layerlab.errors import ArgumentError
 
 __all__ = ["ReceptiveMap", "receptive_map", "trace_chain", "draw_receptive"]
 
@@ -33,66 +34,6 @@ __all__ = ["ReceptiveMap", "receptive_map", "trace_chain", "draw_receptive"]
 _NORMS_AND_RESHAPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.Flatten, nn.Unflatten)
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 _ADAPTIVE_MAX = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One layer of a traced chain: its name, module and per-sample input/output shapes."""
-
-    name: str
-    module: nn.Module
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-
-
-def trace_chain(model: nn.Module, input_shape) -> list[Step]:
-    """Run ``model`` once on zeros and return its leaf layers, checking they form a chain.
-
-    Raises:
-        ArgumentError: the forward is not a plain chain of leaf layers (a residual, a concatenation or
-            a functional op between layers), which a layer-by-layer field cannot follow.
-    """
-    steps: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
-    handles = []
-    for name, module in model.named_modules():
-        if name and not any(True for _ in module.children()):
-            def hook(mod, args, output, name=name):
-                if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
-                    steps.append((name, mod, args[0], output))
-            handles.append(module.register_forward_hook(hook))
-    if not handles:
-        handles.append(model.register_forward_hook(
-            lambda mod, args, output: steps.append(("<model>", mod, args[0], output))))
-    modes = {name: module.training for name, module in model.named_modules()}
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape, dtype=param.dtype if param is not None else torch.get_default_dtype())
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x)
-    except Exception as err:  # the user's forward
-        raise ShapeError(f"receptive field: the model's forward failed on an input of per-sample shape "
-                         f"{tuple(input_shape)}: {type(err).__name__}: {err}. Pass the input shape it expects") from err
-    finally:
-        for handle in handles:
-            handle.remove()
-        for name, module in model.named_modules():
-            module.train(modes[name])
-    previous, chain = x, []
-    for name, module, inp, output in steps:
-        if inp is not previous and not (inp.data_ptr() == previous.data_ptr() and inp.shape == previous.shape):
-            before = chain[-1].name if chain else "the model input"
-            raise ArgumentError(
-                f"receptive field: {name!r} ({type(module).__name__}) does not read the output of {before!r}: the "
-                "forward is not a plain chain of layers (a residual, a concatenation or a functional op in "
-                "between). Pass a model written as a chain (nn.Sequential), or the part of it up to a branch"
-            )
-        chain.append(Step(name, module, tuple(inp.shape[1:]), tuple(output.shape[1:])))
-        previous = output
-    if not chain or out is not previous:
-        raise ArgumentError("receptive field: the model's output is not the output of its last layer (a "
-                            "functional op after it?). Pass a model written as a chain (nn.Sequential)")
-    return chain
 
 
 def _window_pairs(module, step: Step, ndim: int):
