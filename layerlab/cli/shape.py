@@ -36,8 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "layers", nargs="*", metavar="LAYER",
         help="layer strings such as 'Conv2d(64, 3, padding=1)' 'ReLU()' 'Flatten()' 'Linear(10)' (default: none)",
     )
-    stack.add_argument("--batch-size", type=int, default=1, help="batch size for the activation memory (default: 1)")
-    stack.add_argument("--dtype", default="float32", help="element type for the activation memory (default: float32)")
+    stack.add_argument(
+        "--batch-size", type=int, default=1,
+        help="batch dimension of the JSON rows and the memory; the table shows one sample (default: 1)",
+    )
+    stack.add_argument("--dtype", default="float32", help="element type for the memory (default: float32)")
     inverse = parser.add_argument_group("inverse problem")
     inverse.add_argument(
         "--solve", nargs=2, type=int, metavar=("IN", "OUT"),
