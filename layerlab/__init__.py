@@ -67,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "load_dataset": "layerlab.data",
     "summary": "layerlab.analysis",
     "spec_of": "layerlab.analysis",
+    "stack_summary": "layerlab.analysis",
     "dense_matrix": "layerlab.convert",
     "dense_bias": "layerlab.convert",
     "conv_to_local": "layerlab.convert",
