@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerlab.analysis.modules import spec_of
 from layerlab.errors import ArgumentError, LayerlabError, ShapeError
 
 __all__ = ["Call", "Trace", "Step", "trace_model", "trace_chain", "tensors_in"]
@@ -171,7 +172,7 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
                       and a.shape == b.shape)
 
 
-def trace_chain(model: nn.Module, input_shape: tuple[int, ...], *, who: str = "receptive field") -> list[Step]:
+def trace_chain(model: nn.Module, input_shape: tuple[int, ...], *, who: str) -> list[Step]:
     """The model's leaf layers in call order (the model itself if it has none), checked to form a chain.
 
     The model runs once through :func:`trace_model` (meta tensors, no memory), with the dtype of
@@ -182,7 +183,7 @@ def trace_chain(model: nn.Module, input_shape: tuple[int, ...], *, who: str = "r
     Args:
         model (nn.Module): ``nn.Sequential`` or any module whose forward calls its leaves in order.
         input_shape (tuple of int): per-sample input shape, no batch dimension.
-        who (str): the caller, at the start of the error messages (default: "receptive field").
+        who (str): the caller, at the start of the error messages, e.g. ``"receptive field"``.
 
     Returns:
         list of :class:`Step` with per-sample shapes.
@@ -193,7 +194,7 @@ def trace_chain(model: nn.Module, input_shape: tuple[int, ...], *, who: str = "r
             or a functional op between layers), which a layer-by-layer analysis cannot follow.
 
     Examples:
-        >>> [s.output_shape for s in trace_chain(nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU()), (1, 8))]
+        >>> [s.output_shape for s in trace_chain(nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU()), (1, 8), who="demo")]
         [(2, 6), (2, 6)]
     """
     param = next(model.parameters(), None)
@@ -226,8 +227,6 @@ def trace_chain(model: nn.Module, input_shape: tuple[int, ...], *, who: str = "r
 
 def _explain(err: Exception, calls: list[Call], stack: list[int], model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> ShapeError:
     """A ShapeError naming the innermost running module, with arith's explanation when it has one."""
-    from layerlab.analysis.modules import spec_of
-
     where = f"{type(model).__name__} on input {(batch_size, *input_shape)}"
     if not stack:
         return ShapeError(f"{where}: the forward pass failed: {type(err).__name__}: {err}")

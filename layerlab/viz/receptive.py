@@ -160,7 +160,7 @@ def receptive_map(model: nn.Module, input_shape, *, output_index=None, input_ind
         (5, 5)
     """
     input_shape = tuple(int(n) for n in input_shape)
-    chain = trace_chain(model, input_shape)
+    chain = trace_chain(model, input_shape, who="receptive field")
     if layer is not None:
         names = [s.name for s in chain]
         if layer not in names:
