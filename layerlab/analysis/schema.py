@@ -32,8 +32,9 @@ class LayerRow:
     """One row of a summary: one call of one module (or a folded group, with ``depth``).
 
     Attributes:
-        name: dotted module path (``features.0``); ``""`` is the model itself.
-        type: class name of the module.
+        name: dotted module path (``features.0``); ``""`` is the model itself; for
+            :func:`~layerlab.analysis.stack.stack_summary` the layer's position (``"0"``, ``"1"``, ...).
+        type: class name of the module (arith's layer name for a stack).
         depth: number of dots in ``name`` plus one (top-level children have depth 1).
         input_shape: shape of the first input tensor, batch included; ``None`` if not called.
         output_shape: shape of the first output tensor, batch included; ``None`` if not called.
@@ -135,7 +136,7 @@ class Summary:
     """What :func:`summary` returns. ``str(s)`` is the table; ``rich`` renders it directly.
 
     Attributes:
-        model: class name of the model.
+        model: class name of the model (``"Sequential"`` for a stack).
         input_shape: per-sample input shape.
         batch_size: leading dimension used for the trace.
         dtype: name of the input dtype (``"float32"``).
