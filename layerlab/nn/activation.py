@@ -30,9 +30,9 @@ class _Elementwise:
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.ElementwiseSpec` named after its class."""
-        from layerlab.arith.specs import ElementwiseSpec
+        from layerlab.arith.specs import elementwise
 
-        return ElementwiseSpec(name=type(self).__name__)
+        return elementwise(type(self).__name__)
 
 
 class ReLU(_Elementwise, nn.ReLU):
