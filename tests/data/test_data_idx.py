@@ -127,9 +127,13 @@ def test_wrong_dtype_code(tmp_path, gz):
         read_idx(path)
 
 
-def test_zero_dims(tmp_path):
-    with pytest.raises(DataError, match=r"the IDX header declares 0 dims; expected 1 \(labels\) or 3 \(images\)"):
-        read_idx(_single(tmp_path, bytes([0, 0, 8, 0])))
+@pytest.mark.parametrize("ndim", [0, 5, 65, 255])
+def test_dims_outside_1_to_4(tmp_path, ndim):
+    # 65 dims of size 1 is a consistent file that numpy cannot reshape to (it stops at 64)
+    path = _single(tmp_path, bytes([0, 0, 8, ndim]) + struct.pack(f">{ndim}I", *[1] * ndim) + b"\x00")
+    with pytest.raises(DataError, match=rf"the IDX header declares {ndim} dims; expected 1 \(labels\), "
+                                        rf"2 \(signals\) or 3 \(images\), at most 4; the file is corrupt or not IDX"):
+        read_idx(path)
 
 
 @pytest.mark.parametrize("gz", [False, True])
