@@ -58,7 +58,7 @@ def data_max_bytes(max_bytes: int | None = None) -> int:
 
 
 def _gib(n: int) -> str:
-    return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 // 100 else f"{n:,} bytes"
+    return f"{n:,} bytes" + (f" ({n / 1024**3:.1f} GiB)" if n >= 1024**3 // 10 else "")
 
 
 class DataBudget:
