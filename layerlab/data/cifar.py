@@ -55,6 +55,8 @@ def _brief(obj) -> str:
         return f"{type(obj).__name__} of length {len(obj):,}"
     if isinstance(obj, (tuple, list, dict, set, frozenset)):
         return f"{type(obj).__name__} of {len(obj):,} items"
+    if obj is _NdarrayClass:
+        return "numpy.ndarray"
     return f"an object of type {type(obj).__name__}"
 
 
