@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
@@ -121,3 +122,27 @@ def expect_error_capped(load: str, error: str, message: str) -> None:
 def capped():
     """:func:`expect_error_capped`, for tests whose input would allocate gigabytes if not refused."""
     return expect_error_capped
+
+
+@contextlib.contextmanager
+def address_space_cap(extra: int = 768 << 20):
+    """Cap this process's address space at its current size plus ``extra`` bytes while inside.
+
+    A loader that allocates what a small file claims fails fast with ``MemoryError`` instead of
+    taking the machine's memory; the old soft limit is restored on exit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as f:
+        size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    cap = size + extra if hard == resource.RLIM_INFINITY else min(size + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@pytest.fixture()
+def memory_cap():
+    """:func:`address_space_cap`, for fuzzers whose inputs could ask for gigabytes."""
+    return address_space_cap
