@@ -97,6 +97,9 @@ class Dataset:
                 f"{k}); a classifier needs at least two classes to learn anything (one class scores a "
                 f"meaningless 100%); add samples of the other classes"
             )
+        if 0 in self.x_train.shape[1:]:
+            raise DataError(f"dataset {self.name!r}: samples of shape {self.x_train.shape[1:]} hold no values; "
+                            f"every per-sample dimension (C, *spatial) must be at least 1")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(
                 f"dataset {self.name!r}: train and test samples must have one shape. Received: "

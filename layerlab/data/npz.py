@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerlab.data.dataset import Dataset, stratified_split
+from layerlab.data.dataset import Dataset, require_regular_file, stratified_split
 from layerlab.data.limits import DataBudget, check_top_label, numbered_classes
 from layerlab.errors import DataError, SizeLimitError
 
@@ -56,8 +56,7 @@ def load_npz(path: str | os.PathLike, *, seed: int = 0, max_bytes: int | None = 
         (1, 8)
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such .npz file; check the path")
+    require_regular_file(path, ".npz file", "check the path")
     check_npz_members(path, DataBudget(max_bytes), inputs=("x", "x_test"))
     try:
         with np.load(path, allow_pickle=False) as f:

@@ -71,3 +71,10 @@ def test_too_many_class_names_are_refused():
     with pytest.raises(DataError, match=r"dataset 'toy': classes must be a list of at most 100,000 names\. "
                                         r"Received: 100,001 names"):
         _toy([0, 1], [str(k) for k in range(MAX_CLASSES + 1)])
+
+
+def test_samples_without_values_are_refused():
+    x = np.zeros((2, 1, 0), np.float32)
+    with pytest.raises(DataError, match=r"dataset 'toy': samples of shape \(1, 0\) hold no values; every per-sample "
+                                        r"dimension \(C, \*spatial\) must be at least 1"):
+        Dataset("toy", x, np.array([0, 1]), x[:1].copy(), np.array([0]), ["a", "b"])

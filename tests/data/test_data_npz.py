@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tracemalloc
 import zipfile
 
@@ -198,3 +199,10 @@ def test_honest_compression_bomb_passes_the_budget_first(tmp_path, monkeypatch):
     with pytest.raises(SizeLimitError, match=message):
         load_dataset(tmp_path / "d.npz")
     assert load_dataset(tmp_path / "d.npz", max_bytes=13_000_000).x_train.shape == (800, 1, 1000)
+
+
+def test_fifo_is_reported_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "d.npz")
+    with pytest.raises(DataError, match=r"d\.npz: expected a regular \.npz file, found a FIFO, device, socket or "
+                                        r"broken symlink; layerlab never opens those"):
+        load_npz(tmp_path / "d.npz")
