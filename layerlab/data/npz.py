@@ -28,6 +28,8 @@ from layerlab.errors import DataError, SizeLimitError
 __all__ = ["load_npz"]
 
 DEFLATE_MAX_RATIO = 1032
+# what a member's stored bytes can expand to: stored 1:1, deflate at most ~1032:1 (zlib technical details)
+_MAX_RATIO = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_MAX_RATIO}
 
 
 def load_npz(path: str | os.PathLike, *, seed: int = 0, max_bytes: int | None = None) -> Dataset:
@@ -109,8 +111,8 @@ def check_npz_members(path: Path, budget: DataBudget, inputs: tuple[str, ...] = 
 
     ``np.load`` allocates an array of the header's shape before reading the data, and it reads a
     member whatever its name (``x`` as well as ``x.npy``), so every member is checked: it must be a
-    ``.npy`` array whose claimed ``prod(shape)·itemsize`` bytes fit what the zip stores (and, when
-    deflated, 1032x the compressed size). Each member is charged to ``budget``, the ``inputs``
+    ``.npy`` array, stored or deflated, whose claimed ``prod(shape)·itemsize`` bytes fit the
+    member's uncompressed size and what its stored bytes can expand to (1:1 stored, 1032:1 deflated). Each member is charged to ``budget``, the ``inputs``
     members (cast to float32, then copied by the split) twice more at 4 bytes per value.
 
     Raises:
@@ -121,6 +123,10 @@ def check_npz_members(path: Path, budget: DataBudget, inputs: tuple[str, ...] = 
     try:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
+                if info.compress_type not in _MAX_RATIO:
+                    raise DataError(f"{path}: member {info.filename!r} uses zip compression method "
+                                    f"{info.compress_type}; np.savez writes stored or deflated members only, "
+                                    f"write the file with np.savez or np.savez_compressed")
                 with z.open(info) as member:
                     if member.read(6) != b"\x93NUMPY":
                         raise DataError(f"{path}: member {info.filename!r} is not a .npy array; an .npz "
@@ -138,13 +144,13 @@ def check_npz_members(path: Path, budget: DataBudget, inputs: tuple[str, ...] = 
                     continue  # refused by allow_pickle=False in load_npz, with its own message
                 values = math.prod(shape)
                 claimed = values * dtype.itemsize
-                bound = info.compress_size * DEFLATE_MAX_RATIO if info.compress_type == zipfile.ZIP_DEFLATED \
-                    else info.file_size
+                bound = info.compress_size * _MAX_RATIO[info.compress_type]
                 if claimed > min(info.file_size, bound):
+                    deflated = f" (deflated: at most {bound:,} bytes)" if info.compress_type else ""
                     raise DataError(
                         f"{path}: member {info.filename} claims shape {shape} of {dtype} "
-                        f"({claimed:,} bytes) but stores {info.file_size:,} bytes; the file is "
-                        f"corrupt or truncated, write it again with np.savez"
+                        f"({claimed:,} bytes) but stores {info.compress_size:,} bytes{deflated}; the file "
+                        f"is corrupt or truncated, write it again with np.savez"
                     )
                 float32_copies = 2 if info.filename.removesuffix(".npy") in inputs else 0
                 budget.charge(claimed + float32_copies * 4 * values,

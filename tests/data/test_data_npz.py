@@ -206,3 +206,35 @@ def test_fifo_is_reported_without_blocking(tmp_path):
     with pytest.raises(DataError, match=r"d\.npz: expected a regular \.npz file, found a FIFO, device, socket or "
                                         r"broken symlink; layerlab never opens those"):
         load_npz(tmp_path / "d.npz")
+
+
+def _patch_sizes(path, name: bytes, size: int):
+    """Rewrite the uncompressed size of member ``name`` in its local header and central directory."""
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = data.find(signature)
+        while at >= 0 and name not in data[at:at + 80]:
+            at = data.find(signature, at + 4)
+        data[at + offset:at + offset + 4] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_stored_member_whose_zip_entry_lies_about_its_size(tmp_path, capped):
+    # a stored y.npy claiming 1.5 GB (inside the budget) in its header and its zip entry, storing 192
+    # bytes: numpy would allocate the 1.5 GB array before finding the data missing
+    npy = _npy(header_shape=(187_500_000,), dtype="<i8")
+    path = _npz_with_members(tmp_path / "d.npz", {"x.npy": _npy(X), "y.npy": npy})
+    _patch_sizes(path, b"y.npy", 1_500_000_128)
+    capped(f"D.load_npz({str(path)!r})", "DataError",
+           "member y.npy claims shape (187500000,) of int64 (1,500,000,000 bytes) but stores 192 bytes; the file "
+           "is corrupt or truncated")
+
+
+def test_other_zip_compression_is_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2) as z:
+        z.writestr("x.npy", _npy(X))
+        z.writestr("y.npy", _npy(Y))
+    with pytest.raises(DataError, match=r"d\.npz: member 'x\.npy' uses zip compression method 12; np\.savez writes "
+                                        r"stored or deflated members only"):
+        load_npz(path)
