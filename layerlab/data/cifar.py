@@ -43,6 +43,7 @@ except ImportError:  # numpy 1.x
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
+_MAX_ARRAY_DIMS = 64  # numpy's NPY_MAXDIMS
 _SHAREABLE_TUPLE_LEN = 16  # numpy's own shared tuples (dtype states, reduce arguments) have at most 8
 
 
@@ -88,9 +89,12 @@ class _CheckedArray(np.ndarray):
         if not isinstance(dtype, np.dtype) or dtype.hasobject or dtype.kind not in "biufcSU":
             raise DataError(f"refusing a numpy array of dtype {_brief(dtype)} from a pickle: CIFAR files hold "
                             f"numeric arrays only; this file may be malicious")
-        if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        # numpy arrays have at most 64 dims; without that bound, the product below of 30,000 huge
+        # sizes would take seconds (big-integer multiplication), of 100,000 minutes
+        if not (isinstance(shape, tuple) and len(shape) <= _MAX_ARRAY_DIMS
+                and all(isinstance(n, int) and n >= 0 for n in shape)):
             raise DataError(f"refusing a numpy array of shape {_brief(shape)} from a pickle: numpy writes "
-                            f"a tuple of non-negative integers")
+                            f"a tuple of at most {_MAX_ARRAY_DIMS} non-negative integers")
         if not isinstance(raw, (bytes, bytearray)) or len(raw) != math.prod(shape) * dtype.itemsize:
             got = len(raw) if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
             raise DataError(f"refusing a numpy array from a pickle: shape {shape} of {dtype} needs "

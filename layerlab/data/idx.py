@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from layerlab.data.dataset import Dataset, require_regular_file
-from layerlab.data.limits import DataBudget, check_top_label, numbered_classes
+from layerlab.data.limits import DEFLATE_MAX_RATIO, DataBudget, check_top_label, numbered_classes
 from layerlab.errors import DataError
 
 __all__ = ["read_idx", "load_idx", "load_idx_folder", "find_idx_files"]
@@ -40,7 +40,6 @@ IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 MAX_IDX_DIMS = 4  # labels 1, signals 2, images 3, colour images 4; numpy itself stops at 64
-DEFLATE_MAX_RATIO = 1032  # zlib technical details: deflate never compresses better than ~1032:1
 _CHUNK = 1 << 24
 # train-images-idx3-ubyte, t10k-labels.idx1-ubyte.gz, ... (both spellings are in circulation)
 _IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[-.]idx[0-9]-ubyte(\.gz)?$")

@@ -23,11 +23,12 @@ import re
 
 from layerlab.errors import ArgumentError, DataError, SizeLimitError
 
-__all__ = ["DATA_BUDGET_ENV", "DEFAULT_DATA_MAX_BYTES", "MAX_CLASSES", "DataBudget", "data_max_bytes",
+__all__ = ["DATA_BUDGET_ENV", "DEFAULT_DATA_MAX_BYTES", "DEFLATE_MAX_RATIO", "MAX_CLASSES", "DataBudget", "data_max_bytes",
            "check_top_label", "numbered_classes"]
 
 DEFAULT_DATA_MAX_BYTES = 2 * 1024**3
 DATA_BUDGET_ENV = "LAYERLAB_DATA_MAX_BYTES"
+DEFLATE_MAX_RATIO = 1032  # zlib technical details: deflate never expands its input by more than ~1032:1
 MAX_CLASSES = 100_000  # ImageNet-21k has ~22,000; a classifier head of 100,000 outputs is the most a layer lab needs
 _MAX_SETTING = 1 << 62  # a budget beyond this is a typo, not a machine
 

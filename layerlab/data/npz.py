@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from layerlab.data.dataset import Dataset, require_regular_file, stratified_split
-from layerlab.data.limits import DataBudget, check_top_label, numbered_classes
+from layerlab.data.limits import DEFLATE_MAX_RATIO, DataBudget, check_top_label, numbered_classes
 from layerlab.errors import DataError, SizeLimitError
 
 __all__ = ["load_npz"]
 
-DEFLATE_MAX_RATIO = 1032
 # what a member's stored bytes can expand to: stored 1:1, deflate at most ~1032:1 (zlib technical details)
 _MAX_RATIO = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_MAX_RATIO}
 

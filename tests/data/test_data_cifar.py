@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import tracemalloc
 
 import numpy as np
@@ -436,3 +437,16 @@ def test_budget_counts_every_batch(tmp_path):
                                              r"and the load would then hold [\d,]+ bytes, over the data budget of "
                                              r"100,000 bytes; nothing was allocated"):
         load_dataset(tmp_path, max_bytes=100_000)
+
+
+def test_array_state_with_thousands_of_dims_is_refused_at_once(tmp_path):
+    # 30,000 sizes of 2**62 (300 KB): multiplying them out took ~10 s, 100,000 of them minutes
+    sizes = b"".join(b"\x8a\x08" + (2**62).to_bytes(8, "little") for _ in range(30_000))
+    data = _proto2(b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R",
+                   b"(K\x01(", sizes, b"tcnumpy\ndtype\n", _text_op("u1"), b"\x85R\x89C\x00tb")
+    (tmp_path / "batch").write_bytes(data)
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=r"refusing a numpy array of shape tuple of 30,000 items from a pickle: "
+                                        r"numpy writes a tuple of at most 64 non-negative integers"):
+        load_pickle(tmp_path / "batch")
+    assert time.perf_counter() - start < 3
