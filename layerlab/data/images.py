@@ -85,7 +85,7 @@ def load_image_folder(folder: str | os.PathLike, *, seed: int = 0, max_bytes: in
         if len(test) == 0:
             raise DataError(f"{root}: {len(files)} images are too few to split off a 20% test set per "
                             f"class; add images or make train/ and test/ folders")
-    x = _decode(files, DataBudget(max_bytes))  # (N, C, H, W)
+    x = _decode(files, root, DataBudget(max_bytes))  # (N, C, H, W)
     y = np.array([k for _, k in files], dtype=np.int64)
     return Dataset(str(root), x[train], y[train], x[test], y[test], classes)
 
@@ -220,7 +220,7 @@ def _guarded(path: Path, action):
                         f"the file is corrupt or not really an image, remove or replace it") from None
 
 
-def _decode(files: list[tuple[Path, int]], budget: DataBudget) -> np.ndarray:
+def _decode(files: list[tuple[Path, int]], root: Path, budget: DataBudget) -> np.ndarray:
     # pass 1, headers only: one size, readable modes, the memory of x charged to the budget;
     # pass 2: decode each image straight into x
     first: tuple[Path, tuple[int, int]] | None = None
@@ -235,7 +235,7 @@ def _decode(files: list[tuple[Path, int]], budget: DataBudget) -> np.ndarray:
         channels = max(channels, c)
     shape = (len(files), channels, *first[1])  # (N, C, H, W)
     budget.charge(2 * 4 * math.prod(shape),  # x, and the train/test copies made from it
-                  f"{first[0].parent.parent}: {len(files):,} images of {channels}x{first[1][0]}x{first[1][1]} as float32")
+                  f"{root}: {len(files):,} images of {channels}x{first[1][0]}x{first[1][1]} as float32")
     x = np.empty(shape, dtype=np.float32)
     for i, (path, _) in enumerate(files):
         def pixels(path=path):
