@@ -3,8 +3,10 @@
 Location: ``$LAYERLAB_CACHE`` if set, else ``$XDG_CACHE_HOME/layerlab``, else ``~/.cache/layerlab``.
 A cache file is only ever replaced whole (write to a temporary file in the same folder, flush,
 ``fsync``, ``os.replace``), so a crash or a full disk leaves either the old file or none, never a
-half-written one. Reads are validated by the caller's ``check``; a file that fails (corrupt zip,
-wrong keys, wrong shapes) is regenerated and replaced. An unwritable cache folder only costs
+half-written one. Reads are validated first like any untrusted ``.npz`` (member headers against
+their stored sizes and the data budget), then by the caller's ``check``; a file that fails
+(corrupt zip, a header claiming terabytes, wrong keys, wrong shapes) is regenerated and replaced
+with a ``RuntimeWarning`` naming it. An unwritable cache folder only costs
 speed: the data is returned uncached with a warning.
 """
 
@@ -20,6 +22,9 @@ from typing import Callable
 import numpy as np
 
 from layerlab._cache import cache_dir
+from layerlab.data.limits import DataBudget
+from layerlab.data.npz import check_npz_members
+from layerlab.errors import LayerlabError
 
 __all__ = ["cache_dir", "cached_arrays"]
 
@@ -44,6 +49,11 @@ def cached_arrays(
         arrays = _read(path)
         if arrays is not None and _passes(check, arrays):
             return arrays
+        warnings.warn(f"layerlab: the cached data {path} is corrupt or invalid; regenerating it",
+                      RuntimeWarning, stacklevel=3)
+    elif os.path.lexists(path):
+        warnings.warn(f"layerlab: {path} is not a regular file; regenerating the data without reading it",
+                      RuntimeWarning, stacklevel=3)
     arrays = make()
     try:
         _write_atomic(path, arrays)
@@ -62,11 +72,14 @@ def _passes(check: Callable[[dict[str, np.ndarray]], bool], arrays: dict[str, np
 
 
 def _read(path: Path) -> dict[str, np.ndarray] | None:
-    # zip CRCs catch flipped bytes; allow_pickle=False keeps the cache from running code
+    # member headers are checked against their stored sizes and the data budget first (a header
+    # can claim terabytes); zip CRCs catch flipped bytes; allow_pickle=False keeps the cache from
+    # running code
     try:
+        check_npz_members(path, DataBudget())
         with np.load(path, allow_pickle=False) as f:
             return {key: f[key] for key in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, LayerlabError):
         return None
 
 

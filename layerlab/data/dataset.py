@@ -11,13 +11,16 @@ A dataset is four numpy arrays in the layout torch's conv layers read, channels 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from layerlab.data.limits import MAX_CLASSES
 from layerlab.errors import ArgumentError, DataError
 
-__all__ = ["Dataset", "stratified_split", "subsample"]
+__all__ = ["Dataset", "require_regular_file", "stratified_split", "subsample"]
 
 
 @dataclass(eq=False)  # arrays have no single truth value; compare fields with numpy
@@ -32,7 +35,9 @@ class Dataset:
         y_test: labels, ``(M,)`` int64.
         classes: one name per class index.
 
-    The constructor checks all of the above and raises :class:`~layerlab.errors.DataError` naming
+    The constructor checks all of the above, that there are at most
+    :data:`~layerlab.data.limits.MAX_CLASSES` classes and that the training split holds at least
+    two of them (one class trains to a meaningless 100%), and raises :class:`~layerlab.errors.DataError` naming
     the array that is wrong, so a dataset that exists is usable.
 
     Examples:
@@ -51,6 +56,11 @@ class Dataset:
     classes: list[str]
 
     def __post_init__(self) -> None:
+        if isinstance(self.classes, (str, bytes)) or not hasattr(self.classes, "__len__") \
+                or len(self.classes) > MAX_CLASSES:
+            count = f"{len(self.classes):,} names" if hasattr(self.classes, "__len__") else type(self.classes).__name__
+            raise DataError(f"dataset {self.name!r}: classes must be a list of at most {MAX_CLASSES:,} names. "
+                            f"Received: {count}")
         self.classes = [str(c) for c in self.classes]
         for split in ("train", "test"):
             x = getattr(self, f"x_{split}")
@@ -79,6 +89,17 @@ class Dataset:
                     f"[0, {len(self.classes)}) for {len(self.classes)} classes. Received: labels "
                     f"from {y.min()} to {y.max()}; renumber the labels 0..K-1 or list all classes"
                 )
+        present = np.unique(self.y_train)
+        if len(present) < 2:
+            k = int(present[0])
+            raise DataError(
+                f"dataset {self.name!r}: the training split holds only class {self.classes[k]!r} (label "
+                f"{k}); a classifier needs at least two classes to learn anything (one class scores a "
+                f"meaningless 100%); add samples of the other classes"
+            )
+        if 0 in self.x_train.shape[1:]:
+            raise DataError(f"dataset {self.name!r}: samples of shape {self.x_train.shape[1:]} hold no values; "
+                            f"every per-sample dimension (C, *spatial) must be at least 1")
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DataError(
                 f"dataset {self.name!r}: train and test samples must have one shape. Received: "
@@ -108,6 +129,25 @@ def _describe(a) -> str:
     return f"an object of type {type(a).__name__}"
 
 
+def require_regular_file(path, what: str, hint: str) -> None:
+    """Raise :class:`DataError` unless ``path`` is a regular file (symlinks followed).
+
+    Checked with ``stat`` only: a FIFO or a device is never opened (reading a FIFO blocks forever).
+
+    Args:
+        path: the file.
+        what: what it should be, e.g. ``"IDX file"``.
+        hint: what the user should do, ending the message.
+    """
+    path = Path(path)
+    if path.is_file():
+        return
+    if os.path.lexists(path) and not path.is_dir():
+        raise DataError(f"{path}: expected a regular {what}, found a FIFO, device, socket or broken "
+                        f"symlink; layerlab never opens those (a FIFO would block forever): {hint}")
+    raise DataError(f"{path}: no such {what}; {hint}")
+
+
 def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified train/test split of sample indices.
 
@@ -130,8 +170,12 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
     """
     rng = np.random.default_rng(seed)
     train, test = [], []
-    for k in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == k))
+    # one stable sort instead of a y == k scan per class: O(N log N) for any number of classes,
+    # with each class's indices in ascending order as before (same draws, same split)
+    order = np.argsort(y, kind="stable")
+    _, starts, counts = np.unique(y[order], return_index=True, return_counts=True)
+    for start, count in zip(starts, counts):
+        idx = rng.permutation(order[start:start + count])
         n_test = int(len(idx) * test_fraction)
         test.append(idx[:n_test])
         train.append(idx[n_test:])

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from layerlab.data.dataset import Dataset
+from layerlab.data.dataset import Dataset, require_regular_file
+from layerlab.data.limits import DEFLATE_MAX_RATIO, DataBudget, check_top_label, numbered_classes
 from layerlab.errors import DataError
 
 __all__ = ["read_idx", "load_idx", "load_idx_folder", "find_idx_files"]
@@ -38,7 +39,7 @@ IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-DEFLATE_MAX_RATIO = 1032  # zlib technical details: deflate never compresses better than ~1032:1
+MAX_IDX_DIMS = 4  # labels 1, signals 2, images 3, colour images 4; numpy itself stops at 64
 _CHUNK = 1 << 24
 # train-images-idx3-ubyte, t10k-labels.idx1-ubyte.gz, ... (both spellings are in circulation)
 _IDX_NAME = re.compile(r"^(train|t10k)-(images|labels)[-.]idx[0-9]-ubyte(\.gz)?$")
@@ -46,28 +47,37 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, *, max_bytes: int | None = None) -> np.ndarray:
     """Read one IDX file (raw or gzip-compressed, detected from its first bytes).
 
     Args:
         path: the file.
+        max_bytes: the data budget (see :mod:`layerlab.data.limits`). Default: ``None``
+            (``$LAYERLAB_DATA_MAX_BYTES`` or 2 GiB).
 
     Returns:
         The array with the header's shape and dtype, in native byte order.
 
     Raises:
-        DataError: missing file, not gzip/IDX (wrong magic), unknown type code, truncated data,
-            trailing bytes, or a header claiming more data than the file can hold.
+        DataError: missing file, not gzip/IDX (wrong magic), unknown type code, more than
+            ``MAX_IDX_DIMS`` dims, truncated data, trailing bytes, or a header claiming more data
+            than the file can hold.
+        SizeLimitError: the data would pass the data budget (checked from the header).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such IDX file; check the path (MNIST files are named like "
-                        f"train-images-idx3-ubyte or train-images-idx3-ubyte.gz)")
+    return _read_idx(Path(path), DataBudget(max_bytes), float32_copy=False)
+
+
+def _read_idx(path: Path, budget: DataBudget, float32_copy: bool) -> np.ndarray:
+    # charges the raw data and its native-byte-order copy, plus a float32 copy when the caller
+    # converts it (load_idx's images), to `budget` before reading any data
+    require_regular_file(path, "IDX file", "check the path (MNIST files are named like train-images-idx3-ubyte "
+                               "or train-images-idx3-ubyte.gz)")
     with open(path, "rb") as f:
         compressed = f.read(2) == b"\x1f\x8b"
     if not compressed:
         with open(path, "rb") as f:
             dtype, shape, nbytes = _read_header(f, path, os.path.getsize(path))
+            _charge(budget, path, dtype, shape, float32_copy)
             data = f.read(nbytes)
         return _to_array(data, dtype, shape)
     size = os.path.getsize(path)
@@ -90,6 +100,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
                     f"uncompressed) but the gzip trailer records {isize:,} bytes (mod 2^32): the file "
                     f"is truncated or its header is wrong; download it again"
                 )
+            _charge(budget, path, dtype, shape, float32_copy)
             buf = bytearray()
             while len(buf) < nbytes:
                 chunk = f.read(min(_CHUNK, nbytes - len(buf)))
@@ -105,7 +116,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if extra:
         raise DataError(f"{path}: more data than the IDX header's {_shape_text(shape)} describes; "
                         f"the header or the file is wrong, download it again")
-    return _to_array(bytes(buf), dtype, shape)
+    return _to_array(buf, dtype, shape)
+
+
+def _charge(budget: DataBudget, path: Path, dtype: np.dtype, shape: tuple[int, ...], float32_copy: bool) -> None:
+    items = math.prod(shape)
+    budget.charge(2 * items * dtype.itemsize + (4 * items if float32_copy else 0),
+                  f"{path}: {_shape_text(shape)} {dtype.newbyteorder('=')} values")
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -127,8 +144,9 @@ def _read_header(f, path: Path, file_size: int | None) -> tuple[np.dtype, tuple[
             f"{', '.join(f'0x{c:02X}' for c in IDX_DTYPES)} (0x08 = uint8 for MNIST); the file is "
             f"corrupt or not IDX"
         )
-    if ndim == 0:
-        raise DataError(f"{path}: the IDX header declares 0 dims; expected 1 (labels) or 3 (images)")
+    if not 1 <= ndim <= MAX_IDX_DIMS:
+        raise DataError(f"{path}: the IDX header declares {ndim} dims; expected 1 (labels), 2 (signals) "
+                        f"or 3 (images), at most {MAX_IDX_DIMS}; the file is corrupt or not IDX")
     raw = f.read(4 * ndim)
     if len(raw) < 4 * ndim:
         raise DataError(f"{path}: truncated IDX header: {ndim} dims need {4 * ndim} bytes of sizes, "
@@ -152,7 +170,7 @@ def _truncated(path: Path, shape: tuple[int, ...], nbytes: int, have: int) -> Da
     )
 
 
-def _to_array(data: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+def _to_array(data: bytes | bytearray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -171,7 +189,8 @@ def find_idx_files(folder: str | os.PathLike, *, require: bool = True) -> dict[s
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir(), key=lambda p: p.name.endswith(".gz")):  # raw files first
         m = _IDX_NAME.match(p.name)
-        if m and p.is_file():
+        if m:
+            require_regular_file(p, "IDX file", "replace it with the IDX file it is named after")
             key = f"{'train' if m[1] == 'train' else 'test'}_{m[2]}"
             found.setdefault(key, p)
     keys = ("train_images", "train_labels", "test_images", "test_labels")
@@ -186,12 +205,12 @@ def find_idx_files(folder: str | os.PathLike, *, require: bool = True) -> dict[s
     return None
 
 
-def load_idx_folder(folder: str | os.PathLike) -> Dataset:
+def load_idx_folder(folder: str | os.PathLike, *, max_bytes: int | None = None) -> Dataset:
     """:func:`load_idx` on the four standard files of ``folder``; classes are Fashion-MNIST's names
     when the folder's path contains "fashion", else the label numbers."""
     files = find_idx_files(folder)
     fashion = "fashion" in str(Path(folder).resolve()).lower()
-    return load_idx(**files, name=str(folder), classes=FASHION_CLASSES if fashion else None)
+    return load_idx(**files, name=str(folder), classes=FASHION_CLASSES if fashion else None, max_bytes=max_bytes)
 
 
 def load_idx(
@@ -202,6 +221,7 @@ def load_idx(
     *,
     name: str | None = None,
     classes: list[str] | None = None,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """A data set from four explicit IDX files (MNIST, Fashion-MNIST, KMNIST, ...).
 
@@ -212,18 +232,24 @@ def load_idx(
         train_images, train_labels, test_images, test_labels: the files (raw or ``.gz``).
         name: the data set's name. Default: ``None`` (the train image path).
         classes: class names; ``None`` numbers them ``"0" .. str(max label)``. Default: ``None``.
+        max_bytes: the data budget for all four files together (see :mod:`layerlab.data.limits`).
+            Default: ``None`` (``$LAYERLAB_DATA_MAX_BYTES`` or 2 GiB).
 
     Returns:
         A :class:`~layerlab.data.dataset.Dataset`.
 
     Raises:
         DataError: any file unreadable (see :func:`read_idx`), labels not 1-d integers, images
-            not 2-d/3-d, image/label counts that differ, or non-finite values.
+            not 2-d/3-d, image/label counts that differ, non-finite values, labels beyond
+            ``MAX_CLASSES``, or one class.
+        SizeLimitError: the four files would pass the data budget (checked from their headers).
     """
+    budget = DataBudget(max_bytes)
     arrays = {}
     for split, images_path, labels_path in (("train", train_images, train_labels),
                                             ("test", test_images, test_labels)):
-        x, y = read_idx(images_path), read_idx(labels_path)
+        x = _read_idx(Path(images_path), budget, float32_copy=True)
+        y = _read_idx(Path(labels_path), budget, float32_copy=False)
         if y.ndim != 1 or y.dtype.kind not in "iu":
             raise DataError(f"{labels_path}: expected a 1-d integer IDX label file, got "
                             f"{y.ndim}-d {y.dtype} data of shape {y.shape}; did you swap images and labels?")
@@ -235,7 +261,8 @@ def load_idx(
                             f"labels; the two files must come from the same release (train with "
                             f"train, t10k with t10k)")
         if x.dtype == np.uint8:
-            xf = x.astype(np.float32) / 255.0
+            xf = x.astype(np.float32)
+            xf /= 255.0
         else:
             with np.errstate(over="ignore"):  # too-large values become inf and are reported below
                 xf = x.astype(np.float32)
@@ -244,9 +271,11 @@ def load_idx(
                                 f"for float32); clean the data first")
         if y.size and y.min() < 0:
             raise DataError(f"{labels_path}: negative label {y.min()}; labels must be class indices >= 0")
+        if y.size:
+            check_top_label(y.max(), str(labels_path))
         arrays[f"x_{split}"] = xf[:, None]  # (N, 1, *spatial)
         arrays[f"y_{split}"] = y.astype(np.int64)
     if classes is None:
         top = max(int(arrays["y_train"].max(initial=0)), int(arrays["y_test"].max(initial=0)))
-        classes = [str(k) for k in range(top + 1)]
+        classes = numbered_classes(top, name or str(train_images))
     return Dataset(name or str(train_images), classes=list(classes), **arrays)

@@ -7,18 +7,27 @@ Layouts::
 
 Classes are the sub-folder names in sorted order (label ``k`` = ``k``-th name). Files and folders
 whose names start with ``.`` are skipped (``.DS_Store``); other files directly in ``root`` are
-ignored. Images are decoded as 8-bit grayscale when every one is grayscale, else as RGB (grayscale
-ones repeated to 3 channels; alpha dropped), divided by 255 into [0, 1]: ``x`` is ``(N, C, H, W)``.
+ignored. ``x`` is ``(N, C, H, W)`` float32: one channel when every image is grayscale, else three
+(grayscale images repeated over R, G, B; alpha dropped). Values per Pillow mode
+(``MODE_CONVERSIONS``): 8-bit modes (``1 L LA P PA RGB RGBA RGBX CMYK YCbCr LAB HSV``, colour spaces
+converted to RGB by Pillow) / 255; 16-bit modes (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``) / 65535,
+so 12-bit data stored in 16 bits lands in [0, 0.0625]; mode ``I`` (32-bit integers) is read as
+16-bit data and refused outside 0..65535; mode ``F`` (32-bit float) is kept unchanged and refused
+with NaN or Inf. Any other mode is refused naming it.
 
 Refused with a :class:`~layerlab.errors.DataError` naming the file: a non-image file inside a class
 folder, something that is not a regular file (a FIFO would block the reader), a symlink loop,
-an image whose header claims more than ``MAX_PIXELS`` (2^24) pixels (checked before decoding), an image Pillow cannot decode (or a decompression bomb), a symlink resolving outside
+an image whose header claims more than ``MAX_PIXELS`` (2^24) pixels or a mode layerlab does not read
+(checked before decoding), an image Pillow cannot decode (or a decompression bomb), a symlink resolving outside
 ``root``, an empty class folder, fewer than two classes, images of different sizes, test classes
-that the training folder lacks. Nothing is written, so a failure leaves no state behind.
+that the training folder lacks. Decoded images that would pass the data budget
+(:mod:`layerlab.data.limits`) raise :class:`~layerlab.errors.SizeLimitError` from the headers,
+before any image is decoded. Nothing is written, so a failure leaves no state behind.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -26,28 +35,33 @@ from pathlib import Path
 import numpy as np
 
 from layerlab.data.dataset import Dataset, stratified_split
+from layerlab.data.limits import DataBudget
 from layerlab.errors import DataError
 
 __all__ = ["load_image_folder", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 MAX_PIXELS = 1 << 24  # 4096x4096: far above what layer experiments train on; bounds memory per image
 
 
-def load_image_folder(folder: str | os.PathLike, *, seed: int = 0) -> Dataset:
+def load_image_folder(folder: str | os.PathLike, *, seed: int = 0, max_bytes: int | None = None) -> Dataset:
     """A data set from an image folder (see the module docstring for the layout and the checks).
 
     Args:
         folder: the root folder.
         seed: seed of the stratified 80/20 split when there are no ``train/`` and ``test/`` folders.
             Default: ``0``.
+        max_bytes: the data budget (see :mod:`layerlab.data.limits`). Default: ``None``
+            (``$LAYERLAB_DATA_MAX_BYTES`` or 2 GiB).
 
     Returns:
-        A :class:`~layerlab.data.dataset.Dataset` with ``x`` ``(N, 1 or 3, H, W)`` in [0, 1].
+        A :class:`~layerlab.data.dataset.Dataset` with ``x`` ``(N, 1 or 3, H, W)``, scaled per
+        mode (see ``MODE_CONVERSIONS``).
 
     Raises:
         DataError: see the module docstring.
+        SizeLimitError: the decoded images would pass the data budget (checked from the headers,
+            before decoding any).
     """
     root = Path(folder)
     if not root.is_dir():
@@ -71,7 +85,7 @@ def load_image_folder(folder: str | os.PathLike, *, seed: int = 0) -> Dataset:
         if len(test) == 0:
             raise DataError(f"{root}: {len(files)} images are too few to split off a 20% test set per "
                             f"class; add images or make train/ and test/ folders")
-    x = _decode(files)  # (N, C, H, W)
+    x = _decode(files, root, DataBudget(max_bytes))  # (N, C, H, W)
     y = np.array([k for _, k in files], dtype=np.int64)
     return Dataset(str(root), x[train], y[train], x[test], y[test], classes)
 
@@ -116,43 +130,126 @@ def _inside(path: Path, real_root: Path) -> None:
                         f"reads only files inside the folder, copy the file in instead")
 
 
-def _decode(files: list[tuple[Path, int]]) -> np.ndarray:
-    from PIL import Image
+def _unit_8bit(im) -> np.ndarray:
+    return np.asarray(im, dtype=np.float32) / 255.0
 
-    pixels: list[np.ndarray] = []
+
+def _unit_16bit(im) -> np.ndarray:
+    return np.asarray(im).astype(np.float32) / 65535.0
+
+
+def _unit_int32(im) -> np.ndarray:
+    a = np.asarray(im)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise DataError(f"mode I (32-bit integer) pixels from {a.min()} to {a.max()}; layerlab reads mode I "
+                        f"only as 16-bit data (0..65535, divided by 65535); save the image as 16-bit PNG "
+                        f"or as a float TIFF (mode F) scaled to [0, 1]")
+    return a.astype(np.float32) / 65535.0
+
+
+def _float(im) -> np.ndarray:
+    a = np.asarray(im, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise DataError("mode F (32-bit float) image with NaN or infinite values; clean the image first")
+    return a
+
+
+# Image.mode -> (channels, (image -> float32 (H, W) or (H, W, 3))). 8-bit data is divided by 255,
+# 16-bit data by 65535 (the bit depth's maximum: 12-bit values in a 16-bit file land in [0, 0.0625]),
+# float data is kept as is; alpha is dropped; colour spaces are converted to RGB by Pillow.
+MODE_CONVERSIONS = {
+    "1": (1, lambda im: _unit_8bit(im.convert("L"))),           # 0 / 1
+    "L": (1, _unit_8bit),
+    "LA": (1, lambda im: _unit_8bit(im.getchannel("L"))),
+    "La": (1, lambda im: _unit_8bit(im.convert("LA").getchannel("L"))),  # alpha-premultiplied
+    "I;16": (1, _unit_16bit),
+    "I;16L": (1, _unit_16bit),
+    "I;16B": (1, _unit_16bit),
+    "I;16N": (1, _unit_16bit),
+    "I": (1, _unit_int32),
+    "F": (1, _float),
+    "P": (3, lambda im: _unit_8bit(im.convert("RGB"))),
+    "PA": (3, lambda im: _unit_8bit(im.convert("RGB"))),
+    "RGB": (3, _unit_8bit),
+    "RGBA": (3, lambda im: _unit_8bit(im.convert("RGB"))),
+    "RGBX": (3, lambda im: _unit_8bit(im.convert("RGB"))),
+    "RGBa": (3, lambda im: _unit_8bit(im.convert("RGBA").convert("RGB"))),
+    "CMYK": (3, lambda im: _unit_8bit(im.convert("RGB"))),
+    "YCbCr": (3, lambda im: _unit_8bit(im.convert("RGB"))),
+    "LAB": (3, lambda im: _unit_8bit(im.convert("RGB"))),
+    "HSV": (3, lambda im: _unit_8bit(im.convert("RGB"))),
+}
+
+
+def _open_checked(path: Path, first: tuple[Path, tuple[int, int]] | None):
+    # Image.open reads the header only; size, pixel count and mode are checked before any decoding
+    from PIL import Image  # Pillow is optional: only image folders need it
+
+    im = Image.open(path)
+    size = (im.height, im.width)
+    if first is not None and size != first[1]:
+        im.close()
+        raise _mixed_sizes(path, size, *first)
+    if im.width * im.height > MAX_PIXELS:
+        im.close()
+        raise DataError(
+            f"{path}: the header says {im.height}x{im.width} (HxW) = {im.width * im.height:,} pixels, "
+            f"more than layerlab decodes per image ({MAX_PIXELS:,}); downscale the images first"
+        )
+    if im.mode not in MODE_CONVERSIONS:
+        mode = im.mode
+        im.close()
+        raise DataError(f"{path}: image mode {mode!r}, which layerlab does not read (it reads "
+                        f"{', '.join(MODE_CONVERSIONS)}); convert the image, e.g. to RGB or L")
+    return im
+
+
+def _guarded(path: Path, action):
+    # decoders raise many types on hostile bytes: all are data problems
+    from PIL import Image  # Pillow is optional: only image folders need it
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return action()
+    except DataError as err:
+        text = str(err)
+        raise DataError(text if text.startswith(str(path)) else f"{path}: {text}") from None
+    except Exception as err:
+        raise DataError(f"{path}: Pillow cannot decode this image ({type(err).__name__}: {err}); "
+                        f"the file is corrupt or not really an image, remove or replace it") from None
+
+
+def _decode(files: list[tuple[Path, int]], root: Path, budget: DataBudget) -> np.ndarray:
+    # pass 1, headers only: one size, readable modes, the memory of x charged to the budget;
+    # pass 2: decode each image straight into x
     first: tuple[Path, tuple[int, int]] | None = None
+    channels = 1
     for path, _ in files:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as im:  # reads the header only
-                    size = (im.height, im.width)
-                    if first is not None and size != first[1]:
-                        raise _mixed_sizes(path, size, *first)
-                    if im.width * im.height > MAX_PIXELS:
-                        raise DataError(
-                            f"{path}: the header says {im.height}x{im.width} (HxW) = "
-                            f"{im.width * im.height:,} pixels, more than layerlab decodes per image "
-                            f"({MAX_PIXELS:,}); downscale the images first"
-                        )
-                    im.load()
-                    gray = im.mode in _GRAY_MODES
-                    arr = np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
-        except DataError:
-            raise
-        except Exception as err:  # decoders raise many types on hostile bytes: all are data problems
-            raise DataError(f"{path}: Pillow cannot decode this image ({type(err).__name__}: {err}); "
-                            f"the file is corrupt or not really an image, remove or replace it") from None
-        if first is None:
-            first = (path, arr.shape[:2])
-        elif arr.shape[:2] != first[1]:  # a decoder disagreeing with its header
-            raise _mixed_sizes(path, arr.shape[:2], *first)
-        pixels.append(arr)
-    channels = 3 if any(a.ndim == 3 for a in pixels) else 1
-    x = np.empty((len(pixels), channels, *first[1]), dtype=np.float32)  # (N, C, H, W)
-    for i, a in enumerate(pixels):
+        def header(path=path):
+            with _open_checked(path, first) as im:
+                return (im.height, im.width), MODE_CONVERSIONS[im.mode][0]
+
+        size, c = _guarded(path, header)
+        first = first or (path, size)
+        channels = max(channels, c)
+    shape = (len(files), channels, *first[1])  # (N, C, H, W)
+    budget.charge(2 * 4 * math.prod(shape),  # x, and the train/test copies made from it
+                  f"{root}: {len(files):,} images of {channels}x{first[1][0]}x{first[1][1]} as float32")
+    x = np.empty(shape, dtype=np.float32)
+    for i, (path, _) in enumerate(files):
+        def pixels(path=path):
+            with _open_checked(path, first) as im:
+                im.load()
+                return MODE_CONVERSIONS[im.mode][1](im)
+
+        a = _guarded(path, pixels)
+        if a.shape[:2] != first[1]:  # a decoder disagreeing with its header
+            raise _mixed_sizes(path, a.shape[:2], *first)
+        if a.ndim == 3 and channels == 1:  # the mode changed while decoding
+            raise DataError(f"{path}: decoded as colour although its header says grayscale; save it "
+                            f"again in one mode")
         x[i] = a.transpose(2, 0, 1) if a.ndim == 3 else a[None]  # gray repeats over RGB by broadcast
-    x /= 255.0
     return x
 
 

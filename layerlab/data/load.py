@@ -12,13 +12,15 @@ from layerlab.data.cifar import find_cifar_folder, load_cifar
 from layerlab.data.dataset import Dataset, subsample
 from layerlab.data.idx import find_idx_files, load_idx_folder
 from layerlab.data.images import load_image_folder
+from layerlab.data.limits import data_max_bytes
 from layerlab.data.npz import load_npz
 from layerlab.errors import ArgumentError, DataError
 
 __all__ = ["load_dataset", "detect_format"]
 
 
-def load_dataset(name_or_path: str | os.PathLike = "mnist1d", *, seed: int = 0, limit: int | None = None) -> Dataset:
+def load_dataset(name_or_path: str | os.PathLike = "mnist1d", *, seed: int = 0, limit: int | None = None,
+                 max_bytes: int | None = None) -> Dataset:
     """Load a built-in data set by name, or a data set from a file or folder.
 
     Built-in names (no download, see :mod:`layerlab.data.builtin`): ``"mnist1d"``, ``"mnist"``,
@@ -35,7 +37,8 @@ def load_dataset(name_or_path: str | os.PathLike = "mnist1d", *, seed: int = 0, 
     - an image folder, one sub-folder per class (or ``train/`` and ``test/`` each holding those),
       see :func:`layerlab.data.images.load_image_folder`.
 
-    Scaling: 8-bit sources (MNIST, IDX ``ubyte``, CIFAR, images) are divided by 255 into [0, 1];
+    Scaling: 8-bit sources (MNIST, IDX ``ubyte``, CIFAR, 8-bit images) are divided by 255 into
+    [0, 1], 16-bit images by 65535, float images are kept (see :mod:`layerlab.data.images`);
     MNIST-1D is standardised by its generator; digits are divided by 16; ``.npz`` arrays and
     non-8-bit IDX data are cast to float32 unchanged. No per-dataset standardisation is applied.
 
@@ -45,6 +48,8 @@ def load_dataset(name_or_path: str | os.PathLike = "mnist1d", *, seed: int = 0, 
             ``x_test``, image folders) and of the ``limit`` subset. Default: ``0``.
         limit: keep at most this many samples per split (a seeded random subset, order kept);
             ``None`` keeps all. Default: ``None``.
+        max_bytes: the data budget of a file load, see :mod:`layerlab.data.limits`. Default:
+            ``None`` (``$LAYERLAB_DATA_MAX_BYTES`` or 2 GiB).
 
     Returns:
         A :class:`~layerlab.data.dataset.Dataset` with ``x`` of shape ``(N, C, *spatial)`` float32 and
@@ -53,7 +58,8 @@ def load_dataset(name_or_path: str | os.PathLike = "mnist1d", *, seed: int = 0, 
     Raises:
         DataError: the path does not exist, its format is unknown, or the file is corrupt,
             truncated, mismatched or unsafe (the message names the file and the fix).
-        ArgumentError: ``seed`` or ``limit`` is not a valid integer.
+        SizeLimitError: the file's data would pass the data budget (checked before allocating).
+        ArgumentError: ``seed``, ``limit`` or ``max_bytes`` is not a valid integer.
 
     Examples:
         >>> ds = load_dataset("digits", limit=100)
@@ -68,10 +74,13 @@ def load_dataset(name_or_path: str | os.PathLike = "mnist1d", *, seed: int = 0, 
             f"Received: {name_or_path!r} of type {type(name_or_path).__name__}"
         )
     key = os.fspath(name_or_path)
+    if not str(key).strip():
+        raise ArgumentError(f"name_or_path is empty: pass a built-in name ({', '.join(BUILTIN)}) or the "
+                            f"path of a data file or folder (use '.' for the current folder). Received: {key!r}")
     if isinstance(name_or_path, str) and key.lower() in BUILTIN and not Path(key).exists():
         dataset = BUILTIN[key.lower()](int(seed))
     else:
-        dataset = _load_path(Path(key), int(seed))
+        dataset = _load_path(Path(key), int(seed), data_max_bytes(max_bytes))
     return subsample(dataset, limit, int(seed))
 
 
@@ -111,12 +120,12 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
-def _load_path(path: Path, seed: int) -> Dataset:
+def _load_path(path: Path, seed: int, max_bytes: int) -> Dataset:
     fmt = detect_format(path)
     if fmt == "idx":
-        return load_idx_folder(path)
+        return load_idx_folder(path, max_bytes=max_bytes)
     if fmt in ("cifar10", "cifar100"):
-        return load_cifar(path)
+        return load_cifar(path, max_bytes=max_bytes)
     if fmt == "npz":
-        return load_npz(path, seed=seed)
-    return load_image_folder(path, seed=seed)
+        return load_npz(path, seed=seed, max_bytes=max_bytes)
+    return load_image_folder(path, seed=seed, max_bytes=max_bytes)

@@ -8,31 +8,37 @@ value is a whole number). Without ``x_test``/``y_test`` a seeded stratified 80/2
 Values are cast to float32 unchanged (no scaling).
 
 The file is opened with ``allow_pickle=False`` (object arrays are refused, nothing is executed), and
-every member's header is checked against the member's stored size before numpy allocates it.
+every member must be a ``.npy`` array whose header is checked against the member's stored size and
+the data budget (:mod:`layerlab.data.limits`) before numpy allocates it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from layerlab.data.dataset import Dataset, stratified_split
-from layerlab.errors import DataError
+from layerlab.data.dataset import Dataset, require_regular_file, stratified_split
+from layerlab.data.limits import DEFLATE_MAX_RATIO, DataBudget, check_top_label, numbered_classes
+from layerlab.errors import DataError, SizeLimitError
 
 __all__ = ["load_npz"]
 
-DEFLATE_MAX_RATIO = 1032
+# what a member's stored bytes can expand to: stored 1:1, deflate at most ~1032:1 (zlib technical details)
+_MAX_RATIO = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_MAX_RATIO}
 
 
-def load_npz(path: str | os.PathLike, *, seed: int = 0) -> Dataset:
+def load_npz(path: str | os.PathLike, *, seed: int = 0, max_bytes: int | None = None) -> Dataset:
     """A data set from an ``.npz`` file.
 
     Args:
         path: the file, written e.g. by ``np.savez(path, x=x, y=y)``.
         seed: seed of the stratified 80/20 split when the file has no ``x_test``. Default: ``0``.
+        max_bytes: the data budget (see :mod:`layerlab.data.limits`). Default: ``None``
+            (``$LAYERLAB_DATA_MAX_BYTES`` or 2 GiB).
 
     Returns:
         A :class:`~layerlab.data.dataset.Dataset`.
@@ -40,7 +46,8 @@ def load_npz(path: str | os.PathLike, *, seed: int = 0) -> Dataset:
     Raises:
         DataError: missing file, not a zip/npz, object arrays, missing keys, a member whose header
             claims more data than it stores, x/y length mismatch, NaN/Inf inputs, labels that are
-            not non-negative whole numbers.
+            not non-negative whole numbers, more than ``MAX_CLASSES`` classes, one class.
+        SizeLimitError: the arrays would pass the data budget (checked before reading them).
 
     Examples:
         >>> import numpy as np, tempfile, os
@@ -50,9 +57,8 @@ def load_npz(path: str | os.PathLike, *, seed: int = 0) -> Dataset:
         (1, 8)
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such .npz file; check the path")
-    _check_member_sizes(path)
+    require_regular_file(path, ".npz file", "check the path")
+    check_npz_members(path, DataBudget(max_bytes), inputs=("x", "x_test"))
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -95,41 +101,68 @@ def load_npz(path: str | os.PathLike, *, seed: int = 0) -> Dataset:
                             f"{names.shape}")
         classes = [str(n) for n in names]
     else:
-        classes = [str(k) for k in range(top + 1)]
+        classes = numbered_classes(top, str(path))
     return Dataset(str(path), x, y, x_test, y_test, classes)
 
 
-def _check_member_sizes(path: Path) -> None:
-    # np.load allocates an array of the header's shape before reading: compare the header's claim
-    # with what the zip member holds first
+def check_npz_members(path: Path, budget: DataBudget, inputs: tuple[str, ...] = ()) -> None:
+    """Check every member's ``.npy`` header against its stored size and ``budget`` before numpy reads it.
+
+    ``np.load`` allocates an array of the header's shape before reading the data, and it reads a
+    member whatever its name (``x`` as well as ``x.npy``), so every member is checked: it must be a
+    ``.npy`` array, stored or deflated, whose claimed ``prod(shape)·itemsize`` bytes fit the
+    member's uncompressed size and what its stored bytes can expand to (1:1 stored, 1032:1 deflated). Each member is charged to ``budget``, the ``inputs``
+    members (cast to float32, then copied by the split) twice more at 4 bytes per value.
+
+    Raises:
+        DataError: a member that is not a ``.npy`` array or claims more than it stores; an
+            unreadable zip.
+        SizeLimitError: the members would pass the data budget.
+    """
     try:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
-                if not info.filename.endswith(".npy"):
-                    continue
-                bound = info.compress_size * (DEFLATE_MAX_RATIO if info.compress_type else 1)
+                if info.compress_type not in _MAX_RATIO:
+                    raise DataError(f"{path}: member {info.filename!r} uses zip compression method "
+                                    f"{info.compress_type}; np.savez writes stored or deflated members only, "
+                                    f"write the file with np.savez or np.savez_compressed")
                 with z.open(info) as member:
+                    if member.read(6) != b"\x93NUMPY":
+                        raise DataError(f"{path}: member {info.filename!r} is not a .npy array; an .npz "
+                                        f"for layerlab holds only arrays, write it with np.savez")
+                    member.seek(0)
                     version = np.lib.format.read_magic(member)
                     if version == (1, 0):
                         shape, _, dtype = np.lib.format.read_array_header_1_0(member)
                     elif version == (2, 0):
                         shape, _, dtype = np.lib.format.read_array_header_2_0(member)
                     else:
-                        continue  # a newer format: np.load's own checks apply
-                    if dtype.hasobject:
-                        continue  # refused by allow_pickle=False below, with its own message
-                    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                    if claimed > min(info.file_size, bound):
-                        raise DataError(
-                            f"{path}: member {info.filename} claims shape {shape} of {dtype} "
-                            f"({claimed:,} bytes) but stores {info.file_size:,} bytes; the file is "
-                            f"corrupt or truncated, write it again with np.savez"
-                        )
-    except DataError:
+                        raise DataError(f"{path}: member {info.filename!r} has .npy format version "
+                                        f"{version}, which numpy does not write; write it with np.savez")
+                if dtype.hasobject:
+                    continue  # refused by allow_pickle=False in load_npz, with its own message
+                values = math.prod(shape)
+                claimed = values * dtype.itemsize
+                bound = info.compress_size * _MAX_RATIO[info.compress_type]
+                if claimed > min(info.file_size, bound):
+                    deflated = f" (deflated: at most {bound:,} bytes)" if info.compress_type else ""
+                    raise DataError(
+                        f"{path}: member {info.filename} claims shape {shape} of {dtype} "
+                        f"({claimed:,} bytes) but stores {info.compress_size:,} bytes{deflated}; the file "
+                        f"is corrupt or truncated, write it again with np.savez"
+                    )
+                float32_copies = 2 if info.filename.removesuffix(".npy") in inputs else 0
+                budget.charge(claimed + float32_copies * 4 * values,
+                              f"{path}: member {info.filename} ({_shape_text(shape)} {dtype})")
+    except (DataError, SizeLimitError):
         raise
     except Exception as err:  # any parse failure of untrusted bytes is a data problem
         raise DataError(f"{path}: not a readable .npz file ({type(err).__name__}: {err}); write it "
                         f"with np.savez") from None
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(s) for s in shape) or "scalar"
 
 
 def _inputs(x: np.ndarray, path: Path, key: str) -> np.ndarray:
@@ -158,6 +191,8 @@ def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
     if y.size and y.min() < 0:
         raise DataError(f"{path}: {key!r} holds the negative label {y.min()}; labels must be class "
                         f"indices 0..K-1")
+    if y.size:
+        check_top_label(y.max(), f"{path}: {key!r}")
     return y.astype(np.int64)
 
 

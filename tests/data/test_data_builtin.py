@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import warnings
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -181,3 +185,25 @@ def test_dataset_properties_and_repr():
     ds = _toy()
     assert ds.input_shape == (1, 3) and ds.num_classes == 2
     assert repr(ds) == "Dataset('toy', train=4, test=2, input_shape=(1, 3), num_classes=2)"
+
+
+def test_mnist1d_cache_claiming_terabytes_is_regenerated_with_a_warning(mnist1d, fresh_cache, monkeypatch):
+    # a member named "x" (no .npy) whose header claims 3.6 TiB: np.load would ask for all of it
+    ds, _, _, _ = mnist1d
+    fresh_cache.mkdir()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (450_000_000_000,)})
+    with zipfile.ZipFile(fresh_cache / "mnist1d-v1.npz", "w") as z:
+        z.writestr("x", header.getvalue() + bytes(64))
+    calls = []
+    monkeypatch.setattr(builtin, "_make_mnist1d", lambda: calls.append(1) or {
+        "x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test})
+    with pytest.warns(RuntimeWarning, match=r"the cached data .*mnist1d-v1\.npz is corrupt or invalid; regenerating it"):
+        again = load_dataset("mnist1d")
+    assert calls == [1]
+    np.testing.assert_array_equal(again.x_train, ds.x_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the regenerated file is read back silently
+        load_dataset("mnist1d")
+    assert calls == [1]

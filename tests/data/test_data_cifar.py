@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 import tracemalloc
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 
 from layerlab.data import RestrictedUnpickler, load_cifar, load_dataset
 from layerlab.data.cifar import load_pickle
-from layerlab.errors import DataError
+from layerlab.errors import DataError, SizeLimitError
 
 NAMES = [f"class{k}" for k in range(10)]
 
@@ -305,3 +306,147 @@ def test_restricted_unpickler_scans_on_construction():
     data = b"\x80\x04]r" + (680825748).to_bytes(4, "little") + b"."
     with pytest.raises(DataError, match=r"pickle memo index 680,825,748"):
         RestrictedUnpickler(io.BytesIO(data), "f")
+
+
+def _laughs(leaf, depth=9, width=10):
+    """``width`` references to the level below, ``depth`` times: 10**10 items in a few hundred bytes
+    of pickle (the pickler writes each shared level once, then memo references)."""
+    level = [leaf] * width
+    for _ in range(depth):
+        level = [level] * width
+    return level
+
+
+def _tuple_laughs(depth=9, width=10):
+    level = (0,) * width
+    for _ in range(depth):
+        level = (level,) * width
+    return level
+
+
+def _dict_pickle_with_key(key, value) -> bytes:
+    """A protocol-2 pickle of ``{key: value}`` written without hashing ``key`` (a shared tuple's hash
+    would take hours): the pickle of ``[key, value]`` with EMPTY_LIST/APPENDS turned into
+    EMPTY_DICT/SETITEMS."""
+    data = pickle.dumps([key, value], 2)
+    assert data[2:3] == b"]" and data[-2:] == b"e."
+    return data[:2] + b"}" + data[3:-2] + b"u."
+
+
+def _proto2(*ops: bytes) -> bytes:
+    return b"\x80\x02" + b"".join(ops) + b"."
+
+
+def _text_op(text: str) -> bytes:
+    return b"X" + len(text).to_bytes(4, "little") + text.encode()
+
+
+ALLOCATING_PICKLES = {
+    # 32 bytes asking bytearray for 6 GB
+    "bytearray": (_proto2(b"cbuiltins\nbytearray\n", b"\x8a\x05", (6 * 10**9).to_bytes(5, "little"), b"\x85R"),
+                  "refusing bytearray(6000000000) from a pickle: pickles build bytearray only from bytes or a "
+                  "latin-1 string (a size would allocate that many bytes); this file may be malicious"),
+    "bytes": (_proto2(b"c__builtin__\nbytes\n", b"J", (2 * 10**9).to_bytes(4, "little"), b"\x85R"),
+              "refusing bytes(2000000000) from a pickle"),
+    # a numpy scalar of a 2 GB void dtype
+    "scalar": (_proto2(b"cnumpy._core.multiarray\nscalar\n", b"cnumpy\ndtype\n", _text_op("V2000000000"),
+                       b"\x85R", b"C\x01x", b"\x86R"),
+               "refusing a numpy scalar of dtype dtype('V2000000000') from a pickle: CIFAR files hold numbers "
+               "only; this file may be malicious"),
+    "dtype": (_proto2(b"cnumpy\ndtype\n", b"]", b"\x85R"),
+              "refusing numpy dtype(list of 0 items) from a pickle: numpy writes a short type string such as 'u1'"),
+    # numpy's _reconstruct with a 10**10-item shared list as its shape (its repr alone is gigabytes)
+    "reconstruct": (pickle.dumps(_laughs(0), 2)[:-1].replace(b"\x80\x02", b"\x80\x02cnumpy._core.multiarray\n"
+                                                                      b"_reconstruct\ncnumpy\nndarray\n", 1)
+                    + b"C\x01b\x87R.",
+                    "refusing numpy _reconstruct(numpy.ndarray, list of 10 items, bytes of length 1) from a pickle: "
+                    "numpy writes only _reconstruct(ndarray, (0,), b'b')"),
+    # a dict key that is a 10**10-item shared tuple: hashing it never ends
+    "tuple_key": (_dict_pickle_with_key(_tuple_laughs(), 1),
+                  "refusing a pickle that references one tuple of 10 items again (a shared container is how a "
+                  "small pickle expands to billions of items); CIFAR files never do this"),
+}
+
+
+@pytest.mark.parametrize("name", ALLOCATING_PICKLES)
+def test_pickles_that_allocate_are_refused_before_allocating(tmp_path, capped, name):
+    data, message = ALLOCATING_PICKLES[name]
+    assert len(data) < 2000
+    (tmp_path / "batch").write_bytes(data)
+    capped(f"C.load_pickle({str(tmp_path / 'batch')!r})", "DataError", message)
+
+
+def test_shared_label_lists_are_refused_before_numpy_expands_them(tmp_path, capped):
+    write_cifar10(tmp_path)
+    batch = {b"data": np.zeros((10, 3072), np.uint8), b"labels": _laughs(0)}
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(batch, 2))
+    assert (tmp_path / "data_batch_3").stat().st_size < 32_000
+    capped(f"D.load_cifar({str(tmp_path)!r})", "DataError",
+           "data_batch_3: 'labels' must be a list of non-negative integers, got list of 10 items "
+           "(first item: list of 10 items)")
+
+
+def test_shared_name_lists_are_refused_before_they_are_turned_into_text(tmp_path, capped):
+    write_cifar10(tmp_path)
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": _laughs(b"cat")}, 2))
+    capped(f"D.load_cifar({str(tmp_path)!r})", "DataError",
+           "batches.meta: 'label_names' must be a list of names, got list of 10 items; each name must be a string")
+
+
+@pytest.mark.parametrize("label", [2**40, 100_000])
+def test_metaless_huge_label_is_refused_before_the_class_list_is_built(tmp_path, capped, label):
+    write_cifar10(tmp_path)
+    (tmp_path / "batches.meta").unlink()
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, label]}
+    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch, 2))
+    capped(f"D.load_cifar({str(tmp_path)!r})", "DataError",
+           f"test_batch: 'labels': the largest label is {label:,}; layerlab accepts at most 100,000 classes")
+
+
+def test_protocol2_empty_bytes_load(tmp_path):
+    # Python 3 writes b"" at protocol 2 as __builtin__.bytes(): ordinary data, not an attack
+    batches = write_cifar10(tmp_path)
+    batch = {**batches["test_batch"], b"batch_label": b"", b"extra": bytearray(b"ab")}
+    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch, 2))
+    assert load_pickle(tmp_path / "test_batch")[b"batch_label"] == b""
+    assert len(load_cifar(tmp_path).y_test) == len(batch[b"labels"])
+
+
+def test_one_class_is_refused(tmp_path):
+    write_cifar10(tmp_path)
+    for name in [f"data_batch_{i}" for i in range(1, 6)]:
+        (tmp_path / name).write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [7, 7]}, 2))
+    with pytest.raises(DataError, match=r"the training split holds only class 'class7' \(label 7\)"):
+        load_cifar(tmp_path)
+
+
+def test_fifo_named_data_batch_1_is_reported_without_blocking(tmp_path):
+    root = tmp_path / "cifar-10-batches-py"
+    write_cifar10(root)
+    (root / "data_batch_1").unlink()
+    os.mkfifo(root / "data_batch_1")
+    with pytest.raises(DataError, match=r"data_batch_1: expected a regular CIFAR batch file, found a FIFO, device, "
+                                        r"socket or broken symlink; layerlab never opens those \(a FIFO would block "
+                                        r"forever\): replace it with the file from the CIFAR archive"):
+        load_dataset(tmp_path)
+
+
+def test_budget_counts_every_batch(tmp_path):
+    write_cifar10(tmp_path)
+    with pytest.raises(SizeLimitError, match=r"data_batch_\d: the pickle and the arrays it holds needs [\d,]+ bytes, "
+                                             r"and the load would then hold [\d,]+ bytes, over the data budget of "
+                                             r"100,000 bytes; nothing was allocated"):
+        load_dataset(tmp_path, max_bytes=100_000)
+
+
+def test_array_state_with_thousands_of_dims_is_refused_at_once(tmp_path):
+    # 30,000 sizes of 2**62 (300 KB): multiplying them out took ~10 s, 100,000 of them minutes
+    sizes = b"".join(b"\x8a\x08" + (2**62).to_bytes(8, "little") for _ in range(30_000))
+    data = _proto2(b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R",
+                   b"(K\x01(", sizes, b"tcnumpy\ndtype\n", _text_op("u1"), b"\x85R\x89C\x00tb")
+    (tmp_path / "batch").write_bytes(data)
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=r"refusing a numpy array of shape tuple of 30,000 items from a pickle: "
+                                        r"numpy writes a tuple of at most 64 non-negative integers"):
+        load_pickle(tmp_path / "batch")
+    assert time.perf_counter() - start < 3

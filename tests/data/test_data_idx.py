@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import tracemalloc
 
@@ -11,7 +12,7 @@ import pytest
 
 from layerlab.data import load_dataset, load_idx, read_idx
 from layerlab.data.idx import find_idx_files
-from layerlab.errors import DataError
+from layerlab.errors import DataError, SizeLimitError
 
 CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype("i2"): 0x0B,
          np.dtype("i4"): 0x0C, np.dtype("f4"): 0x0D, np.dtype("f8"): 0x0E}
@@ -127,9 +128,13 @@ def test_wrong_dtype_code(tmp_path, gz):
         read_idx(path)
 
 
-def test_zero_dims(tmp_path):
-    with pytest.raises(DataError, match=r"the IDX header declares 0 dims; expected 1 \(labels\) or 3 \(images\)"):
-        read_idx(_single(tmp_path, bytes([0, 0, 8, 0])))
+@pytest.mark.parametrize("ndim", [0, 5, 65, 255])
+def test_dims_outside_1_to_4(tmp_path, ndim):
+    # 65 dims of size 1 is a consistent file that numpy cannot reshape to (it stops at 64)
+    path = _single(tmp_path, bytes([0, 0, 8, ndim]) + struct.pack(f">{ndim}I", *[1] * ndim) + b"\x00")
+    with pytest.raises(DataError, match=rf"the IDX header declares {ndim} dims; expected 1 \(labels\), "
+                                        rf"2 \(signals\) or 3 \(images\), at most 4; the file is corrupt or not IDX"):
+        read_idx(path)
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -275,3 +280,72 @@ def test_cut_gz_stream_with_intact_trailer(tmp_path):
     path.write_bytes(data[: len(data) // 2] + data[-8:])  # CRC and size still say 12,012 bytes
     with pytest.raises(DataError, match=r"f\.gz: corrupt gzip data \(.*\); download the file again"):
         read_idx(path)
+
+
+def _write_folder(folder, arrays, gz=False):
+    folder.mkdir(exist_ok=True)
+    for name, arr in arrays.items():
+        write(folder / (name + (".gz" if gz else "")), idx_bytes(arr), gz)
+    return folder
+
+
+@pytest.mark.parametrize("label", [2**31 - 1, 100_000])
+def test_huge_label_is_refused_before_the_class_list_is_built(mnist_like, capped, label):
+    # an int32 label file holding 2**31-1 made range(2**31) class names: 8 GB
+    folder, arrays = mnist_like
+    arrays["train-labels-idx1-ubyte"] = arrays["train-labels-idx1-ubyte"].astype(np.int32)
+    arrays["train-labels-idx1-ubyte"][3] = label
+    _write_folder(folder, arrays)
+    capped(f"D.load_dataset({str(folder)!r})", "DataError",
+           f"train-labels-idx1-ubyte: the largest label is {label:,}; layerlab accepts at most 100,000 classes")
+
+
+def test_one_class_is_refused(mnist_like):
+    folder, arrays = mnist_like
+    arrays["train-labels-idx1-ubyte"][:] = 4
+    _write_folder(folder, arrays)
+    with pytest.raises(DataError, match=r"the training split holds only class '4' \(label 4\); a classifier needs "
+                                        r"at least two classes"):
+        load_dataset(folder)
+
+
+def test_honest_gzip_bomb_passes_the_budget_first(mnist_like, monkeypatch):
+    # 4 MB of zero pixels gzip to ~4 KB, inside deflate's ratio: only the budget can refuse them
+    folder, arrays = mnist_like
+    arrays["train-images-idx3-ubyte"] = np.zeros((4000, 1000), np.uint8)
+    arrays["train-labels-idx1-ubyte"] = np.arange(4000, dtype=np.uint8) % 10
+    arrays["t10k-images-idx3-ubyte"] = np.zeros((8, 1000), np.uint8)
+    _write_folder(folder, arrays, gz=True)
+    assert (folder / "train-images-idx3-ubyte.gz").stat().st_size < 20_000
+    message = (r"train-images-idx3-ubyte\.gz: 4000x1000 uint8 values needs 24,000,000 bytes, and the load would "
+               r"then hold 24,000,000 bytes, over the data budget of 20,000,000 bytes; nothing was allocated\. "
+               r"Use a smaller data set, or raise the budget with the environment variable LAYERLAB_DATA_MAX_BYTES")
+    monkeypatch.setenv("LAYERLAB_DATA_MAX_BYTES", "20M")
+    decompressed = []
+    real_read = gzip.GzipFile.read
+    monkeypatch.setattr(gzip.GzipFile, "read", lambda f, n=-1: decompressed.append(n) or real_read(f, n))
+    with pytest.raises(SizeLimitError, match=message):
+        load_dataset(folder)
+    assert max(decompressed) <= 4 * 2  # only the header was decompressed
+    monkeypatch.delenv("LAYERLAB_DATA_MAX_BYTES")
+    assert load_dataset(folder).x_train.shape == (4000, 1, 1000)
+
+
+def test_budget_counts_all_four_files(mnist_like):
+    # train images 30x6x5 uint8: 2 x 900 raw + 4 x 900 float32 = 5,400 bytes; labels 2 x 30
+    folder, arrays = mnist_like
+    _write_folder(folder, arrays)
+    with pytest.raises(SizeLimitError, match=r"train-labels-idx1-ubyte: 30 uint8 values needs 60 bytes, and the "
+                                             r"load would then hold 5,460 bytes, over the data budget of 5,459 bytes"):
+        load_dataset(folder, max_bytes=5459)
+
+
+def test_fifo_named_like_an_idx_file_is_reported_without_blocking(mnist_like):
+    folder, arrays = mnist_like
+    _write_folder(folder, arrays)
+    (folder / "train-images-idx3-ubyte").unlink()
+    os.mkfifo(folder / "train-images-idx3-ubyte")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: expected a regular IDX file, found a FIFO, device, "
+                                        r"socket or broken symlink; layerlab never opens those \(a FIFO would block "
+                                        r"forever\): replace it with the IDX file it is named after"):
+        load_dataset(folder)

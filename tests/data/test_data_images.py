@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from layerlab.data import load_dataset, load_image_folder
-from layerlab.errors import DataError
+from layerlab.data import images, load_dataset, load_image_folder
+from layerlab.errors import DataError, SizeLimitError
 
 
 def save(path, pixels: np.ndarray, fmt=None):
@@ -244,4 +244,125 @@ def test_mixed_sizes_are_refused_from_the_header(gray_folder, monkeypatch):
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: decoded.append(im.size) or real_load(im))
     with pytest.raises(DataError, match=r"dog/big\.png is 9x8 \(HxW\)"):
         load_image_folder(root)
-    assert (7, 6) in decoded and (8, 9) not in decoded  # refused before its pixels were decoded
+    assert decoded == []  # refused from the headers, before any image's pixels were decoded
+
+
+def _mode_folder(root, images_by_class, fmt, suffix):
+    for k, images in images_by_class.items():
+        for i, im in enumerate(images):
+            (root / k).mkdir(parents=True, exist_ok=True)
+            im.save(root / k / f"{i}{suffix}", format=fmt)
+    return root
+
+
+def _load_mode(tmp_path, arrays, mode=None, fmt="PNG", suffix=".png"):
+    """Two classes of five images each made from ``arrays`` (cycled); returns (dataset, {pixel bytes: array})."""
+    images = [Image.fromarray(a) if mode is None else Image.fromarray(a).convert(mode) for a in arrays]
+    by_class = {"a": [images[i % len(images)] for i in range(5)], "b": [images[(i + 1) % len(images)] for i in range(5)]}
+    root = _mode_folder(tmp_path / "root", by_class, fmt, suffix)
+    with Image.open(root / "a" / f"0{suffix}") as im:
+        opened = im.mode
+    return load_dataset(root), opened
+
+
+def _all_rows(ds):
+    return np.concatenate([ds.x_train, ds.x_test])
+
+
+def test_16bit_png_with_12bit_values_is_scaled_by_65535_not_clipped(tmp_path):
+    # a 12-bit sensor in a 16-bit PNG: values 0..4095 must land in [0, 4095/65535], not clip to 1
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 4096, (5, 6)).astype(np.uint16) for _ in range(3)]
+    ds, opened = _load_mode(tmp_path, arrays)
+    assert opened == "I;16"
+    x = _all_rows(ds)
+    assert x.shape[1] == 1 and x.max() <= 4095 / 65535
+    expected = {(a.astype(np.float32) / np.float32(65535)).tobytes() for a in arrays}
+    assert {row[0].tobytes() for row in x} <= expected
+
+
+@pytest.mark.parametrize("dtype, mode", [(np.uint16, "I;16"), (">u2", "I;16B")])
+def test_16bit_tiff_extremes(tmp_path, dtype, mode):
+    a = np.array([[0, 1, 65535], [32768, 4095, 65534]], dtype=dtype)
+    ds, opened = _load_mode(tmp_path, [a, a[::-1].copy()], fmt="TIFF", suffix=".tif")
+    assert opened == mode
+    np.testing.assert_array_equal(np.unique(_all_rows(ds)), np.unique(a.astype(np.float32) / np.float32(65535)))
+
+
+def test_float_tiff_is_kept_and_nan_is_refused(tmp_path):
+    a = np.array([[0.0, 0.25, 1.0], [0.5, 0.125, 0.75]], np.float32)
+    ds, opened = _load_mode(tmp_path / "ok", [a, a * 0.5], fmt="TIFF", suffix=".tif")
+    assert opened == "F"
+    np.testing.assert_array_equal(np.unique(_all_rows(ds)), np.unique(np.concatenate([a, a * 0.5])))
+    bad = a.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(DataError, match=r"/a/0\.tif: mode F \(32-bit float\) image with NaN or infinite values; "
+                                        r"clean the image first"):
+        _load_mode(tmp_path / "nan", [bad, a], fmt="TIFF", suffix=".tif")
+    with pytest.raises(DataError, match=r"mode F \(32-bit float\) image with NaN or infinite values"):
+        _load_mode(tmp_path / "inf", [np.full((2, 3), np.inf, np.float32), a], fmt="TIFF", suffix=".tif")
+
+
+def test_int32_mode_is_read_as_16bit_and_refused_outside(tmp_path):
+    a = np.array([[0, 65535, 300]], np.int32)
+    ds, opened = _load_mode(tmp_path / "ok", [a, a[:, ::-1].copy()], fmt="TIFF", suffix=".tif")
+    assert opened == "I"
+    np.testing.assert_array_equal(np.unique(_all_rows(ds)), np.unique(a.astype(np.float32) / np.float32(65535)))
+    with pytest.raises(DataError, match=r"/a/0\.tif: mode I \(32-bit integer\) pixels from -5 to 65536; layerlab "
+                                        r"reads mode I only as 16-bit data \(0\.\.65535, divided by 65535\); save "
+                                        r"the image as 16-bit PNG or as a float TIFF \(mode F\) scaled to \[0, 1\]"):
+        _load_mode(tmp_path / "bad", [np.array([[-5, 65536, 0]], np.int32), a], fmt="TIFF", suffix=".tif")
+
+
+EIGHT_BIT = np.array([[[0, 128, 255], [10, 20, 30]], [[255, 0, 1], [77, 88, 99]]], np.uint8)  # (2, 2, 3) RGB
+
+
+@pytest.mark.parametrize("mode, fmt, suffix, channels", [
+    ("1", "PNG", ".png", 1), ("L", "PNG", ".png", 1), ("LA", "PNG", ".png", 1), ("P", "PNG", ".png", 3),
+    ("RGB", "PNG", ".png", 3), ("RGBA", "PNG", ".png", 3), ("CMYK", "TIFF", ".tif", 3),
+    ("YCbCr", "TIFF", ".tif", 3), ("LAB", "TIFF", ".tif", 3), ("PA", "TIFF", ".tif", 3),
+])
+def test_8bit_modes_are_divided_by_255(tmp_path, mode, fmt, suffix, channels):
+    ds, opened = _load_mode(tmp_path, [EIGHT_BIT, EIGHT_BIT[::-1].copy()], mode=mode, fmt=fmt, suffix=suffix)
+    assert opened == mode
+    x = _all_rows(ds)
+    assert x.shape[1] == channels and x.dtype == np.float32
+    with Image.open(tmp_path / "root" / "a" / f"0{suffix}") as im:  # the decided reading: Pillow's L or RGB / 255
+        want = np.asarray(im.convert("L" if channels == 1 else "RGB"), np.float32) / np.float32(255)
+    want = want[None] if channels == 1 else want.transpose(2, 0, 1)
+    assert any(np.array_equal(row, want) for row in x)
+    assert 0 <= x.min() and x.max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["La", "RGBa", "RGBX", "HSV", "I;16L", "I;16N"])
+def test_modes_only_made_in_memory_convert_into_0_1(mode):
+    # no common file format opens in these modes; the table still covers them
+    base = Image.fromarray(EIGHT_BIT)
+    im = base.convert("RGBA").convert(mode) if mode in ("La", "RGBa") else (
+        Image.fromarray(np.array([[0, 4095, 65535]], np.uint16)).convert(mode) if mode.startswith("I;16")
+        else base.convert(mode))
+    channels, convert = images.MODE_CONVERSIONS[mode]
+    a = convert(im)
+    assert a.dtype == np.float32 and (a.ndim == 3) == (channels == 3)
+    assert 0 <= a.min() and a.max() <= 1
+
+
+def test_unknown_mode_is_refused_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delitem(images.MODE_CONVERSIONS, "CMYK")
+    with pytest.raises(DataError, match=r"/a/0\.tif: image mode 'CMYK', which layerlab does not read \(it reads "
+                                        r"1, L, LA, .*\); convert the image, e.g\. to RGB or L"):
+        _load_mode(tmp_path, [EIGHT_BIT, EIGHT_BIT[::-1].copy()], mode="CMYK", fmt="TIFF", suffix=".tif")
+
+
+def test_budget_is_charged_from_the_headers_before_decoding(gray_folder, monkeypatch):
+    # 15 images of 6x7, one channel: 15 x 42 x 4 bytes = 2,520, twice (x and its split copies)
+    root, _ = gray_folder
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: decoded.append(im.size) or real_load(im))
+    with pytest.raises(SizeLimitError, match=r"root: 15 images of 1x6x7 as float32 needs 5,040 bytes, and the load "
+                                             r"would then hold 5,040 bytes, over the data budget of 5,039 bytes; "
+                                             r"nothing was allocated"):
+        load_image_folder(root, max_bytes=5039)
+    assert decoded == []
+    assert load_image_folder(root, max_bytes=5040).x_train.shape[1:] == (1, 6, 7)

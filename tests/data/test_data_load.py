@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from layerlab.data import detect_format, load_dataset
-from layerlab.errors import DataError
+from layerlab.errors import ArgumentError, DataError
 
 
 def test_detects_each_format(tmp_path):
@@ -93,3 +93,13 @@ def test_data_package_imports_without_torch(tmp_path):
             f"print(load_dataset({str(tmp_path / 'd.npz')!r}).input_shape)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(1, 3)"
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_empty_name_is_refused_instead_of_loading_the_current_folder(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    for k in ("a", "b"):  # the current folder would load as an image folder of two classes
+        (tmp_path / k).mkdir()
+    with pytest.raises(ArgumentError, match=r"name_or_path is empty: pass a built-in name \(mnist1d, mnist, digits\) "
+                                            r"or the path of a data file or folder \(use '\.' for the current folder\)"):
+        load_dataset(name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import tracemalloc
 import zipfile
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from layerlab.data import load_dataset, load_npz
-from layerlab.errors import DataError
+from layerlab.errors import DataError, SizeLimitError
 
 
 def test_round_trip_with_test_split(tmp_path):
@@ -134,3 +136,105 @@ def test_truncated_npz(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match=r"nope\.npz: no such \.npz file; check the path"):
         load_npz(tmp_path / "nope.npz")
+
+
+def _npz_with_members(path, members: dict[str, bytes]):
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _npy(array=None, header_shape=None, dtype="<f8") -> bytes:
+    buf = io.BytesIO()
+    if header_shape is None:
+        np.lib.format.write_array(buf, array)
+    else:  # a header claiming header_shape, followed by 64 bytes
+        np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": header_shape})
+        buf.write(bytes(64))
+    return buf.getvalue()
+
+
+def test_member_without_npy_suffix_is_checked_too(tmp_path, capped):
+    # np.load reads a member named "x" as the array x: its 3.6 TiB claim must be checked like x.npy's
+    path = _npz_with_members(tmp_path / "d.npz", {"x": _npy(header_shape=(450_000_000_000,)), "y.npy": _npy(Y)})
+    capped(f"D.load_npz({str(path)!r})", "DataError",
+           "member x claims shape (450000000000,) of float64 (3,600,000,000,000 bytes) but stores 192 bytes")
+
+
+def test_member_that_is_not_an_array(tmp_path):
+    path = _npz_with_members(tmp_path / "d.npz", {"x.npy": _npy(X), "y.npy": _npy(Y), "notes.txt": b"hello"})
+    with pytest.raises(DataError, match=r"d\.npz: member 'notes\.txt' is not a \.npy array; an \.npz for layerlab "
+                                        r"holds only arrays, write it with np\.savez"):
+        load_npz(path)
+
+
+@pytest.mark.parametrize("label", [2**40, 2**63 - 1, float(2**40), 1e300, 100_000])
+def test_huge_label_is_refused_before_the_class_list_is_built(tmp_path, capped, label):
+    # range(max_label + 1) of names would need terabytes; 100,000 is the first label past the bound
+    dtype = np.float64 if isinstance(label, float) else np.int64
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((10, 1, 2), np.float32), y=np.array([0, label] * 5, dtype=dtype))
+    shown = f"{int(label):,}" if label < 1e30 else "1e+300"
+    capped(f"D.load_npz({str(path)!r})", "DataError",
+           f"'y': the largest label is {shown}; layerlab accepts at most 100,000 classes")
+
+
+def test_one_class_is_refused(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((10, 1, 2), np.float32), y=np.zeros(10, np.int64))
+    with pytest.raises(DataError, match=r"the training split holds only class '0' \(label 0\)"):
+        load_npz(tmp_path / "d.npz")
+
+
+def test_honest_compression_bomb_passes_the_budget_first(tmp_path, monkeypatch):
+    # 4 MB of zeros deflates to ~4 KB, well inside deflate's ratio: only the budget can refuse it
+    np.savez_compressed(tmp_path / "d.npz", x=np.zeros((1000, 1, 1000), np.float32), y=np.arange(1000) % 2)
+    assert (tmp_path / "d.npz").stat().st_size < 20_000
+    message = (r"d\.npz: member x\.npy \(1000x1x1000 float32\) needs 12,000,000 bytes, and the load would then "
+               r"hold 12,000,000 bytes, over the data budget of 10,000,000 bytes; nothing was allocated\. Use a "
+               r"smaller data set, or raise the budget with the environment variable LAYERLAB_DATA_MAX_BYTES")
+    with pytest.raises(SizeLimitError, match=message):
+        load_npz(tmp_path / "d.npz", max_bytes=10_000_000)
+    monkeypatch.setenv("LAYERLAB_DATA_MAX_BYTES", "10M")
+    with pytest.raises(SizeLimitError, match=message):
+        load_dataset(tmp_path / "d.npz")
+    assert load_dataset(tmp_path / "d.npz", max_bytes=13_000_000).x_train.shape == (800, 1, 1000)
+
+
+def test_fifo_is_reported_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "d.npz")
+    with pytest.raises(DataError, match=r"d\.npz: expected a regular \.npz file, found a FIFO, device, socket or "
+                                        r"broken symlink; layerlab never opens those"):
+        load_npz(tmp_path / "d.npz")
+
+
+def _patch_sizes(path, name: bytes, size: int):
+    """Rewrite the uncompressed size of member ``name`` in its local header and central directory."""
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = data.find(signature)
+        while at >= 0 and name not in data[at:at + 80]:
+            at = data.find(signature, at + 4)
+        data[at + offset:at + offset + 4] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_stored_member_whose_zip_entry_lies_about_its_size(tmp_path, capped):
+    # a stored y.npy claiming 1.5 GB (inside the budget) in its header and its zip entry, storing 192
+    # bytes: numpy would allocate the 1.5 GB array before finding the data missing
+    npy = _npy(header_shape=(187_500_000,), dtype="<i8")
+    path = _npz_with_members(tmp_path / "d.npz", {"x.npy": _npy(X), "y.npy": npy})
+    _patch_sizes(path, b"y.npy", 1_500_000_128)
+    capped(f"D.load_npz({str(path)!r})", "DataError",
+           "member y.npy claims shape (187500000,) of int64 (1,500,000,000 bytes) but stores 192 bytes; the file "
+           "is corrupt or truncated")
+
+
+def test_other_zip_compression_is_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2) as z:
+        z.writestr("x.npy", _npy(X))
+        z.writestr("y.npy", _npy(Y))
+    with pytest.raises(DataError, match=r"d\.npz: member 'x\.npy' uses zip compression method 12; np\.savez writes "
+                                        r"stored or deflated members only"):
+        load_npz(path)
