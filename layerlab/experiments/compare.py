@@ -191,7 +191,7 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         variants.append((True, shuffled))
         permutation = perm.tolist()
     result = CompareResult(
-        dataset={"name": data.name, "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+        dataset={"name": printable(data.name), "input_shape": list(data.input_shape), "num_classes": data.num_classes,
                  "train_samples": len(data.y_train), "test_samples": len(data.y_test)},
         args={"dataset": str(dataset) if not isinstance(dataset, Dataset) else data.name, "models": list(models),
               "permute_pixels": permute_pixels, "permutation_seed": permutation_seed, "seeds": list(range(seeds)),
@@ -216,6 +216,19 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         if log is not None:
             log(_describe(record, len(result.runs), len(plan)))
     return result
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name (``surrogateescape``) shown as ``\\xNN``.
+
+    Paths that are not UTF-8 reach Python as lone surrogates, which cannot be printed, written as
+    UTF-8 or drawn by matplotlib; the name shown in tables, titles and JSON uses this form.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name byte maps to
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _check_models(models, registry) -> tuple[str, ...]:
