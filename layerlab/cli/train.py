@@ -173,9 +173,9 @@ def _saved_arguments(path) -> dict:
                             f"{type(saved).__name__}; it is damaged; delete the run folder and start a new run")
     where = f"--resume: {path}"
     if "dataset" in saved:
-        check_dataset_argument(saved["dataset"], f"{where}: dataset")
+        check_dataset_argument(saved["dataset"], f"{where}: ")
     if saved.get("threads") is not None:
-        check_threads(saved["threads"], f"{where}: threads")
+        check_threads(saved["threads"], f"{where}: ")
     limit, model, width = saved.get("limit"), saved.get("model", "cnn"), saved.get("width", 1.0)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ArgumentError(f"{where}: limit must be null or a positive integer. Received: {limit!r}")

@@ -82,6 +82,9 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
             f"could not write checkpoint {path}: {err.strerror or err} ({len(buffer.getbuffer())} bytes); "
             f"{previous}; {hint}, then continue with --resume"
         ) from err
+    except BaseException:  # a second Ctrl-C (KeyboardInterrupt) mid-write: no temp file stays behind either
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
     return path
 

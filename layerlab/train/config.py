@@ -172,20 +172,24 @@ def _non_negative_int(name: str, value: object) -> None:
         raise ArgumentError(f"TrainConfig.{name} must be an integer >= 0. Received: {name}={value!r}")
 
 
-def check_threads(value: object, who: str = "--threads") -> int:
-    """``value`` if it is an integer in ``1 .. MAX_THREADS``, else :class:`ArgumentError` naming ``who``."""
+def check_threads(value: object, where: str = "") -> int:
+    """``value`` if it is an integer in ``1 .. MAX_THREADS``, else :class:`ArgumentError`.
+
+    ``where`` prefixes the message when the value does not come from the command line (``args.json``).
+    """
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_THREADS:
-        raise ArgumentError(f"{who} must be an integer from 1 to {MAX_THREADS}. Received: {who} {value!r}")
+        raise ArgumentError(f"{where}--threads must be an integer from 1 to {MAX_THREADS}. Received: --threads {value!r}")
     return value
 
 
-def check_dataset_argument(value: object, who: str = "--dataset") -> str:
+def check_dataset_argument(value: object, where: str = "") -> str:
     """``value`` if it is a non-empty string (a built-in name or a path), else :class:`ArgumentError`.
 
     An empty string would name the current folder, which is never meant.
     """
     if not isinstance(value, str) or not value.strip():
         raise ArgumentError(
-            f"{who} must be a built-in data set name (mnist1d, mnist, digits) or a path. Received: {who} {value!r}"
+            f"{where}--dataset must be a built-in data set name (mnist1d, mnist, digits) or a path. "
+            f"Received: --dataset {value!r}"
         )
     return value

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -118,7 +119,7 @@ def lock_out_dir(out: str | os.PathLike) -> Iterator[Path]:
                     f"{out} is in use by another layerlab run ({_holder(fd)}); wait for it to finish, or choose "
                     "another --out"
                 ) from None
-        record = json.dumps({"pid": os.getpid(), "command": " ".join(["layerlab", *sys.argv[1:]])}).encode()
+        record = json.dumps({"pid": os.getpid(), "command": shlex.join(getattr(sys, "orig_argv", sys.argv))}).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, record, 0)
         yield path
