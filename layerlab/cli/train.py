@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from layerlab.errors import ArgumentError
     from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
     from layerlab.train.config import check_dataset_argument, check_threads
-    from layerlab.train.rundir import prepare_out_dir
+    from layerlab.train.rundir import prepare_out_dir, printable
     from layerlab.zoo import build
 
     out = Path(args.out) if args.out is not None else None
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                           "out_dir": args.out, "checkpoint": str(result.checkpoint) if result.checkpoint else None},
                          indent=2))
     else:
-        print(f"{resolved['model']} on {dataset.name}: test accuracy {100 * last['test_accuracy']:.2f}% "
+        print(f"{resolved['model']} on {printable(dataset.name)}: test accuracy {100 * last['test_accuracy']:.2f}% "
               f"(loss {last['test_loss']:.4f}) after {last['epoch']} epochs, {result.train_seconds:.1f} s"
               f"{f', {result.world_size} processes' if result.world_size > 1 else ''}"
               f"{f'; run folder {out}' if out else ''}")

@@ -29,6 +29,7 @@ from layerlab.experiments.defaults import DEFAULT_MODELS, DEFAULT_RECIPE
 from layerlab.experiments.permute import permute_positions
 from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
 from layerlab.train.distributed import resolve_device
+from layerlab.train.rundir import printable
 
 __all__ = ["run_compare", "CompareResult", "RunRecord", "DEFAULT_MODELS", "DEFAULT_RECIPE", "SCHEMA"]
 
@@ -216,19 +217,6 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         if log is not None:
             log(_describe(record, len(result.runs), len(plan)))
     return result
-
-
-def printable(text: str) -> str:
-    """``text`` with undecodable bytes of a file name (``surrogateescape``) shown as ``\\xNN``.
-
-    Paths that are not UTF-8 reach Python as lone surrogates, which cannot be printed, written as
-    UTF-8 or drawn by matplotlib; the name shown in tables, titles and JSON uses this form.
-    """
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that no file name byte maps to
-        raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 def _check_models(models, registry) -> tuple[str, ...]:

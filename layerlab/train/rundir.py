@@ -7,6 +7,7 @@
   ``DIR``. The file records the holder's pid and command; a second run is refused with them. The
   kernel releases the lock when the process exits in any way (a crash or ``kill -9`` included), so
   a lock is never stale; the file itself stays.
+* :func:`printable` shows a file name that is not UTF-8 with ``\\xNN`` for its odd bytes.
 * :func:`remove_stale_temp_files` deletes ``.NAME.*.tmp`` files that a killed atomic write left
   behind (called under the lock, so no live writer owns them).
 
@@ -33,7 +34,7 @@ try:
 except ImportError:  # Windows has no flock; runs there are not locked (docs/robustness.md)
     fcntl = None
 
-__all__ = ["LOCK_NAME", "prepare_out_dir", "lock_out_dir", "remove_stale_temp_files"]
+__all__ = ["LOCK_NAME", "prepare_out_dir", "lock_out_dir", "remove_stale_temp_files", "printable"]
 
 LOCK_NAME = ".layerlab.lock"
 MARGIN_BYTES = 1 << 20  # room kept free beyond the estimate (metrics, JSON records)
@@ -142,3 +143,16 @@ def remove_stale_temp_files(out: str | os.PathLike, names: tuple[str, ...]) -> l
                 stale.unlink()
                 removed.append(stale)
     return removed
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes of a file name (``surrogateescape``) shown as ``\\xNN``.
+
+    Paths that are not UTF-8 reach Python as lone surrogates, which cannot be printed, written as
+    UTF-8 or drawn by matplotlib; the name shown in tables, titles and JSON uses this form.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file name byte maps to
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")

@@ -160,13 +160,22 @@ def test_a_non_utf8_dataset_path_keeps_results_and_plots(tmp_path, capsys):
     folder = Path(os.fsdecode(bytes(tmp_path) + b"/data\xff"))
     folder.mkdir()
     dataset = toy_npz(folder / "toy.npz")
-    out = tmp_path / "out"
+    out = folder / "out"
     assert main([*COMPARE, "--dataset", dataset, "--out", str(out)]) == 0
-    capsys.readouterr()
+    assert "data\\udcff/out" in capsys.readouterr().out.replace("\n", "")  # "files in DIR", not a UnicodeEncodeError
     assert sorted(p.name for p in out.glob("*.png")) == ["accuracy_vs_params.png", "learning_curves.png",
                                                          "shuffled_vs_original.png"]
     document = json.loads((out / "results.json").read_text())
     assert document["args"]["dataset"] == dataset and document["dataset"]["name"].endswith("data\\xff/toy.npz")
+
+
+def test_train_prints_a_non_utf8_dataset_path(tmp_path, capsys):
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/data\xff"))
+    folder.mkdir()
+    dataset = toy_npz(folder / "toy.npz")
+    assert main([*TRAIN, "--dataset", dataset, "--out", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.startswith(f"mlp on {tmp_path}/data\\xff/toy.npz: test accuracy ")
+    assert json.loads((tmp_path / "run" / "args.json").read_text())["dataset"] == dataset
 
 
 def test_train_disk_full_while_writing_metrics_keeps_the_checkpoint_and_says_resume(tmp_path, npz, capsys,
