@@ -13,6 +13,7 @@ seed-to-seed noise.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import statistics
@@ -179,6 +180,10 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         raise ArgumentError(f"seeds must be a positive integer (number of seeds per model). Received: seeds={seeds!r}")
     if params is not None and (isinstance(params, bool) or not isinstance(params, int) or params < 1):
         raise ArgumentError(f"params must be a positive integer (a parameter budget). Received: params={params!r}")
+    if params is None and (isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width)
+                           or width <= 0):
+        raise ArgumentError(f"width must be a positive finite number (1.0 = the documented sizes). Received: "
+                            f"width={width!r}")
     if not isinstance(recipe, TrainConfig):
         raise ArgumentError(f"recipe must be a TrainConfig. Received: recipe={recipe!r}")
     resolve_device(recipe.device)  # a missing GPU is one error here, not one failure per training

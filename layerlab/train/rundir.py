@@ -62,9 +62,9 @@ def prepare_out_dir(path: str | os.PathLike, *, needed_bytes: int, who: str = "-
     out = Path(path)
     if str(path) == "":
         raise ArgumentError(f"{who} must name a folder. Received: {who} ''")
-    if out.exists() and not out.is_dir():
-        raise ArgumentError(f"{who} {str(out)!r} exists and is not a folder; pass a folder path")
     try:
+        if os.path.lexists(out) and not out.is_dir():  # lexists: a dangling or looping symlink is no folder either
+            raise ArgumentError(f"{who} {str(out)!r} exists and is not a folder; pass a folder path")
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".layerlab-probe.", dir=out)
         try:

@@ -103,12 +103,17 @@ def unwritable(kind: str, tmp_path: Path, tmpfs) -> tuple[str, str]:
         return str(tmp_path / "file"), r"exists and is not a folder; pass a folder path"
     if kind == "under /proc":
         return "/proc/layerlab-out", r"cannot be written \((No such file or directory|Permission denied)\)"
+    if kind == "a name too long":
+        return str(tmp_path / ("a" * 300)), r"cannot be written \(File name too long\)"
+    if kind == "a symlink loop":
+        (tmp_path / "loop").symlink_to(tmp_path / "loop")
+        return str(tmp_path / "loop"), r"exists and is not a folder; pass a folder path"
     full = tmpfs("full", "1m")
     fill(full)
     return str(full / "out"), r"cannot be written \(No space left on device\); nothing was computed; free disk space"
 
 
-@pytest.mark.parametrize("kind", ["read-only", "a file", "under /proc", "full"])
+@pytest.mark.parametrize("kind", ["read-only", "a file", "under /proc", "full", "a name too long", "a symlink loop"])
 @pytest.mark.parametrize("command", ["train", "compare", "explain"])
 def test_unwritable_out_is_refused_before_any_work(tmp_path, npz, tmpfs, no_training, capsys, command, kind):
     out, reason = unwritable(kind, tmp_path, tmpfs)
