@@ -120,9 +120,13 @@ def lock_out_dir(out: str | os.PathLike) -> Iterator[Path]:
                     f"{out} is in use by another layerlab run ({_holder(fd)}); wait for it to finish, or choose "
                     "another --out"
                 ) from None
+            except OSError as err:  # e.g. a network file system without flock
+                raise ArgumentError(f"cannot lock {path} ({_reason(err)}); choose an --out on a local file "
+                                    "system") from err
         record = json.dumps({"pid": os.getpid(), "command": shlex.join(getattr(sys, "orig_argv", sys.argv))}).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record, 0)
+        with contextlib.suppress(OSError):  # the record only helps the message of a second run
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record, 0)
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the flock (the kernel does so on any exit too)
