@@ -27,6 +27,11 @@ writes files and prints; a dead worker makes the others stop within --ddp-timeou
 from __future__ import annotations
 
 import argparse
+import json
+import math
+
+from layerlab.errors import ArgumentError
+from layerlab.train.config import check_dataset_argument, check_threads
 
 HELP = "train a zoo model with checkpoints, exact --resume, NaN guard and torchrun DDP"
 
@@ -90,7 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
     import os
     import sys
     from pathlib import Path
@@ -98,9 +102,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from layerlab.data import load_dataset
-    from layerlab.errors import ArgumentError
     from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
-    from layerlab.train.config import check_dataset_argument, check_threads
     from layerlab.train.rundir import prepare_out_dir, printable
     from layerlab.zoo import build
 
@@ -157,12 +159,6 @@ def _saved_arguments(path) -> dict:
 
     The TrainConfig fields are checked when the config is made (``TrainConfig.__post_init__``).
     """
-    import json
-    import math
-
-    from layerlab.errors import ArgumentError
-    from layerlab.train.config import check_dataset_argument, check_threads
-
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -176,7 +172,7 @@ def _saved_arguments(path) -> dict:
         check_dataset_argument(saved["dataset"], f"{where}: ")
     if saved.get("threads") is not None:
         check_threads(saved["threads"], f"{where}: ")
-    limit, model, width = saved.get("limit"), saved.get("model", "cnn"), saved.get("width", 1.0)
+    limit, model, width = (saved.get(k, RUN_DEFAULTS[k]) for k in ("limit", "model", "width"))
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ArgumentError(f"{where}: limit must be null or a positive integer. Received: {limit!r}")
     if not isinstance(model, str):
