@@ -538,7 +538,9 @@ def _build(text: str, name: str, layer: _Layer, node: ast.Call) -> Any:
                 f"{name} accepts: {accepted}"
             )
         if key in values:
-            raise ArgumentError(f"{name} got argument {key!r} twice in {text!r} (positionally and by keyword); give it once")
+            times = sum(k.arg == key for k in node.keywords)
+            how = (f"{times} times by keyword" if times > 1 else "twice (positionally and by keyword)")
+            raise ArgumentError(f"{name} got argument {key!r} {how} in {text!r}; give it once")
         values[key] = _check(text, name, layer, key, keyword.value)
     missing = [key for key in layer.required if key not in values]
     if missing:

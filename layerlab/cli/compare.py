@@ -12,6 +12,11 @@ one fixed permutation (train and test alike). A dense network does not care; a c
 prior. The table shows model, positions (original/shuffled), parameters, MACs per sample, train
 time and test accuracy (mean ± std over seeds). A model that fails (an exception, a NaN loss) is
 reported and the others finish; the exit code is then 1. See docs/compare.md.
+
+--out is checked before any training (created, writable, room for the files) and locked for the
+run (a second run on the same folder is refused with the first one's pid and command). If the files
+still cannot be written after training, the table (or --json) is printed anyway, the files go to a
+new temporary folder, and the error names both folders (exit 2).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ HELP = "train dense, conv, local and all-conv nets on your data, with and withou
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from layerlab.experiments.defaults import DEFAULT_MODELS, DEFAULT_RECIPE  # torch-free: --help stays fast
+    from layerlab.train.config import MAX_THREADS
 
     parser = subparsers.add_parser("compare", help=HELP, description=__doc__.split("\n\n", 1)[1],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,8 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"L2 penalty (default: {DEFAULT_RECIPE.weight_decay:g})")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     train.add_argument("--threads", type=int, default=1,
-                       help="torch CPU threads; the default models are so small that 1 thread beats 2, by far "
-                            "on a busy machine (docs/compare.md) (default: 1)")
+                       help=f"torch CPU threads, 1 to {MAX_THREADS}; the default models are so small that 1 thread "
+                            "beats 2, by far on a busy machine (docs/compare.md) (default: 1)")
     output = parser.add_argument_group("output")
     output.add_argument("--out", default=None, metavar="DIR",
                         help="write args.json, results.json/.csv, runs.csv, history.csv and 3 PNG plots here "
@@ -73,38 +79,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
     import dataclasses
+
+    from layerlab.experiments.defaults import DEFAULT_RECIPE
+    from layerlab.experiments.report import expected_output_bytes
+    from layerlab.train.config import check_dataset_argument, check_threads
+    from layerlab.train.rundir import lock_out_dir, prepare_out_dir
+
+    check_threads(args.threads)
+    check_dataset_argument(args.dataset)
+    recipe = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                 optimizer=args.optimizer, weight_decay=args.weight_decay, device=args.device,
+                                 warmup_epochs=min(DEFAULT_RECIPE.warmup_epochs, max(args.epochs - 1, 0)))
+    with contextlib.ExitStack() as stack:
+        if args.out is not None:
+            trainings = len(args.models.split(",")) * (2 if args.permute_pixels else 1) * max(args.seeds, 1)
+            out = prepare_out_dir(args.out, needed_bytes=expected_output_bytes(trainings, args.epochs))
+            stack.enter_context(lock_out_dir(out))
+        return _train_and_report(args, recipe)
+
+
+def _train_and_report(args: argparse.Namespace, recipe) -> int:
     import json
     import sys
+    import tempfile
 
     import torch
     from rich.console import Console
 
-    from layerlab.errors import ArgumentError
+    from layerlab.errors import LayerlabError
     from layerlab.experiments import compare_table, run_compare, write_outputs
-    from layerlab.experiments.defaults import DEFAULT_RECIPE
 
-    if args.threads < 1:
-        raise ArgumentError(f"--threads must be a positive integer. Received: --threads {args.threads}")
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
     torch.set_num_threads(args.threads)
-    recipe = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                 optimizer=args.optimizer, weight_decay=args.weight_decay, device=args.device,
-                                 warmup_epochs=min(DEFAULT_RECIPE.warmup_epochs, max(args.epochs - 1, 0)))
     result = run_compare(args.dataset, models=args.models, permute_pixels=args.permute_pixels, seeds=args.seeds,
                          width=args.width, params=args.params, recipe=recipe, permutation_seed=args.permutation_seed,
-                         limit=args.limit, log=lambda line: print(line, file=sys.stderr, flush=True))
-    files = [str(p) for p in write_outputs(result, args.out)] if args.out else []
+                         limit=args.limit, log=log)
+    files, out_dir, lost = [], args.out, None
+    if args.out is not None:
+        try:
+            files = [str(p) for p in write_outputs(result, args.out, log=log)]
+        except LayerlabError as err:  # the folder broke during training: keep the results elsewhere
+            out_dir, lost = tempfile.mkdtemp(prefix="layerlab-compare-"), f"{err}"
+            try:
+                files = [str(p) for p in write_outputs(result, out_dir, log=log)]
+                lost += f"; the results are printed here and were written to {out_dir} instead"
+            except LayerlabError as again:
+                out_dir, lost = None, f"{lost}; writing them to {out_dir} failed too ({again}); the results printed " \
+                                      "here are the only copy"
     if args.json:
-        print(json.dumps({**result.to_dict(), "out_dir": args.out, "files": files}, indent=2))
+        print(json.dumps({**result.to_dict(), "out_dir": out_dir, "files": files}, indent=2))
     else:
         console = Console()
         console.print(compare_table(result))
-        console.print(f"total wall time {result.wall_seconds:.0f} s" + (f"; files in {args.out}" if args.out else ""))
+        console.print(f"total wall time {result.wall_seconds:.0f} s" + (f"; files in {out_dir}" if out_dir else ""))
     for failure in result.failures:
         shuffled = " (shuffled)" if failure["permuted"] else ""
         print(f"layerlab compare: {failure['model']}{shuffled} seed {failure['seed']} failed: {failure['error']}",
               file=sys.stderr)
     if result.interrupted:
         print(f"layerlab compare: {result.interrupted}", file=sys.stderr)
+    if lost is not None:
+        print(f"layerlab compare: error: {lost}", file=sys.stderr)
+        return 2
+    if result.interrupted:
         return 128 + result.signal_number
     return 1 if result.failures else 0

@@ -17,12 +17,19 @@ and the numbers. Layers built here get random weights from ``--seed``. Matrices 
 ``--max-pixels`` are aggregated (and, in ``compare``, also cropped); the picture says so.
 ``rf`` and ``filters`` run your own code (``FILE.py:NAME``), exactly as importing it would: only point
 them at files you trust.
+
+``--out`` is checked (created, writable, room for the files) before anything is computed; if the
+files still cannot be written, the numbers are printed anyway and the command exits 2 saying why.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+# room asked of --out before anything is computed: a 16x14-inch PNG at 100 dpi plus an SVG stay below this
+OUTPUT_BYTES = 16 * 1024 * 1024
 
 HELP = "pictures and numbers: a layer's dense matrix, conv vs local vs dense, receptive fields, coverage, filters"
 
@@ -322,29 +329,43 @@ def _rows(numbers: dict, prefix: str = ""):
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerlab.train.rundir import prepare_out_dir
+    from layerlab.viz.figure import save_figure
+
+    prepare_out_dir(args.out, needed_bytes=OUTPUT_BYTES)
+    figure, stem, numbers = HANDLERS[args.what](args)
+    arguments = {k: v for k, v in vars(args).items() if k != "func"}
+    document = {"command": f"explain {args.what}", "arguments": arguments, "numbers": numbers, "files": []}
+    lost = None
+    try:
+        paths = save_figure(figure, args.out, stem, svg=args.svg)
+        document["files"] = [str(p) for p in paths]
+        record = paths[0].with_suffix(".json")
+        record.write_text(json.dumps(document, indent=2, default=str) + "\n")
+        document["files"].append(str(record))
+    except OSError as err:  # the folder broke after the check: the numbers are printed, the files are not
+        lost = (f"could not write the files into --out {args.out!r} ({err.strerror or type(err).__name__}); the numbers "
+                "are printed above; free disk space or choose another --out, then run the command again")
+    if args.json:
+        print(json.dumps(document, indent=2, default=str))
+    else:
+        _print_table(args.what, numbers, document["files"])
+    if lost is not None:
+        print(f"layerlab explain: error: {lost}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_table(what: str, numbers: dict, files: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from layerlab.viz.figure import save_figure
-
-    figure, stem, numbers = HANDLERS[args.what](args)
-    paths = save_figure(figure, args.out, stem, svg=args.svg)
-    arguments = {k: v for k, v in vars(args).items() if k != "func"}
-    document = {"command": f"explain {args.what}", "arguments": arguments, "numbers": numbers,
-                "files": [str(p) for p in paths]}
-    record = paths[0].with_suffix(".json")
-    record.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    document["files"].append(str(record))
-    if args.json:
-        print(json.dumps(document, indent=2, default=str))
-        return 0
-    table = Table(title=f"layerlab explain {args.what}")
+    table = Table(title=f"layerlab explain {what}")
     table.add_column("quantity")
     table.add_column("value", overflow="fold")
     for key, value in _rows(numbers):
         table.add_row(key, value)
     console = Console()
     console.print(table)
-    for path in document["files"]:
+    for path in files:
         console.print(f"wrote {path}")
-    return 0

@@ -3,12 +3,20 @@
 Each subcommand lives in its own module ``layerlab.cli.<name>`` exposing
 ``register(subparsers) -> None``; the module's parser sets ``func(args) -> int`` as default.
 Modules are imported only to build the parser, and heavy imports (torch) happen inside ``func``.
+
+The boundary: a :class:`~layerlab.errors.LayerlabError` becomes ``layerlab COMMAND: error: …`` and
+exit 2. So does a failed allocation that slipped past the estimates (``MemoryError``, torch's
+"can't allocate memory", a size that overflows int64): the message gives the size that was asked
+for and the process's address-space limit. Output streams print undecodable file-name bytes as
+``\\xNN`` instead of failing.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
+import resource
 import sys
 
 from layerlab import __version__
@@ -16,6 +24,11 @@ from layerlab.errors import LayerlabError
 
 # subcommand modules, in the order `layerlab --help` lists them
 COMMANDS = ("shape", "summary", "train", "compare", "explain")
+
+# torch's and numpy's words for an allocation that failed, and for a size that does not fit in int64
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|not enough memory|out of memory|Unable to allocate", re.IGNORECASE)
+_TOO_LARGE = re.compile(r"Storage size calculation overflowed|integer multiplication overflow|"
+                        r"Overflow when unpacking long", re.IGNORECASE)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -40,14 +53,41 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return int(args.func(args) or 0)
     except LayerlabError as err:
         print(f"layerlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except (MemoryError, OverflowError, RuntimeError, ValueError, TypeError) as err:
+        message = _resource_message(err)
+        if message is None:
+            raise
+        print(f"layerlab {args.command}: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"layerlab {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _resource_message(err: BaseException) -> str | None:
+    """The message for a failed allocation or an int64 overflow (what was asked, the limit, the way out), or
+    ``None`` when ``err`` is neither (then it is a bug and keeps its traceback)."""
+    text = (str(err).splitlines() or [""])[0][:300]
+    fix = "use smaller sizes (--input/--in, --batch-size, --width, the layer)"
+    if isinstance(err, OverflowError) or _TOO_LARGE.search(str(err)):
+        return f"a size is too large to represent ({type(err).__name__}: {text}); nothing was computed; {fix}"
+    if not isinstance(err, MemoryError) and not _OUT_OF_MEMORY.search(str(err)):
+        return None
+    from layerlab.convert.limits import format_bytes  # here: the layerlab.convert package imports torch
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    where = (f"this process may use at most {format_bytes(limit)} of address space (ulimit -v / RLIMIT_AS)"
+             if limit != resource.RLIM_INFINITY else "the machine has no memory left for it")
+    return f"out of memory ({type(err).__name__}: {text}); {where}; nothing more was computed; {fix}, or give the " \
+           "process more memory"
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ Examples::
 
 Every epoch ends with an evaluation on the test split and, with --out, an atomic checkpoint
 (checkpoint.pt), metrics.csv and metrics.json; config.json and args.json hold the resolved recipe
-and arguments. --resume reads args.json, so only --out is needed; flags given with --resume override
-it, and a change that alters the results (lr, epochs, ...) is refused. Resumed runs end bit-identical
-to uninterrupted ones (same machine, threads and number of processes).
+and arguments, written once when the run starts. --out is checked (created, writable, room for the
+checkpoints) before anything is loaded, and locked while the run writes: a second run on the same
+folder is refused with the first one's pid and command. --resume reads args.json, so only --out is
+needed; flags given with --resume override it, and a change that alters the results (lr, epochs,
+--model, --width, --limit, other data: the data's SHA-256 is recorded) is refused naming the field.
+Resumed runs end bit-identical to uninterrupted ones (same machine, threads and number of processes).
 
 Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and exits (130/143) with the command
 that resumes; a NaN/Inf loss stops with a message and keeps the last good checkpoint.
@@ -24,15 +27,22 @@ writes files and prints; a dead worker makes the others stop within --ddp-timeou
 from __future__ import annotations
 
 import argparse
+import json
+import math
+
+from layerlab.errors import ArgumentError
+from layerlab.train.config import check_dataset_argument, check_threads
 
 HELP = "train a zoo model with checkpoints, exact --resume, NaN guard and torchrun DDP"
 
 # run arguments besides the TrainConfig fields; TrainConfig's own defaults come from the dataclass
 RUN_DEFAULTS = {"dataset": "mnist1d", "limit": None, "model": "cnn", "width": 1.0, "threads": None}
+# run arguments that change the results: --resume refuses a change (the data itself is compared by hash)
+IDENTITY = ("limit", "model", "width")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from layerlab.train.config import TrainConfig  # torch-free: --help stays fast
+    from layerlab.train.config import MAX_THREADS, TrainConfig  # torch-free: --help stays fast
 
     d = TrainConfig()
     parser = subparsers.add_parser("train", help=HELP, description=__doc__.split("\n\n", 1)[1],
@@ -68,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     system = parser.add_argument_group("system")
     system.add_argument("--device", help=f"auto, cpu, cuda or cuda:N; under torchrun cuda:LOCAL_RANK "
                         f"(default: {d.device})")
-    system.add_argument("--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
+    system.add_argument("--threads", type=int, help=f"torch CPU threads per process, 1 to {MAX_THREADS} "
+                        "(default: torch's choice)")
     system.add_argument("--num-workers", type=int, help=f"data-loader processes (default: {d.num_workers})")
     system.add_argument("--ddp-timeout", type=float, metavar="SECONDS", help=f"how long a process waits for the "
                         f"others before it stops (default: {d.ddp_timeout:g})")
@@ -84,7 +95,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
     import os
     import sys
     from pathlib import Path
@@ -92,41 +102,37 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from layerlab.data import load_dataset
-    from layerlab.errors import ArgumentError
     from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
-    from layerlab.train.checkpoint import CHECKPOINT_NAME
-    from layerlab.train.metrics import write_json
+    from layerlab.train.rundir import prepare_out_dir, printable
     from layerlab.zoo import build
 
-    out = Path(args.out) if args.out else None
+    out = Path(args.out) if args.out is not None else None
     if args.resume and out is None:
         raise ArgumentError("--resume needs --out DIR, the folder of the run to continue")
     given = {k.replace("-", "_"): v for k, v in vars(args).items() if v is not None}
-    saved = {}
-    if args.resume:
-        try:
-            saved = json.loads((out / "args.json").read_text())
-        except (OSError, ValueError) as err:
-            raise ArgumentError(f"--resume: cannot read {out / 'args.json'} ({err}); is {out} a folder written by "
-                                "layerlab train --out?") from err
+    saved = _saved_arguments(out / "args.json") if args.resume else {}
+    changed = [f"--{k}: run {saved.get(k, RUN_DEFAULTS[k])!r} != now {given[k]!r}" for k in IDENTITY
+               if args.resume and k in given and given[k] != saved.get(k, RUN_DEFAULTS[k])]
+    if changed:
+        raise ArgumentError(f"cannot resume {out}: {'; '.join(changed)}; these change the results; resume with the "
+                            "run's own values (omit the flag), or start a new run in another --out folder")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     defaults = {**RUN_DEFAULTS, **TrainConfig().to_dict()}
     resolved = {k: given.get(k, saved.get(k, default)) for k, default in defaults.items()}
+    check_dataset_argument(resolved["dataset"])
     if resolved["threads"] is not None:
-        if resolved["threads"] < 1:
-            raise ArgumentError(f"--threads must be a positive integer. Received: --threads {resolved['threads']}")
-        torch.set_num_threads(resolved["threads"])
+        torch.set_num_threads(check_threads(resolved["threads"]))
     config = TrainConfig(**{k: v for k, v in resolved.items() if k in fields})
     rank = int(os.environ.get("RANK", "0"))
+    if args.out is not None and rank == 0:
+        prepare_out_dir(args.out, needed_bytes=0)  # before loading anything; fit checks room for the checkpoints
 
     dataset = load_dataset(resolved["dataset"], seed=0, limit=resolved["limit"])
     seed_everything(config.seed)
     model = build(resolved["model"], dataset.input_shape, dataset.num_classes, resolved["width"])
-    if out is not None and rank == 0 and not args.resume and not (out / CHECKPOINT_NAME).exists():
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "args.json", resolved)
     try:
-        result = fit(model, dataset, config, out_dir=out, resume=args.resume, progress=not args.no_progress)
+        result = fit(model, dataset, config, out_dir=out, resume=args.resume, progress=not args.no_progress,
+                     args_record=resolved)
     except TrainingInterrupted as err:
         if rank == 0:
             print(f"layerlab train: {err}", file=sys.stderr)
@@ -141,8 +147,36 @@ def run(args: argparse.Namespace) -> int:
                           "out_dir": args.out, "checkpoint": str(result.checkpoint) if result.checkpoint else None},
                          indent=2))
     else:
-        print(f"{resolved['model']} on {dataset.name}: test accuracy {100 * last['test_accuracy']:.2f}% "
+        print(f"{resolved['model']} on {printable(dataset.name)}: test accuracy {100 * last['test_accuracy']:.2f}% "
               f"(loss {last['test_loss']:.4f}) after {last['epoch']} epochs, {result.train_seconds:.1f} s"
               f"{f', {result.world_size} processes' if result.world_size > 1 else ''}"
               f"{f'; run folder {out}' if out else ''}")
     return 0
+
+
+def _saved_arguments(path) -> dict:
+    """The arguments in a run's ``args.json``, checked: a JSON object whose run arguments have the right types.
+
+    The TrainConfig fields are checked when the config is made (``TrainConfig.__post_init__``).
+    """
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ArgumentError(f"--resume: cannot read {path} ({err}); is {path.parent} a folder written by "
+                            "layerlab train --out?") from err
+    if not isinstance(saved, dict):
+        raise ArgumentError(f"--resume: {path} must hold a JSON object of arguments. Received: a JSON "
+                            f"{type(saved).__name__}; it is damaged; delete the run folder and start a new run")
+    where = f"--resume: {path}"
+    if "dataset" in saved:
+        check_dataset_argument(saved["dataset"], f"{where}: ")
+    if saved.get("threads") is not None:
+        check_threads(saved["threads"], f"{where}: ")
+    limit, model, width = (saved.get(k, RUN_DEFAULTS[k]) for k in ("limit", "model", "width"))
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ArgumentError(f"{where}: limit must be null or a positive integer. Received: {limit!r}")
+    if not isinstance(model, str):
+        raise ArgumentError(f"{where}: model must be a zoo name. Received: {model!r}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) or width <= 0:
+        raise ArgumentError(f"{where}: width must be a number > 0. Received: {width!r}")
+    return saved

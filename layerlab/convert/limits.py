@@ -23,6 +23,7 @@ __all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "max_bytes_limit", "check_size", "for
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 ENV_VAR = "LAYERLAB_MAX_BYTES"
+_MAX_LIMIT = 2**63  # byte counts are int64 everywhere (torch sizes); a larger limit means nothing
 
 # unit without its trailing "B" -> bytes: K/M/G/T are powers of 1000, KI/MI/GI/TI powers of 1024
 _UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
@@ -36,7 +37,12 @@ def _parse_bytes(text: str, who: str) -> int:
         raise ArgumentError(
             f"{who} must be a number of bytes such as 2147483648, 2e9 or 2GiB. Received: {text!r}"
         )
-    return int(float(match.group(1)) * _UNITS[unit])
+    value = float(match.group(1)) * _UNITS[unit]
+    if not value < _MAX_LIMIT:  # also catches inf ("1e400")
+        raise ArgumentError(
+            f"{who} must be a number of bytes below 2**63 (about 9.2e18). Received: {text!r}; use e.g. 2GiB"
+        )
+    return int(value)
 
 
 def max_bytes_limit(max_bytes: int | None = None) -> int:

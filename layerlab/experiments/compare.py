@@ -13,6 +13,7 @@ seed-to-seed noise.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import statistics
@@ -29,6 +30,7 @@ from layerlab.experiments.defaults import DEFAULT_MODELS, DEFAULT_RECIPE
 from layerlab.experiments.permute import permute_positions
 from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
 from layerlab.train.distributed import resolve_device
+from layerlab.train.rundir import printable
 
 __all__ = ["run_compare", "CompareResult", "RunRecord", "DEFAULT_MODELS", "DEFAULT_RECIPE", "SCHEMA"]
 
@@ -178,6 +180,10 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         raise ArgumentError(f"seeds must be a positive integer (number of seeds per model). Received: seeds={seeds!r}")
     if params is not None and (isinstance(params, bool) or not isinstance(params, int) or params < 1):
         raise ArgumentError(f"params must be a positive integer (a parameter budget). Received: params={params!r}")
+    if params is None and (isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width)
+                           or width <= 0):
+        raise ArgumentError(f"width must be a positive finite number (1.0 = the documented sizes). Received: "
+                            f"width={width!r}")
     if not isinstance(recipe, TrainConfig):
         raise ArgumentError(f"recipe must be a TrainConfig. Received: recipe={recipe!r}")
     resolve_device(recipe.device)  # a missing GPU is one error here, not one failure per training
@@ -191,7 +197,7 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         variants.append((True, shuffled))
         permutation = perm.tolist()
     result = CompareResult(
-        dataset={"name": data.name, "input_shape": list(data.input_shape), "num_classes": data.num_classes,
+        dataset={"name": printable(data.name), "input_shape": list(data.input_shape), "num_classes": data.num_classes,
                  "train_samples": len(data.y_train), "test_samples": len(data.y_test)},
         args={"dataset": str(dataset) if not isinstance(dataset, Dataset) else data.name, "models": list(models),
               "permute_pixels": permute_pixels, "permutation_seed": permutation_seed, "seeds": list(range(seeds)),

@@ -12,6 +12,10 @@ Files written to the output folder:
 ``learning_curves.png``    test accuracy per epoch, one line per model and variant
 ``shuffled_vs_original.png`` test accuracy with and without shuffled positions, per model
 =========================  ======================================================================
+
+The data files come first; a plot that cannot be drawn never takes them with it (it is reported
+through ``log``). :func:`expected_output_bytes` is the room ``layerlab compare`` asks the output
+folder for before it trains anything.
 """
 
 from __future__ import annotations
@@ -19,15 +23,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from pathlib import Path
+from typing import Callable
 
 from rich.table import Table
 
-from layerlab.errors import ArgumentError
+from layerlab.errors import ArgumentError, LayerlabError
 from layerlab.experiments.compare import CompareResult
 from layerlab.train.metrics import write_text_atomic
 
-__all__ = ["compare_table", "write_outputs"]
+__all__ = ["compare_table", "write_outputs", "expected_output_bytes"]
+
+PLOT_BYTES = 512 * 1024   # generous size of one PNG (the three plots are 30-150 KiB each)
+ROW_BYTES = 512           # generous size of one CSV/JSON row (a training or an epoch of one)
 
 RESULT_COLUMNS = ("model", "permuted", "params", "macs", "width", "test_accuracy", "test_accuracy_std",
                   "train_seconds", "seeds", "failed_seeds", "status", "error")
@@ -67,14 +76,30 @@ def _count(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
-def write_outputs(result: CompareResult, out_dir: str | Path) -> list[Path]:
-    """Write the files listed in the module docstring into ``out_dir`` (created); return their paths."""
+def expected_output_bytes(trainings: int, epochs: int) -> int:
+    """Upper estimate of what :func:`write_outputs` writes for ``trainings`` runs of ``epochs`` epochs."""
+    return 3 * PLOT_BYTES + ROW_BYTES * trainings * (epochs + 4) + 64 * 1024
+
+
+def write_outputs(result: CompareResult, out_dir: str | Path,
+                  log: Callable[[str], None] | None = None) -> list[Path]:
+    """Write the files listed in the module docstring into ``out_dir`` (created); return their paths.
+
+    Args:
+        result: what :func:`~layerlab.experiments.run_compare` returned.
+        out_dir: the folder (created with its parents).
+        log: told about a plot that could not be drawn (default: ``warnings.warn``); the data
+            files are written first and stay.
+
+    Raises:
+        ArgumentError: ``out_dir`` is a file.
+        LayerlabError: a data file could not be written (``OSError``: read-only, full disk, ...).
+    """
     from layerlab.viz.compare import plot_accuracy_vs_params, plot_learning_curves, plot_shuffled_vs_original
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ArgumentError(f"--out {str(out)!r} exists and is not a folder; pass a folder path")
-    out.mkdir(parents=True, exist_ok=True)
     document = result.to_dict()
     args = {**result.args, "permutation": result.permutation}
     files = {
@@ -85,13 +110,23 @@ def write_outputs(result: CompareResult, out_dir: str | Path) -> list[Path]:
         "history.csv": _csv(HISTORY_COLUMNS, [{"model": r.model, "permuted": r.permuted, "seed": r.seed, **h}
                                               for r in result.runs for h in r.history]),
     }
-    paths = []
-    for name, text in files.items():
-        write_text_atomic(out / name, text)
-        paths.append(out / name)
-    paths.append(plot_accuracy_vs_params(result, out / "accuracy_vs_params.png"))
-    paths.append(plot_learning_curves(result, out / "learning_curves.png"))
-    paths.append(plot_shuffled_vs_original(result, out / "shuffled_vs_original.png"))
+    paths, target = [], out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            target = out / name
+            write_text_atomic(target, text)
+            paths.append(target)
+    except OSError as err:
+        raise LayerlabError(f"could not write {target} ({err.strerror or type(err).__name__})") from err
+    plots = {"accuracy_vs_params.png": plot_accuracy_vs_params, "learning_curves.png": plot_learning_curves,
+             "shuffled_vs_original.png": plot_shuffled_vs_original}
+    for name, plot in plots.items():
+        try:
+            paths.append(plot(result, out / name))
+        except Exception as err:  # noqa: BLE001 - a picture must never cost the results written above
+            message = f"plot {out / name} was not written ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]})"
+            (log or (lambda text: warnings.warn(text, RuntimeWarning, stacklevel=3)))(message)
     return paths
 
 

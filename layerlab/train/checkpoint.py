@@ -19,7 +19,12 @@ A checkpoint is a dict::
      "history": [per-epoch metrics dicts],
      "rng": [per-rank {"torch", "cuda", "numpy", "python"}],
      "sampler": {"seed": int},      # data order = randperm(N, seed + epoch), see layerlab.train.data
-     "config": TrainConfig.to_dict(), "world_size": int, "train_seconds": float}
+     "config": TrainConfig.to_dict(), "world_size": int, "train_seconds": float,
+     "data": {"name", "train_samples", "test_samples", "sha256"}}   # layerlab.train.data.fingerprint
+
+:func:`check_resumable` checks that every key is there with the right type (a crafted or damaged
+file gets a :class:`TrainingError` naming the key, never a ``KeyError`` or ``TypeError`` later);
+``data`` is optional (checkpoints written before it existed lack it).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import torch
 from layerlab.errors import TrainingError
 from layerlab.train.metrics import current_umask
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "CHECKPOINT_NAME"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_resumable", "rng_state", "set_rng_state", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "layerlab-checkpoint"
@@ -77,6 +82,9 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
             f"could not write checkpoint {path}: {err.strerror or err} ({len(buffer.getbuffer())} bytes); "
             f"{previous}; {hint}, then continue with --resume"
         ) from err
+    except BaseException:  # a second Ctrl-C (KeyboardInterrupt) mid-write: no temp file stays behind either
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
     return path
 
@@ -132,6 +140,50 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_rng(value: object) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("torch"), torch.Tensor)
+            and isinstance(value.get("cuda"), list) and isinstance(value.get("numpy"), dict)
+            and isinstance(value.get("python"), (tuple, list)) and len(value["python"]) == 3)
+
+
+# key -> (check, what it must be)
+_LAYOUT = {
+    "model": (lambda v: isinstance(v, dict), "a state dict"),
+    "optimizer": (lambda v: isinstance(v, dict), "an optimizer state dict"),
+    "global_step": (_is_count, "an integer >= 0"),
+    "epoch": (_is_count, "an integer >= 0"),
+    "step_in_epoch": (_is_count, "an integer >= 0"),
+    "partial": (lambda v: isinstance(v, dict) and all(_is_number(v.get(k)) for k in ("loss_sum", "correct", "seen")),
+                "a dict of the numbers loss_sum, correct, seen"),
+    "history": (lambda v: isinstance(v, list) and all(isinstance(row, dict) for row in v), "a list of dicts"),
+    "rng": (lambda v: isinstance(v, list) and len(v) > 0 and all(_is_rng(r) for r in v),
+            "a list of per-process RNG states (torch, cuda, numpy, python)"),
+    "config": (lambda v: isinstance(v, dict), "a TrainConfig dict"),
+    "world_size": (lambda v: _is_count(v) and v >= 1, "an integer >= 1"),
+    "train_seconds": (_is_number, "a number"),
+}
+
+
+def check_resumable(state: dict, path: str | os.PathLike) -> None:
+    """Raise :class:`TrainingError` naming the first key of the layout above that is missing or mistyped."""
+    for key, (check, expected) in _LAYOUT.items():
+        if key not in state:
+            raise TrainingError(f"checkpoint {path} lacks {key!r}; it is damaged or was not written by layerlab train; "
+                                "delete it and start a new run")
+        if not check(state[key]):
+            shown = type(state[key]).__name__ if isinstance(state[key], (dict, list, torch.Tensor)) else repr(state[key])
+            raise TrainingError(f"checkpoint {path}: {key!r} must be {expected}. Received: {shown[:80]}; it is damaged "
+                                "or was not written by layerlab train; delete it and start a new run")
+
+
 def rng_state() -> dict:
     """The random states of torch (CPU and CUDA), numpy and python, as tensors and plain containers."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -145,7 +197,21 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` captured."""
+    """Restore what :func:`rng_state` captured.
+
+    Raises:
+        TrainingError: the state does not have :func:`rng_state`'s layout (a damaged checkpoint).
+    """
+    try:
+        _set_rng_state(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise TrainingError(
+            f"the RNG state in the checkpoint is damaged ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "delete the checkpoint and start a new run"
+        ) from err
+
+
+def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from layerlab.errors import ArgumentError
 
-__all__ = ["TrainConfig", "RESULT_FIELDS"]
+__all__ = ["TrainConfig", "RESULT_FIELDS", "MAX_THREADS", "MAX_SEED", "check_threads", "check_dataset_argument"]
+
+# The most torch CPU threads a process may ask for (--threads of train and compare). Far more than
+# any CPU has; libgomp aborts at ~20,000 threads and crashes at 100,000, so the bound stops typos.
+MAX_THREADS = 1024
+# torch.manual_seed takes a 64-bit integer; seeds are 0 .. MAX_SEED
+MAX_SEED = 2**63 - 1
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "none")
@@ -97,8 +103,10 @@ class TrainConfig:
         _positive_number("lr_gamma", self.lr_gamma)
         if self.grad_clip is not None:
             _positive_number("grad_clip", self.grad_clip)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ArgumentError(f"TrainConfig.seed must be a non-negative integer. Received: seed={self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= MAX_SEED:
+            raise ArgumentError(
+                f"TrainConfig.seed must be a non-negative integer up to 2**63 - 1. Received: seed={self.seed!r}"
+            )
         if self.warmup_epochs >= self.epochs:
             raise ArgumentError(
                 f"TrainConfig.warmup_epochs must be smaller than epochs. Received: "
@@ -162,3 +170,26 @@ def _positive_int(name: str, value: object) -> None:
 def _non_negative_int(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ArgumentError(f"TrainConfig.{name} must be an integer >= 0. Received: {name}={value!r}")
+
+
+def check_threads(value: object, where: str = "") -> int:
+    """``value`` if it is an integer in ``1 .. MAX_THREADS``, else :class:`ArgumentError`.
+
+    ``where`` prefixes the message when the value does not come from the command line (``args.json``).
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_THREADS:
+        raise ArgumentError(f"{where}--threads must be an integer from 1 to {MAX_THREADS}. Received: --threads {value!r}")
+    return value
+
+
+def check_dataset_argument(value: object, where: str = "") -> str:
+    """``value`` if it is a non-empty string (a built-in name or a path), else :class:`ArgumentError`.
+
+    An empty string would name the current folder, which is never meant.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ArgumentError(
+            f"{where}--dataset must be a built-in data set name (mnist1d, mnist, digits) or a path. "
+            f"Received: --dataset {value!r}"
+        )
+    return value

@@ -9,6 +9,7 @@ pure function of ``(seed, epoch)``, which is what makes resuming mid-epoch exact
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from layerlab.errors import ArgumentError, DataError
 
-__all__ = ["TensorData", "as_tensors", "epoch_loader", "steps_per_epoch", "shard"]
+__all__ = ["TensorData", "as_tensors", "epoch_loader", "steps_per_epoch", "shard", "fingerprint"]
 
 
 @dataclass
@@ -115,6 +116,25 @@ def _labels(y: torch.Tensor, name: str, split: str, loss: str) -> torch.Tensor:
     if (y < 0).any():
         raise DataError(f"dataset {name!r}: y_{split} holds negative labels (min {int(y.min())}); labels must be 0..K-1")
     return y
+
+
+def fingerprint(data: TensorData) -> dict:
+    """The identity of the training data: name, sizes, and the SHA-256 of every split's bytes.
+
+    ``sha256`` hashes ``x_train, y_train, x_test, y_test`` in that order (each as its dtype,
+    shape and contiguous CPU bytes), so two data sets agree only when every value does; ``--limit``,
+    another file or an edited file all change it.
+
+    Returns:
+        ``{"name", "train_samples", "test_samples", "sha256"}``.
+    """
+    digest = hashlib.sha256()
+    for tensor in (data.x_train, data.y_train, data.x_test, data.y_test):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return {"name": data.name, "train_samples": len(data.x_train), "test_samples": len(data.x_test),
+            "sha256": digest.hexdigest()}
 
 
 def epoch_loader(data: TensorData, batch_size: int, seed: int, epoch: int, rank: int, world_size: int,

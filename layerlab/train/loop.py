@@ -18,15 +18,20 @@ from torch import nn
 from tqdm import tqdm
 
 from layerlab.errors import ArgumentError, LayerlabError, ShapeError, TrainingError
-from layerlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from layerlab.train.checkpoint import (CHECKPOINT_NAME, check_resumable, load_checkpoint, rng_state, save_checkpoint,
+                                       set_rng_state)
 from layerlab.train.config import RESULT_FIELDS, TrainConfig
-from layerlab.train.data import TensorData, as_tensors, epoch_loader, shard, steps_per_epoch
+from layerlab.train.data import TensorData, as_tensors, epoch_loader, fingerprint, shard, steps_per_epoch
 from layerlab.train.distributed import Distributed, setup
 from layerlab.train.metrics import loss_and_correct, write_json, write_metrics
+from layerlab.train.rundir import lock_out_dir, prepare_out_dir, remove_stale_temp_files
 from layerlab.train.schedule import learning_rate
 from layerlab.train.signals import StopSignals, TrainingInterrupted
 
-__all__ = ["fit", "TrainResult", "seed_everything"]
+__all__ = ["fit", "TrainResult", "seed_everything", "RUN_FILES"]
+
+# the files of a run folder that are written atomically (their leftover temp files are removed on start)
+RUN_FILES = (CHECKPOINT_NAME, "metrics.csv", "metrics.json", "config.json", "args.json")
 
 
 @dataclass
@@ -67,7 +72,7 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model: nn.Module, dataset: object, config: TrainConfig, *, out_dir: str | os.PathLike | None = None,
-        resume: bool = False, progress: bool = True) -> TrainResult:
+        resume: bool = False, progress: bool = True, args_record: dict | None = None) -> TrainResult:
     """Train ``model`` in place on ``dataset`` and evaluate it on the test split after every epoch.
 
     With ``out_dir`` each epoch ends by writing ``checkpoint.pt`` (atomically: model, optimizer,
@@ -81,6 +86,12 @@ def fit(model: nn.Module, dataset: object, config: TrainConfig, *, out_dir: str 
     :class:`TrainingError` naming the epoch, step and learning rate (the last checkpoint is kept).
     SIGINT/SIGTERM finish the current step, write a checkpoint and raise
     :class:`~layerlab.train.signals.TrainingInterrupted`; a second signal aborts at once.
+    The run folder is checked before anything else (created, writable, room for two checkpoints)
+    and locked for the whole run (:func:`layerlab.train.rundir.lock_out_dir`: a second run on the
+    same folder is refused with the first one's pid and command). A new run writes ``config.json``
+    (and ``args.json`` from ``args_record``) once; a resumed run never rewrites them. Resuming
+    refuses a changed recipe and different data (SHA-256 of every split, see
+    :func:`layerlab.train.data.fingerprint`).
     Under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in DistributedDataParallel, each
     process takes ``config.batch_size`` samples per step (global batch = ``batch_size × world
     size``), only rank 0 writes files and shows progress, and a dead peer raises
@@ -94,6 +105,8 @@ def fit(model: nn.Module, dataset: object, config: TrainConfig, *, out_dir: str 
         out_dir: run folder for checkpoint and metrics; ``None`` writes nothing. Default: ``None``.
         resume: continue from ``out_dir/checkpoint.pt``. Default: ``False``.
         progress: show tqdm bars (only on a TTY and on rank 0). Default: ``True``.
+        args_record: the arguments that made the run (the CLI's), written to ``args.json`` with
+            ``config.json`` when a new run starts. Default: ``None`` (no ``args.json``).
 
     Shape:
         dataset.x_train ``(N, *input_shape)``, dataset.y_train ``(N,)`` (or ``(N, K)`` for ``loss="bce"``).
@@ -117,18 +130,30 @@ def fit(model: nn.Module, dataset: object, config: TrainConfig, *, out_dir: str 
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ArgumentError("resume=True needs out_dir, the folder that holds checkpoint.pt (--out DIR)")
-    if out is not None and not resume and (out / CHECKPOINT_NAME).exists():
-        raise TrainingError(
-            f"{out / CHECKPOINT_NAME} already exists from an earlier run; continue it with --resume "
-            "(resume=True), or choose another --out, or delete the folder to start over"
-        )
     data = as_tensors(dataset, params[0].dtype, config.loss)
     ddp = setup(config.device, config.ddp_timeout)
     try:
-        with _deterministic(config.deterministic), StopSignals() as stop:
-            return _Trainer(model, data, config, ddp, out, stop, progress).run(resume)
+        with contextlib.ExitStack() as stack:
+            if out is not None and ddp.is_main:
+                prepare_out_dir(out, needed_bytes=2 * _checkpoint_bytes(params, config))
+                stack.enter_context(lock_out_dir(out))
+                remove_stale_temp_files(out, RUN_FILES)
+            if out is not None and not resume and (out / CHECKPOINT_NAME).exists():
+                raise TrainingError(
+                    f"{out / CHECKPOINT_NAME} already exists from an earlier run; continue it with --resume "
+                    "(resume=True), or choose another --out, or delete the folder to start over"
+                )
+            stack.enter_context(_deterministic(config.deterministic))
+            stop = stack.enter_context(StopSignals())
+            return _Trainer(model, data, config, ddp, out, stop, progress, args_record).run(resume)
     finally:
         ddp.close()
+
+
+def _checkpoint_bytes(params: list[torch.Tensor], config: TrainConfig) -> int:
+    """Estimated checkpoint size: the weights plus the optimizer's slots (Adam 2, SGD momentum 1)."""
+    slots = 2 if config.optimizer == "adam" else 1
+    return sum(p.numel() * p.element_size() for p in params) * (1 + slots) + (1 << 16)
 
 
 @contextlib.contextmanager
@@ -153,9 +178,11 @@ class _Trainer:
     """State of one run; :meth:`run` is the whole loop."""
 
     def __init__(self, model: nn.Module, data: TensorData, config: TrainConfig, ddp: Distributed,
-                 out: Path | None, stop: StopSignals, progress: bool) -> None:
+                 out: Path | None, stop: StopSignals, progress: bool, args_record: dict | None = None) -> None:
         self.model = model.to(ddp.device)
         self.data, self.config, self.ddp, self.out, self.stop = data, config, ddp, out, stop
+        self.args_record = args_record
+        self.data_id = fingerprint(data) if out is not None else None
         self.show = progress and ddp.is_main and sys.stderr.isatty()
         self.checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
         self.last_checkpoint: Path | None = None
@@ -182,12 +209,12 @@ class _Trainer:
         self._probe()
         if resume:
             self._restore()
+            if self.out is not None and self.ddp.is_main and self.history:
+                self._write_metrics()  # repairs metrics files that a full disk kept from being written
         else:
             seed_everything(self.config.seed + self.ddp.rank)
             if self.out is not None and self.ddp.is_main:
-                self.out.mkdir(parents=True, exist_ok=True)
-        if self.out is not None and self.ddp.is_main:
-            write_json(self.out / "config.json", self._config_record())
+                self._write_records()
         net = self._wrap()
         while self.epoch < self.config.epochs:
             started = time.perf_counter()
@@ -334,7 +361,27 @@ class _Trainer:
                 "steps_per_epoch": self.steps_per_epoch, "device": str(self.ddp.device),
                 "model": type(self.model).__name__,
                 "params": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-                "dataset": self.data.name, "torch": torch.__version__}
+                "dataset": self.data.name, "data": self.data_id, "torch": torch.__version__}
+
+    def _write_records(self) -> None:
+        """``config.json`` and ``args.json``, once, when a new run starts (a resume never rewrites them)."""
+        try:
+            write_json(self.out / "config.json", self._config_record())
+            if self.args_record is not None:
+                write_json(self.out / "args.json", {**self.args_record, "data": self.data_id})
+        except OSError as err:
+            raise TrainingError(f"could not write the run records in {self.out}: {err.strerror or err}; nothing was "
+                                "trained; free disk space or choose another --out") from err
+
+    def _write_metrics(self) -> None:
+        try:
+            write_metrics(self.out, self.history, self.train_seconds)
+        except OSError as err:
+            raise TrainingError(
+                f"could not write {self.out / 'metrics.csv'} and metrics.json: {err.strerror or err}; the checkpoint "
+                f"{self.checkpoint_path} ({self._position()}) is written and intact and holds the metrics; free disk "
+                "space, then continue with --resume (it rewrites the metrics files)"
+            ) from err
 
     # ---- checkpoints ----------------------------------------------------------------------------
 
@@ -351,10 +398,10 @@ class _Trainer:
                     "global_step": self.global_step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                     "partial": dict(self.partial), "history": list(self.history), "rng": states,
                     "sampler": {"seed": self.config.seed}, "config": self.config.to_dict(),
-                    "world_size": self.ddp.world_size, "train_seconds": self.train_seconds,
+                    "world_size": self.ddp.world_size, "train_seconds": self.train_seconds, "data": self.data_id,
                 }, self.checkpoint_path)
                 if self.history:
-                    write_metrics(self.out, self.history, self.train_seconds)
+                    self._write_metrics()
             except TrainingError as err:
                 error = err
         failed = self.ddp.all_reduce(torch.tensor([float(error is not None)], device=self.ddp.device), op="max")
@@ -366,6 +413,7 @@ class _Trainer:
 
     def _restore(self) -> None:
         state = load_checkpoint(self.checkpoint_path)  # on the CPU: RNG states must stay CPU tensors
+        check_resumable(state, self.checkpoint_path)
         saved = state["config"]
         changed = [f"{k}: checkpoint {saved.get(k)!r} != now {getattr(self.config, k)!r}"
                    for k in RESULT_FIELDS if saved.get(k) != getattr(self.config, k)]
@@ -379,6 +427,14 @@ class _Trainer:
                 f"cannot resume {self.checkpoint_path}: it was written by {state['world_size']} process(es), this run "
                 f"has {self.ddp.world_size}; resume with the same --nproc_per_node (data order depends on it)"
             )
+        before = state.get("data")
+        if isinstance(before, dict) and before.get("sha256") != self.data_id["sha256"]:
+            raise TrainingError(
+                f"cannot resume {self.checkpoint_path}: the dataset differs from the one the run trained on (run: "
+                f"{_data_text(before)}; now: {_data_text(self.data_id)}); resume with the same --dataset and --limit, "
+                "or start a new run in another --out folder"
+            )
+        self._check_progress(state)
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -392,6 +448,25 @@ class _Trainer:
         self.history, self.train_seconds = list(state["history"]), state["train_seconds"]
         set_rng_state(state["rng"][self.ddp.rank])
         self.last_checkpoint, self.last_checkpoint_at = self.checkpoint_path, self._position()
+
+    def _check_progress(self, state: dict) -> None:
+        """The counters of a checkpoint must describe a point of this run (a crafted file may not)."""
+        epoch, step, spe = state["epoch"], state["step_in_epoch"], self.steps_per_epoch
+        problems = []
+        if epoch > self.config.epochs:
+            problems.append(f"epoch {epoch} > epochs {self.config.epochs}")
+        if step >= spe:
+            problems.append(f"step_in_epoch {step} >= steps per epoch {spe}")
+        if state["global_step"] != epoch * spe + step:
+            problems.append(f"global_step {state['global_step']} != epoch × steps per epoch + step_in_epoch = "
+                            f"{epoch * spe + step}")
+        if len(state["history"]) != epoch:
+            problems.append(f"{len(state['history'])} history rows for {epoch} epochs")
+        if len(state["rng"]) != self.ddp.world_size:
+            problems.append(f"{len(state['rng'])} RNG states for {self.ddp.world_size} process(es)")
+        if problems:
+            raise TrainingError(f"cannot resume {self.checkpoint_path}: its counters are inconsistent "
+                                f"({'; '.join(problems)}); it is damaged; delete it and start a new run")
 
     # ---- guards ---------------------------------------------------------------------------------
 
@@ -440,3 +515,8 @@ class _Trainer:
         if self.last_checkpoint is None:
             return "no checkpoint was written yet" if self.out is not None else "no out_dir, so no checkpoint"
         return f"last good checkpoint: {self.last_checkpoint} ({self.last_checkpoint_at})"
+
+
+def _data_text(data: dict) -> str:
+    return (f"{data.get('name')!r}, {data.get('train_samples')} train / {data.get('test_samples')} test samples, "
+            f"sha256 {str(data.get('sha256'))[:12]}")

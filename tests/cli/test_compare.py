@@ -96,9 +96,15 @@ def test_one_failing_model_is_reported_the_others_finish_and_the_exit_code_is_1(
 
 @pytest.mark.parametrize("argv, message", [
     (["--models", "mlp,vgg"], r"layerlab compare: error: models must be zoo names .*Received: vgg"),
-    (["--threads", "0"], r"layerlab compare: error: --threads must be a positive integer. Received: --threads 0"),
+    (["--threads", "0"], r"layerlab compare: error: --threads must be an integer from 1 to 1024. Received: --threads 0"),
+    (["--threads", "20000"], r"layerlab compare: error: --threads must be an integer from 1 to 1024. Received: "
+                             r"--threads 20000"),
+    (["--dataset", ""], r"layerlab compare: error: --dataset must be a built-in data set name \(mnist1d, mnist, "
+                        r"digits\) or a path. Received: --dataset ''"),
     (["--epochs", "0"], r"layerlab compare: error: TrainConfig.epochs must be a positive integer. Received: epochs=0"),
     (["--seeds", "0"], r"layerlab compare: error: seeds must be a positive integer"),
+    (["--width", "inf"], r"layerlab compare: error: width must be a positive finite number \(1.0 = the documented "
+                         r"sizes\). Received: width=inf"),
 ])
 def test_bad_arguments_exit_2_with_the_reason(npz, capsys, argv, message):
     assert main(["compare", "--dataset", npz, *argv]) == 2

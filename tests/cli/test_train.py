@@ -44,8 +44,8 @@ def test_train_writes_the_run_folder_and_resume_continues_it(tmp_path, npz, caps
     assert main([*BASE, "--dataset", npz, "--out", str(out)]) == 0
     line = capsys.readouterr().out
     assert line.startswith(f"mlp on {npz}: test accuracy ") and "after 2 epochs" in line
-    assert sorted(p.name for p in out.iterdir()) == ["args.json", "checkpoint.pt", "config.json", "metrics.csv",
-                                                     "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".layerlab.lock", "args.json", "checkpoint.pt", "config.json",
+                                                     "metrics.csv", "metrics.json"]
     args = json.loads((out / "args.json").read_text())
     assert args["model"] == "mlp" and args["lr"] == 0.01 and args["batch_size"] == 32 and args["dataset"] == npz
     # --resume needs only --out: the rest comes from args.json; the run is complete, so it just reports
@@ -96,8 +96,16 @@ def test_sigterm_exits_143_and_resume_matches_an_uninterrupted_run(tmp_path, npz
     (["--resume"], r"layerlab train: error: --resume needs --out DIR"),
     (["--out", "{tmp}/nothing", "--resume"], r"layerlab train: error: --resume: cannot read .*nothing/args.json"),
     (["--model", "resnet"], r"layerlab train: error: unknown zoo model 'resnet'; choose one of logistic, mlp"),
-    (["--threads", "0"], r"layerlab train: error: --threads must be a positive integer. Received: --threads 0"),
+    (["--threads", "0"], r"layerlab train: error: --threads must be an integer from 1 to 1024. Received: --threads 0"),
     (["--lr", "-1"], r"layerlab train: error: TrainConfig.lr must be a finite number > 0. Received: lr=-1.0"),
+    (["--threads", "20000"], r"layerlab train: error: --threads must be an integer from 1 to 1024. Received: "
+                             r"--threads 20000"),
+    (["--threads", "100000"], r"layerlab train: error: --threads must be an integer from 1 to 1024"),
+    (["--dataset", ""], r"layerlab train: error: --dataset must be a built-in data set name \(mnist1d, mnist, "
+                        r"digits\) or a path. Received: --dataset ''"),
+    (["--seed", "99999999999999999999"], r"layerlab train: error: TrainConfig.seed must be a non-negative integer up "
+                                         r"to 2\*\*63 - 1. Received: seed=99999999999999999999"),
+    (["--out", ""], r"layerlab train: error: --out must name a folder. Received: --out ''"),
 ])
 def test_bad_arguments_exit_2_with_the_reason(tmp_path, npz, capsys, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

@@ -181,3 +181,19 @@ def test_out_must_be_a_folder(tmp_path, toy_images):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ArgumentError, match=r"--out '.*file' exists and is not a folder; pass a folder path"):
         write_outputs(result, tmp_path / "file")
+
+
+def test_a_plot_that_cannot_be_drawn_keeps_the_data_files_and_the_other_plots(tmp_path, toy_images, monkeypatch):
+    result = run_compare(toy_images, models=("logistic",), permute_pixels=False,
+                         recipe=TrainConfig(epochs=1, device="cpu"), progress=False)
+
+    def broken(result, path):
+        raise TypeError("set_text(): incompatible function arguments")
+
+    monkeypatch.setattr("layerlab.viz.compare.plot_learning_curves", broken)
+    logged = []
+    paths = write_outputs(result, tmp_path, log=logged.append)
+    assert sorted(p.name for p in paths) == ["accuracy_vs_params.png", "args.json", "history.csv", "results.csv",
+                                             "results.json", "runs.csv", "shuffled_vs_original.png"]
+    assert logged == [f"plot {tmp_path / 'learning_curves.png'} was not written (TypeError: set_text(): incompatible "
+                      "function arguments)"]

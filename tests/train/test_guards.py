@@ -76,7 +76,8 @@ def test_disk_full_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, mo
                                             r"then continue with --resume"):
         fit(TinyNet(), tiny_data(), config(epochs=3), out_dir=out, progress=False)
     # no temporary file left behind, the epoch-1 checkpoint byte-for-byte as it was
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".layerlab.lock", "checkpoint.pt", "config.json", "metrics.csv",
+                                                     "metrics.json"]
     assert (out / "checkpoint.pt").read_bytes() == seen["previous"]
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
     # and the run continues from it, exactly, once the disk has room again

@@ -72,7 +72,8 @@ def test_dict_round_trip():
     ({"weight_decay": float("inf")}, r"TrainConfig.weight_decay must be a finite number >= 0. Received: "
                                      r"weight_decay=inf"),
     ({"grad_clip": 0.0}, r"TrainConfig.grad_clip must be a finite number > 0. Received: grad_clip=0.0"),
-    ({"seed": -3}, r"TrainConfig.seed must be a non-negative integer. Received: seed=-3"),
+    ({"seed": -3}, r"TrainConfig.seed must be a non-negative integer up to 2\*\*63 - 1. Received: seed=-3"),
+    ({"seed": 2**63}, r"TrainConfig.seed must be a non-negative integer up to 2\*\*63 - 1. Received: seed=9223372036854775808"),
     ({"num_workers": -1}, r"TrainConfig.num_workers must be an integer >= 0. Received: num_workers=-1"),
     ({"ddp_timeout": 0}, r"TrainConfig.ddp_timeout must be a finite number > 0. Received: ddp_timeout=0"),
     ({"lr_gamma": 0}, r"TrainConfig.lr_gamma must be a finite number > 0. Received: lr_gamma=0"),
