@@ -17,9 +17,11 @@ import argparse
 import importlib
 import re
 import resource
+import signal
 import sys
 
 from layerlab import __version__
+from layerlab.arith.counts import format_bytes
 from layerlab.errors import LayerlabError
 
 # subcommand modules, in the order `layerlab --help` lists them
@@ -67,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"layerlab {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or a SIGTERM the command could not honour in time
         print(f"layerlab {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(err, "signal_number", signal.SIGINT)
 
 
 def _resource_message(err: BaseException) -> str | None:
@@ -81,8 +83,6 @@ def _resource_message(err: BaseException) -> str | None:
         return f"a size is too large to represent ({type(err).__name__}: {text}); nothing was computed; {fix}"
     if not isinstance(err, MemoryError) and not _OUT_OF_MEMORY.search(str(err)):
         return None
-    from layerlab.convert.limits import format_bytes  # here: the layerlab.convert package imports torch
-
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     where = (f"this process may use at most {format_bytes(limit)} of address space (ulimit -v / RLIMIT_AS)"
              if limit != resource.RLIM_INFINITY else "the machine has no memory left for it")

@@ -296,7 +296,7 @@ def test_sigterm_while_train_waits_for_the_lock_stops_it_promptly(tmp_path):
             pytest.fail(f"SIGTERM did not stop the waiting train command: {''.join(lines) + child.communicate()[1]}")
     took = time.monotonic() - sent
     err = "".join(lines) + rest
-    assert child.returncode == 130, err
+    assert child.returncode == 128 + signal.SIGTERM, err
     assert took < 60, took  # 10 s of grace, then the exit; the margin is for a loaded machine
     assert ("layerlab: SIGTERM: the training step did not finish within 10 s of the signal; stopping now, without "
             "a new checkpoint") in err
