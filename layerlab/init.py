@@ -40,6 +40,8 @@ from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
 from layerlab.errors import ArgumentError
+from layerlab.nn.local import _LocallyConnectedNd
+from layerlab.nn.tiled import _TiledConvNd
 
 __all__ = ["fans", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
 
@@ -73,9 +75,6 @@ def _resolve(target, layout: str | None) -> tuple[torch.Tensor, tuple[int, int]]
                 "or build it with in_features/input_size, then initialise"
             )
         if layout is None:
-            from layerlab.nn.local import _LocallyConnectedNd
-            from layerlab.nn.tiled import _TiledConvNd
-
             is_local = isinstance(target, (_LocallyConnectedNd, _TiledConvNd))
             layout = "local" if is_local else "conv"  # torch's rule covers Linear and Conv*
     elif isinstance(target, torch.Tensor):

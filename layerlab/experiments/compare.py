@@ -31,6 +31,7 @@ from layerlab.experiments.permute import permute_positions
 from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
 from layerlab.train.distributed import resolve_device
 from layerlab.train.rundir import printable
+from layerlab.zoo import MODELS, build, width_for_params
 
 __all__ = ["run_compare", "CompareResult", "RunRecord", "DEFAULT_MODELS", "DEFAULT_RECIPE", "SCHEMA"]
 
@@ -172,7 +173,6 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         >>> [(row["model"], row["permuted"], row["params"]) for row in result.results]
         [('logistic', False, 410), ('logistic', True, 410)]
     """
-    from layerlab.zoo import MODELS
 
     started = time.perf_counter()
     models = _check_models(models, MODELS)
@@ -241,7 +241,6 @@ def _check_models(models, registry) -> tuple[str, ...]:
 
 def _train_one(name: str, permuted: bool, seed: int, data: Dataset, width: float, params: int | None,
                recipe: TrainConfig, progress: bool) -> RunRecord:
-    from layerlab.zoo import build, width_for_params
 
     record = RunRecord(model=name, permuted=permuted, seed=seed)
     try:

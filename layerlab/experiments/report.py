@@ -95,6 +95,7 @@ def write_outputs(result: CompareResult, out_dir: str | Path,
         ArgumentError: ``out_dir`` is a file.
         LayerlabError: a data file could not be written (``OSError``: read-only, full disk, ...).
     """
+    # here: matplotlib is imported only when plots are written
     from layerlab.viz.compare import plot_accuracy_vs_params, plot_learning_curves, plot_shuffled_vs_original
 
     out = Path(out_dir)

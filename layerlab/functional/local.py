@@ -167,7 +167,7 @@ def _select(device_type: str, dtype: torch.dtype):
     if device_type == "cpu" and dtype in (torch.float32, torch.float64) and _cpp_available():
         return torch.ops.layerlab_local
     if device_type == "cuda" and _triton_available():
-        from layerlab.functional import _local_triton
+        from layerlab.functional import _local_triton  # here: imports triton, an optional dependency
 
         return _local_triton
     return _local_torch
