@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import inspect
 import itertools
+from collections.abc import Callable
 
 import torch
 
-from layerlab.convert.limits import check_size
+from layerlab.convert.limits import check_size, max_bytes_limit
 
 
 def itemsize(dtype: torch.dtype | None) -> int:
@@ -26,11 +27,20 @@ def holds_memory(device) -> bool:
     return torch.empty(0, device=device).device.type != "meta"
 
 
-def check_parameters(who: str, elements: int, dtype: torch.dtype | None, device, hint: str) -> None:
+def check_parameters(who: str, elements: int, dtype: torch.dtype | None, device, hint: str,
+                     what: str = "its parameters") -> None:
     """Raise :class:`~layerlab.errors.SizeLimitError` when ``elements`` parameters of ``dtype`` on
     ``device`` would be over the limit (parameters on the ``meta`` device take no memory)."""
     if holds_memory(device):
-        check_size(f"{who}: its parameters", elements, itemsize(dtype), hint=hint)
+        check_size(f"{who}: {what}", elements, itemsize(dtype), hint=hint)
+
+
+def check_output(describe: Callable[[], str], elements: int, like: torch.Tensor, hint: str) -> None:
+    """Raise :class:`~layerlab.errors.SizeLimitError` when an output of ``elements`` elements of
+    ``like``'s dtype would be over the limit (``meta`` tensors take no memory). Runs on every
+    forward, so the message (``describe()``, e.g. the layer's repr) is built only when it is raised."""
+    if not like.is_meta and elements * like.element_size() > max_bytes_limit():
+        check_size(f"{describe()}: its output", elements, like.element_size(), hint=hint)
 
 
 class ParameterBudget:
@@ -40,7 +50,7 @@ class ParameterBudget:
     drawn, torch's own argument checks); when its tensors fit the limit, the real layer is built.
     """
 
-    _budget_hint = "use fewer channels or features"
+    _budget_hint = "Use fewer features"
 
     def __init__(self, *args, **kwargs) -> None:
         torch_layer = next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn.modules"))
@@ -52,5 +62,6 @@ class ParameterBudget:
                 f"{type(self).__name__}({shown})",
                 sum(t.numel() for t in itertools.chain(probe.parameters(), probe.buffers())),
                 arguments.get("dtype"), arguments.get("device"), self._budget_hint,
+                "its parameters and buffers" if any(True for _ in probe.buffers()) else "its parameters",
             )
         super().__init__(*args, **kwargs)
