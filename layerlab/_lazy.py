@@ -8,8 +8,10 @@ cheap — and free of torch where its submodules are. Subpackages are reachable 
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
+from pathlib import Path
 
 
 def lazy_exports(package: str, exports: dict[str, str], names: list[str]):
@@ -35,3 +37,37 @@ def lazy_exports(package: str, exports: dict[str, str], names: list[str]):
         return names
 
     return __getattr__, __dir__
+
+
+def declared_exports(package: str, modules: tuple[str, ...]) -> dict[str, str]:
+    """``{name: module}`` for every name in the ``__all__`` of each of ``modules`` (submodules of
+    ``package``), read from their source without importing them (so no torch is imported).
+
+    ``__all__`` must be a literal list of names, or ``sorted(_EXPORTS)`` over a literal
+    ``_EXPORTS`` dict (the lazy packages). A name declared by two modules is an error.
+    """
+    root = Path(sys.modules[package].__file__).parent
+    exports: dict[str, str] = {}
+    for module in modules:
+        path = root.joinpath(*module.split("."))
+        source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        for name in _static_all(source):
+            if name in exports:
+                raise ImportError(f"{package}: {name!r} is exported by both {exports[name]} and {module}")
+            exports[name] = f"{package}.{module}"
+    return exports
+
+
+def _static_all(source: Path) -> list[str]:
+    """The value of ``__all__`` in ``source``, evaluated from its syntax tree."""
+    assignments = {
+        target.id: node.value
+        for node in ast.parse(source.read_text(encoding="utf-8")).body
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
+    value = assignments["__all__"]
+    if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "sorted":  # sorted(_EXPORTS)
+        return sorted(ast.literal_eval(assignments[value.args[0].id]))
+    return list(ast.literal_eval(value))

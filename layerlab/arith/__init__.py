@@ -19,7 +19,16 @@ from layerlab.arith.counts import (
 from layerlab.arith.receptive import FieldDim, ReceptiveField, receptive_field, transposed_span
 from layerlab.arith.report import GLOBAL, LayerReport, Window
 from layerlab.arith.shape import parse_shape
-from layerlab.arith.sizes import effective_kernel, output_size, same_padding, transposed_output_size
+from layerlab.arith.sizes import (
+    PADDING_MODES,
+    adaptive_windows,
+    effective_kernel,
+    output_size,
+    output_sizes,
+    padding_pairs,
+    same_padding,
+    transposed_output_size,
+)
 from layerlab.arith.solve import Solution, solve, unsolvable_reason
 from layerlab.arith.specs import (
     AdaptivePoolSpec,
@@ -43,6 +52,7 @@ from layerlab.arith.parse import parse_layer, parse_stack  # noqa: E402  (needs 
 __all__ = [
     "MACS_CONVENTION",
     "MEMORY_CONVENTION",
+    "PADDING_MODES",
     "AdaptivePoolSpec",
     "ConvSpec",
     "ConvTransposeSpec",
@@ -61,6 +71,7 @@ __all__ = [
     "UpsampleSpec",
     "Window",
     "activation_memory",
+    "adaptive_windows",
     "analyse_stack",
     "dtype_bytes",
     "effective_kernel",
@@ -68,6 +79,8 @@ __all__ = [
     "flops",
     "global_pool",
     "output_size",
+    "output_sizes",
+    "padding_pairs",
     "parse_layer",
     "parse_shape",
     "parse_stack",

@@ -23,16 +23,24 @@ def check_ndim(who: str, ndim) -> int:
     return ndim
 
 
-def ntuple(who: str, name: str, value, ndim: int, *, minimum: int) -> tuple[int, ...]:
+def ntuple(who: str, name: str, value, ndim: int, *, minimum: int, fix: str = "") -> tuple[int, ...]:
     """Broadcast an int to ``ndim`` entries or check a tuple of ``ndim`` ints, each ``>= minimum``.
 
+    The one int/tuple normaliser of layerlab (specs, functional ops, conversions, pictures, CLI).
+
     Args:
-        who: the layer name used in messages, e.g. ``"Conv2d"``.
+        who: the caller named in messages, e.g. ``"Conv2d"`` or ``"local_conv"``.
         name: the argument name, e.g. ``"stride"``.
         value: an int or a tuple/list of ``ndim`` ints.
         ndim: number of spatial dimensions.
         minimum: 1 for sizes and strides, 0 for paddings.
+        fix: a caller's hint appended to the message after ``"; "`` (default: none).
+
+    Examples:
+        >>> ntuple("Conv2d", "stride", 2, 2, minimum=1)
+        (2, 2)
     """
+    tail = f"; {fix}" if fix else ""
     if is_int(value):
         values = (int(value),) * ndim
     elif isinstance(value, (tuple, list)) and len(value) == ndim and all(is_int(v) for v in value):
@@ -40,11 +48,11 @@ def ntuple(who: str, name: str, value, ndim: int, *, minimum: int) -> tuple[int,
     else:
         plural = "s" if ndim > 1 else ""
         raise ArgumentError(
-            f"{who}: {name} must be an int or a tuple of {ndim} int{plural}. Received: {name}={value!r}"
+            f"{who}: {name} must be an int or a tuple of {ndim} int{plural}. Received: {name}={value!r}{tail}"
         )
     if any(v < minimum for v in values):
         what = "positive integers" if minimum == 1 else "non-negative integers"
-        raise ArgumentError(f"{who}: {name} must be {what}. Received: {name}={value!r}")
+        raise ArgumentError(f"{who}: {name} must be {what}. Received: {name}={value!r}{tail}")
     return values
 
 

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from layerlab.arith import specs
+from layerlab.arith._args import is_int
 from layerlab.errors import ArgumentError, LayerlabError
 
 __all__ = ["parse_layer", "parse_stack", "LAYER_NAMES", "MAX_TEXT_LENGTH", "MAX_INT", "MAX_TUPLE_LENGTH"]
@@ -55,20 +56,17 @@ class _Mismatch(Exception):
 
 
 def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise _Mismatch("an integer")
     return value
 
 
 def _ints(value: Any) -> int | tuple[int, ...]:
-    if isinstance(value, tuple):
-        if not value or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise _Mismatch("an integer or a non-empty tuple of integers")
+    """An int or a non-empty tuple of ints, passed on as written: the spec broadcasts it to ``ndim``
+    and checks its length and range (:func:`layerlab.arith._args.ntuple`)."""
+    if is_int(value) or isinstance(value, tuple) and value and all(is_int(v) for v in value):
         return value
-    try:
-        return _int(value)
-    except _Mismatch:
-        raise _Mismatch("an integer or a non-empty tuple of integers") from None
+    raise _Mismatch("an integer or a non-empty tuple of integers")
 
 
 def _padding(value: Any) -> int | tuple[int, ...] | str:

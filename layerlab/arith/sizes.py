@@ -16,11 +16,21 @@ right padding or beyond (PyTorch's ``pooling_output_shape``)::
 Transposed convolution::
 
     out = (in − 1)·s − 2p + d·(k − 1) + output_padding + 1
+
+``padding='same'`` (stride 1) pads ``d·(k − 1)`` in total, ``floor`` of half on the left and the odd
+extra on the right (as PyTorch); ``'valid'`` pads nothing. Adaptive pooling window ``i`` covers
+``[floor(i·in/out), ceil((i+1)·in/out))``.
+
+This module is the one home of these rules: the specs, the functional ops, the conversions, the
+pictures and the CLI call it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# padding modes of torch's convs (``padding_mode``)
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # spatial dimension names and what one step along each is called in warnings
 DIM_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -37,6 +47,27 @@ def same_padding(kernel_size: int, dilation: int = 1) -> tuple[int, int]:
     left ``total // 2``, the odd extra on the right."""
     total = dilation * (kernel_size - 1)
     return total // 2, total - total // 2
+
+
+def padding_pairs(padding, kernel_size, dilation) -> tuple[tuple[int, int], ...]:
+    """(left, right) padding per spatial dim of a conv-like layer.
+
+    Args:
+        padding: ``'valid'`` (no padding), ``'same'`` (:func:`same_padding` per dim: the odd extra
+            on the right, as PyTorch) or one int per dim (both sides).
+        kernel_size, dilation: one int per dim.
+
+    Examples:
+        >>> padding_pairs("same", (4, 3), (1, 2))
+        ((1, 2), (2, 2))
+        >>> padding_pairs((1, 0), (3, 3), (1, 1))
+        ((1, 1), (0, 0))
+    """
+    if padding == "valid":
+        return tuple((0, 0) for _ in kernel_size)
+    if padding == "same":
+        return tuple(same_padding(k, d) for k, d in zip(kernel_size, dilation))
+    return tuple((p, p) for p in padding)
 
 
 def output_size(
@@ -67,7 +98,7 @@ def output_size(
         >>> output_size(5, 2, stride=2, ceil_mode=True)
         3
     """
-    left, right = (padding, padding) if isinstance(padding, int) else padding
+    left, right = _pair(padding)
     span = in_size + left + right - effective_kernel(kernel_size, dilation)
     if not ceil_mode:
         return span // stride + 1
@@ -77,24 +108,45 @@ def output_size(
     return out
 
 
+def output_sizes(in_size, kernel_size, stride, padding, dilation, ceil_mode: bool = False) -> tuple[int, ...]:
+    """:func:`output_size` per spatial dim: every argument one entry per dim (``padding`` an int or
+    a ``(left, right)`` pair per dim).
+
+    Examples:
+        >>> output_sizes((8, 7), (3, 3), (2, 1), ((1, 1), (0, 0)), (1, 2))
+        (4, 3)
+    """
+    return tuple(
+        output_size(n, k, s, p, d, ceil_mode)
+        for n, k, s, p, d in zip(in_size, kernel_size, stride, padding, dilation)
+    )
+
+
+def _pair(padding) -> tuple[int, int]:
+    """``p`` -> ``(p, p)``; a ``(left, right)`` pair unchanged."""
+    return (padding, padding) if isinstance(padding, int) else tuple(padding)
+
+
 def transposed_output_size(
     in_size: int,
     kernel_size: int,
     stride: int = 1,
-    padding: int = 0,
+    padding: int | tuple[int, int] = 0,
     output_padding: int = 0,
     dilation: int = 1,
 ) -> int:
     """Output length of a transposed convolution along one dimension.
 
     ``out = (in − 1)·s − 2p + d·(k − 1) + output_padding + 1`` (PyTorch ``ConvTranspose2d`` docs;
-    Dumoulin & Visin relation 14). May be < 1 for impossible settings.
+    Dumoulin & Visin relation 14); ``padding`` is ``p`` on both sides or a ``(left, right)`` pair
+    (then ``p_l + p_r`` replaces ``2p``). May be < 1 for impossible settings.
 
     Examples:
         >>> transposed_output_size(4, 4, stride=2, padding=1)
         8
     """
-    return (in_size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
+    left, right = _pair(padding)
+    return (in_size - 1) * stride - left - right + effective_kernel(kernel_size, dilation) + output_padding
 
 
 @dataclass(frozen=True)

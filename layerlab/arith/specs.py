@@ -39,8 +39,10 @@ from layerlab.arith._args import (
 from layerlab.arith.report import GLOBAL, LayerReport, Window
 from layerlab.arith.sizes import (
     DIM_NAMES,
+    PADDING_MODES,
     UNITS,
     Geometry,
+    padding_pairs,
     same_padding,
     transposed_formula,
     transposed_output_size,
@@ -67,7 +69,6 @@ __all__ = [
     "GLOBAL",
 ]
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 LOCAL_BIAS = ("location", "shared", None)
 POOL_OPS = ("max", "avg")
 NORM_KINDS = ("batch", "layer", "group", "instance")
@@ -183,19 +184,10 @@ def _conv_padding(who: str, padding, kernel, stride, dilation, ndim: int):
             raise ArgumentError(
                 f"{who}: padding='same' needs stride 1 (as torch: strided 'same' is not supported). "
                 f"Received: stride={_show(stride)}. Fix: use stride=1, or an explicit padding "
-                f"such as padding={_show(tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation)))}"
+                f"such as padding={_show(tuple(same_padding(k, d)[0] for k, d in zip(kernel, dilation)))}"
             )
         return padding
     return ntuple(who, "padding", padding, ndim, minimum=0)
-
-
-def _padding_pairs(padding, kernel, dilation) -> tuple[tuple[int, int], ...]:
-    """(left, right) padding per dim; ``'same'`` puts the odd extra on the right as torch."""
-    if padding == "valid":
-        return tuple((0, 0) for _ in kernel)
-    if padding == "same":
-        return tuple(same_padding(k, d) for k, d in zip(kernel, dilation))
-    return tuple((p, p) for p in padding)
 
 
 def _windowed_report(spec, input_shape, *, kind_params, bias_count, ceil_mode=False, warnings=()):
@@ -400,7 +392,7 @@ class ConvSpec:
 
     def padding_pairs(self) -> tuple[tuple[int, int], ...]:
         """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
-        return _padding_pairs(self.padding, self.kernel_size, self.dilation)
+        return padding_pairs(self.padding, self.kernel_size, self.dilation)
 
     def describe(self) -> str:
         zeros = (0,) * self.ndim
@@ -476,7 +468,7 @@ class LocalSpec:
 
     def padding_pairs(self) -> tuple[tuple[int, int], ...]:
         """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
-        return _padding_pairs(self.padding, self.kernel_size, self.dilation)
+        return padding_pairs(self.padding, self.kernel_size, self.dilation)
 
     def describe(self) -> str:
         return _windowed_describe(self, [
@@ -537,7 +529,7 @@ class TiledSpec:
 
     def padding_pairs(self) -> tuple[tuple[int, int], ...]:
         """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
-        return _padding_pairs(self.padding, self.kernel_size, self.dilation)
+        return padding_pairs(self.padding, self.kernel_size, self.dilation)
 
     def describe(self) -> str:
         return _windowed_describe(self, [

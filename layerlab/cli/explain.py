@@ -117,19 +117,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _ints(text: str, name: str, ndim: int) -> tuple[int, ...]:
-    """``"3"`` → ``(3,)*ndim``; ``"3x5"`` → ``(3, 5)``."""
+    """``"3"`` → ``(3,)*ndim``; ``"3x5"`` → ``(3, 5)``: the text parsed here, broadcast and counted by
+    :mod:`layerlab.arith` (the layer or picture checks the values)."""
+    from layerlab.arith._args import ntuple
     from layerlab.errors import ArgumentError
 
-    parts = text.lower().replace("×", "x").split("x")
     try:
-        values = tuple(int(p) for p in parts)
+        values = tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
     except ValueError:
-        values = ()
-    if len(values) == 1:
-        values = values * ndim
-    if len(values) != ndim:
-        raise ArgumentError(f"--{name} must be an integer or {ndim} integers joined by 'x'. Received: --{name} {text!r}")
-    return values
+        raise ArgumentError(f"--{name} must be an integer or {ndim} integers joined by 'x'. "
+                            f"Received: --{name} {text!r}") from None
+    return ntuple("explain", f"--{name}", values[0] if len(values) == 1 else values, ndim, minimum=0)
 
 
 def _index(text: str | None, name: str):

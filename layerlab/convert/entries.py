@@ -23,10 +23,11 @@ from dataclasses import dataclass
 
 import torch
 
-from layerlab.convert.geometry import Geometry
+from layerlab.arith import adaptive_windows
+from layerlab.convert.geometry import LayerGeometry
 
-__all__ = ["Entries", "combine_dims", "window_index", "conv_family_entries", "structure_size",
-           "tile_position"]
+__all__ = ["Entries", "combine_dims", "window_index", "adaptive_index", "conv_family_entries",
+           "structure_size", "tile_position"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,28 @@ def window_index(in_size, out_size, kernel_size, stride, pad_left, dilation, pad
     return combine_dims(in_size, per_dim)
 
 
+def adaptive_index(in_size, out_size):
+    """Flat input index and validity of every (output position, tap) pair of adaptive pooling.
+
+    Window ``i`` along a dimension covers ``[floor(i·in/out), ceil((i+1)·in/out))``
+    (:func:`layerlab.arith.adaptive_windows`); windows differ in width, so taps past a window's end
+    are invalid.
+
+    Shape:
+        Returns ``(index, valid, widths)``: ``index`` and ``valid`` ``(L, K)`` (see
+        :func:`combine_dims`), ``widths`` one ``(out_d,)`` tensor of window widths per dimension.
+    """
+    per_dim, widths = [], []
+    for n, o in zip(in_size, out_size):
+        bounds = torch.tensor(adaptive_windows(n, o)).view(o, 2)  # [start, end) per output position
+        start, width = bounds[:, 0], bounds[:, 1] - bounds[:, 0]
+        taps = torch.arange(int(width.max()))[None, :]
+        per_dim.append(((start[:, None] + taps).clamp(max=n - 1), taps < width[:, None]))
+        widths.append(width)
+    index, valid = combine_dims(in_size, per_dim)
+    return index, valid, widths
+
+
 def tile_position(out_size, tile_size) -> torch.Tensor:
     """``(L,)`` flat tile index ``p mod tile_size`` of every flat output position ``p``."""
     grids = torch.meshgrid(*[torch.arange(n) % t for n, t in zip(out_size, tile_size)], indexing="ij")
@@ -117,7 +140,7 @@ def tile_position(out_size, tile_size) -> torch.Tensor:
     return flat.reshape(-1)
 
 
-def structure_size(geometry: Geometry, in_size) -> int:
+def structure_size(geometry: LayerGeometry, in_size) -> int:
     """Number of (output, input, tap) triples before dropping padding taps: ``C_in·C_out/groups·L·K``.
 
     ``L`` counts the output positions of a conv, local or tiled layer and the *input* positions of
@@ -128,7 +151,7 @@ def structure_size(geometry: Geometry, in_size) -> int:
             * math.prod(geometry.kernel_size))
 
 
-def conv_family_entries(geometry: Geometry, in_size, weight: torch.Tensor) -> Entries:
+def conv_family_entries(geometry: LayerGeometry, in_size, weight: torch.Tensor) -> Entries:
     """Entries of a conv, transposed conv, local or tiled layer for a spatial input size.
 
     The weight layouts are torch's ``(C_out, C_in/groups, *k)`` for convs,

@@ -1,35 +1,51 @@
-"""Window geometry of conv-like layers, read from torch and layerlab modules.
+"""Window geometry of conv-like layers for the index arithmetic of the conversions and pictures.
 
-One frozen :class:`Geometry` describes every member of the conv family (``Conv*``,
-``ConvTranspose*``, ``LocallyConnected*``, ``TiledConv*``) with torch's argument names, its
-padding resolved to explicit ``(left, right)`` amounts per spatial dimension. The index
-arithmetic in :mod:`layerlab.convert.entries` and the conversions read only this.
+A :class:`LayerGeometry` is a thin, all-dimensions view of a conv-family layer (``Conv*``,
+``ConvTranspose*``, ``LocallyConnected*``, ``TiledConv*``) read off its :mod:`layerlab.arith` spec
+(:func:`layerlab.analysis.spec_of`): torch's argument names, one int per spatial dimension, the
+padding resolved to explicit ``(left, right)`` amounts by :func:`layerlab.arith.padding_pairs`
+(``'same'`` as torch: the odd extra on the right). Output sizes come from
+:func:`layerlab.arith.output_size` / :func:`~layerlab.arith.transposed_output_size`; nothing here
+restates a formula. The index arithmetic in :mod:`layerlab.convert.entries` and the conversions read
+only this.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from torch import nn
 
+from layerlab.analysis.modules import spec_of
+from layerlab.arith import (
+    PADDING_MODES,
+    ConvSpec,
+    ConvTransposeSpec,
+    LocalSpec,
+    TiledSpec,
+    output_sizes,
+    transposed_output_size,
+)
+from layerlab.arith._args import choice, ntuple
 from layerlab.errors import ArgumentError, ShapeError
 
-__all__ = ["Geometry", "geometry_of", "check_input", "conv_output_size", "PADDING_MODES"]
+__all__ = ["LayerGeometry", "geometry_of", "check_input"]
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+# the arith spec of each conv-family kind
+_KINDS = {ConvSpec: "conv", ConvTransposeSpec: "transpose", LocalSpec: "local", TiledSpec: "tiled"}
 
 
 @dataclass(frozen=True)
-class Geometry:
+class LayerGeometry:
     """Everything that fixes the connectivity of a conv-like layer.
 
     Attributes:
         kind: ``"conv"``, ``"transpose"``, ``"local"`` or ``"tiled"``.
         in_channels, out_channels, groups: as in torch.
         kernel_size, stride, dilation: one int per spatial dimension.
-        pad_left, pad_right: padding before / after each spatial dimension (``'same'`` resolved
-            as torch does: ``left = dilation·(kernel−1) // 2``, the odd one on the right).
-        padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
+        pad_left, pad_right: padding before / after each spatial dimension
+            (:func:`layerlab.arith.padding_pairs`).
+        padding_mode: one of :data:`layerlab.arith.PADDING_MODES`.
         output_padding: transposed conv only (zeros otherwise).
         tile_size: tiled conv only (``None`` otherwise).
         input_size: spatial input size stored by the layer (local and tiled layers), else ``None``.
@@ -54,86 +70,41 @@ class Geometry:
         return len(self.kernel_size)
 
     def output_size(self, in_size: tuple[int, ...]) -> tuple[int, ...]:
-        """Spatial output size for a spatial input size (conv or transposed formula)."""
+        """Spatial output size for a spatial input size (:mod:`layerlab.arith`'s conv or transposed
+        formula)."""
+        pads = tuple(zip(self.pad_left, self.pad_right))
         if self.kind == "transpose":
             return tuple(
-                (n - 1) * s - pl - pr + d * (k - 1) + op + 1
-                for n, s, pl, pr, d, k, op in zip(in_size, self.stride, self.pad_left, self.pad_right,
-                                                  self.dilation, self.kernel_size, self.output_padding)
+                transposed_output_size(n, k, s, p, op, d)
+                for n, k, s, p, op, d in zip(in_size, self.kernel_size, self.stride, pads,
+                                             self.output_padding, self.dilation)
             )
-        return conv_output_size(in_size, self.kernel_size, self.stride, self.pad_left, self.pad_right,
-                                self.dilation)
+        return output_sizes(in_size, self.kernel_size, self.stride, pads, self.dilation)
 
 
-def conv_output_size(in_size, kernel_size, stride, pad_left, pad_right, dilation) -> tuple[int, ...]:
-    """``out = floor((in + left + right − dilation·(kernel − 1) − 1) / stride) + 1`` per dimension."""
-    return tuple(
-        (n + pl + pr - d * (k - 1) - 1) // s + 1
-        for n, k, s, pl, pr, d in zip(in_size, kernel_size, stride, pad_left, pad_right, dilation)
-    )
+def geometry_of(module, who: str | None = None) -> LayerGeometry | None:
+    """The :class:`LayerGeometry` of a conv-like module, or ``None`` when it is not conv-like.
 
-
-def _ints(value, ndim: int, name: str, who: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value,) * ndim
-    if isinstance(value, (tuple, list)) and len(value) == ndim and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return tuple(int(v) for v in value)
-    raise ArgumentError(f"{who}: {name} must be an int or {ndim} ints. Received: {name}={value!r}")
-
-
-def _padding(padding, kernel, dilation, ndim: int, who: str):
-    if padding == "valid":
-        return (0,) * ndim, (0,) * ndim
-    if padding == "same":
-        total = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
-        left = tuple(t // 2 for t in total)
-        return left, tuple(t - l for t, l in zip(total, left))
-    pad = _ints(padding, ndim, "padding", who)
-    return pad, pad
-
-
-def _torch_kind(module) -> str | None:
-    if isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
-        return "transpose"
-    if isinstance(module, torch.nn.modules.conv._ConvNd):
-        return "conv"
-    return None
-
-
-def _spec_kind(spec) -> str | None:
-    name = type(spec).__name__
-    return {"ConvSpec": "conv", "ConvTransposeSpec": "transpose", "LocalSpec": "local",
-            "TiledSpec": "tiled"}.get(name)
-
-
-def geometry_of(module, who: str | None = None) -> Geometry | None:
-    """The :class:`Geometry` of a conv-like module, or ``None`` when it is not conv-like.
-
-    Reads torch's ``_ConvNd`` attributes for ``torch.nn`` convs (and subclasses) and the
-    ``layer_spec()`` of layerlab modules (Contract 2 of ``docs/ARCHITECTURE.md``) plus the
-    module's ``padding_mode``, ``input_size`` and ``tile_size`` attributes.
+    Reads the module's :mod:`layerlab.arith` spec (``layer_spec()`` of layerlab modules, Contract 2
+    of ``docs/ARCHITECTURE.md``; :func:`layerlab.analysis.spec_of` for ``torch.nn`` convs and their
+    subclasses) plus the module's ``padding_mode``, ``input_size`` and ``in_channels`` attributes.
     """
+    if not isinstance(module, nn.modules.conv._ConvNd) and not callable(getattr(module, "layer_spec", None)):
+        return None
     who = who or repr(module)
-    kind = _torch_kind(module)
-    if kind is not None:
-        attrs = module
-        ndim = len(module.kernel_size)
+    spec = spec_of(module)
+    kind = _KINDS.get(type(spec))
+    if kind is None:
+        return None
+    ndim = spec.ndim
+    kernel = ntuple(who, "kernel_size", spec.kernel_size, ndim, minimum=1)
+    stride = ntuple(who, "stride", spec.stride, ndim, minimum=1)
+    dilation = ntuple(who, "dilation", spec.dilation, ndim, minimum=1)
+    if kind == "transpose":
+        pads = tuple((p, p) for p in ntuple(who, "padding", spec.padding, ndim, minimum=0))
     else:
-        spec_fn = getattr(module, "layer_spec", None)
-        if spec_fn is None:
-            return None
-        attrs = spec_fn()
-        kind = _spec_kind(attrs)
-        if kind is None:
-            return None
-        ndim = attrs.ndim
-    kernel = _ints(attrs.kernel_size, ndim, "kernel_size", who)
-    stride = _ints(attrs.stride, ndim, "stride", who)
-    dilation = _ints(attrs.dilation, ndim, "dilation", who)
-    pad_left, pad_right = _padding(attrs.padding, kernel, dilation, ndim, who)
-    in_channels = attrs.in_channels
+        pads = spec.padding_pairs()
+    in_channels = spec.in_channels
     if in_channels is None:
         in_channels = getattr(module, "in_channels", None)
     if not isinstance(in_channels, int) or in_channels < 1:
@@ -141,30 +112,28 @@ def geometry_of(module, who: str | None = None) -> Geometry | None:
             f"{who}: in_channels is not known yet (lazy layer). Received: in_channels={in_channels!r}; "
             "run one forward pass first so the layer materialises its weight"
         )
-    padding_mode = getattr(module, "padding_mode", getattr(attrs, "padding_mode", "zeros"))
-    if padding_mode not in PADDING_MODES:
-        raise ArgumentError(f"{who}: unknown padding_mode. Received: padding_mode={padding_mode!r}; "
-                            f"expected one of {PADDING_MODES}")
+    padding_mode = getattr(module, "padding_mode", getattr(spec, "padding_mode", "zeros"))
+    choice(who, "padding_mode", padding_mode, PADDING_MODES)
     input_size = getattr(module, "input_size", None)
-    tile = getattr(attrs, "tile_size", None)
-    return Geometry(
+    tile = getattr(spec, "tile_size", None)
+    return LayerGeometry(
         kind=kind,
         in_channels=int(in_channels),
-        out_channels=int(attrs.out_channels),
-        groups=int(attrs.groups),
+        out_channels=int(spec.out_channels),
+        groups=int(spec.groups),
         kernel_size=kernel,
         stride=stride,
         dilation=dilation,
-        pad_left=pad_left,
-        pad_right=pad_right,
+        pad_left=tuple(left for left, _ in pads),
+        pad_right=tuple(right for _, right in pads),
         padding_mode=padding_mode,
-        output_padding=_ints(getattr(attrs, "output_padding", 0), ndim, "output_padding", who),
-        tile_size=None if tile is None else _ints(tile, ndim, "tile_size", who),
-        input_size=None if input_size is None else _ints(tuple(input_size), ndim, "input_size", who),
+        output_padding=ntuple(who, "output_padding", getattr(spec, "output_padding", 0), ndim, minimum=0),
+        tile_size=None if tile is None else ntuple(who, "tile_size", tile, ndim, minimum=1),
+        input_size=None if input_size is None else ntuple(who, "input_size", tuple(input_size), ndim, minimum=1),
     )
 
 
-def check_input(geometry: Geometry, input_shape, who: str) -> tuple[int, ...]:
+def check_input(geometry: LayerGeometry, input_shape, who: str) -> tuple[int, ...]:
     """Validate a per-sample input shape ``(C_in, *spatial)``; return the spatial output size."""
     shape = tuple(int(n) for n in input_shape)
     ndim = geometry.ndim

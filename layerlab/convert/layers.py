@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from layerlab.arith._args import ntuple
 from layerlab.convert.entries import tile_position
 from layerlab.convert.geometry import check_input, geometry_of
 from layerlab.convert.limits import check_size
@@ -31,16 +32,9 @@ __all__ = ["conv_to_local", "tiled_to_local", "local_to_dense", "conv_to_dense",
 
 
 def _spatial(input_size, ndim: int, who: str) -> tuple[int, ...]:
-    """Spatial input size: an int (broadcast) or ``ndim`` positive ints."""
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
-        input_size = (input_size,) * ndim
-    if (not isinstance(input_size, (tuple, list, torch.Size)) or len(input_size) != ndim
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in input_size)):
-        raise ArgumentError(
-            f"{who}: input_size must be the spatial input size, an int or {ndim} positive ints "
-            f"(no channel or batch dimension). Received: input_size={input_size!r}"
-        )
-    return tuple(input_size)
+    """Spatial input size (no channel or batch dimension): an int (broadcast) or ``ndim`` positive ints."""
+    return ntuple(who, "input_size", input_size, ndim, minimum=1,
+                  fix="give the spatial input size only, without the channel and batch dimensions")
 
 
 def _geometry(layer, kinds: tuple[str, ...], who: str):

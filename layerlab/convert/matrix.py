@@ -19,7 +19,9 @@ import math
 import torch
 from torch import nn
 
-from layerlab.convert.entries import (Entries, combine_dims, conv_family_entries, structure_size, tile_position,
+from layerlab.analysis.modules import spec_of
+from layerlab.arith import output_sizes
+from layerlab.convert.entries import (Entries, adaptive_index, conv_family_entries, structure_size, tile_position,
                                       window_index)
 from layerlab.convert.geometry import check_input, geometry_of
 from layerlab.convert.limits import check_size, format_bytes
@@ -97,22 +99,6 @@ def _shape(input_shape, who: str) -> tuple[int, ...]:
     return shape
 
 
-def _pool_args(layer, ndim: int):
-    def ints(v):
-        return (v,) * ndim if isinstance(v, int) else tuple(v)
-    kernel = ints(layer.kernel_size)
-    stride = ints(layer.stride if layer.stride not in (None, ()) else layer.kernel_size)
-    return kernel, stride, ints(layer.padding)
-
-
-def _pool_out(n, k, s, p, ceil_mode):
-    """torch's ``pooling_output_shape``: the last window must start inside input or left padding."""
-    out = (n + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
-    if ceil_mode and (out - 1) * s >= n + p:
-        out -= 1
-    return out
-
-
 def _channelwise(channels: int, in_size, index, valid, weight_per_position, dtype) -> Entries:
     """Entries of an op applied to each channel alone with per-output-position weights."""
     L, K = index.shape
@@ -134,9 +120,10 @@ def _avgpool_entries(layer, shape, dtype) -> Entries:
     if len(shape) != ndim + 1:
         raise ShapeError(f"{who}: expected a per-sample input (C, *spatial) with {ndim} spatial sizes. "
                          f"Received: input_shape={shape}")
-    kernel, stride, padding = _pool_args(layer, ndim)
+    spec = spec_of(layer)
+    kernel, stride, padding = spec.kernel_size, spec.stride, spec.padding
     in_size = shape[1:]
-    out = tuple(_pool_out(n, k, s, p, layer.ceil_mode) for n, k, s, p in zip(in_size, kernel, stride, padding))
+    out = output_sizes(in_size, kernel, stride, padding, spec.dilation, spec.ceil_mode)
     if any(o < 1 for o in out):
         raise ShapeError(f"{who}: the input {shape} is too small for kernel_size={kernel}; output would "
                          f"be {out}. Use a larger input or a smaller kernel")
@@ -164,20 +151,13 @@ def _adaptive_entries(layer, shape, dtype) -> Entries:
         raise ShapeError(f"{who}: expected a per-sample input (C, *spatial) with {ndim} spatial sizes. "
                          f"Received: input_shape={shape}")
     in_size = shape[1:]
-    target = layer.output_size
-    target = (target,) * ndim if isinstance(target, int) else tuple(target)
-    out = tuple(n if t is None else t for n, t in zip(in_size, target))
-    per_dim, counts = [], torch.ones((1,) * ndim, dtype=torch.float64)
-    for d, (n, o) in enumerate(zip(in_size, out)):
-        start = (torch.arange(o) * n) // o  # floor(o·in/out)
-        end = -((-(torch.arange(o) + 1) * n) // o)  # ceil((o+1)·in/out)
-        width = end - start
-        taps = torch.arange(int(width.max()))[None, :]
-        per_dim.append(((start[:, None] + taps).clamp(max=n - 1), taps < width[:, None]))
+    out = spec_of(layer).analyse(shape).output_shape[1:]  # an output_size of None keeps that input size
+    index, valid, widths = adaptive_index(in_size, out)
+    counts = torch.ones((1,) * ndim, dtype=torch.float64)
+    for d, (o, width) in enumerate(zip(out, widths)):
         view = [1] * ndim
         view[d] = o
         counts = counts * width.to(torch.float64).view(view)
-    index, valid = combine_dims(in_size, per_dim)
     return _channelwise(shape[0], in_size, index, valid, 1.0 / counts.expand(out).reshape(-1), dtype)
 
 

@@ -19,15 +19,9 @@ from typing import Callable
 
 import numpy as np
 
+from layerlab._cache import cache_dir
+
 __all__ = ["cache_dir", "cached_arrays"]
-
-
-def cache_dir() -> Path:
-    """The folder layerlab caches built-in data in (not created here)."""
-    if os.environ.get("LAYERLAB_CACHE"):
-        return Path(os.environ["LAYERLAB_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "layerlab"
 
 
 def cached_arrays(

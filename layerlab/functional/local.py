@@ -35,15 +35,20 @@ import warnings
 
 import torch
 
+from layerlab.arith import output_sizes
+from layerlab.arith._args import ntuple, positive_int
 from layerlab.errors import ArgumentError, ShapeError
-from layerlab.functional._args import int_tuple
 from layerlab.functional import _local_ext, _local_torch
 
 __all__ = ["local_conv"]
 
 
 def _check(input, weight, bias, stride, padding, dilation, groups):
-    """Validate arguments; return ``(ndim, stride, padding, dilation, kernel, out_size)``."""
+    """Validate arguments; return ``(ndim, stride, padding, dilation, kernel, out_size)``.
+
+    ``out_size`` is :func:`layerlab.arith.output_sizes`'; the weight's leading dims must equal it,
+    and every kernel set takes the output size from them (the C++ op checks its own loop bounds
+    against them, ``tests/functional/test_local_geometry.py``)."""
     if not isinstance(input, torch.Tensor) or input.dim() not in (3, 4, 5):
         shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
         raise ShapeError(
@@ -52,16 +57,10 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
             "with input.unsqueeze(0) if it is a single sample"
         )
     ndim = input.dim() - 2
-    stride = int_tuple("local_conv", stride, ndim, "stride")
-    padding = int_tuple("local_conv", padding, ndim, "padding")
-    dilation = int_tuple("local_conv", dilation, ndim, "dilation")
-    if any(s < 1 for s in stride) or any(d < 1 for d in dilation) or any(p < 0 for p in padding):
-        raise ArgumentError(
-            "local_conv: stride and dilation must be >= 1 and padding >= 0. Received: "
-            f"stride={stride}, padding={padding}, dilation={dilation}"
-        )
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ArgumentError(f"local_conv: groups must be a positive integer. Received: groups={groups!r}")
+    stride = ntuple("local_conv", "stride", stride, ndim, minimum=1)
+    padding = ntuple("local_conv", "padding", padding, ndim, minimum=0)
+    dilation = ntuple("local_conv", "dilation", dilation, ndim, minimum=1)
+    groups = positive_int("local_conv", "groups", groups)
     c_in = input.shape[1]
     if c_in % groups:
         raise ArgumentError(
@@ -76,11 +75,9 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
             f"(*out_size, groups, C_in // groups, *kernel_size, C_out // groups) for a {ndim}-d "
             f"input. Received: weight of shape {shape}"
         )
+    _check_dtypes(input, weight, bias)
     kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
-    out_size = tuple(
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, p, d, k, s in zip(input.shape[2:], padding, dilation, kernel, stride)
-    )
+    out_size = output_sizes(input.shape[2:], kernel, stride, padding, dilation)
     if any(o < 1 for o in out_size):
         raise ShapeError(
             f"local_conv: the input's spatial size {tuple(input.shape[2:])} is too small for "
@@ -104,6 +101,18 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
             f"['location']. Received: bias of shape {tuple(bias.shape)}"
         )
     return ndim, stride, padding, dilation, kernel, out_size
+
+
+def _check_dtypes(input, weight, bias) -> None:
+    """Input, weight and bias must share one dtype (no kernel mixes them, and torch's conv neither)."""
+    given = [("input", input), ("weight", weight)] + [("bias", bias)] * (bias is not None)
+    if any(t.dtype != input.dtype for _, t in given):
+        received = ", ".join(f"{name} {t.dtype}" for name, t in given)
+        raise ArgumentError(
+            f"local_conv: input, weight and bias must have the same dtype. Received: {received}. "
+            f"Fix: convert the layer to the input's dtype (layer.to({input.dtype})) or the input to "
+            f"the layer's (x.to({weight.dtype}))"
+        )
 
 
 def _cpp_available() -> bool:

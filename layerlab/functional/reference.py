@@ -3,12 +3,12 @@
 Every fast path (``local_conv``, ``tiled_conv``, conversions) is tested against these functions.
 They loop in Python over every output position, every group and every output channel, and at each
 one take the input window by plain slicing and sum ``window * filter``: no unfold, no einsum, no
-reshape tricks, so they share no code (and no bug) with the fast ops. Inputs are converted to
-float64 and the result is float64; gradients flow through them, so they also give reference
+reshape tricks, so their values share no code (and no bug) with the fast ops. Inputs are converted
+to float64 and the result is float64; gradients flow through them, so they also give reference
 gradients.
 
-The output size is the convolution formula (PyTorch ``Conv2d`` docs; Dumoulin & Visin 2016,
-"A guide to convolution arithmetic for deep learning")::
+The output size is the convolution formula, taken from :func:`layerlab.arith.output_size` (the one
+home of window geometry, checked against torch in ``tests/arith``)::
 
     out = floor((in + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1
 
@@ -28,20 +28,13 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from layerlab.arith import effective_kernel, output_sizes
+from layerlab.arith._args import ntuple
 from layerlab.errors import ArgumentError, ShapeError
 
 __all__ = ["conv_reference", "local_conv_reference", "tiled_conv_reference"]
 
 IntOrTuple = int | Sequence[int]
-
-
-def _tuple(value: IntOrTuple, ndim: int, name: str) -> tuple[int, ...]:
-    values = (value,) * ndim if isinstance(value, int) else tuple(value)
-    if len(values) != ndim or not all(isinstance(v, int) for v in values):
-        raise ArgumentError(
-            f"{name} must be an int or a tuple of {ndim} ints for {ndim}-d input. Received: {name}={value!r}"
-        )
-    return values
 
 
 def _loop(
@@ -68,9 +61,9 @@ def _loop(
             f"reference op: expected a {ndim + 2}-d input (B, C_in, *spatial) for a {ndim}-d kernel, "
             f"got shape {tuple(x.shape)}"
         )
-    stride = _tuple(stride, ndim, "stride")
-    padding = _tuple(padding, ndim, "padding")
-    dilation = _tuple(dilation, ndim, "dilation")
+    stride = ntuple("reference op", "stride", stride, ndim, minimum=1)
+    padding = ntuple("reference op", "padding", padding, ndim, minimum=0)
+    dilation = ntuple("reference op", "dilation", dilation, ndim, minimum=1)
     x = x.to(torch.float64)
     batch, in_channels = x.shape[:2]
     if in_channels % groups or out_channels % groups:
@@ -79,9 +72,7 @@ def _loop(
         )
     # zero padding on both sides of every spatial dim; F.pad takes the last dim first
     x = F.pad(x, [p for pad in reversed(padding) for p in (pad, pad)])  # (B, C_in, *padded)
-    out_size = tuple(
-        (x.shape[2 + d] - dilation[d] * (kernel_size[d] - 1) - 1) // stride[d] + 1 for d in range(ndim)
-    )
+    out_size = output_sizes(x.shape[2:], kernel_size, stride, (0,) * ndim, dilation)
     if min(out_size) < 1:
         raise ShapeError(f"reference op: the output size {out_size} is empty for input {tuple(x.shape)}")
     if weight_out_size is not None and out_size != weight_out_size:
@@ -94,7 +85,7 @@ def _loop(
     for position in itertools.product(*(range(n) for n in out_size)):
         # the input window seen by this output position: start p·s, taps every d, k taps
         window = tuple(
-            slice(p * s, p * s + d * (k - 1) + 1, d)
+            slice(p * s, p * s + effective_kernel(k, d), d)
             for p, s, d, k in zip(position, stride, dilation, kernel_size)
         )
         for g in range(groups):

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
+from layerlab.arith import output_sizes
+from layerlab.arith._args import ntuple
 from layerlab.errors import ShapeError
-from layerlab.functional._args import int_tuple
 from layerlab.functional.local import local_conv
 
 __all__ = ["tiled_conv"]
@@ -67,15 +68,12 @@ def tiled_conv(
             f"2·ndim + 3. Received: input of shape {tuple(input.shape)}, weight of shape "
             f"{tuple(weight.shape)}"
         )
-    stride = int_tuple("tiled_conv", stride, ndim, "stride")
-    padding = int_tuple("tiled_conv", padding, ndim, "padding")
-    dilation = int_tuple("tiled_conv", dilation, ndim, "dilation")
+    stride = ntuple("tiled_conv", "stride", stride, ndim, minimum=1)
+    padding = ntuple("tiled_conv", "padding", padding, ndim, minimum=0)
+    dilation = ntuple("tiled_conv", "dilation", dilation, ndim, minimum=1)
     tile = tuple(weight.shape[:ndim])
     kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
-    out_size = tuple(
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, p, d, k, s in zip(input.shape[2:], padding, dilation, kernel, stride)
-    )
+    out_size = output_sizes(input.shape[2:], kernel, stride, padding, dilation)
     if any(o < 1 for o in out_size):
         raise ShapeError(
             f"tiled_conv: the input's spatial size {tuple(input.shape[2:])} is too small for "

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from layerlab.arith._args import choice, positive_int
-from layerlab.arith.sizes import DIM_NAMES
-from layerlab.arith.specs import PADDING_MODES
+from layerlab.arith.sizes import DIM_NAMES, PADDING_MODES
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.nn._budget import check_parameters
 from layerlab.nn._shape import shape_str

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from layerlab.arith import effective_kernel
+from layerlab.arith._args import ntuple
 from layerlab.convert.entries import conv_family_entries
-from layerlab.convert.geometry import Geometry
+from layerlab.convert.geometry import LayerGeometry
 from layerlab.convert.limits import check_size
 from layerlab.errors import ArgumentError
 
@@ -62,13 +64,6 @@ class Coverage:
         }
 
 
-def _ints(value, ndim, name, minimum):
-    values = (value,) * ndim if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
-    if len(values) != ndim or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values):
-        raise ArgumentError(f"coverage: {name} must be an int >= {minimum} or {ndim} of them. Received: {name}={value!r}")
-    return values
-
-
 def coverage_map(kernel_size, stride, *, padding=0, dilation=1, output_padding=0, input_size=8,
                  ndim: int | None = None, max_bytes: int | None = None) -> Coverage:
     """Count the kernel taps that reach every output pixel of a transposed conv.
@@ -87,13 +82,13 @@ def coverage_map(kernel_size, stride, *, padding=0, dilation=1, output_padding=0
     if ndim is None:
         ndim = next((len(v) for v in (kernel_size, stride, padding, dilation, input_size)
                      if isinstance(v, (tuple, list))), 2)
-    kernel = _ints(kernel_size, ndim, "kernel_size", 1)
-    stride_ = _ints(stride, ndim, "stride", 1)
-    pad = _ints(padding, ndim, "padding", 0)
-    dil = _ints(dilation, ndim, "dilation", 1)
-    out_pad = _ints(output_padding, ndim, "output_padding", 0)
-    size = _ints(input_size, ndim, "input_size", 1)
-    geometry = Geometry("transpose", 1, 1, 1, kernel, stride_, dil, pad, pad, output_padding=out_pad)
+    kernel = ntuple("coverage", "kernel_size", kernel_size, ndim, minimum=1)
+    stride_ = ntuple("coverage", "stride", stride, ndim, minimum=1)
+    pad = ntuple("coverage", "padding", padding, ndim, minimum=0)
+    dil = ntuple("coverage", "dilation", dilation, ndim, minimum=1)
+    out_pad = ntuple("coverage", "output_padding", output_padding, ndim, minimum=0)
+    size = ntuple("coverage", "input_size", input_size, ndim, minimum=1)
+    geometry = LayerGeometry("transpose", 1, 1, 1, kernel, stride_, dil, pad, pad, output_padding=out_pad)
     out_size = geometry.output_size(size)
     if any(o < 1 for o in out_size):
         raise ArgumentError(f"coverage: the output size would be {out_size} for input_size={size}, "
@@ -103,7 +98,7 @@ def coverage_map(kernel_size, stride, *, padding=0, dilation=1, output_padding=0
                hint="Use a smaller input_size")
     entries = conv_family_entries(geometry, size, torch.zeros(int(np.prod(kernel))))
     counts = np.bincount(entries.rows.numpy(), minlength=int(np.prod(out_size))).reshape(out_size)
-    margin = tuple(d * (k - 1) for d, k in zip(dil, kernel))
+    margin = tuple(effective_kernel(k, d) - 1 for d, k in zip(dil, kernel))
     inner = counts[tuple(slice(m, n - m) for m, n in zip(margin, out_size))]
     interior = (int(inner.min()), int(inner.max())) if inner.size else None
     return Coverage(counts, kernel, stride_, pad, dil, out_pad, size, interior)

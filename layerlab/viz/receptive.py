@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from layerlab.convert.entries import combine_dims, window_index
+from layerlab.analysis.modules import spec_of
+from layerlab.convert.entries import adaptive_index, window_index
 from layerlab.convert.matrix import layer_entries
 from layerlab.errors import ArgumentError, ShapeError
 
@@ -93,21 +94,14 @@ def trace_chain(model: nn.Module, input_shape) -> list[Step]:
     return chain
 
 
-def _window_pairs(module, step: Step, ndim: int):
+def _window_pairs(module, step: Step):
     """(rows, cols) of a max pooling window per channel (``rows`` index the flat output)."""
     channels, in_size, out_size = step.input_shape[0], step.input_shape[1:], step.output_shape[1:]
     if isinstance(module, _ADAPTIVE_MAX):
-        per_dim = []
-        for n, o in zip(in_size, out_size):
-            start, end = (torch.arange(o) * n) // o, -((-(torch.arange(o) + 1) * n) // o)
-            taps = torch.arange(int((end - start).max()))[None, :]
-            per_dim.append(((start[:, None] + taps).clamp(max=n - 1), taps < (end - start)[:, None]))
-        index, valid = combine_dims(in_size, per_dim)
+        index, valid, _ = adaptive_index(in_size, out_size)
     else:
-        def ints(v):
-            return (v,) * ndim if isinstance(v, int) else tuple(v)
-        index, valid = window_index(in_size, out_size, ints(module.kernel_size), ints(module.stride),
-                                    ints(module.padding), ints(module.dilation))
+        pool = spec_of(module)
+        index, valid = window_index(in_size, out_size, pool.kernel_size, pool.stride, pool.padding, pool.dilation)
     L, K = index.shape
     c = torch.arange(channels).view(channels, 1, 1)
     rows = (c * L + torch.arange(L).view(1, L, 1)).expand(channels, L, K)
@@ -129,7 +123,7 @@ def connectivity(step: Step, max_bytes: int | None = None) -> tuple[np.ndarray, 
     if isinstance(module, _ELEMENTWISE):
         return None
     if isinstance(module, _MAX_POOLS + _ADAPTIVE_MAX):
-        rows, cols = _window_pairs(module, step, len(step.input_shape) - 1)
+        rows, cols = _window_pairs(module, step)
         return rows.numpy(), cols.numpy()
     if _is_global_max(module):
         channels, positions = step.input_shape[0], math.prod(step.input_shape[1:])

@@ -62,11 +62,32 @@ def test_ceil_mode_formulas_and_warnings():
                                 "in + p = 6, in the padding: dropped)",)
 
 
-@pytest.mark.parametrize("kernel, dilation", [(4, 1), (3, 2), (2, 3), (5, 1)])
-def test_same_padding_puts_the_odd_extra_on_the_right(kernel, dilation):
+def _torch_same_pads(kernel: int, dilation: int) -> tuple[int, int]:
+    """(left, right) zeros torch's Conv1d(padding='same') adds, read off its output: with the
+    input 1..n and a one-hot filter on the first (last) tap, the output at ``i`` is the padded input
+    at ``i`` (``i + d·(k−1)``), so the leading (trailing) zeros of the output count the left (right)
+    padding."""
+    n = 16
+    x = torch.arange(1, n + 1, dtype=torch.float64).view(1, 1, n)
+    pads = []
+    for tap, count in ((0, lambda v: int((v.cumsum(0) == 0).sum())),
+                       (kernel - 1, lambda v: int((v.flip(0).cumsum(0) == 0).sum()))):
+        weight = torch.zeros(1, 1, kernel, dtype=torch.float64)
+        weight[0, 0, tap] = 1
+        out = torch.nn.functional.conv1d(x, weight, padding="same", dilation=dilation)[0, 0]
+        pads.append(count(out))
+    return pads[0], pads[1]
+
+
+# (left, right) by hand: total d·(k − 1), floor of half on the left, the odd extra on the right
+@pytest.mark.parametrize("kernel, dilation, pads", [
+    (4, 1, (1, 2)), (3, 2, (2, 2)), (2, 3, (1, 2)), (5, 1, (2, 2)), (2, 1, (0, 1)), (4, 3, (4, 5)),
+    (1, 4, (0, 0)),
+])
+def test_same_padding_puts_the_odd_extra_on_the_right(kernel, dilation, pads):
     spec = ConvSpec(1, 2, kernel, padding="same", dilation=dilation)
-    total = dilation * (kernel - 1)
-    assert spec.padding_pairs() == ((total // 2, total - total // 2),)
+    assert spec.padding_pairs() == (pads,)
+    assert _torch_same_pads(kernel, dilation) == pads
     report = spec.analyse((3, 11))
     torch_out = torch.nn.Conv1d(3, 2, kernel, padding="same", dilation=dilation)(torch.zeros(1, 3, 11))
     assert report.output_shape == tuple(torch_out.shape[1:]) == (2, 11)

@@ -62,7 +62,7 @@ def test_table_of_original_positions_only(npz, capsys):
     assert "test accuracy" in captured.out and "total wall time" in captured.out
 
 
-def test_permute_pixels_flag_of_the_issue_still_works():
+def test_permute_pixels_flag_is_on_by_default_and_can_be_turned_off():
     args = build_parser().parse_args(["compare", "--permute-pixels"])
     assert args.permute_pixels is True
     assert build_parser().parse_args(["compare"]).permute_pixels is True  # the default includes shuffled runs

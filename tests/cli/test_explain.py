@@ -132,7 +132,9 @@ def test_filters_of_a_model_file(tmp_path, capsys, model_file):
     (["filters", "MODEL:build", "--layer", "head"],
      "explain filters: the model has no layer named 'head'. Received: --layer 'head'; layers: 0, 1, 2"),
     (["filters", "MODEL:build", "--layer", "1"], "filters: expected a Conv*d, LocallyConnected*d or TiledConv*d layer"),
-    (["coverage", "--kernel", "3", "--stride", "0"], "coverage: stride must be an int >= 1"),
+    (["coverage", "--kernel", "3", "--stride", "0"], "coverage: stride must be positive integers. Received: stride=(0, 0)"),
+    (["conv2d", "--in", "1x6x6", "--out-channels", "1", "--kernel", "3x3x3"],
+     "explain: --kernel must be an int or a tuple of 2 ints. Received: --kernel=(3, 3, 3)"),
 ])
 def test_bad_input_exits_2_with_a_named_error(tmp_path, capsys, model_file, argv, message):
     argv = [str(model_file) + a[5:] if a.startswith("MODEL:") else a for a in argv]

@@ -27,5 +27,6 @@ def test_public_names_resolve_lazily():
     import layerlab
 
     ours = [n for n, m in layerlab._EXPORTS.items() if m.startswith(("layerlab.convert", "layerlab.viz"))]
-    assert {"dense_matrix", "convert_model", "dense_to_local", "matrix_picture", "receptive_map"} <= set(ours)
-    assert all(callable(getattr(layerlab, n)) for n in ours)
+    functions = {"dense_matrix", "convert_model", "dense_to_local", "matrix_picture", "receptive_map"}
+    assert functions <= set(ours)
+    assert all(callable(getattr(layerlab, n)) for n in functions)

@@ -181,8 +181,9 @@ def test_conversion_errors_are_named():
     with pytest.raises(ArgumentError, match=r"conv_to_local: expected a Conv1d/2d/3d layer \(torch.nn or "
                        r"layerlab\). Received: ConvTranspose2d"):
         conv_to_local(nn.ConvTranspose2d(2, 3, 3), (4, 4))
-    with pytest.raises(ArgumentError, match=r"conv_to_local: input_size must be the spatial input size, an "
-                       r"int or 2 positive ints .*Received: input_size=\(2, 4, 4\)"):
+    with pytest.raises(ArgumentError, match=r"conv_to_local: input_size must be an int or a tuple of 2 ints\. "
+                       r"Received: input_size=\(2, 4, 4\); give the spatial input size only, without the "
+                       r"channel and batch dimensions"):
         conv_to_local(conv, (2, 4, 4))
     with pytest.raises(ShapeError, match=r"too small for kernel_size=\(3, 3\)"):
         conv_to_local(conv, (2, 2))

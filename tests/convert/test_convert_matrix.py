@@ -3,6 +3,8 @@ probing of the layer itself, and the layer's own forward in float64."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -94,27 +96,33 @@ def test_matrix_equals_jacobian_probe_and_forward(make, shape):
     torch.testing.assert_close(sparse.to_dense(), matrix, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("ndim, stride, padding, dilation, groups, out_padding", [
-    (1, 2, 1, 1, 1, 1), (2, 2, 1, 1, 2, 0), (2, 3, 0, 2, 1, 2), (3, 2, 1, 1, 1, 1),
+# output_padding by hand: the conv maps in -> o = floor((in + 2p − d·2 − 1)/s) + 1 (kernel 3), the
+# transposed conv maps o -> (o − 1)·s − 2p + 2d + 1 + output_padding, which must give back in; e.g.
+# in 8, s 2, p 1, d 1: o = 4, (4 − 1)·2 − 2 + 2 + 1 = 7, so output_padding 1
+@pytest.mark.parametrize("stride, padding, dilation, groups, in_size, out_padding", [
+    (2, 1, 1, 1, (8,), (1,)),
+    (2, 1, 1, 2, (7, 6), (0, 1)),
+    (3, 0, 2, 1, (7, 6), (2, 1)),
+    (2, 1, 1, 1, (7, 6, 5), (0, 1, 0)),
 ])
-def test_transposed_conv_matrix_is_transpose_of_conv(ndim, stride, padding, dilation, groups, out_padding):
+def test_transposed_conv_matrix_is_transpose_of_conv(stride, padding, dilation, groups, in_size, out_padding):
     """ConvTranspose(C_out -> C_in) with the conv's weight has matrix M_conv^T (shapes swapped)."""
     torch.manual_seed(1)
+    ndim = len(in_size)
     conv_cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[ndim - 1]
     tconv_cls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[ndim - 1]
-    in_shape = (2, *(7 - d for d in range(ndim)))
+    in_shape = (2, *in_size)
     conv = conv_cls(2, 4, 3, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=False).to(F64)
     out_spatial = tuple(conv(torch.zeros(1, *in_shape, dtype=F64)).shape[2:])
-    # the output_padding that recovers the conv's input size from its output size
-    needed = tuple(n - ((o - 1) * stride - 2 * padding + dilation * 2 + 1) for n, o in zip(in_shape[1:], out_spatial))
     tconv = tconv_cls(4, 2, 3, stride=stride, padding=padding, dilation=dilation, groups=groups, bias=False,
-                      output_padding=needed).to(F64)
+                      output_padding=out_padding).to(F64)
     with torch.no_grad():
         tconv.weight.copy_(conv.weight)  # both (4, 2/groups, *k)
     m_conv = dense_matrix(conv, in_shape)
     m_tconv = dense_matrix(tconv, (4, *out_spatial))
-    assert out_padding >= 0 and m_tconv.shape == m_conv.T.shape
+    assert m_tconv.shape == m_conv.T.shape == (2 * math.prod(in_size), 4 * math.prod(out_spatial))
     torch.testing.assert_close(m_tconv, m_conv.T, rtol=0, atol=0)
+    assert tuple(tconv(torch.zeros(1, 4, *out_spatial, dtype=F64)).shape[2:]) == in_size
 
 
 def test_conv_matrix_has_few_distinct_values_local_none_tied():

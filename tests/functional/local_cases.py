@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import torch
 
+from layerlab.arith import output_sizes
+
 
 def out_size_of(size, kernel, stride, padding, dilation):
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in zip(size, padding, dilation, kernel, stride))
+    """The conv output size (``layerlab.arith``, checked against torch in ``tests/arith``)."""
+    return output_sizes(size, kernel, stride, padding, dilation)
 
 
 def make(case, batch=3, bias_mode="location", dtype=torch.float64, seed=0, device="cpu"):

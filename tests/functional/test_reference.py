@@ -19,10 +19,6 @@ CONFIGS = [
 ]
 
 
-def _conv_out(in_size, k, s, p, d):
-    return tuple((n + 2 * pp - dd * (kk - 1) - 1) // ss + 1 for n, kk, ss, pp, dd in zip(in_size, k, s, p, d))
-
-
 @pytest.mark.parametrize("ndim, c_in, c_out, in_size, k, s, p, d, g", CONFIGS)
 def test_conv_reference_matches_torch(ndim, c_in, c_out, in_size, k, s, p, d, g):
     torch.manual_seed(0)
@@ -39,12 +35,12 @@ def test_local_reference_with_one_filter_everywhere_is_the_conv(ndim, c_in, c_ou
     x = torch.randn(2, c_in, *in_size, dtype=torch.float64)
     w = torch.randn(c_out, c_in // g, *k, dtype=torch.float64)
     b = torch.randn(c_out, dtype=torch.float64)
-    out = _conv_out(in_size, k, s, p, d)
+    expected = CONV[ndim](x, w, b, stride=s, padding=p, dilation=d, groups=g)
+    out = expected.shape[2:]
     # Contract 3: conv weight -> location-major local weight, the same bank at every position
     bank = w.view(g, c_out // g, c_in // g, *k).movedim(1, -1)
     local_w = bank.expand(*out, *bank.shape).contiguous()
     local_b = b.view(-1, *[1] * ndim).expand(c_out, *out).contiguous()
-    expected = CONV[ndim](x, w, b, stride=s, padding=p, dilation=d, groups=g)
     torch.testing.assert_close(local_conv_reference(x, local_w, local_b, s, p, d, g), expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(local_conv_reference(x, local_w, b, s, p, d, g), expected, rtol=1e-12, atol=1e-12)
 
@@ -88,7 +84,7 @@ def test_reference_errors():
     x = torch.randn(1, 4, 5, 5)
     with pytest.raises(ShapeError, match=r"expected a 4-d input \(B, C_in, \*spatial\) for a 2-d kernel, got shape \(4, 5, 5\)"):
         conv_reference(x[0], torch.randn(2, 4, 3, 3))
-    with pytest.raises(ArgumentError, match=r"stride must be an int or a tuple of 2 ints for 2-d input. Received: stride=\(1, 2, 3\)"):
+    with pytest.raises(ArgumentError, match=r"reference op: stride must be an int or a tuple of 2 ints\. Received: stride=\(1, 2, 3\)"):
         conv_reference(x, torch.randn(2, 4, 3, 3), stride=(1, 2, 3))
     with pytest.raises(ArgumentError, match=r"groups=3 must divide C_in=4 and C_out=3"):
         conv_reference(x, torch.randn(3, 1, 3, 3), groups=3)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.functional import local_conv, tiled_conv
-from layerlab.functional.reference import tiled_conv_reference
+from layerlab.functional.reference import local_conv_reference, tiled_conv_reference
 
 # (ndim, C_in, C_out, in_size, kernel, tile, stride, padding, dilation, groups, bias)
 CONFIGS = [
@@ -47,11 +47,14 @@ def test_tile_one_is_torch_conv():
 
 
 def test_tile_equal_to_output_size_is_local_conv():
+    """With one tile per output position, tiled_conv and local_conv both equal the naive local loop."""
     torch.manual_seed(2)
     x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
     w = torch.randn(3, 3, 1, 3, 3, 3, 4, dtype=torch.float64)  # output 3x3 with stride 2
     b = torch.randn(4, 3, 3, dtype=torch.float64)
-    torch.testing.assert_close(tiled_conv(x, w, b, 2), local_conv(x, w, b, 2), rtol=0, atol=0)
+    expected = local_conv_reference(x, w, b, 2)
+    torch.testing.assert_close(tiled_conv(x, w, b, 2), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(local_conv(x, w, b, 2), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_tiled_conv_gradcheck():
@@ -65,7 +68,7 @@ def test_tiled_conv_errors():
     x = torch.randn(2, 3, 8, 8)
     with pytest.raises(ShapeError, match=r"tiled_conv: expected a \(B, C_in, \*in_size\) input .* Received: input of shape \(3, 8, 8\)"):
         tiled_conv(x[0], torch.randn(2, 2, 1, 3, 3, 3, 4))
-    with pytest.raises(ArgumentError, match=r"tiled_conv: stride must be an int or a tuple of 2 ints for a 2-d input. Received: stride=\(1,\)"):
+    with pytest.raises(ArgumentError, match=r"tiled_conv: stride must be an int or a tuple of 2 ints\. Received: stride=\(1,\)"):
         tiled_conv(x, torch.randn(2, 2, 1, 3, 3, 3, 4), stride=(1,))
     with pytest.raises(ShapeError, match=r"tiled_conv: the input's spatial size \(8, 8\) is too small for kernel_size=\(9, 9\)"):
         tiled_conv(x, torch.randn(2, 2, 1, 3, 9, 9, 4))

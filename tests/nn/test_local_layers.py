@@ -135,7 +135,7 @@ def test_lazy_layer_works_with_an_optimizer_after_the_first_call():
     assert not torch.equal(before, layer.weight)
 
 
-def test_wrong_spatial_size_message_from_the_brief():
+def test_wrong_spatial_size_message():
     layer = layerlab.LocallyConnected2d(3, 32, 3, input_size=(32, 32))
     with pytest.raises(ShapeError, match=r"^LocallyConnected2d\(3, 32, kernel_size=\(3, 3\), input_size=\(32, 32\)\) was built for 32×32 inputs, got 28×28: a local layer has one filter per position; build a new layer or resize the input$"):
         layer(torch.randn(1, 3, 28, 28))

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import layerlab
 from layerlab.arith.specs import TiledSpec
 from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
-from layerlab.functional.reference import tiled_conv_reference
+from layerlab.functional.reference import local_conv_reference, tiled_conv_reference
 
 TILED = {1: layerlab.TiledConv1d, 2: layerlab.TiledConv2d, 3: layerlab.TiledConv3d}
 
@@ -58,7 +58,9 @@ def test_tile_equal_to_output_size_is_local():
     tiled = layerlab.TiledConv2d(3, 4, 3, (5, 6), padding=1, dtype=torch.float64)
     tiled.load_state_dict(local.state_dict())
     x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
-    torch.testing.assert_close(tiled(x), local(x), rtol=0, atol=0)
+    expected = local_conv_reference(x, local.weight, local.bias, padding=1)  # the naive loop
+    torch.testing.assert_close(tiled(x), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(local(x), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_gradcheck():

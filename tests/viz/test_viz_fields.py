@@ -66,6 +66,12 @@ def test_max_pool_field_is_its_window_and_contains_the_gradient_support():
     assert (rmap.field | _gradient_field(model, (1, 30), (0, 4)) == rmap.field).all()
 
 
+def test_adaptive_max_pool_field_is_its_window():
+    # windows [floor(i·7/3), ceil((i+1)·7/3)): rows of i = 1 are 2..4, columns of i = 2 are 4..6
+    rmap = receptive_map(nn.Sequential(nn.AdaptiveMaxPool2d(3)), (1, 7, 7), output_index=(0, 1, 2))
+    assert rmap.extent == ((2, 4), (4, 6)) and int(rmap.field.sum()) == 9
+
+
 def test_field_of_a_named_layer_and_global_after_dense():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
     inner = receptive_map(model, (1, 8, 8), layer="0")
@@ -104,7 +110,8 @@ def test_receptive_field_errors_are_named():
 
 
 def _naive_coverage(k, s, p, n, op=0, d=1):
-    out = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+    out = F.conv_transpose1d(torch.zeros(1, 1, n), torch.zeros(1, 1, k), stride=s, padding=p, output_padding=op,
+                             dilation=d).shape[-1]  # torch's output size
     counts = np.zeros(out, dtype=int)
     for i, t in itertools.product(range(n), range(k)):
         o = i * s - p + t * d
@@ -139,7 +146,7 @@ def test_checkerboard_versus_uniform_interior():
 
 
 def test_coverage_errors():
-    with pytest.raises(ArgumentError, match=r"coverage: stride must be an int >= 1 or 2 of them. Received: stride=0"):
+    with pytest.raises(ArgumentError, match=r"coverage: stride must be positive integers\. Received: stride=0"):
         coverage_map(3, 0)
     with pytest.raises(ArgumentError, match=r"the output size would be \(-1, -1\) for input_size=\(1, 1\)"):
         coverage_map(1, 1, padding=1, input_size=1)
