@@ -13,16 +13,12 @@ from __future__ import annotations
 from torch import nn
 
 from layerlab.arith import specs
+from layerlab.arith.elementwise import OPS_PER_ELEMENT, ops_per_element
 
 __all__ = ["spec_of"]
 
-# parameter-free shape-preserving torch layers -> specs.elementwise(class name)
-_ELEMENTWISE = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Tanh,
-    nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Softsign, nn.Tanhshrink,
-    nn.LogSigmoid, nn.Softmax, nn.LogSoftmax, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-    nn.AlphaDropout, nn.Identity,
-)
+# the torch classes of arith's element-wise table; PReLU (it has parameters) is mapped on its own
+_ELEMENTWISE = tuple(getattr(nn, name) for name in OPS_PER_ELEMENT if name != "PReLU")
 _CONV = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 _CONV_T = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
 _MAX_POOL = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
@@ -123,7 +119,7 @@ def spec_of(module: nn.Module):
         # shape kept, no parameters; its work (``size`` squares per element) is counted as "activation"
         return specs.ElementwiseSpec("LocalResponseNorm", ops_per_element=module.size)
     if isinstance(module, nn.PReLU):
-        return specs.ElementwiseSpec("PReLU", params=module.num_parameters)
+        return specs.ElementwiseSpec("PReLU", params=module.num_parameters, ops_per_element=ops_per_element("PReLU"))
     if (cls := _base(module, _ELEMENTWISE)) is not None:
         return specs.elementwise(cls.__name__)
     return None

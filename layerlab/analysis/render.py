@@ -21,22 +21,12 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from layerlab.arith.counts import MACS_CONVENTION, MEMORY_CONVENTION, format_bytes
+
 if TYPE_CHECKING:
     from layerlab.analysis.summary import Summary
 
-__all__ = ["render", "to_text", "human_bytes", "format_rf"]
-
-
-def human_bytes(n: int) -> str:
-    """``1536`` -> ``'1.50 KiB'`` (binary units)."""
-    if n < 1024:
-        return f"{n} B"
-    value = n / 1024
-    for unit in ("KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.2f} {unit}"
-        value /= 1024
-    return f"{value:.2f} TiB"
+__all__ = ["render", "to_text", "format_rf"]
 
 
 def format_rf(rf: Any) -> str:
@@ -84,19 +74,17 @@ def render(summary: Summary) -> Group:
 
 def footer_lines(summary: Summary) -> list[str]:
     """The Keras-like footer: params, buffers, MACs, FLOPs, memory and the conventions."""
-    from layerlab.arith.counts import MACS_CONVENTION, MEMORY_CONVENTION
-
     t = summary.total
     m = t.memory
     lower = " (lower bound: unknown modules not counted)" if not summary.complete else ""
     return [
-        f"Total params: {t.params:,} ({human_bytes(m['params'])})",
+        f"Total params: {t.params:,} ({format_bytes(m['params'], 2)})",
         f"Trainable params: {t.trainable_params:,}  ·  Non-trainable params: {t.non_trainable_params:,}  ·  "
-        f"Buffers: {t.buffers:,} ({human_bytes(m['buffers'])})",
+        f"Buffers: {t.buffers:,} ({format_bytes(m['buffers'], 2)})",
         f"MACs: {t.macs:,}  ·  FLOPs: {t.flops:,}  (batch of {summary.batch_size}){lower}",
-        f"Memory: input {human_bytes(m['input'])} · activations {human_bytes(m['activations_training'])} training / "
-        f"{human_bytes(m['activations_inference'])} inference · params {human_bytes(m['params'])} · "
-        f"total {human_bytes(m['total'])}",
+        f"Memory: input {format_bytes(m['input'], 2)} · activations {format_bytes(m['activations_training'], 2)} training / "
+        f"{format_bytes(m['activations_inference'], 2)} inference · params {format_bytes(m['params'], 2)} · "
+        f"total {format_bytes(m['total'], 2)}",
         MACS_CONVENTION,
         f"Memory: {MEMORY_CONVENTION}; total = input + training activations + params + buffers",
     ]

@@ -21,191 +21,18 @@ their shapes flow to the next module but they get no row and their work is not c
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from math import prod
 from typing import Any
 
 import torch
 from torch import nn
 
 from layerlab.analysis.modules import spec_of
-from layerlab.arith.counts import MACS_CONVENTION, MEMORY_CONVENTION
+from layerlab.analysis.schema import SCHEMA, LayerRow, Summary, Totals, check_batch_size, field_entry, memory, totals
 from layerlab.analysis.trace import Call, trace_model
+from layerlab.arith import GLOBAL, parse_shape, receptive_field
 from layerlab.errors import ArgumentError, LayerlabError
 
 __all__ = ["summary", "Summary", "LayerRow", "Totals", "SCHEMA"]
-
-SCHEMA = "layerlab.summary/1"
-
-
-@dataclass
-class LayerRow:
-    """One row of a summary: one call of one module (or a folded group, with ``depth``).
-
-    Attributes:
-        name: dotted module path (``features.0``); ``""`` is the model itself.
-        type: class name of the module.
-        depth: number of dots in ``name`` plus one (top-level children have depth 1).
-        input_shape: shape of the first input tensor, batch included; ``None`` if not called.
-        output_shape: shape of the first output tensor, batch included; ``None`` if not called.
-        params: trainable and frozen parameters first counted in this row.
-        trainable_params: those with ``requires_grad``.
-        buffers: buffer elements first counted in this row.
-        macs: weight-contraction MACs for the whole batch; ``None`` when unknown.
-        other_ops: named element-wise work for the whole batch (``bias_add``, ``activation``, ...).
-        receptive_field: ``{"size", "jump", "start", "projective"}`` (lists, one entry per spatial
-            dim of the model input, in input pixels) and ``"global"`` (every output sees the whole
-            input); ``None`` when not tracked (the input came from an untracked op).
-        formulas: arith's filled-in output-size formulas.
-        unknown: layerlab cannot account for this module's work.
-        warnings: human-readable notes (unknown module, floor drops rows, never called, ...).
-    """
-
-    name: str
-    type: str
-    depth: int
-    input_shape: tuple[int, ...] | None
-    output_shape: tuple[int, ...] | None
-    params: int = 0
-    trainable_params: int = 0
-    buffers: int = 0
-    macs: int | None = 0
-    other_ops: dict[str, int] = field(default_factory=dict)
-    receptive_field: Any = None
-    formulas: tuple[str, ...] = ()
-    unknown: bool = False
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists); see ``docs/summary.md`` for the schema."""
-        return {
-            "name": self.name,
-            "type": self.type,
-            "depth": self.depth,
-            "input_shape": None if self.input_shape is None else list(self.input_shape),
-            "output_shape": None if self.output_shape is None else list(self.output_shape),
-            "params": self.params,
-            "trainable_params": self.trainable_params,
-            "buffers": self.buffers,
-            "macs": self.macs,
-            "flops": None if self.macs is None else 2 * self.macs,
-            "other_ops": dict(self.other_ops),
-            "receptive_field": self.receptive_field,
-            "formulas": list(self.formulas),
-            "unknown": self.unknown,
-            "warnings": list(self.warnings),
-        }
-
-
-@dataclass
-class Totals:
-    """Whole-model totals (for the whole batch).
-
-    Attributes:
-        params, trainable_params, non_trainable_params: parameter elements, each tensor once.
-        buffers: buffer elements (BatchNorm running statistics, ...).
-        macs: sum of the known rows' MACs; a lower bound when the summary is incomplete.
-        flops: ``2 · macs``.
-        other_ops: sum of the rows' named element-wise ops.
-        memory: bytes: ``input``; ``activations_training`` (every row's output, kept for
-            backward); ``activations_inference`` (the largest input + output pair of one row);
-            ``params``; ``buffers``; ``total`` = input + activations_training + params + buffers.
-    """
-
-    params: int
-    trainable_params: int
-    non_trainable_params: int
-    buffers: int
-    macs: int
-    flops: int
-    other_ops: dict[str, int]
-    memory: dict[str, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "params": self.params,
-            "trainable_params": self.trainable_params,
-            "non_trainable_params": self.non_trainable_params,
-            "buffers": self.buffers,
-            "macs": self.macs,
-            "flops": self.flops,
-            "other_ops": dict(self.other_ops),
-            "memory": dict(self.memory),
-        }
-
-
-@dataclass
-class Summary:
-    """What :func:`summary` returns. ``str(s)`` is the table; ``rich`` renders it directly.
-
-    Attributes:
-        model: class name of the model.
-        input_shape: per-sample input shape.
-        batch_size: leading dimension used for the trace.
-        dtype: name of the input dtype (``"float32"``).
-        layers: the rows, in call order.
-        total: :class:`Totals`.
-        unknown: names (``name (Type)``) of the modules layerlab could not account for.
-        warnings: model-level notes (e.g. the output shape).
-        output_shapes: shapes of the tensors the model returned.
-    """
-
-    model: str
-    input_shape: tuple[int, ...]
-    batch_size: int
-    dtype: str
-    layers: list[LayerRow]
-    total: Totals
-    unknown: list[str]
-    warnings: list[str]
-    output_shapes: list[tuple[int, ...]]
-
-    @property
-    def complete(self) -> bool:
-        """True when every module was accounted for (no unknown rows)."""
-        return not self.unknown
-
-    @property
-    def incomplete_note(self) -> str | None:
-        """``"totals are incomplete: 1 unknown module (MyOp)"``, or ``None`` when complete."""
-        if self.complete:
-            return None
-        types = sorted({entry.split(" (")[-1].rstrip(")") for entry in self.unknown})
-        count = len(self.unknown)
-        return f"totals are incomplete: {count} unknown module{'s' if count != 1 else ''} ({', '.join(types)})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document (``schema`` = ``"layerlab.summary/1"``, see ``docs/summary.md``)."""
-        return {
-            "schema": SCHEMA,
-            "model": self.model,
-            "input_shape": list(self.input_shape),
-            "batch_size": self.batch_size,
-            "dtype": self.dtype,
-            "layers": [row.to_dict() for row in self.layers],
-            "total": self.total.to_dict(),
-            "complete": self.complete,
-            "unknown": list(self.unknown),
-            "warnings": list(self.warnings),
-            "output_shapes": [list(s) for s in self.output_shapes],
-            "conventions": {"macs": MACS_CONVENTION, "memory": MEMORY_CONVENTION, "per": "whole batch"},
-        }
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """``json.dumps(self.to_dict())``."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
-
-    def __rich__(self):
-        from layerlab.analysis.render import render
-
-        return render(self)
-
-    def __str__(self) -> str:
-        from layerlab.analysis.render import to_text
-
-        return to_text(self)
-
 
 # --- building the rows --------------------------------------------------------------------------
 
@@ -264,19 +91,13 @@ class _Fields:
 
     def step(self, x, report, out) -> tuple[dict[str, Any] | None, list[str]]:
         """The field of a row (JSON-ready, or ``None``) and its new warnings; records ``out``."""
-        from layerlab.arith import GLOBAL
-        from layerlab.arith.receptive import receptive_field
-
         before, warned = self._chain_of(x)
         if before is None and report is not None and report.window == GLOBAL:
             before = ()  # a global field does not depend on the layers before
         chain = None if before is None or report is None else (*before, report)
         field_, notes = None, []
         if chain is not None:
-            result = receptive_field(list(chain), self.input_shape)[-1]
-            field_ = {key: value for key, value in result.as_dict().items() if key != "warnings"}
-            notes = [] if warned else list(result.warnings)
-            warned = warned or bool(result.warnings)
+            field_, notes, warned = field_entry(receptive_field(list(chain), self.input_shape)[-1], warned)
         if out is not None:
             self.chains[id(out)], self.warned[id(out)] = chain, warned
             self.keep.append(out)
@@ -336,10 +157,7 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
                 row.unknown = True
                 row.warnings.append(f"arith cannot analyse it on input {tuple(x.shape)}: {err}")
             else:
-                row.macs = report.macs * batch_size
-                row.other_ops = {k: v * batch_size for k, v in report.other_ops.items()}
-                row.formulas = report.formulas
-                row.warnings.extend(report.warnings)
+                row.add_report(report, batch_size)
                 traced = _first_shape(call.outputs)
                 if traced is not None and tuple(report.output_shape) != traced[1:]:
                     row.warnings.append(
@@ -399,8 +217,7 @@ def summary(
         (82154, (1, 8, 32, 32), True)
     """
     shape = _input_shape(input_shape)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ArgumentError(f"summary: batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+    check_batch_size("summary", batch_size)
     if not isinstance(dtype, torch.dtype):
         raise ArgumentError(f"summary: dtype must be a torch.dtype such as torch.float32. Received: dtype={dtype!r}")
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
@@ -432,8 +249,6 @@ def summary(
 
 def _input_shape(input_shape: Any) -> tuple[int, ...]:
     if isinstance(input_shape, str):
-        from layerlab.arith import parse_shape
-
         return parse_shape(input_shape)
     if (
         not isinstance(input_shape, (tuple, list, torch.Size))
@@ -452,36 +267,9 @@ def _nbytes(tensors) -> int:
 
 
 def _totals(trace, rows: list[LayerRow], dtype: torch.dtype) -> Totals:
-    model = trace.model
-    params = list(model.parameters())
-    buffers = list(model.buffers())
-    macs = sum(row.macs or 0 for row in rows)
-    other: dict[str, int] = {}
-    for row in rows:
-        for key, value in row.other_ops.items():
-            other[key] = other.get(key, 0) + value
     item = torch.empty((), dtype=dtype, device="meta").element_size()
-    called = [row for row in rows if row.output_shape is not None and row.input_shape is not None]
-    memory = {
-        "input": trace.input.numel() * item,
-        "activations_training": sum(prod(row.output_shape) for row in called) * item,
-        "activations_inference": max((prod(row.input_shape) + prod(row.output_shape) for row in called), default=0) * item,
-        "params": _nbytes(params),
-        "buffers": _nbytes(buffers),
-    }
-    memory["total"] = memory["input"] + memory["activations_training"] + memory["params"] + memory["buffers"]
-    n_params = sum(row.params for row in rows)
-    trainable = sum(row.trainable_params for row in rows)
-    return Totals(
-        params=n_params,
-        trainable_params=trainable,
-        non_trainable_params=n_params - trainable,
-        buffers=sum(row.buffers for row in rows),
-        macs=macs,
-        flops=2 * macs,
-        other_ops=other,
-        memory=memory,
-    )
+    model = trace.model
+    return totals(rows, memory(trace.input.numel(), rows, item, _nbytes(model.parameters()), _nbytes(model.buffers())))
 
 
 def _fold(rows: list[LayerRow], calls: list[Call], types: dict[str, str], depth: int) -> list[LayerRow]:

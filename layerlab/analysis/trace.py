@@ -6,6 +6,9 @@ of the model. Parameters and buffers are swapped for meta tensors with
 (``LazyLinear`` ...) is traced on a copy whose parameters are meta, so the user's lazy modules stay
 uninitialised. Functional ops inside a custom ``forward`` (``torch.flatten``, ``F.relu``) have no
 module and no hook: their shapes still flow to the next module, but they get no row.
+
+:func:`trace_chain` reads the same trace as a chain of leaf layers, for layer-by-layer analyses
+(the exact receptive field of :mod:`layerlab.viz.receptive`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from layerlab.errors import LayerlabError, ShapeError
+from layerlab.analysis.modules import spec_of
+from layerlab.errors import ArgumentError, LayerlabError, ShapeError
 
-__all__ = ["Call", "Trace", "trace_model", "tensors_in"]
+__all__ = ["Call", "Trace", "Step", "trace_model", "trace_chain", "tensors_in"]
 
 
 @dataclass
@@ -151,10 +155,78 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: i
     return Trace(traced, calls, x, tensors_in(out))
 
 
+@dataclass(frozen=True)
+class Step:
+    """One layer of a traced chain: its name, module and per-sample input/output shapes."""
+
+    name: str
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``a`` is ``b``, or a view of the same elements (same storage, offset and shape)."""
+    # meta tensors have no data pointer; their storage objects still tell tensors apart
+    return a is b or (a.untyped_storage() is b.untyped_storage() and a.storage_offset() == b.storage_offset()
+                      and a.shape == b.shape)
+
+
+def trace_chain(model: nn.Module, input_shape: tuple[int, ...], *, who: str) -> list[Step]:
+    """The model's leaf layers in call order (the model itself if it has none), checked to form a chain.
+
+    The model runs once through :func:`trace_model` (meta tensors, no memory), with the dtype of
+    its first parameter. Each leaf call that takes and returns one tensor is a step; each step must
+    read the output of the step before (the first one the model input), and the model must return
+    the output of the last step.
+
+    Args:
+        model (nn.Module): ``nn.Sequential`` or any module whose forward calls its leaves in order.
+        input_shape (tuple of int): per-sample input shape, no batch dimension.
+        who (str): the caller, at the start of the error messages, e.g. ``"receptive field"``.
+
+    Returns:
+        list of :class:`Step` with per-sample shapes.
+
+    Raises:
+        ShapeError: the forward pass failed (the message of :func:`trace_model`).
+        ArgumentError: the forward is not a plain chain of leaf layers (a residual, a concatenation
+            or a functional op between layers), which a layer-by-layer analysis cannot follow.
+
+    Examples:
+        >>> [s.output_shape for s in trace_chain(nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU()), (1, 8), who="demo")]
+        [(2, 6), (2, 6)]
+    """
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.get_default_dtype()
+    try:
+        trace = trace_model(model, tuple(input_shape), dtype=dtype)
+    except ShapeError as err:
+        raise ShapeError(f"{who}: {err}") from err
+    leaves = {module for name, module in trace.model.named_modules() if name and not any(True for _ in module.children())}
+    calls = [call for call in trace.calls if (call.module in leaves if leaves else call.index == 0)]
+    previous, chain = trace.input, []
+    for call in calls:
+        if not call.inputs or len(call.outputs) != 1:
+            continue
+        name = call.name if leaves else "<model>"
+        if not _same_tensor(call.inputs[0], previous):
+            before = chain[-1].name if chain else "the model input"
+            raise ArgumentError(
+                f"{who}: {name!r} ({type(call.module).__name__}) does not read the output of {before!r}: the "
+                "forward is not a plain chain of layers (a residual, a concatenation or a functional op in "
+                "between). Pass a model written as a chain (nn.Sequential), or the part of it up to a branch"
+            )
+        chain.append(Step(name, call.module, tuple(call.inputs[0].shape[1:]), tuple(call.outputs[0].shape[1:])))
+        previous = call.outputs[0]
+    if not chain or len(trace.output) != 1 or trace.output[0] is not previous:
+        raise ArgumentError(f"{who}: the model's output is not the output of its last layer (a functional op "
+                            "after it?). Pass a model written as a chain (nn.Sequential)")
+    return chain
+
+
 def _explain(err: Exception, calls: list[Call], stack: list[int], model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> ShapeError:
     """A ShapeError naming the innermost running module, with arith's explanation when it has one."""
-    from layerlab.analysis.modules import spec_of
-
     where = f"{type(model).__name__} on input {(batch_size, *input_shape)}"
     if not stack:
         return ShapeError(f"{where}: the forward pass failed: {type(err).__name__}: {err}")

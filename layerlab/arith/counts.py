@@ -83,6 +83,23 @@ def activation_memory(
     return {"inference": peak * size, "training": kept * size}
 
 
+def format_bytes(n: int, digits: int = 1) -> str:
+    """``n`` bytes in binary units with ``digits`` decimals: ``B`` below 1 KiB, then KiB ... PiB.
+
+    Examples:
+        >>> format_bytes(1536), format_bytes(1536, digits=2), format_bytes(1023)
+        ('1.5 KiB', '1.50 KiB', '1023 B')
+    """
+    if n < 1024:
+        return f"{n} B"
+    value, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB", "PiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.{digits}f} {unit}"
+
+
 def _elements(shape: tuple[int, ...]) -> int:
     count = 1
     for n in shape:

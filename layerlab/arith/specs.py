@@ -36,6 +36,7 @@ from layerlab.arith._args import (
     ntuple,
     positive_int,
 )
+from layerlab.arith.elementwise import ops_per_element
 from layerlab.arith.report import GLOBAL, LayerReport, Window
 from layerlab.arith.sizes import (
     DIM_NAMES,
@@ -1259,14 +1260,15 @@ class UpsampleSpec:
 def elementwise(name: str) -> ElementwiseSpec:
     """The spec of a parameter-free shape-preserving layer named like its torch class.
 
-    Convention: one ``activation`` op per element for every function (ReLU, GELU, Softmax,
-    Dropout, ...), none for ``Identity``.
+    ``ops_per_element`` comes from the table of :mod:`layerlab.arith.elementwise`: one
+    ``activation`` op per element for every function (ReLU, GELU, Softmax, Dropout, ...), none for
+    ``Identity``.
 
     Examples:
         >>> elementwise("ReLU").analyse((4, 2)).other_ops
         {'activation': 8}
     """
-    return ElementwiseSpec(name=name, ops_per_element=0 if name == "Identity" else 1)
+    return ElementwiseSpec(name=name, ops_per_element=ops_per_element(name))
 
 
 def global_pool(op: str, ndim: int | None = None) -> AdaptivePoolSpec:

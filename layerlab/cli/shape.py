@@ -36,8 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "layers", nargs="*", metavar="LAYER",
         help="layer strings such as 'Conv2d(64, 3, padding=1)' 'ReLU()' 'Flatten()' 'Linear(10)' (default: none)",
     )
-    stack.add_argument("--batch-size", type=int, default=1, help="batch size for the activation memory (default: 1)")
-    stack.add_argument("--dtype", default="float32", help="element type for the activation memory (default: float32)")
+    stack.add_argument(
+        "--batch-size", type=int, default=1,
+        help="batch dimension of the JSON rows and the memory; the table shows one sample (default: 1)",
+    )
+    stack.add_argument("--dtype", default="float32", help="element type for the memory (default: float32)")
     inverse = parser.add_argument_group("inverse problem")
     inverse.add_argument(
         "--solve", nargs=2, type=int, metavar=("IN", "OUT"),
@@ -100,106 +103,67 @@ def _solve(args: argparse.Namespace) -> int:
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from layerlab.arith import (
-        MACS_CONVENTION,
-        MEMORY_CONVENTION,
-        activation_memory,
-        analyse_stack,
-        parse_shape,
-        receptive_field,
-    )
+    from layerlab.analysis.stack import stack_summary
+    from layerlab.arith import parse_shape
     from layerlab.arith.parse import parse_stack
 
-    shape = parse_shape(args.input)
     specs = parse_stack(args.layers)
-    reports = analyse_stack(specs, shape)
-    fields = receptive_field(reports, shape)
-    memory = activation_memory(reports, args.dtype, args.batch_size)
-    layers = []
-    for index, (text, spec, report, field) in enumerate(zip(args.layers, specs, reports, fields), start=1):
-        rf = field.as_dict()
-        layers.append({
-            "index": index,
-            "text": text,
-            "layer": spec.describe(),
-            "input_shape": list(report.input_shape),
-            "output_shape": list(report.output_shape),
-            "formulas": list(report.formulas),
-            "params": report.params,
-            "buffers": report.buffers,
-            "macs": report.macs,
-            "flops": report.flops,
-            "other_ops": dict(report.other_ops),
-            "receptive_field": {k: v for k, v in rf.items() if k != "warnings"},
-            "warnings": list(report.warnings) + rf["warnings"],
-        })
-    macs = sum(r.macs for r in reports)
-    other: dict[str, int] = {}
-    for r in reports:
-        for key, value in r.other_ops.items():
-            other[key] = other.get(key, 0) + value
-    total = {
-        "params": sum(r.params for r in reports),
-        "buffers": sum(r.buffers for r in reports),
-        "macs": macs,
-        "flops": 2 * macs,
-        "other_ops": other,
-        "activation_memory": {**memory, "dtype": args.dtype, "batch_size": args.batch_size},
-    }
-    result = {
-        "input_shape": list(shape),
-        "output_shape": list(reports[-1].output_shape) if reports else list(shape),
-        "layers": layers,
-        "total": total,
-        "conventions": {"macs": MACS_CONVENTION, "memory": MEMORY_CONVENTION, "per": "sample (MACs, params)"},
+    result = stack_summary(specs, parse_shape(args.input), batch_size=args.batch_size, dtype=args.dtype)
+    document = result.to_dict()
+    # keys kept from before the shared schema: per-sample output shape, layer position, text and repr
+    document["output_shape"] = list(result.output_shapes[0][1:])
+    for index, (layer, text, spec) in enumerate(zip(document["layers"], args.layers, specs), start=1):
+        layer.update(index=index, text=text, layer=spec.describe())
+    memory = result.total.memory
+    document["total"]["activation_memory"] = {
+        "inference": memory["activations_inference"], "training": memory["activations_training"],
+        "dtype": args.dtype, "batch_size": args.batch_size,
     }
     if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
-        _print_table(result)
+        _print_table(document)
     return 0
 
 
-def _rf_text(rf: dict) -> str:
-    if rf["global"]:
-        return "global"
-    return "×".join(f"{n:g}" for n in rf["size"]) or "—"
-
-
-def _print_table(result: dict) -> None:
+def _print_table(document: dict) -> None:
+    """The table of the stack, per sample (the document's rows and totals are for the whole batch)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from layerlab.analysis.render import format_rf
+
+    batch = document["batch_size"]
     console = Console()
-    table = Table(title=f"input {'×'.join(map(str, result['input_shape']))} (per sample)", title_justify="left")
+    table = Table(title=f"input {'×'.join(map(str, document['input_shape']))} (per sample)", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("layer", overflow="fold")
     table.add_column("output shape")
     table.add_column("params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("RF", justify="right")
-    for layer in result["layers"]:
+    for layer in document["layers"]:
         table.add_row(
-            str(layer["index"]), Text(layer["text"]), "×".join(map(str, layer["output_shape"])),
-            f"{layer['params']:,}", f"{layer['macs']:,}", _rf_text(layer["receptive_field"]),
+            str(layer["index"]), Text(layer["text"]), "×".join(map(str, layer["output_shape"][1:])),
+            f"{layer['params']:,}", f"{layer['macs'] // batch:,}", format_rf(layer["receptive_field"]),
         )
     console.print(table)
     console.print(Text("Formulas:", style="bold"))
-    for layer in result["layers"]:
+    for layer in document["layers"]:
         console.print(Text(f"  {layer['index']} {layer['layer']}: " + "; ".join(layer["formulas"])), soft_wrap=True)
-    for layer in result["layers"]:
+    for layer in document["layers"]:
         for warning in layer["warnings"]:
             console.print(Text(f"warning: layer {layer['index']} {layer['layer']}: {warning}", style="yellow"), soft_wrap=True)
-    total = result["total"]
+    total = document["total"]
     memory = total["activation_memory"]
     lines = [
         f"Total params: {total['params']:,}  ·  Buffers: {total['buffers']:,}",
-        f"MACs: {total['macs']:,}  ·  FLOPs: {total['flops']:,}  (per sample)",
+        f"MACs: {total['macs'] // batch:,}  ·  FLOPs: {total['flops'] // batch:,}  (per sample)",
         f"Activation memory ({memory['dtype']}, batch {memory['batch_size']}): {memory['training']:,} B training, "
         f"{memory['inference']:,} B inference",
-        result["conventions"]["macs"],
-        f"Memory: {result['conventions']['memory']}",
+        document["conventions"]["macs"],
+        f"Memory: {document['conventions']['memory']}",
     ]
     for line in lines:
         console.print(Text(line), soft_wrap=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 
+from layerlab.arith.counts import format_bytes
 from layerlab.errors import ArgumentError, SizeLimitError
 
 __all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "max_bytes_limit", "check_size", "format_bytes"]
@@ -51,18 +52,6 @@ def max_bytes_limit(max_bytes: int | None = None) -> int:
     if limit < 1:
         raise ArgumentError(f"the environment variable {ENV_VAR} must be positive. Received: {env!r}")
     return limit
-
-
-def format_bytes(n: int) -> str:
-    """``1536`` -> ``'1.5 KiB'``."""
-    if n < 1024:
-        return f"{n} B"
-    value, unit = float(n) / 1024, "KiB"
-    for bigger in ("MiB", "GiB", "TiB", "PiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, bigger
-    return f"{value:.1f} {unit}"
 
 
 def check_size(what: str, elements: int, bytes_per_element: int, *, max_bytes: int | None = None,

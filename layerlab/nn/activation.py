@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from layerlab.arith.specs import ElementwiseSpec
+from layerlab.arith.specs import elementwise
 
 __all__ = [
     "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
@@ -32,7 +32,7 @@ class _Elementwise:
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.ElementwiseSpec` named after its class."""
-        return ElementwiseSpec(name=type(self).__name__)
+        return elementwise(type(self).__name__)
 
 
 class ReLU(_Elementwise, nn.ReLU):

@@ -3,8 +3,9 @@
 Each layer's *connectivity* (which input feature can influence which output feature) is its
 structural non-zero pattern: the entries of its dense-equivalent matrix
 (:func:`layerlab.convert.matrix.layer_entries`) for linear layers, the pooling window for max
-pooling, the identity for element-wise layers (activations, dropout) and for normalisations (their
-statistics are ignored, as in :mod:`layerlab.arith.receptive`). Propagating a one-hot output cell
+pooling, the identity for the point-wise layers of :mod:`layerlab.arith.elementwise` (activations,
+dropout; not softmax, which reads a whole line along ``dim``), for reshapes and for normalisations
+(their statistics are ignored, as in :mod:`layerlab.arith.receptive`). Propagating a one-hot output cell
 backwards through the chain gives the exact set of input cells it depends on, borders and padding
 included; propagating an input cell forwards gives the outputs it reaches. :func:`receptive_map`
 also reports the closed-form field of :func:`layerlab.arith.receptive_field` for comparison.
@@ -19,79 +20,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from layerlab.analysis.modules import spec_of
+from layerlab.analysis import spec_of
+from layerlab.analysis.trace import Step, trace_chain
+from layerlab.arith import ElementwiseSpec, receptive_field
+from layerlab.arith.elementwise import is_pointwise
 from layerlab.convert.entries import adaptive_index, window_index
 from layerlab.convert.matrix import layer_entries
-from layerlab.errors import ArgumentError, ShapeError
+from layerlab.errors import ArgumentError
 
 __all__ = ["ReceptiveMap", "receptive_map", "trace_chain", "draw_receptive"]
 
-_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-                nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Identity,
-                nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Flatten, nn.Unflatten,
-                nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+# normalisations (their statistics are ignored) and reshapes (flat order kept): identity patterns
+_NORMS_AND_RESHAPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.Flatten, nn.Unflatten)
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 _ADAPTIVE_MAX = (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One layer of a traced chain: its name, module and per-sample input/output shapes."""
-
-    name: str
-    module: nn.Module
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-
-
-def trace_chain(model: nn.Module, input_shape) -> list[Step]:
-    """Run ``model`` once on zeros and return its leaf layers, checking they form a chain.
-
-    Raises:
-        ArgumentError: the forward is not a plain chain of leaf layers (a residual, a concatenation or
-            a functional op between layers), which a layer-by-layer field cannot follow.
-    """
-    steps: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
-    handles = []
-    for name, module in model.named_modules():
-        if name and not any(True for _ in module.children()):
-            def hook(mod, args, output, name=name):
-                if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
-                    steps.append((name, mod, args[0], output))
-            handles.append(module.register_forward_hook(hook))
-    if not handles:
-        handles.append(model.register_forward_hook(
-            lambda mod, args, output: steps.append(("<model>", mod, args[0], output))))
-    modes = {name: module.training for name, module in model.named_modules()}
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape, dtype=param.dtype if param is not None else torch.get_default_dtype())
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x)
-    except Exception as err:  # the user's forward
-        raise ShapeError(f"receptive field: the model's forward failed on an input of per-sample shape "
-                         f"{tuple(input_shape)}: {type(err).__name__}: {err}. Pass the input shape it expects") from err
-    finally:
-        for handle in handles:
-            handle.remove()
-        for name, module in model.named_modules():
-            module.train(modes[name])
-    previous, chain = x, []
-    for name, module, inp, output in steps:
-        if inp is not previous and not (inp.data_ptr() == previous.data_ptr() and inp.shape == previous.shape):
-            before = chain[-1].name if chain else "the model input"
-            raise ArgumentError(
-                f"receptive field: {name!r} ({type(module).__name__}) does not read the output of {before!r}: the "
-                "forward is not a plain chain of layers (a residual, a concatenation or a functional op in "
-                "between). Pass a model written as a chain (nn.Sequential), or the part of it up to a branch"
-            )
-        chain.append(Step(name, module, tuple(inp.shape[1:]), tuple(output.shape[1:])))
-        previous = output
-    if not chain or out is not previous:
-        raise ArgumentError("receptive field: the model's output is not the output of its last layer (a "
-                            "functional op after it?). Pass a model written as a chain (nn.Sequential)")
-    return chain
 
 
 def _window_pairs(module, step: Step):
@@ -120,7 +62,8 @@ def _is_global_max(module) -> bool:
 def connectivity(step: Step, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """``(rows, cols)`` of the layer's structural non-zeros, or ``None`` for an identity pattern."""
     module = step.module
-    if isinstance(module, _ELEMENTWISE):
+    spec = spec_of(module)
+    if isinstance(module, _NORMS_AND_RESHAPES) or (isinstance(spec, ElementwiseSpec) and is_pointwise(spec.name)):
         return None
     if isinstance(module, _MAX_POOLS + _ADAPTIVE_MAX):
         rows, cols = _window_pairs(module, step)
@@ -182,9 +125,6 @@ def _index(value, shape, who: str, default) -> tuple[int, ...]:
 
 def _arith_field(chain: list[Step], input_shape) -> dict | None:
     """The closed-form field after the last step, from the arith specs (None if a layer has no spec)."""
-    from layerlab.analysis import spec_of
-    from layerlab.arith import receptive_field
-
     reports = []
     for step in chain:
         spec = spec_of(step.module)
@@ -213,7 +153,7 @@ def receptive_map(model: nn.Module, input_shape, *, output_index=None, input_ind
         (5, 5)
     """
     input_shape = tuple(int(n) for n in input_shape)
-    chain = trace_chain(model, input_shape)
+    chain = trace_chain(model, input_shape, who="receptive field")
     if layer is not None:
         names = [s.name for s in chain]
         if layer not in names:

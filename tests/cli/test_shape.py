@@ -35,8 +35,8 @@ def test_table_shows_shapes_formulas_params_macs_rf(capsys):
 
 def test_json_dcgan_discriminator(capsys):
     data = run_json(capsys, "3x64x64", *DCGAN_D)
-    assert [layer["output_shape"] for layer in data["layers"] if layer["layer"].startswith("Conv2d")] == [
-        [64, 32, 32], [128, 16, 16], [256, 8, 8], [512, 4, 4], [1, 1, 1]]
+    assert [layer["output_shape"] for layer in data["layers"] if layer["type"] == "Conv2d"] == [
+        [1, 64, 32, 32], [1, 128, 16, 16], [1, 256, 8, 8], [1, 512, 4, 4], [1, 1, 1, 1]]  # batch of 1 first
     assert data["total"]["params"] == 2_765_568  # published DCGAN discriminator, ndf = 64, BatchNorm included
     assert data["total"]["flops"] == 2 * data["total"]["macs"]
     # conv MACs = C_out·∏out·C_in·∏k: first layer 64·32·32·3·16
@@ -74,7 +74,7 @@ def test_misfit_exits_2_with_the_explanation(capsys):
         ([], "layerlab shape: error: give an input shape and layers, e.g. layerlab shape 3x32x32"),
         (["--solve", "32", "64"], "layerlab shape: error: --solve needs --kernel K, e.g. layerlab shape --solve 32 64 --kernel 4"),
         (["3x8", "--solve", "32", "64", "--kernel", "4"], "layerlab shape: error: --solve takes no INPUT/LAYER arguments"),
-        (["3x8", "Linear(2)", "--batch-size", "0"], "layerlab shape: error: activation_memory: batch_size must be a positive integer"),
+        (["3x8", "Linear(2)", "--batch-size", "0"], "layerlab shape: error: stack_summary: batch_size must be a positive integer. Received: batch_size=0"),
     ],
 )
 def test_bad_input_exits_2(capsys, argv, message):
@@ -126,3 +126,27 @@ def test_subprocess_error_exit_status():
     )
     assert result.returncode == 2
     assert "layerlab shape: error: layer 6: Linear(4096 → 10) expects 4096 input features, gets 16384" in result.stderr
+
+
+def test_json_is_for_the_batch_and_the_table_per_sample(capsys):
+    stack = ["Conv2d(8, 3)", "ReLU()", "Flatten()", "Linear(10)"]
+    data = run_json(capsys, "1x8x8", *stack, "--batch-size", "4", "--dtype", "float16")
+    assert data["schema"] == "layerlab.summary/1" and data["batch_size"] == 4 and data["dtype"] == "float16"
+    first = data["layers"][0]
+    assert (first["name"], first["type"], first["index"], first["text"]) == ("0", "Conv2d", 1, "Conv2d(8, 3)")
+    assert first["input_shape"] == [4, 1, 8, 8] and first["output_shape"] == [4, 8, 6, 6]
+    assert first["macs"] == 4 * 8 * 36 * 9 and first["other_ops"] == {"bias_add": 4 * 8 * 36}  # C_out·∏out·C_in·∏k per sample
+    assert data["output_shape"] == [10] and data["output_shapes"] == [[4, 10]]
+    assert data["total"]["memory"]["params"] == data["total"]["params"] * 2  # float16
+    assert main(["shape", "1x8x8", *stack, "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "│ 1 │ Conv2d(8, 3) │ 8×6×6        │     80 │ 2,592 │" in out and "(per sample)" in out
+
+
+def test_field_warnings_once_where_they_first_appear(capsys):
+    same = "Conv2d(2, 3, padding=1)"
+    data = run_json(capsys, "1x8x8", "Conv2d(2, 5)", same, same, same)  # fields 5, 7, 9, 11 on 8×8
+    assert [layer["receptive_field"]["size"] for layer in data["layers"]] == [[5, 5], [7, 7], [9, 9], [11, 11]]
+    assert [layer["warnings"] for layer in data["layers"]] == [[], [], [
+        "H: receptive field 9 > input 8: part of it lies in the padding",
+        "W: receptive field 9 > input 8: part of it lies in the padding"], []]

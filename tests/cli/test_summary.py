@@ -182,3 +182,42 @@ def test_subprocess_summary_and_error(model_file):
                          capture_output=True, text=True, timeout=180)
     assert bad.returncode == 2
     assert bad.stderr.startswith("layerlab summary: error: shape '3x-8': size 2 is -8; every size must be a positive integer")
+
+
+STACKS = {  # layer strings for `layerlab shape`, and the same layers as torch modules for `layerlab summary`
+    "cnn": (["Conv2d(4, 3, padding=1)", "ReLU()", "MaxPool2d(2)", "Conv2d(8, 3, stride=2, padding=1)", "Tanh()",
+             "AvgPool2d(2)", "Conv2d(16, 3, padding=2, dilation=2)", "Flatten()", "Linear(10)", "Softmax(dim=1)"],
+            "nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 8, 3, stride=2, padding=1), "
+            "nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(8, 16, 3, padding=2, dilation=2), nn.Flatten(), "
+            "nn.Linear(16 * 2 * 2, 10), nn.Softmax(dim=1)"),
+    "norms": (["Conv1d(6, 5)", "BatchNorm1d()", "GELU()", "ConvTranspose1d(3, 4, stride=2, padding=1)",
+               "GroupNorm(3)", "Upsample(scale_factor=2)", "Dropout(0.5)", "AdaptiveMaxPool1d(4)"],
+              "nn.Conv1d(2, 6, 5), nn.BatchNorm1d(6), nn.GELU(), nn.ConvTranspose1d(6, 3, 4, stride=2, padding=1), "
+              "nn.GroupNorm(3, 3), nn.Upsample(scale_factor=2), nn.Dropout(0.5), nn.AdaptiveMaxPool1d(4)"),
+}
+INPUTS = {"cnn": "3x16x16", "norms": "2x12"}
+
+
+@pytest.mark.parametrize("stack", sorted(STACKS))
+def test_shape_and_summary_give_the_same_records_and_totals(stack, tmp_path, capsys):
+    layers, modules = STACKS[stack]
+    (tmp_path / "stack.py").write_text(f"import torch.nn as nn\n\ndef build():\n    return nn.Sequential({modules})\n")
+    assert main(["shape", INPUTS[stack], *layers, "--batch-size", "3", "--json"]) == 0
+    shape = json.loads(capsys.readouterr().out)
+    assert main(["summary", f"{tmp_path / 'stack.py'}:build", "--input", INPUTS[stack], "--batch-size", "3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(shape["layers"]) == len(summary["layers"]) == len(layers)
+    for ours, theirs in zip(shape["layers"], summary["layers"]):
+        assert set(ours) - set(theirs) == {"index", "text", "layer"}  # shape's own keys, kept
+        assert {key: ours[key] for key in theirs} == theirs
+    assert shape["layers"][1]["name"] == "1" and shape["layers"][1]["input_shape"][0] == 3
+    shape_total, summary_total = shape.pop("total"), summary.pop("total")
+    assert shape_total.pop("activation_memory") == {
+        "inference": summary_total["memory"]["activations_inference"],
+        "training": summary_total["memory"]["activations_training"], "dtype": "float32", "batch_size": 3}
+    if stack == "norms":  # torch keeps BatchNorm's num_batches_tracked as int64, shape counts 4 bytes
+        for key in ("buffers", "total"):
+            assert summary_total["memory"][key] - shape_total["memory"][key] == 4
+            shape_total["memory"][key] = summary_total["memory"][key]
+    assert shape_total == summary_total
+    assert {key: shape[key] for key in summary if key != "layers"} == {key: summary[key] for key in summary if key != "layers"}

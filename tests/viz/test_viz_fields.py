@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import layerlab.nn as lnn
+from layerlab.arith.elementwise import ALONG_DIM, OPS_PER_ELEMENT, is_pointwise
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.viz.coverage import coverage_map, draw_coverage
 from layerlab.viz.figure import new_figure
@@ -83,6 +84,22 @@ def test_field_of_a_named_layer_and_global_after_dense():
     assert "exact field 3 × 3 (formula: 3 × 3)" in figure.axes[0].get_title()
 
 
+@pytest.mark.parametrize("name", sorted(name for name in OPS_PER_ELEMENT if is_pointwise(name)))
+def test_pointwise_layers_of_the_table_keep_the_field(name):
+    conv, shape = (nn.Conv1d, (1, 9)) if name == "Dropout1d" else (nn.Conv2d, (1, 9, 9))
+    model = _positive(nn.Sequential(conv(1, 1, 3), getattr(nn, name)(), conv(1, 1, 3)))
+    out_index = (0,) + (2,) * (len(shape) - 1)
+    rmap = receptive_map(model, shape, output_index=out_index)
+    np.testing.assert_array_equal(rmap.field, _gradient_field(model, shape, out_index))
+    assert rmap.size == (5,) * (len(shape) - 1)
+
+
+@pytest.mark.parametrize("name", sorted(ALONG_DIM))
+def test_layers_reading_a_whole_dim_are_not_taken_for_pointwise(name):
+    with pytest.raises(ArgumentError, match=rf"cannot follow '1' \({name}\(dim=1\)\)"):
+        receptive_map(nn.Sequential(nn.Conv1d(1, 2, 3), getattr(nn, name)(dim=1)), (1, 9))
+
+
 class Residual(nn.Module):
     def __init__(self):
         super().__init__()
@@ -105,7 +122,8 @@ def test_receptive_field_errors_are_named():
         receptive_map(nn.Sequential(nn.Conv2d(1, 1, 1)), (1, 5, 5), output_index=(0, 9, 9))
     with pytest.raises(ArgumentError, match=r"cannot follow '0' \(Softmax\(dim=1\)\)"):
         receptive_map(nn.Sequential(nn.Softmax(dim=1)), (4,))
-    with pytest.raises(ShapeError, match=r"the model's forward failed on an input of per-sample shape \(2, 5, 5\)"):
+    with pytest.raises(ShapeError, match=r"receptive field: Sequential on input \(1, 2, 5, 5\): module '0' \(Conv2d\(.*"
+                       r"expects 1 input channels, gets 2"):
         receptive_map(nn.Sequential(nn.Conv2d(1, 1, 1)), (2, 5, 5))
 
 
@@ -203,6 +221,26 @@ class Doubled(nn.Module):
         return self.b(self.a(x) * 2)
 
 
+class Viewed(nn.Module):
+    """Two layers with a same-shape view in between: the same elements, still a chain."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv1d(1, 1, 3)
+        self.b = nn.Conv1d(1, 1, 3)
+
+    def forward(self, x):
+        y = self.a(x)
+        return self.b(y.view(y.shape))
+
+
+def test_a_view_between_layers_is_followed():
+    model = _positive(Viewed())
+    rmap = receptive_map(model, (1, 9), output_index=(0, 2))
+    np.testing.assert_array_equal(rmap.field, _gradient_field(model, (1, 9), (0, 2)))
+    assert rmap.size == (5,)
+
+
 def test_a_functional_op_between_layers_is_named():
     with pytest.raises(ArgumentError, match=r"receptive field: 'b' \(Conv1d\) does not read the output of 'a': the "
                        r"forward is not a plain chain of layers"):
@@ -218,3 +256,8 @@ def test_filter_grid_max_tiles_and_save_into_a_file(tmp_path):
     with pytest.raises(ArgumentError, match=r"output folder '.*file' exists and is not a folder. Received: --out "
                        r"'.*file'; pass a folder path"):
         save_figure(new_figure(1, 1), tmp_path / "file", "x")
+
+
+def test_a_single_layer_model_is_its_own_chain():
+    rmap = receptive_map(nn.Conv1d(1, 1, 3), (1, 9), output_index=(0, 0))
+    assert rmap.layer == "<model>" and rmap.size == (3,) and rmap.extent == ((0, 2),)
