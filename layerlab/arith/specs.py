@@ -25,7 +25,7 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from math import gcd, prod
+from math import gcd, isqrt, prod
 
 from layerlab.arith._args import (
     check_input_shape,
@@ -176,7 +176,11 @@ def _geometries(spec, spatial, kernel, stride, pads, dilation, ceil_mode=False) 
 def _conv_padding(who: str, padding, kernel, stride, dilation, ndim: int):
     """Normalise conv padding: a tuple of ints or ``'same'``/``'valid'``."""
     if isinstance(padding, str):
-        choice(who, "padding", padding, ("same", "valid"))
+        if padding not in ("same", "valid"):
+            raise ArgumentError(
+                f"{who}: padding must be an int, a tuple of {ndim} int{'s' if ndim > 1 else ''}, 'same' or "
+                f"'valid'. Received: padding={padding!r}"
+            )
         if padding == "same" and any(s != 1 for s in stride):
             raise ArgumentError(
                 f"{who}: padding='same' needs stride 1 (as torch: strided 'same' is not supported). "
@@ -236,6 +240,44 @@ def _windowed_describe(spec, extra: list[tuple[str, object, object]]) -> str:
 
 
 # ----------------------------------------------------------------------------- dense
+def dense_mismatch(who: str, in_features: int, shape: tuple[int, ...], *, batched: bool = False,
+                   reasons: tuple[str, ...] = (), alternative: str | None = None) -> str:
+    """The one explanation of an input whose last dim is not a dense layer's ``in_features``.
+
+    Args:
+        who: the layer, e.g. ``"Linear(4096 → 10)"`` or a module's repr.
+        in_features: the features the layer expects.
+        shape: the input's shape; per sample unless ``batched`` (then dim 0 is the batch).
+        reasons: what is known to have produced a flat input, e.g. ``"flatten gives 64·16·16 =
+            16384"``; without them a flat input that is ``in_features·r²`` is explained as feature
+            maps ``r×`` larger per side.
+        alternative: a fix offered before setting ``in_features``, e.g. ``"feed a 3×32×32 input"``.
+
+    Examples:
+        >>> dense_mismatch("Linear(4096 → 10)", 4096, (16384,))
+        'Linear(4096 → 10) expects 4096 input features, gets 16384: 16384 = 4096·2², as if the feature maps were 2× larger per side. Fix: set in_features=16384 (or None to infer it).'
+        >>> dense_mismatch("Linear(784 → 10)", 784, (1, 28, 28))
+        'Linear(784 → 10) expects 784 input features in the last dim, gets 28: the input (1, 28, 28) is not flat. Fix: add Flatten() before it (it gives 1·28·28 = 784 features).'
+    """
+    got = shape[-1]
+    sample = shape[1:] if batched else shape
+    if len(sample) > 1:  # not flat: Flatten() before the layer is the fix
+        flat = prod(sample)
+        then = "" if flat == in_features else f", then set in_features={flat} (or None to infer it)"
+        return (f"{who} expects {in_features} input features in the last dim, gets {got}: the input "
+                f"{shape} is not flat. Fix: add Flatten() before it (it gives {'·'.join(map(str, sample))} "
+                f"= {flat} features{then}).")
+    if not reasons and got % in_features == 0:
+        ratio = isqrt(got // in_features)
+        if ratio > 1 and ratio * ratio * in_features == got:
+            reasons = (f"{got} = {in_features}·{ratio}², as if the feature maps were {ratio}× larger per side",)
+    why = f": {'; '.join(reasons)}" if reasons else ""
+    fix = f"set in_features={got} (or None to infer it)"
+    if alternative:
+        fix = f"{alternative}, or {fix}"
+    return f"{who} expects {in_features} input features, gets {got}{why}. Fix: {fix}."
+
+
 @dataclass(frozen=True)
 class DenseSpec:
     """Fully connected layer (PyTorch ``Linear``, Keras ``Dense``): ``y = x Wᵀ + b``.
@@ -274,23 +316,14 @@ class DenseSpec:
     def analyse(self, input_shape) -> LayerReport:
         shape = check_input_shape(self.name, input_shape)
         features = shape[-1]
+        if self.in_features is not None and features != self.in_features:
+            raise ShapeError(dense_mismatch(self.describe(), self.in_features, shape))
         warnings = ()
         if len(shape) > 1:
             flat = "·".join(map(str, shape))
-            if self.in_features is not None and features != self.in_features:
-                raise ShapeError(
-                    f"{self.describe()} expects {self.in_features} input features in the last dim, "
-                    f"gets {features}: the input {shape} is not flat. Fix: add Flatten() before it "
-                    f"(it gives {flat} = {prod(shape)} features)."
-                )
             warnings = (
                 f"{self.describe()} acts on the last dim of the {shape} input (as torch); "
                 f"add Flatten() before it to use all {flat} = {prod(shape)} features",
-            )
-        elif self.in_features is not None and features != self.in_features:
-            raise ShapeError(
-                f"{self.describe()} expects {self.in_features} input features, gets {features}. "
-                f"Fix: set in_features={features}, or leave in_features=None to infer it."
             )
         rows = prod(shape[:-1])
         out = (*shape[:-1], self.out_features)

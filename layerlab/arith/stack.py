@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from layerlab.arith.report import LayerReport
 from layerlab.arith.shape import parse_shape
-from layerlab.arith.specs import DenseSpec
+from layerlab.arith.specs import DenseSpec, dense_mismatch
 from layerlab.errors import ArgumentError, ShapeError
 
 
@@ -63,12 +63,9 @@ def _explain(specs, shape, reports, index, spec, current, err) -> str:
         factors = "·".join(map(str, previous.input_shape))
         why = f"{source} gives {factors} = {current[0]}" if previous.kind == "Flatten" else \
             f"{source} gives {current[0]} features from {previous.input_shape}"
-        parts = [why] + ([hint] if hint else [])
-        fix = f"set in_features={current[0]} (or None to infer it)"
-        if fitting is not None:
-            fix = f"feed a {'×'.join(map(str, fitting))} input, or " + fix
-        return (f"layer {index}: {spec.describe()} expects {spec.in_features} input features, gets "
-                f"{current[0]}: {'; '.join(parts)}. Fix: {fix}.")
+        feed = None if fitting is None else f"feed a {'×'.join(map(str, fitting))} input"
+        return f"layer {index}: " + dense_mismatch(spec.describe(), spec.in_features, current,
+                                                   reasons=(why, *([hint] if hint else [])), alternative=feed)
     message = f"layer {index}: {err}"
     if hint:
         message += f" Note: {hint} — a {'×'.join(map(str, fitting))} input fits the stack up to this layer."

@@ -3,9 +3,12 @@ padding resolution, init and input checks.
 
 Padding follows ``torch.nn.Conv*d``: an int/tuple pads both sides; ``'valid'`` is no padding;
 ``'same'`` (stride 1 only) pads ``d·(k − 1)`` in total, ``total // 2`` on the left and the odd
-extra on the right (:func:`layerlab.arith.sizes.same_padding`). Zero, symmetric padding is passed to
-the op; any other mode or an asymmetric ``'same'`` pads with ``F.pad`` first and calls the op with
+extra on the right (the spec's ``padding_pairs()``). Zero, symmetric padding is passed to the op;
+any other mode or an asymmetric ``'same'`` pads with ``F.pad`` first and calls the op with
 ``padding=0`` (as torch's conv does for ``padding_mode != 'zeros'``).
+
+The arguments are checked by building the layer's :mod:`layerlab.arith` spec (``LocalSpec``,
+``TiledSpec``), so each mistake is explained in the same words by the module and by arith.
 """
 
 from __future__ import annotations
@@ -16,14 +19,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from layerlab.arith._args import ntuple, positive_int
-from layerlab.arith.sizes import DIM_NAMES, same_padding
+from layerlab.arith._args import choice, positive_int
+from layerlab.arith.sizes import DIM_NAMES, PADDING_MODES
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.nn._budget import check_parameters
 from layerlab.nn._shape import shape_str
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # F.pad's name for each padding_mode
 _PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+def _bias_mode(who: str, bias) -> str | None:
+    """The spec's bias (``"location"``/``"shared"``/``None``) for the module's torch-style argument."""
+    if bias is True:
+        return "location"
+    if bias == "shared":
+        return "shared"
+    if bias is False or bias is None:
+        return None
+    raise ArgumentError(
+        f"{who}: bias must be True (one per output channel and location), 'shared' (one per "
+        f"output channel) or False/None. Received: bias={bias!r}"
+    )
 
 
 class _WindowedNd(nn.Module):
@@ -31,66 +48,33 @@ class _WindowedNd(nn.Module):
 
     _ndim: int
 
-    def _set_window_args(
-        self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode
-    ) -> None:
+    def _set_window_args(self, spec_type, in_channels, bias, padding_mode, **arguments):
+        """Check the arguments by building the layer's arith spec (``LocalSpec``/``TiledSpec``), store
+        them normalised and resolve the padding; returns the spec.
+
+        ``in_channels`` is required here (the spec would infer it); ``bias`` is torch-style
+        (``True``/``'shared'``/``False``/``None``); ``padding_mode`` is the module's (the spec
+        describes zero padding).
+        """
         who = type(self).__name__
-        ndim = self._ndim
-        self.in_channels = positive_int(who, "in_channels", in_channels)
-        self.out_channels = positive_int(who, "out_channels", out_channels)
-        self.kernel_size = ntuple(who, "kernel_size", kernel_size, ndim, minimum=1)
-        self.stride = ntuple(who, "stride", stride, ndim, minimum=1)
-        self.dilation = ntuple(who, "dilation", dilation, ndim, minimum=1)
-        self.groups = positive_int(who, "groups", groups)
-        if in_channels % groups or out_channels % groups:
-            raise ArgumentError(
-                f"{who}: in_channels and out_channels must be divisible by groups. Received: "
-                f"in_channels={in_channels}, out_channels={out_channels}, groups={groups}; choose "
-                "groups dividing both"
-            )
-        if padding_mode not in PADDING_MODES:
-            raise ArgumentError(
-                f"{who}: padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}. "
-                f"Received: padding_mode={padding_mode!r}"
-            )
-        self.padding_mode = padding_mode
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ArgumentError(
-                    f"{who}: padding must be an int, a tuple of {ndim} ints, 'same' or 'valid'. "
-                    f"Received: padding={padding!r}"
-                )
-            if padding == "same" and any(s != 1 for s in self.stride):
-                raise ArgumentError(
-                    f"{who}: padding='same' needs stride=1 (as torch's conv), got stride={self.stride}: "
-                    "give the padding as numbers, e.g. padding=(k - 1) // 2"
-                )
-            self.padding = padding
-            pads = (
-                tuple(same_padding(k, d) for k, d in zip(self.kernel_size, self.dilation))
-                if padding == "same"
-                else ((0, 0),) * ndim
-            )
-        else:
-            self.padding = ntuple(who, "padding", padding, ndim, minimum=0)
-            pads = tuple((p, p) for p in self.padding)
+        in_channels = positive_int(who, "in_channels", in_channels)
+        spec = spec_type(ndim=self._ndim, in_channels=in_channels, bias=_bias_mode(who, bias), **arguments)
+        self.padding_mode = choice(who, "padding_mode", padding_mode, PADDING_MODES)
+        self.in_channels, self.out_channels, self.groups = spec.in_channels, spec.out_channels, spec.groups
+        self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
+        self.padding, self.bias_mode = spec.padding, spec.bias
+        pads = spec.padding_pairs()
         self._pads = pads  # per dim (left, right)
         no_padding = all(p == 0 for pair in pads for p in pair)
         symmetric_zeros = no_padding or (padding_mode == "zeros" and all(left == right for left, right in pads))
         # padding passed to the op, and the F.pad argument (last dim first) when padding beforehand
-        self._op_padding = tuple(left for left, _ in pads) if symmetric_zeros else (0,) * ndim
+        self._op_padding = tuple(left for left, _ in pads) if symmetric_zeros else (0,) * self._ndim
         self._pre_pad = None if symmetric_zeros else [p for pair in reversed(pads) for p in pair]
-        if bias is True:
-            self.bias_mode = "location"
-        elif bias == "shared":
-            self.bias_mode = "shared"
-        elif bias is False or bias is None:
-            self.bias_mode = None
-        else:
-            raise ArgumentError(
-                f"{who}: bias must be True (one per output channel and location), 'shared' (one per "
-                f"output channel) or False/None. Received: bias={bias!r}"
-            )
+        return spec
+
+    def _check_parameters(self, params: int, dtype, device, hint: str) -> None:
+        """Refuse ``params`` parameters over the memory limit before allocating them."""
+        check_parameters(self._who(), params, dtype, device, hint)
 
     @property
     def fan_in(self) -> int:

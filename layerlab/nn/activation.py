@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from layerlab.arith.specs import elementwise
+
 __all__ = [
     "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
     "Dropout", "Identity",
@@ -30,8 +32,6 @@ class _Elementwise:
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.ElementwiseSpec` named after its class."""
-        from layerlab.arith.specs import elementwise
-
         return elementwise(type(self).__name__)
 
 

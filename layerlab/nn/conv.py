@@ -16,23 +16,27 @@ Transposed conv output size::
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from layerlab.nn._shape import ShapeDiagnosis, check_channels, check_rank
+from layerlab.arith.sizes import transposed_output_size
+from layerlab.arith.specs import ConvSpec, ConvTransposeSpec
+from layerlab.nn._budget import ParameterBudget, check_output
+from layerlab.nn._shape import ShapeDiagnosis, check_channels, check_rank, shape_str
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 
-class _ConvNdMixin(ShapeDiagnosis):
-    """``layer_spec()`` and input diagnosis for ``torch.nn.Conv*d`` subclasses."""
+class _ConvNdMixin(ShapeDiagnosis, ParameterBudget):
+    """``layer_spec()``, input diagnosis and a parameter estimate for ``torch.nn.Conv*d`` subclasses."""
 
     _ndim: int
+    _budget_hint = "Use fewer channels or a smaller kernel"
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.ConvSpec`."""
-        from layerlab.arith.specs import ConvSpec
-
         return ConvSpec(
             ndim=self._ndim,
             out_channels=self.out_channels,
@@ -58,15 +62,35 @@ class _ConvNdMixin(ShapeDiagnosis):
         check_channels(self, input, self._ndim, self.in_channels)
 
 
-class _ConvTransposeNdMixin(ShapeDiagnosis):
-    """``layer_spec()`` and input diagnosis for ``torch.nn.ConvTranspose*d`` subclasses."""
+class _ConvTransposeNdMixin(ShapeDiagnosis, ParameterBudget):
+    """``layer_spec()``, input diagnosis and parameter and output estimates for
+    ``torch.nn.ConvTranspose*d`` subclasses."""
 
     _ndim: int
+    _budget_hint = "Use fewer channels or a smaller kernel"
+
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        """torch's forward, once the output is known to fit the memory limit (a large stride
+        multiplies the input size)."""
+        self._check_output_bytes(input, output_size)
+        return super().forward(input, output_size)
+
+    def _check_output_bytes(self, input: torch.Tensor, output_size: list[int] | None) -> None:
+        shape, ndim = input.shape, self._ndim
+        batch_dims = len(shape) - ndim - 1  # 1 batched, 0 unbatched; else the diagnosis explains the rank
+        if batch_dims not in (0, 1):
+            return
+        elements = self.out_channels * (shape[0] if batch_dims else 1)
+        if output_size is None:
+            for row in zip(shape[-ndim:], self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation):
+                elements *= transposed_output_size(*row)
+        else:
+            elements *= math.prod(output_size[-ndim:])
+        check_output(lambda: f"{self!r} on an input of shape {shape_str(shape)}", elements, input,
+                     "Use a smaller stride or a smaller input")
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.ConvTransposeSpec`."""
-        from layerlab.arith.specs import ConvTransposeSpec
-
         return ConvTransposeSpec(
             ndim=self._ndim,
             out_channels=self.out_channels,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
+from layerlab.arith.specs import DenseSpec, dense_mismatch
 from layerlab.errors import ShapeError
-from layerlab.nn._shape import ShapeDiagnosis, shape_str
+from layerlab.nn._budget import check_parameters
+from layerlab.nn._shape import ShapeDiagnosis
 
 __all__ = ["Dense"]
 
@@ -59,7 +59,9 @@ class Dense(ShapeDiagnosis, LazyModuleMixin, nn.Linear):
         dtype=None,
     ) -> None:
         factory_kwargs = {"device": device, "dtype": dtype}
+        DenseSpec(out_features, in_features, bias)  # checks the arguments
         if in_features is not None:
+            _check_size(in_features, out_features, bias, dtype, device)
             super().__init__(in_features, out_features, bias, **factory_kwargs)
             return
         # no tensors yet: the parameters are materialised at the first call
@@ -79,6 +81,8 @@ class Dense(ShapeDiagnosis, LazyModuleMixin, nn.Linear):
         if input.dim() == 0:
             self._check_input(input)
         if self.has_uninitialized_params():
+            _check_size(input.shape[-1], self.out_features, self.bias is not None, self.weight.dtype,
+                             self.weight.device)
             with torch.no_grad():
                 self.in_features = input.shape[-1]
                 self.weight.materialize((self.out_features, self.in_features))
@@ -101,8 +105,6 @@ class Dense(ShapeDiagnosis, LazyModuleMixin, nn.Linear):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.DenseSpec` (``in_features`` None until known)."""
-        from layerlab.arith.specs import DenseSpec
-
         known = not self.has_uninitialized_params() and self.in_features != 0
         return DenseSpec(
             out_features=self.out_features,
@@ -117,33 +119,14 @@ class Dense(ShapeDiagnosis, LazyModuleMixin, nn.Linear):
                 f"{self!r} expects an input of shape (*, {features}), got a 0-d tensor: give it at "
                 "least one dim, e.g. x.view(1, -1)"
             )
-        got = input.shape[-1]
-        if got == self.in_features:
-            return
-        message = (
-            f"{self!r} expects {self.in_features} input features (the last dim), got {got} from an "
-            f"input of shape {shape_str(input.shape)}"
-        )
-        flat = math.prod(input.shape[1:])
-        if input.dim() > 2 and flat == self.in_features:
-            raise ShapeError(
-                f"{message}: the per-sample shape {shape_str(input.shape[1:])} has "
-                f"{'·'.join(map(str, input.shape[1:]))} = {flat} elements; put layerlab.Flatten() "
-                "before this layer"
-            )
-        if input.dim() > 2:
-            fix = (
-                f"to use every element, put layerlab.Flatten() before this layer: it gives "
-                f"{'·'.join(map(str, input.shape[1:]))} = {flat} features, so build "
-                f"Dense({self.out_features}, in_features={flat}) or leave in_features unset"
-            )
-        else:
-            fix = (
-                f"if it was flattened from C×H×W feature maps, {got} = C·H·W (check the spatial "
-                f"size after the last pooling); build Dense({self.out_features}, in_features={got}) "
-                "or leave in_features unset to infer it"
-            )
-            ratio = math.isqrt(got // self.in_features) if got % self.in_features == 0 else 0
-            if ratio > 1 and ratio * ratio * self.in_features == got:
-                fix = f"{got} = {self.in_features}·{ratio}², as if the feature maps were {ratio}× larger per side; {fix}"
-        raise ShapeError(f"{message}: {fix}")
+        if input.shape[-1] != self.in_features:
+            raise ShapeError(dense_mismatch(repr(self), self.in_features, tuple(input.shape), batched=input.dim() > 1))
+
+
+def _check_size(in_features: int, out_features: int, bias: bool, dtype: torch.dtype | None, device) -> None:
+    """Refuse a weight and bias over the memory limit before allocating them."""
+    params = DenseSpec(out_features, in_features, bias).analyse((in_features,)).params
+    check_parameters(
+        f"Dense({out_features}, in_features={in_features}, bias={bias})", params, dtype, device,
+        "Use fewer features (pool or stride before this layer)",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from layerlab.arith.specs import FlattenSpec
 from layerlab.errors import ShapeError
 from layerlab.nn._shape import ShapeDiagnosis, shape_str
 
@@ -38,8 +39,6 @@ class Flatten(ShapeDiagnosis, nn.Flatten):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.FlattenSpec`."""
-        from layerlab.arith.specs import FlattenSpec
-
         return FlattenSpec(start_dim=self.start_dim, end_dim=self.end_dim)
 
     def _check_input(self, input: torch.Tensor) -> None:

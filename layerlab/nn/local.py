@@ -16,7 +16,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import Parameter, UninitializedParameter
 
 from layerlab.arith._args import ntuple
-from layerlab.arith.sizes import output_size
+from layerlab.arith.specs import LocalSpec
 from layerlab.errors import ShapeError
 from layerlab.functional import local_conv
 from layerlab.nn._shape import shape_str, size_str
@@ -48,7 +48,8 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
     ) -> None:
         super().__init__()
         self._set_window_args(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode
+            LocalSpec, in_channels, bias, padding_mode, out_channels=out_channels, kernel_size=kernel_size,
+            stride=stride, padding=padding, dilation=dilation, groups=groups,
         )
         who = type(self).__name__
         self.input_size = None if input_size is None else ntuple(who, "input_size", input_size, self._ndim, minimum=1)
@@ -57,7 +58,7 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
             self.weight = UninitializedParameter(**factory_kwargs)
             self.bias = None if self.bias_mode is None else UninitializedParameter(**factory_kwargs)
             return
-        out_size = self._output_size_for(self.input_size, None)
+        out_size = self._allocation_size(self.input_size, None, dtype, device)
         self.weight = Parameter(torch.empty(self._weight_shape(out_size), **factory_kwargs))
         self.bias = None if self.bias_mode is None else Parameter(torch.empty(self._bias_shape(out_size), **factory_kwargs))
         self.reset_parameters()
@@ -65,20 +66,24 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
     def _bias_shape(self, out_size: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_channels, *out_size) if self.bias_mode == "location" else (self.out_channels,)
 
-    def _output_size_for(self, in_size: tuple[int, ...], input: torch.Tensor | None) -> tuple[int, ...]:
-        """The conv formula per dim; ShapeError when the (padded, dilated) window does not fit."""
-        out = tuple(
-            output_size(n, k, s, pad, d)
-            for n, k, s, pad, d in zip(in_size, self.kernel_size, self.stride, self._pads, self.dilation)
-        )
-        if min(out) < 1:
+    def _analyse(self, in_size: tuple[int, ...], input: torch.Tensor | None):
+        """The spec's report for spatial input ``in_size``; :class:`ShapeError` when the (padded,
+        dilated) window does not fit."""
+        try:
+            return self.layer_spec().analyse((self.in_channels, *in_size))
+        except ShapeError as err:
             got = f"an input of shape {shape_str(input.shape)}" if input is not None else "its input_size"
-            raise ShapeError(
-                f"{self._who()} cannot take {got}: the output size would be {out} (conv formula "
-                f"floor((in + p_l + p_r − d·(k−1) − 1)/s) + 1 per dim); use a larger input, more "
-                "padding or a smaller kernel"
-            )
-        return out
+            raise ShapeError(f"{self._who()} cannot take {got}: {err}") from None
+
+    def _allocation_size(self, in_size: tuple[int, ...], input: torch.Tensor | None, dtype, device) -> tuple[int, ...]:
+        """The output size for ``in_size``, once its parameters are known to fit the memory limit."""
+        report = self._analyse(in_size, input)
+        self._check_parameters(
+            report.params, dtype, device,
+            "A local layer stores one filter bank per output position; use a smaller input or a larger stride, "
+            "or a conv or tiled layer",
+        )
+        return report.output_shape[1:]
 
     @property
     def output_size(self) -> tuple[int, ...] | None:
@@ -109,8 +114,8 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
             return  # built for a known size: forward checks every input against it
         self._check_rank_channels(input)
         in_size = tuple(input.shape[input.dim() - self._ndim :])
-        out_size = self._output_size_for(in_size, input)
         if self.has_uninitialized_params():
+            out_size = self._allocation_size(in_size, input, self.weight.dtype, self.weight.device)
             with torch.no_grad():
                 self.weight.materialize(self._weight_shape(out_size))
                 if self.bias is not None:
@@ -118,6 +123,7 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
                 self.input_size = in_size
                 self.reset_parameters()
         else:
+            out_size = self._analyse(in_size, input).output_shape[1:]
             if out_size != self.output_size:
                 raise ShapeError(
                     f"{self._who()} holds weights for output size {size_str(self.output_size)}, but a "
@@ -153,8 +159,6 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.LocalSpec`."""
-        from layerlab.arith.specs import LocalSpec
-
         return LocalSpec(
             ndim=self._ndim,
             out_channels=self.out_channels,

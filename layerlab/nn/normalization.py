@@ -15,21 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from layerlab.arith.sizes import DIM_NAMES
+from layerlab.arith.specs import NormSpec
 from layerlab.errors import ShapeError
+from layerlab.nn._budget import ParameterBudget
 from layerlab.nn._shape import ShapeDiagnosis, check_channels, shape_str
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm"]
 
 
-class _BatchNormMixin(ShapeDiagnosis):
+class _BatchNormMixin(ShapeDiagnosis, ParameterBudget):
     """``layer_spec()`` and diagnosis for torch's BatchNorm subclasses (input ``(B, C, *spatial)``)."""
 
     _ranks: tuple[int, ...]
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.NormSpec` of kind ``"batch"``."""
-        from layerlab.arith.specs import NormSpec
-
         return NormSpec(
             kind="batch",
             num_features=self.num_features,
@@ -85,7 +85,7 @@ class BatchNorm3d(_BatchNormMixin, nn.BatchNorm3d):
     _ranks = (5,)
 
 
-class LayerNorm(ShapeDiagnosis, nn.LayerNorm):
+class LayerNorm(ShapeDiagnosis, ParameterBudget, nn.LayerNorm):
     """``torch.nn.LayerNorm`` with ``layer_spec()``: normalises the last ``len(normalized_shape)`` dims.
 
     Params: ``2·∏normalized_shape`` with ``elementwise_affine`` (γ, β).
@@ -104,8 +104,6 @@ class LayerNorm(ShapeDiagnosis, nn.LayerNorm):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.NormSpec` of kind ``"layer"``."""
-        from layerlab.arith.specs import NormSpec
-
         return NormSpec(
             kind="layer",
             normalized_shape=tuple(self.normalized_shape),
@@ -125,7 +123,7 @@ class LayerNorm(ShapeDiagnosis, nn.LayerNorm):
             )
 
 
-class GroupNorm(ShapeDiagnosis, nn.GroupNorm):
+class GroupNorm(ShapeDiagnosis, ParameterBudget, nn.GroupNorm):
     """``torch.nn.GroupNorm`` with ``layer_spec()``. ``(B, C, *)``, same shape out.
 
     Params: ``2C`` with ``affine`` (γ, β per channel).
@@ -144,8 +142,6 @@ class GroupNorm(ShapeDiagnosis, nn.GroupNorm):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.NormSpec` of kind ``"group"``."""
-        from layerlab.arith.specs import NormSpec
-
         return NormSpec(
             kind="group",
             num_features=self.num_channels,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from layerlab.arith.specs import AdaptivePoolSpec, PoolSpec
 from layerlab.errors import ShapeError
 from layerlab.nn._shape import ShapeDiagnosis, check_rank, shape_str
 
@@ -32,8 +33,6 @@ class _PoolNdMixin(ShapeDiagnosis):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.PoolSpec`."""
-        from layerlab.arith.specs import PoolSpec
-
         return PoolSpec(
             ndim=self._ndim,
             op=self._op,
@@ -201,8 +200,6 @@ class _GlobalPool(nn.Module):
 
         The number of spatial dims is the one of the last input (2 before the first call).
         """
-        from layerlab.arith.specs import AdaptivePoolSpec
-
         return AdaptivePoolSpec(ndim=self.ndim or 2, op=self._op, output_size=1, flatten_output=True)
 
 

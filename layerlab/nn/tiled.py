@@ -11,10 +11,12 @@ or ``C_out`` (``bias="shared"``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn.parameter import Parameter
 
-from layerlab.arith._args import ntuple
+from layerlab.arith.specs import TiledSpec
 from layerlab.functional.tiled import tiled_conv
 from layerlab.nn._window import _WindowedNd
 
@@ -40,17 +42,19 @@ class _TiledConvNd(_WindowedNd):
         dtype=None,
     ) -> None:
         super().__init__()
-        self._set_window_args(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode
+        self.tile_size = self._set_window_args(
+            TiledSpec, in_channels, bias, padding_mode, out_channels=out_channels, kernel_size=kernel_size,
+            tile_size=tile_size, stride=stride, padding=padding, dilation=dilation, groups=groups,
+        ).tile_size
+        weight_shape = self._weight_shape(self.tile_size)
+        bias_shape = {"location": (self.out_channels, *self.tile_size), "shared": (self.out_channels,)}.get(self.bias_mode)
+        self._check_parameters(
+            math.prod(weight_shape) + (0 if bias_shape is None else math.prod(bias_shape)), dtype, device,
+            "Use a smaller tile_size, fewer channels or a smaller kernel",
         )
-        self.tile_size = ntuple(type(self).__name__, "tile_size", tile_size, self._ndim, minimum=1)
         factory_kwargs = {"device": device, "dtype": dtype}
-        self.weight = Parameter(torch.empty(self._weight_shape(self.tile_size), **factory_kwargs))
-        if self.bias_mode is None:
-            self.bias = None
-        else:
-            shape = (out_channels, *self.tile_size) if self.bias_mode == "location" else (out_channels,)
-            self.bias = Parameter(torch.empty(shape, **factory_kwargs))
+        self.weight = Parameter(torch.empty(weight_shape, **factory_kwargs))
+        self.bias = None if bias_shape is None else Parameter(torch.empty(bias_shape, **factory_kwargs))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -77,8 +81,6 @@ class _TiledConvNd(_WindowedNd):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.TiledSpec`."""
-        from layerlab.arith.specs import TiledSpec
-
         return TiledSpec(
             ndim=self._ndim,
             out_channels=self.out_channels,

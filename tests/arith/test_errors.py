@@ -44,7 +44,9 @@ CASES = [
     ("negative padding", lambda: ConvSpec(1, 8, 3, padding=-1), ArgumentError,
      "Conv1d: padding must be non-negative integers. Received: padding=-1"),
     ("padding string", lambda: ConvSpec(2, 8, 3, padding="full"), ArgumentError,
-     "Conv2d: padding must be one of 'same', 'valid'. Received: padding='full'"),
+     "Conv2d: padding must be an int, a tuple of 2 ints, 'same' or 'valid'. Received: padding='full'"),
+    ("padding string 1d", lambda: ConvSpec(1, 8, 3, padding="full"), ArgumentError,
+     "Conv1d: padding must be an int, a tuple of 1 int, 'same' or 'valid'. Received: padding='full'"),
     ("same with stride", lambda: ConvSpec(2, 8, 3, stride=2, padding="same"), ArgumentError,
      "Conv2d: padding='same' needs stride 1 (as torch: strided 'same' is not supported). Received: "
      "stride=2. Fix: use stride=1, or an explicit padding such as padding=1"),
@@ -157,11 +159,17 @@ CASES = [
     ("upsample floor", lambda: UpsampleSpec(1, scale_factor=0.1).analyse((1, 5)), ShapeError,
      "Upsample(scale_factor=0.1): L: floor(5·0.1) = 0 < 1. Fix: a larger scale_factor or input."),
     ("dense features", lambda: DenseSpec(10, 4096).analyse((16384,)), ShapeError,
-     "Linear(4096 → 10) expects 4096 input features, gets 16384. Fix: set in_features=16384, or leave "
-     "in_features=None to infer it."),
+     "Linear(4096 → 10) expects 4096 input features, gets 16384: 16384 = 4096·2², as if the feature maps were "
+     "2× larger per side. Fix: set in_features=16384 (or None to infer it)."),
+    ("dense features, no square", lambda: DenseSpec(10, 4096).analyse((8192,)), ShapeError,
+     "Linear(4096 → 10) expects 4096 input features, gets 8192. Fix: set in_features=8192 (or None to infer it)."),
     ("dense not flat", lambda: DenseSpec(10, 4096).analyse((64, 16, 16)), ShapeError,
      "Linear(4096 → 10) expects 4096 input features in the last dim, gets 16: the input (64, 16, 16) is not "
-     "flat. Fix: add Flatten() before it (it gives 64·16·16 = 16384 features)."),
+     "flat. Fix: add Flatten() before it (it gives 64·16·16 = 16384 features, then set in_features=16384 (or "
+     "None to infer it))."),
+    ("dense not flat, flatten fits", lambda: DenseSpec(10, 784).analyse((1, 28, 28)), ShapeError,
+     "Linear(784 → 10) expects 784 input features in the last dim, gets 28: the input (1, 28, 28) is not "
+     "flat. Fix: add Flatten() before it (it gives 1·28·28 = 784 features)."),
     ("dense out", lambda: DenseSpec(0), ArgumentError,
      "Linear: out_features must be a positive integer. Received: out_features=0"),
     ("solve size", lambda: solve(0, 4, 3), ArgumentError, "solve: in_size must be a positive integer. Received: in_size=0"),

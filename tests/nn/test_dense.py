@@ -1,11 +1,13 @@
 """Dense: nn.Linear maths and state_dict, lazy in_features, keyword-only in_features, clear errors."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
 
 import layerlab
-from layerlab.errors import ShapeError
+from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
 
 
 def test_lazy_in_features_inferred_and_class_kept():
@@ -49,24 +51,19 @@ def test_default_init_is_linears():
     assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.99 * bound
 
 
-def test_wrong_feature_count_after_flatten_hint():
+def test_wrong_feature_count_explained_per_sample():
+    # the wording is arith's (tests/arith/test_errors.py); here: the layer's repr and the batch dim left out
     layer = layerlab.Dense(10, in_features=784)
-    with pytest.raises(ShapeError, match=r"^Dense\(10, in_features=784, bias=True\) expects 784 input features \(the last dim\), got 28 from an input of shape \(2, 1, 28, 28\): the per-sample shape \(1, 28, 28\) has 1·28·28 = 784 elements; put layerlab.Flatten\(\) before this layer$"):
+    with pytest.raises(ShapeError, match=re.escape(
+            "Dense(10, in_features=784, bias=True) expects 784 input features in the last dim, gets 28: the input "
+            "(2, 1, 28, 28) is not flat. Fix: add Flatten() before it (it gives 1·28·28 = 784 features).")):
         layer(torch.randn(2, 1, 28, 28))
-
-
-def test_wrong_feature_count_unflattened_other_size():
-    layer = layerlab.Dense(10, in_features=4096)
-    with pytest.raises(ShapeError, match=r"expects 4096 input features \(the last dim\), got 16 from an input of shape \(2, 64, 16, 16\): to use every element, put layerlab.Flatten\(\) before this layer: it gives 64·16·16 = 16384 features, so build Dense\(10, in_features=16384\) or leave in_features unset$"):
-        layer(torch.randn(2, 64, 16, 16))
-
-
-def test_wrong_feature_count_flattened_factorisation_hint():
-    layer = layerlab.Dense(10, in_features=4096)
-    with pytest.raises(ShapeError, match=r"expects 4096 input features \(the last dim\), got 16384 from an input of shape \(2, 16384\): 16384 = 4096·2², as if the feature maps were 2× larger per side; if it was flattened from C×H×W feature maps, 16384 = C·H·W \(check the spatial size after the last pooling\); build Dense\(10, in_features=16384\) or leave in_features unset to infer it$"):
-        layer(torch.randn(2, 16384))
-    with pytest.raises(ShapeError, match=r"got 100 from an input of shape \(2, 100\): if it was flattened"):
-        layer(torch.randn(2, 100))
+    with pytest.raises(ShapeError, match=re.escape(
+            "Dense(10, in_features=784, bias=True) expects 784 input features, gets 3136: 3136 = 784·2², as if the "
+            "feature maps were 2× larger per side. Fix: set in_features=3136 (or None to infer it).")):
+        layer(torch.randn(2, 3136))
+    with pytest.raises(ShapeError, match=re.escape("expects 784 input features, gets 100. Fix: set in_features=100")):
+        layer(torch.randn(100))  # unbatched
 
 
 def test_zero_dim_input():
@@ -75,3 +72,31 @@ def test_zero_dim_input():
         layer(torch.tensor(1.0))
     with pytest.raises(ShapeError, match=r"Dense\(2, in_features=\?, bias=True\) expects an input of shape \(\*, in_features\), got a 0-d tensor: give it at least one dim"):
         layerlab.Dense(2)(torch.tensor(1.0))
+
+
+def test_parameters_over_the_memory_limit_are_refused_before_allocating(monkeypatch):
+    monkeypatch.delenv("LAYERLAB_MAX_BYTES", raising=False)
+    with pytest.raises(SizeLimitError, match=re.escape(
+            "Dense(10, in_features=1000000000000, bias=True): its parameters would allocate 10,000,000,000,010 "
+            "elements × 4 bytes = 36.4 TiB, over the limit of 2.0 GiB; nothing was allocated. Use fewer features "
+            "(pool or stride before this layer), or raise the limit")):
+        layerlab.Dense(10, in_features=10**12)
+    lazy = layerlab.Dense(10**9, dtype=torch.float64)
+    with pytest.raises(SizeLimitError, match=re.escape(
+            "Dense(1000000000, in_features=8, bias=True): its parameters would allocate 9,000,000,000 elements × 8 "
+            "bytes")):
+        lazy(torch.randn(2, 8, dtype=torch.float64))
+    assert lazy.has_uninitialized_params()  # nothing was materialised
+    monkeypatch.setenv("LAYERLAB_MAX_BYTES", "400")  # 10·9 + 10 = 100 float32 parameters fit exactly
+    assert layerlab.Dense(10, in_features=9).weight.shape == (10, 9)
+    with pytest.raises(SizeLimitError, match="101 elements"):
+        layerlab.Dense(1, in_features=100)
+    with torch.device("meta"):  # shapes only: no memory, nothing to refuse
+        assert layerlab.Dense(10, in_features=10**12).weight.is_meta
+
+
+def test_arguments_checked_by_the_spec():
+    with pytest.raises(ArgumentError, match=re.escape("Linear: out_features must be a positive integer. Received: out_features=0")):
+        layerlab.Dense(0)
+    with pytest.raises(ArgumentError, match=re.escape("Linear: bias must be True or False. Received: bias='yes'")):
+        layerlab.Dense(3, bias="yes")

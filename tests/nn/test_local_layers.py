@@ -2,12 +2,15 @@
 
 import math
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import layerlab
-from layerlab.errors import ArgumentError, ShapeError
+from layerlab.arith.specs import LocalSpec
+from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
 from layerlab.functional.reference import local_conv_reference
 
 LOCAL = {1: layerlab.LocallyConnected1d, 2: layerlab.LocallyConnected2d, 3: layerlab.LocallyConnected3d}
@@ -219,26 +222,47 @@ def test_repr_and_spec():
     assert report.params == sum(p.numel() for p in layer.parameters())
 
 
+SPEC_CHECKED = [
+    dict(kernel_size=0),
+    dict(kernel_size=3, stride=(1, 0)),
+    dict(kernel_size=(3, 3, 3)),
+    dict(kernel_size=3, dilation=0),
+    dict(kernel_size=3, groups=2),
+    dict(kernel_size=3, groups=0),
+    dict(kernel_size=3, padding="full"),
+    dict(kernel_size=3, padding="same", stride=2),
+    dict(kernel_size=3, padding=-1),
+]
+
+
+@pytest.mark.parametrize("kwargs", SPEC_CHECKED, ids=repr)
+def test_arguments_are_checked_by_the_spec(kwargs):
+    # one wording per mistake: the module's message is its arith spec's (pinned in tests/arith/test_errors.py)
+    with pytest.raises(ArgumentError) as by_spec:
+        LocalSpec(2, 4, in_channels=3, **kwargs)
+    with pytest.raises(ArgumentError) as by_module:
+        layerlab.LocallyConnected2d(3, 4, **kwargs)
+    assert str(by_module.value) == str(by_spec.value)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(kernel_size=0), r"LocallyConnected2d: kernel_size must be positive integers. Received: kernel_size=0"),
-        (dict(kernel_size=3, stride=(1, 0)), r"LocallyConnected2d: stride must be positive integers. Received: stride=\(1, 0\)"),
-        (dict(kernel_size=(3, 3, 3)), r"LocallyConnected2d: kernel_size must be an int or a tuple of 2 ints. Received: kernel_size=\(3, 3, 3\)"),
-        (dict(kernel_size=3, groups=2), r"LocallyConnected2d: in_channels and out_channels must be divisible by groups. Received: in_channels=3, out_channels=4, groups=2; choose groups dividing both"),
-        (dict(kernel_size=3, padding="full"), r"LocallyConnected2d: padding must be an int, a tuple of 2 ints, 'same' or 'valid'. Received: padding='full'"),
-        (dict(kernel_size=3, padding="same", stride=2), r"LocallyConnected2d: padding='same' needs stride=1 \(as torch's conv\), got stride=\(2, 2\): give the padding as numbers"),
-        (dict(kernel_size=3, padding=-1), r"LocallyConnected2d: padding must be non-negative integers. Received: padding=-1"),
         (dict(kernel_size=3, padding_mode="mirror"), r"LocallyConnected2d: padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular'. Received: padding_mode='mirror'"),
         (dict(kernel_size=3, bias="location"), r"LocallyConnected2d: bias must be True \(one per output channel and location\), 'shared' \(one per output channel\) or False/None. Received: bias='location'"),
         (dict(kernel_size=3, input_size=(0, 4)), r"LocallyConnected2d: input_size must be positive integers. Received: input_size=\(0, 4\)"),
-        (dict(kernel_size=5, input_size=(3, 3)), r"LocallyConnected2d\(3, 4, kernel_size=\(5, 5\), input_size=\(3, 3\)\) cannot take its input_size: the output size would be \(-1, -1\)"),
+        (dict(kernel_size=5, input_size=(3, 3)), r"LocallyConnected2d\(3, 4, kernel_size=\(5, 5\), input_size=\(3, 3\)\) cannot take its input_size: LocallyConnected2d\(3 → 4, kernel_size=5\): H: the kernel spans 1·\(5−1\) \+ 1 = 5 but the padded input is only 3 \+ 0 = 3"),
     ],
 )
 def test_impossible_arguments(kwargs, message):
     error = ShapeError if kwargs.get("input_size") == (3, 3) else ArgumentError
     with pytest.raises(error, match=message):
         layerlab.LocallyConnected2d(3, 4, **kwargs)
+
+
+def test_in_channels_is_required():
+    with pytest.raises(ArgumentError, match=r"^LocallyConnected2d: in_channels must be a positive integer. Received: in_channels=None$"):
+        layerlab.LocallyConnected2d(None, 4, 3)
 
 
 def test_wrong_rank_and_channels():
@@ -250,7 +274,7 @@ def test_wrong_rank_and_channels():
     lazy = layerlab.LocallyConnected2d(3, 4, 3)
     with pytest.raises(ShapeError, match=r"LocallyConnected2d\(3, 4, kernel_size=\(3, 3\)\) expects 3 input channels, got 5"):
         lazy(torch.randn(2, 5, 8, 8))
-    with pytest.raises(ShapeError, match=r"LocallyConnected2d\(3, 4, kernel_size=\(3, 3\)\) cannot take an input of shape \(2, 3, 2, 2\): the output size would be \(0, 0\)"):
+    with pytest.raises(ShapeError, match=r"LocallyConnected2d\(3, 4, kernel_size=\(3, 3\)\) cannot take an input of shape \(2, 3, 2, 2\): LocallyConnected2d\(3 → 4, kernel_size=3\): H: the kernel spans"):
         lazy(torch.randn(2, 3, 2, 2))
     assert lazy.has_uninitialized_params()  # the failed calls did not materialise anything
 
@@ -288,3 +312,26 @@ def test_random_configurations_match_loop_reference(seed):
     layer = LOCAL[ndim](c_in, c_out, k, s, p, d, g, bias, mode, input_size=size, dtype=torch.float64)
     x = torch.randn(2, c_in, *size, dtype=torch.float64)
     torch.testing.assert_close(layer(x), _reference(layer, x), rtol=1e-10, atol=1e-10)
+
+
+def test_parameters_over_the_memory_limit_are_refused_before_allocating(monkeypatch):
+    monkeypatch.delenv("LAYERLAB_MAX_BYTES", raising=False)
+    with pytest.raises(SizeLimitError, match=re.escape(
+            "LocallyConnected2d(3, 8, kernel_size=(3, 3), input_size=(100000, 100000)): its parameters would allocate "
+            "2,239,910,400,896 elements × 4 bytes = 8.1 TiB, over the limit of 2.0 GiB; nothing was allocated. A local "
+            "layer stores one filter bank per output position; use a smaller input or a larger stride, or a conv or "
+            "tiled layer, or raise the limit")):
+        layerlab.LocallyConnected2d(3, 8, 3, input_size=(10**5, 10**5))
+    # weights and biases both count: 10 + 10 float32 parameters are 80 bytes
+    monkeypatch.setenv("LAYERLAB_MAX_BYTES", "80")
+    assert layerlab.LocallyConnected1d(1, 1, 1, input_size=10).weight.numel() == 10
+    with pytest.raises(SizeLimitError, match="22 elements × 4 bytes = 88 B, over the limit of 80 B"):
+        layerlab.LocallyConnected1d(1, 1, 1, input_size=11)
+    lazy = layerlab.LocallyConnected1d(1, 1, 1, dtype=torch.float64)  # the first input decides the size
+    with pytest.raises(SizeLimitError, match=re.escape("LocallyConnected1d(1, 1, kernel_size=(1,)): its parameters would "
+                                                       "allocate 12 elements × 8 bytes = 96 B")):
+        lazy(torch.zeros(1, 1, 6, dtype=torch.float64))
+    assert lazy.has_uninitialized_params()  # nothing was materialised
+    assert lazy(torch.zeros(1, 1, 5, dtype=torch.float64)).shape == (1, 1, 5)
+    with torch.device("meta"):  # shapes only: no memory, nothing to refuse
+        assert layerlab.LocallyConnected1d(1, 1, 1, input_size=10**6).weight.is_meta

@@ -1,11 +1,14 @@
 """TiledConv1d/2d/3d: reference, tile 1 = Conv, tile = output = LocallyConnected, gradcheck, errors."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import layerlab
-from layerlab.errors import ArgumentError, ShapeError
+from layerlab.arith.specs import TiledSpec
+from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
 from layerlab.functional.reference import local_conv_reference, tiled_conv_reference
 
 TILED = {1: layerlab.TiledConv1d, 2: layerlab.TiledConv2d, 3: layerlab.TiledConv3d}
@@ -92,10 +95,19 @@ def test_repr_and_errors():
         layer(torch.randn(1, 2, 8, 8))
     with pytest.raises(ShapeError, match=r"expects a 4-d input \(B, C_in, H, W\) or a 3-d unbatched input \(C_in, H, W\), got a 5-d input"):
         layer(torch.randn(1, 1, 3, 8, 8))
-    with pytest.raises(ArgumentError, match=r"TiledConv2d: tile_size must be positive integers. Received: tile_size=\(0, 2\)"):
-        layerlab.TiledConv2d(3, 4, 3, (0, 2))
-    with pytest.raises(ArgumentError, match=r"TiledConv3d: tile_size must be an int or a tuple of 3 ints. Received: tile_size=\(2, 2\)"):
-        layerlab.TiledConv3d(3, 4, 3, (2, 2))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(tile_size=(0, 2)), dict(tile_size=(2, 2, 2)), dict(tile_size=2, groups=2), dict(tile_size=2, stride=0),
+    dict(tile_size=2, padding="full"), dict(tile_size=2, padding="same", stride=2),
+], ids=repr)
+def test_arguments_are_checked_by_the_spec(kwargs):
+    # one wording per mistake: the module's message is its arith spec's (pinned in tests/arith/test_errors.py)
+    with pytest.raises(ArgumentError) as by_spec:
+        TiledSpec(2, 4, 3, in_channels=3, **kwargs)
+    with pytest.raises(ArgumentError) as by_module:
+        layerlab.TiledConv2d(3, 4, 3, **kwargs)
+    assert str(by_module.value) == str(by_spec.value)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -110,3 +122,19 @@ def test_dtypes(dtype):
     torch.testing.assert_close(out.double(), expected, rtol=tol, atol=tol)
     out.float().sum().backward()
     assert layer.weight.grad.dtype == dtype
+
+
+def test_parameters_over_the_memory_limit_are_refused_before_allocating(monkeypatch):
+    monkeypatch.delenv("LAYERLAB_MAX_BYTES", raising=False)
+    with pytest.raises(SizeLimitError, match=re.escape(
+            "TiledConv2d(3, 8, kernel_size=(3, 3), tile_size=(10000, 10000)): its parameters would allocate "
+            "22,400,000,000 elements × 4 bytes = 83.4 GiB, over the limit of 2.0 GiB; nothing was allocated. Use a "
+            "smaller tile_size, fewer channels or a smaller kernel, or raise the limit")):
+        layerlab.TiledConv2d(3, 8, 3, tile_size=10**4)
+    monkeypatch.setenv("LAYERLAB_MAX_BYTES", "80")  # 10 weights + 10 biases (float32)
+    assert layerlab.TiledConv1d(1, 1, 1, tile_size=10).weight.numel() == 10
+    with pytest.raises(SizeLimitError, match="22 elements × 4 bytes = 88 B"):
+        layerlab.TiledConv1d(1, 1, 1, tile_size=11)
+    with pytest.raises(SizeLimitError, match="21 elements × 4 bytes = 84 B"):
+        layerlab.TiledConv1d(1, 1, 1, tile_size=20, bias="shared")
+    assert layerlab.TiledConv1d(1, 1, 1, tile_size=20, bias=False).bias is None

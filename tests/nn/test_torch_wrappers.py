@@ -1,11 +1,13 @@
 """Layers that subclass torch's: same outputs and state_dicts as torch, layer_spec, clear errors."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
 
 import layerlab
-from layerlab.errors import ShapeError
+from layerlab.errors import ShapeError, SizeLimitError
 
 # (layerlab class, torch class, args, kwargs, input shape)
 PAIRS = [
@@ -148,3 +150,71 @@ def test_the_error_wrapping_does_not_break_torch_compile_graphs():
     x = torch.randn(2, 3, 8, 8)
     explanation = torch._dynamo.explain(model)(x)
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0
+
+
+@pytest.mark.parametrize("ours, theirs, args, kwargs, shape", PAIRS, ids=[p[0].__name__ for p in PAIRS])
+def test_same_initialisation_and_random_stream_as_torch(ours, theirs, args, kwargs, shape):
+    # the parameter estimate builds the layer on the meta device first: it must draw no random numbers
+    torch.manual_seed(0)
+    a, after_a = ours(*args, **kwargs), torch.rand(2)
+    torch.manual_seed(0)
+    b, after_b = theirs(*args, **kwargs), torch.rand(2)
+    assert list(a.state_dict()) == list(b.state_dict())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert torch.equal(after_a, after_b)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: layerlab.Conv2d(10**6, 10**6, 3),
+     "Conv2d(in_channels=1000000, out_channels=1000000, kernel_size=3): its parameters would allocate "
+     "9,000,001,000,000 elements × 4 bytes = 32.7 TiB, over the limit of 2.0 GiB; nothing was allocated. Use fewer "
+     "channels or a smaller kernel, or raise the limit"),
+    (lambda: layerlab.ConvTranspose1d(10**5, 10**5, 10**3, 1, 0, 0, 1, False, 1, "zeros", None, torch.float64),
+     "ConvTranspose1d(in_channels=100000, out_channels=100000, kernel_size=1000, stride=1, padding=0, output_padding=0, "
+     "groups=1, bias=False, dilation=1, padding_mode='zeros'): its parameters would allocate 10,000,000,000,000 "
+     "elements × 8 bytes"),
+    (lambda: layerlab.BatchNorm1d(10**12),
+     "BatchNorm1d(num_features=1000000000000): its parameters and buffers would allocate 4,000,000,000,001 elements "
+     "× 4 bytes = 14.6 TiB, over the limit of 2.0 GiB; nothing was allocated. Use fewer features, or raise the limit"),
+    (lambda: layerlab.LayerNorm((10**6, 10**6)),
+     "LayerNorm(normalized_shape=(1000000, 1000000)): its parameters would allocate 2,000,000,000,000 elements"),
+    (lambda: layerlab.GroupNorm(1, 10**11, dtype=torch.float16),
+     "GroupNorm(num_groups=1, num_channels=100000000000): its parameters would allocate 200,000,000,000 elements × 2 "
+     "bytes"),
+], ids=["Conv2d", "ConvTranspose1d positional", "BatchNorm1d", "LayerNorm", "GroupNorm"])
+def test_parameters_over_the_memory_limit_are_refused_before_allocating(build, message, monkeypatch):
+    monkeypatch.delenv("LAYERLAB_MAX_BYTES", raising=False)
+    with pytest.raises(SizeLimitError, match=re.escape(message)):
+        build()
+
+
+def test_memory_limit_boundary_and_meta_device(monkeypatch):
+    monkeypatch.setenv("LAYERLAB_MAX_BYTES", "40")
+    assert layerlab.Conv1d(1, 5, 1).weight.shape == (5, 1, 1)  # 5 weights + 5 biases: 40 bytes, the limit
+    with pytest.raises(SizeLimitError, match="11 elements × 4 bytes = 44 B"):
+        layerlab.Conv1d(1, 1, 10)  # 10 weights + 1 bias
+    with torch.device("meta"):  # shapes only: no memory, nothing to refuse
+        assert layerlab.Conv2d(10**6, 10**6, 3).weight.is_meta
+    assert layerlab.BatchNorm2d(10**9, device="meta").running_mean.is_meta
+
+
+def test_transposed_output_over_the_memory_limit_is_refused_before_running(monkeypatch):
+    monkeypatch.delenv("LAYERLAB_MAX_BYTES", raising=False)
+    layer = layerlab.ConvTranspose2d(3, 8, 3, stride=10**6)
+    with pytest.raises(SizeLimitError, match=re.escape(
+            "ConvTranspose2d(3, 8, kernel_size=(3, 3), stride=(1000000, 1000000)) on an input of shape (2, 3, 4, 4): "
+            "its output would allocate 144,000,288,000,144 elements × 4 bytes = 523.9 TiB, over the limit of 2.0 GiB; "
+            "nothing was allocated. Use a smaller stride or a smaller input, or raise the limit")):
+        layer(torch.randn(2, 3, 4, 4))
+    with pytest.raises(SizeLimitError, match=re.escape("on an input of shape (3, 4, 4): its output would allocate "
+                                                       "72,000,144,000,072 elements")):
+        layer(torch.randn(3, 4, 4))  # unbatched
+    # exactly at the limit it runs: (2, 1, 5, 5) float32 is 200 bytes; output_size=[6, 6] asks for more
+    monkeypatch.setenv("LAYERLAB_MAX_BYTES", "200")
+    small = layerlab.ConvTranspose2d(1, 1, 3, stride=2, padding=1)
+    assert small(torch.randn(2, 1, 3, 3)).shape == (2, 1, 5, 5)
+    with pytest.raises(SizeLimitError, match="72 elements × 4 bytes = 288 B"):
+        small(torch.randn(2, 1, 3, 3), output_size=[6, 6])
+    with pytest.raises(SizeLimitError, match="98 elements"):
+        small(torch.randn(2, 1, 4, 4))  # (4 − 1)·2 − 2·1 + 1·(3 − 1) + 0 + 1 = 7: 2·7·7
+    assert small(torch.randn(2, 1, 3, 3, device="meta")).is_meta
