@@ -172,7 +172,7 @@ def _build_layer(args):
     """
     import torch
 
-    from layerlab.convert.limits import check_size
+    from layerlab.limits import check_size
 
     with torch.device("meta"):
         layer, shape = _new_layer(args)

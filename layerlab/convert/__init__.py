@@ -11,7 +11,7 @@
 """
 
 from layerlab.convert.layers import conv_to_dense, conv_to_local, dense_to_conv, local_to_dense, tiled_to_local
-from layerlab.convert.limits import DEFAULT_MAX_BYTES, max_bytes_limit
+from layerlab.limits import DEFAULT_MAX_BYTES, max_bytes_limit
 from layerlab.convert.matrix import dense_bias, dense_matrix
 from layerlab.convert.model import convert_model
 from layerlab.convert.project import dense_to_local, local_to_conv

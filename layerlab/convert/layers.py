@@ -24,9 +24,18 @@ from torch import nn
 from layerlab.arith._args import ntuple
 from layerlab.convert.entries import tile_position
 from layerlab.convert.geometry import check_input, geometry_of
-from layerlab.convert.limits import check_size
 from layerlab.convert.matrix import dense_bias, dense_matrix
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.limits import check_size
+from layerlab.nn import (
+    Conv1d,
+    Conv2d,
+    Conv3d,
+    Dense,
+    LocallyConnected1d,
+    LocallyConnected2d,
+    LocallyConnected3d,
+)
 
 __all__ = ["conv_to_local", "tiled_to_local", "local_to_dense", "conv_to_dense", "dense_to_conv"]
 
@@ -58,15 +67,11 @@ def _padding_arg(layer):
 
 
 def _local_class(ndim: int):
-    from layerlab import nn as lnn
-
-    return (lnn.LocallyConnected1d, lnn.LocallyConnected2d, lnn.LocallyConnected3d)[ndim - 1]
+    return (LocallyConnected1d, LocallyConnected2d, LocallyConnected3d)[ndim - 1]
 
 
 def _conv_class(ndim: int):
-    from layerlab import nn as lnn
-
-    return (lnn.Conv1d, lnn.Conv2d, lnn.Conv3d)[ndim - 1]
+    return (Conv1d, Conv2d, Conv3d)[ndim - 1]
 
 
 def _new_local(layer, geometry, input_size, bias_mode, weight: torch.Tensor, bias: torch.Tensor | None):
@@ -178,8 +183,6 @@ def tiled_to_local(tiled, input_size=None, *, max_bytes: int | None = None) -> n
 
 def _dense_from(layer, input_shape, max_bytes):
     """A Dense holding ``dense_matrix(layer)`` and ``dense_bias(layer)`` (size-checked first)."""
-    from layerlab.nn import Dense
-
     matrix = dense_matrix(layer, input_shape, max_bytes=max_bytes)
     has_bias = getattr(layer, "bias", None) is not None
     out_f, in_f = matrix.shape

@@ -4,7 +4,7 @@
 C-major) and :func:`dense_bias` the constant part ``b`` (the layer's bias, or a BatchNorm's shift),
 which is *not* part of ``M``. Both are built constructively from the layer's weights by index
 arithmetic (:mod:`layerlab.convert.entries`); ``sparse=True`` builds a COO tensor without ever
-forming the dense one. Memory is estimated first (:mod:`layerlab.convert.limits`).
+forming the dense one. Memory is estimated first (:mod:`layerlab.limits`).
 
 Supported layers: ``Linear``/``Dense`` (on ``(..., in_features)``), ``Conv*d``,
 ``ConvTranspose*d``, ``LocallyConnected*d``, ``TiledConv*d``, ``AvgPool*d``,
@@ -21,11 +21,17 @@ from torch import nn
 
 from layerlab.analysis.modules import spec_of
 from layerlab.arith import output_sizes
-from layerlab.convert.entries import (Entries, adaptive_index, conv_family_entries, structure_size, tile_position,
-                                      window_index)
+from layerlab.convert.entries import (
+    Entries,
+    adaptive_index,
+    conv_family_entries,
+    structure_size,
+    tile_position,
+    window_index,
+)
 from layerlab.convert.geometry import check_input, geometry_of
-from layerlab.convert.limits import check_size, format_bytes
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.limits import check_size, format_bytes
 
 __all__ = ["dense_matrix", "dense_bias", "layer_entries", "estimate_entries", "SUPPORTED"]
 

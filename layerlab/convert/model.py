@@ -21,9 +21,9 @@ from torch import nn
 
 from layerlab.convert.geometry import geometry_of
 from layerlab.convert.layers import _dense_from, conv_to_local, tiled_to_local
-from layerlab.convert.limits import check_size
 from layerlab.convert.matrix import estimate_entries
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.limits import check_size
 
 __all__ = ["convert_model", "TARGETS"]
 

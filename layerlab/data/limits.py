@@ -6,9 +6,8 @@ float32 arrays built from it) to one :class:`DataBudget` *before* allocating it,
 order of precedence:
 
 1. the ``max_bytes`` argument of :func:`data_max_bytes` (``DataBudget(max_bytes=...)``),
-2. the environment variable ``LAYERLAB_DATA_MAX_BYTES``: an integer number of bytes, optionally
-   with a unit ``K``/``M``/``G``/``T`` (powers of 1000) or ``KiB``/``MiB``/``GiB``/``TiB`` (powers
-   of 1024), e.g. ``8GiB``,
+2. the environment variable ``LAYERLAB_DATA_MAX_BYTES``, read like ``LAYERLAB_MAX_BYTES``
+   (:func:`layerlab.limits.byte_budget`: a number of bytes, e.g. ``8589934592``, ``8e9`` or ``8GiB``),
 3. :data:`DEFAULT_DATA_MAX_BYTES` = 2 GiB: CIFAR-10 (60,000 x 3x32x32) costs 0.9 GiB, MNIST 0.2 GiB.
 
 **Classes.** A data set has at most :data:`MAX_CLASSES` classes; numbered class lists are only
@@ -18,10 +17,8 @@ built after this check, so a file holding the label ``2**40`` cannot make layerl
 
 from __future__ import annotations
 
-import os
-import re
-
-from layerlab.errors import ArgumentError, DataError, SizeLimitError
+from layerlab.errors import DataError, SizeLimitError
+from layerlab.limits import byte_budget
 
 __all__ = ["DATA_BUDGET_ENV", "DEFAULT_DATA_MAX_BYTES", "DEFLATE_MAX_RATIO", "MAX_CLASSES", "DataBudget", "data_max_bytes",
            "check_top_label", "numbered_classes"]
@@ -30,10 +27,6 @@ DEFAULT_DATA_MAX_BYTES = 2 * 1024**3
 DATA_BUDGET_ENV = "LAYERLAB_DATA_MAX_BYTES"
 DEFLATE_MAX_RATIO = 1032  # zlib technical details: deflate never expands its input by more than ~1032:1
 MAX_CLASSES = 100_000  # ImageNet-21k has ~22,000; a classifier head of 100,000 outputs is the most a layer lab needs
-_MAX_SETTING = 1 << 62  # a budget beyond this is a typo, not a machine
-
-_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
-          "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}
 
 
 def data_max_bytes(max_bytes: int | None = None) -> int:
@@ -42,20 +35,7 @@ def data_max_bytes(max_bytes: int | None = None) -> int:
     Raises:
         ArgumentError: ``max_bytes`` or the environment variable is not a positive number of bytes.
     """
-    if max_bytes is not None:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or not 1 <= max_bytes <= _MAX_SETTING:
-            raise ArgumentError(f"max_bytes must be a positive integer number of bytes (at most 2^62). "
-                                f"Received: max_bytes={max_bytes!r}")
-        return max_bytes
-    text = os.environ.get(DATA_BUDGET_ENV, "").strip()
-    if not text:
-        return DEFAULT_DATA_MAX_BYTES
-    match = re.fullmatch(r"([0-9]{1,19})\s*([A-Za-z]*)", text)
-    unit = match.group(2).upper().removesuffix("B") if match else ""
-    if not match or unit not in _UNITS or not 1 <= int(match.group(1)) * _UNITS[unit] <= _MAX_SETTING:
-        raise ArgumentError(f"the environment variable {DATA_BUDGET_ENV} must be a positive whole number "
-                            f"of bytes such as 4294967296 or 4GiB (at most 2^62). Received: {text[:40]!r}")
-    return int(match.group(1)) * _UNITS[unit]
+    return byte_budget(max_bytes, DATA_BUDGET_ENV, DEFAULT_DATA_MAX_BYTES)
 
 
 def _gib(n: int) -> str:

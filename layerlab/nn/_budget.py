@@ -1,7 +1,7 @@
 """Memory estimates of the modules, checked before torch allocates anything.
 
 A module's parameters (and buffers) are counted before they are created, and the output of a
-transposed convolution before the forward runs; past the limit of :mod:`layerlab.convert.limits`
+transposed convolution before the forward runs; past the limit of :mod:`layerlab.limits`
 (``LAYERLAB_MAX_BYTES``, default 2 GiB) a :class:`~layerlab.errors.SizeLimitError` gives the
 estimate and the fix instead of an allocator error or an out-of-memory kill.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from layerlab.convert.limits import check_size, max_bytes_limit
+from layerlab.limits import check_size, max_bytes_limit
 
 
 def itemsize(dtype: torch.dtype | None) -> int:

@@ -21,8 +21,8 @@ from layerlab.arith import effective_kernel
 from layerlab.arith._args import ntuple
 from layerlab.convert.entries import conv_family_entries
 from layerlab.convert.geometry import LayerGeometry
-from layerlab.convert.limits import check_size
 from layerlab.errors import ArgumentError
+from layerlab.limits import check_size
 
 __all__ = ["Coverage", "coverage_map", "draw_coverage"]
 

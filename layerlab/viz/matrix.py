@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from layerlab.convert.limits import check_size
 from layerlab.convert.matrix import estimate_entries, layer_entries
 from layerlab.errors import ArgumentError
+from layerlab.limits import check_size
 from layerlab.viz.colors import weight_colors
 
 __all__ = ["MatrixPicture", "matrix_picture", "full_matrix_picture", "draw_matrix", "MODES"]

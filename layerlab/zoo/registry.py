@@ -8,8 +8,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from layerlab.convert.limits import ENV_VAR, format_bytes, max_bytes_limit
 from layerlab.errors import ArgumentError, SizeLimitError
+from layerlab.limits import ENV_VAR, format_bytes, max_bytes_limit
 from layerlab.zoo import classic, families, generative, segmentation
 from layerlab.zoo._stack import check_build_args
 

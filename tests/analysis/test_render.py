@@ -7,7 +7,7 @@ from torch import nn
 
 from layerlab.analysis import summary
 from layerlab.arith.counts import format_bytes
-from layerlab.convert.limits import check_size
+from layerlab.limits import check_size
 from layerlab.errors import SizeLimitError
 
 

@@ -202,5 +202,5 @@ def test_limit_from_argument_and_environment(monkeypatch):
 
 
 def test_bad_max_bytes_argument():
-    with pytest.raises(ArgumentError, match=r"max_bytes must be a positive integer. Received: max_bytes=0"):
+    with pytest.raises(ArgumentError, match=r"max_bytes must be a positive integer below 2\*\*63\. Received: max_bytes=0"):
         dense_matrix(nn.Conv1d(1, 1, 1), (1, 3), max_bytes=0)

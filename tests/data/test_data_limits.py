@@ -24,17 +24,30 @@ def test_budget_precedence(monkeypatch):
     assert data_max_bytes(1234) == 1234  # the argument wins over the environment
 
 
-@pytest.mark.parametrize("text", ["1e400", "-5", "0", "2.5GiB", "9" * 30, "4 parsecs", "99999999TiB"])
-def test_bad_budget_setting(monkeypatch, text):
+@pytest.mark.parametrize("text, reason", [
+    ("1e400", r"must be a number of bytes below 2\*\*63 \(about 9\.2e18\)\. Received: '1e400'; use e\.g\. 2GiB"),
+    ("9" * 30, r"must be a number of bytes below 2\*\*63"),
+    ("99999999TiB", r"must be a number of bytes below 2\*\*63"),
+    ("-5", r"must be a number of bytes such as 2147483648, 2e9 or 2GiB\. Received: '-5'"),
+    ("4 parsecs", r"must be a number of bytes such as 2147483648, 2e9 or 2GiB\. Received: '4 parsecs'"),
+    ("0", r"must be positive\. Received: '0'"),
+])
+def test_bad_budget_setting(monkeypatch, text, reason):
     monkeypatch.setenv("LAYERLAB_DATA_MAX_BYTES", text)
-    with pytest.raises(ArgumentError, match=r"the environment variable LAYERLAB_DATA_MAX_BYTES must be a positive "
-                                            r"whole number of bytes such as 4294967296 or 4GiB \(at most 2\^62\)"):
+    with pytest.raises(ArgumentError, match=r"^the environment variable LAYERLAB_DATA_MAX_BYTES " + reason):
         data_max_bytes()
+
+
+def test_budget_setting_reads_like_the_memory_limit(monkeypatch):
+    monkeypatch.setenv("LAYERLAB_DATA_MAX_BYTES", "2.5GiB")
+    assert data_max_bytes() == int(2.5 * 1024**3)
+    monkeypatch.setenv("LAYERLAB_DATA_MAX_BYTES", "2e9")
+    assert data_max_bytes() == 2_000_000_000
 
 
 @pytest.mark.parametrize("value", [0, -1, True, 2.0, 2**63])
 def test_bad_budget_argument(value):
-    with pytest.raises(ArgumentError, match=r"max_bytes must be a positive integer number of bytes \(at most 2\^62\)"):
+    with pytest.raises(ArgumentError, match=r"max_bytes must be a positive integer below 2\*\*63\. Received: max_bytes="):
         DataBudget(value)
 
 

@@ -1,14 +1,18 @@
 """Memory limits: estimate first, refuse before allocating.
 
 Every function of layerlab that can materialise a huge tensor (the dense-equivalent matrix of a
-layer, a dense model, a picture of a large layer) first estimates its memory as
-``elements × bytes per element`` and raises :class:`~layerlab.errors.SizeLimitError` when the
-estimate exceeds the limit. The limit is, in order of precedence:
+layer, a dense model, a picture of a large layer, a module's parameters) first estimates its
+memory as ``elements × bytes per element`` and raises :class:`~layerlab.errors.SizeLimitError`
+when the estimate exceeds the limit. The limit is, in order of precedence:
 
 1. the ``max_bytes`` argument of the call,
-2. the environment variable ``LAYERLAB_MAX_BYTES`` (an integer number of bytes; ``2e9`` and
-   suffixes ``K``/``M``/``G``/``KiB``/``MiB``/``GiB`` are accepted),
+2. the environment variable ``LAYERLAB_MAX_BYTES`` (a number of bytes: ``2147483648``, ``2e9``,
+   or with a unit ``K``/``M``/``G``/``T`` (powers of 1000) or ``KiB``/``MiB``/``GiB``/``TiB``
+   (powers of 1024)),
 3. :data:`DEFAULT_MAX_BYTES` = 2 GiB.
+
+:func:`byte_budget` reads any such budget (the data loaders' ``LAYERLAB_DATA_MAX_BYTES`` too).
+Imports neither torch nor numpy.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 from layerlab.arith.counts import format_bytes
 from layerlab.errors import ArgumentError, SizeLimitError
 
-__all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "max_bytes_limit", "check_size", "format_bytes"]
+__all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "byte_budget", "max_bytes_limit", "check_size", "format_bytes"]
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 ENV_VAR = "LAYERLAB_MAX_BYTES"
@@ -45,19 +49,29 @@ def _parse_bytes(text: str, who: str) -> int:
     return int(value)
 
 
+def byte_budget(max_bytes: int | None, env_var: str, default: int) -> int:
+    """A budget in bytes: ``max_bytes`` if given, else the environment variable ``env_var``, else
+    ``default``.
+
+    Raises:
+        ArgumentError: ``max_bytes`` or the variable is not a positive number of bytes below 2**63.
+    """
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or not 1 <= max_bytes < _MAX_LIMIT:
+            raise ArgumentError(f"max_bytes must be a positive integer below 2**63. Received: max_bytes={max_bytes!r}")
+        return max_bytes
+    env = os.environ.get(env_var)
+    if env is None or not env.strip():
+        return default
+    limit = _parse_bytes(env, f"the environment variable {env_var}")
+    if limit < 1:
+        raise ArgumentError(f"the environment variable {env_var} must be positive. Received: {env!r}")
+    return limit
+
+
 def max_bytes_limit(max_bytes: int | None = None) -> int:
     """The limit in bytes: ``max_bytes`` if given, else ``$LAYERLAB_MAX_BYTES``, else 2 GiB."""
-    if max_bytes is not None:
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-            raise ArgumentError(f"max_bytes must be a positive integer. Received: max_bytes={max_bytes!r}")
-        return max_bytes
-    env = os.environ.get(ENV_VAR)
-    if env is None or not env.strip():
-        return DEFAULT_MAX_BYTES
-    limit = _parse_bytes(env, f"the environment variable {ENV_VAR}")
-    if limit < 1:
-        raise ArgumentError(f"the environment variable {ENV_VAR} must be positive. Received: {env!r}")
-    return limit
+    return byte_budget(max_bytes, ENV_VAR, DEFAULT_MAX_BYTES)
 
 
 def check_size(what: str, elements: int, bytes_per_element: int, *, max_bytes: int | None = None,
