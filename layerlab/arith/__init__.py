@@ -28,6 +28,7 @@ from layerlab.arith.sizes import (
     padding_pairs,
     same_padding,
     transposed_output_size,
+    window_output_sizes,
 )
 from layerlab.arith.solve import Solution, solve, unsolvable_reason
 from layerlab.arith.specs import (
@@ -80,6 +81,7 @@ __all__ = [
     "global_pool",
     "output_size",
     "output_sizes",
+    "window_output_sizes",
     "padding_pairs",
     "parse_layer",
     "parse_shape",

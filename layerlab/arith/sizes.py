@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from layerlab.errors import ShapeError
+
 # padding modes of torch's convs (``padding_mode``)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -120,6 +122,23 @@ def output_sizes(in_size, kernel_size, stride, padding, dilation, ceil_mode: boo
         output_size(n, k, s, p, d, ceil_mode)
         for n, k, s, p, d in zip(in_size, kernel_size, stride, padding, dilation)
     )
+
+
+def window_output_sizes(who: str, in_size, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
+    """:func:`output_sizes` of an op that needs at least one output position per dim (local and tiled
+    convolutions).
+
+    Raises:
+        ShapeError: some output size would be < 1.
+    """
+    out_size = output_sizes(in_size, kernel_size, stride, padding, dilation)
+    if any(o < 1 for o in out_size):
+        raise ShapeError(
+            f"{who}: the input's spatial size {tuple(in_size)} is too small for kernel_size={tuple(kernel_size)}, "
+            f"padding={tuple(padding)}, dilation={tuple(dilation)}: output size would be {out_size}; use a larger "
+            "input or more padding"
+        )
+    return out_size
 
 
 def _pair(padding) -> tuple[int, int]:

@@ -35,7 +35,7 @@ import warnings
 
 import torch
 
-from layerlab.arith import output_sizes
+from layerlab.arith import window_output_sizes
 from layerlab.arith._args import ntuple, positive_int
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.functional import _local_ext, _local_torch
@@ -46,7 +46,7 @@ __all__ = ["local_conv"]
 def _check(input, weight, bias, stride, padding, dilation, groups):
     """Validate arguments; return ``(ndim, stride, padding, dilation, kernel, out_size)``.
 
-    ``out_size`` is :func:`layerlab.arith.output_sizes`'; the weight's leading dims must equal it,
+    ``out_size`` is :func:`layerlab.arith.window_output_sizes`'; the weight's leading dims must equal it,
     and every kernel set takes the output size from them (the C++ op checks its own loop bounds
     against them, ``tests/functional/test_local_geometry.py``)."""
     if not isinstance(input, torch.Tensor) or input.dim() not in (3, 4, 5):
@@ -77,13 +77,7 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
         )
     _check_dtypes(input, weight, bias)
     kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
-    out_size = output_sizes(input.shape[2:], kernel, stride, padding, dilation)
-    if any(o < 1 for o in out_size):
-        raise ShapeError(
-            f"local_conv: the input's spatial size {tuple(input.shape[2:])} is too small for "
-            f"kernel_size={kernel}, padding={padding}, dilation={dilation}: output size would be "
-            f"{out_size}; use a larger input or more padding"
-        )
+    out_size = window_output_sizes("local_conv", input.shape[2:], kernel, stride, padding, dilation)
     if tuple(weight.shape[:ndim]) != out_size or weight.shape[ndim] != groups or weight.shape[
         ndim + 1
     ] != c_in // groups:

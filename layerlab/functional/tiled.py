@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from layerlab.arith import output_sizes
+from layerlab.arith import window_output_sizes
 from layerlab.arith._args import ntuple
 from layerlab.errors import ShapeError
 from layerlab.functional.local import local_conv
@@ -73,13 +73,7 @@ def tiled_conv(
     dilation = ntuple("tiled_conv", "dilation", dilation, ndim, minimum=1)
     tile = tuple(weight.shape[:ndim])
     kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
-    out_size = output_sizes(input.shape[2:], kernel, stride, padding, dilation)
-    if any(o < 1 for o in out_size):
-        raise ShapeError(
-            f"tiled_conv: the input's spatial size {tuple(input.shape[2:])} is too small for "
-            f"kernel_size={kernel}, padding={padding}, dilation={dilation}: output size would be "
-            f"{out_size}; use a larger input or more padding"
-        )
+    out_size = window_output_sizes("tiled_conv", input.shape[2:], kernel, stride, padding, dilation)
     # one index per spatial dim, shaped to broadcast: dim d gets shape (1, .., out_d, .., 1)
     index = tuple(
         (torch.arange(n, device=weight.device) % t).view([-1 if i == d else 1 for i in range(ndim)])
