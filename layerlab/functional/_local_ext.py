@@ -21,6 +21,7 @@ import torch
 
 __all__ = ["load", "build_directory", "memory_format"]
 
+# the one translation unit: it includes the kernel headers csrc/*.h (ninja rebuilds when they change)
 _SOURCE = Path(__file__).with_name("csrc") / "local_conv.cpp"
 _LOCK = threading.Lock()
 _STATE: dict[str, bool] = {}

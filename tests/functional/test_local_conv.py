@@ -207,8 +207,8 @@ def test_cpp_backward_is_deterministic(kernel):
 @pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cases_run_on_the_kernel_sets_they_are_meant_for(dtype):
-    """The cases above exercise the kernel set they are meant for (automatic choice of the forward's):
-    "direct" where a group has >= 4 vectors of output channels, else "rows" where it applies."""
+    """The cases above exercise the kernel set they are meant for (the forward's, by the kernel-choice
+    rule in the docstring of ``layerlab/functional/local.py``)."""
     for case in ROW_CASES + PATH_CASES[:3]:
         assert kernel_path(case, dtype) == "rows", case
     assert kernel_path(PATH_CASES[4], dtype) == "direct"  # 120 output channels
