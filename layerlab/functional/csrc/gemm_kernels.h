@@ -9,7 +9,8 @@
 //   dP_p = dY_p . W_p^T            then scatter-added into dX; threads own disjoint batch slices and
 //                                  walk the positions in a fixed order: deterministic, no atomics.
 // The GEMMs call the BLAS that libtorch_cpu exports (sgemm_/dgemm_, Fortran ABI); where the symbol
-// is absent they fall back to at::mm on views of the same buffers.
+// is absent (or use_blas(false) in local_conv.cpp switched it off) they fall back to at::mm on
+// views of the same buffers.
 
 #pragma once
 
@@ -38,30 +39,29 @@ struct Blas<double> {
 
 bool has_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
 
-// Row-major C (M x N) = op(A) (M x K) . op(B) (K x N) + beta * C. ``ta``: A is stored K x M.
+// Whether blas_gemm may call the BLAS (use_blas() in local_conv.cpp sets it; false runs the at::mm
+// fallback that builds without an exported BLAS take).
+std::atomic<bool> blas_enabled{true};
+
+// Row-major C (M x N) = op(A) (M x K) . op(B) (K x N). ``ta``: A is stored K x M.
 template <typename scalar_t>
 void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const scalar_t* A, int64_t lda,
-               const scalar_t* B, int64_t ldb, scalar_t beta, scalar_t* C, int64_t ldc) {
+               const scalar_t* B, int64_t ldb, scalar_t* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  auto fn = Blas<scalar_t>::fn;
+  auto fn = blas_enabled.load(std::memory_order_relaxed) ? Blas<scalar_t>::fn : nullptr;
   if (fn != nullptr && K > 0) {
     // Column-major BLAS computes C^T = op(B)^T . op(A)^T on the same memory.
     const char tra = ta ? 'T' : 'N', trb = tb ? 'T' : 'N';
     const int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc;
-    const scalar_t one = 1;
-    fn(&trb, &tra, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc);
+    const scalar_t one = 1, zero = 0;
+    fn(&trb, &tra, &m, &n, &k, &one, B, &la, A, &lb, &zero, C, &lc);
     return;
   }
   auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
   auto a = at::from_blob(const_cast<scalar_t*>(A), {ta ? K : M, ta ? M : K}, {lda, 1}, opts);
   auto b = at::from_blob(const_cast<scalar_t*>(B), {tb ? N : K, tb ? K : N}, {ldb, 1}, opts);
   auto c = at::from_blob(C, {M, N}, {ldc, 1}, opts);
-  auto prod = at::mm(ta ? a.t() : a, tb ? b.t() : b);
-  if (beta == scalar_t(0)) {
-    c.copy_(prod);
-  } else {
-    c.mul_(beta).add_(prod);
-  }
+  c.copy_(at::mm(ta ? a.t() : a, tb ? b.t() : b));
 }
 
 // For output position ``pos``: offsets (relative to the group's first channel of sample 0) of its
@@ -198,7 +198,7 @@ void gemm_forward(const at::Tensor& x, const at::Tensor& w, const c10::optional<
           gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off, inside, patches);
           const scalar_t* wpg = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
           scalar_t* dst = blocks.base + i * blocks.pos + grp * g.o_g;
-          blas_gemm<scalar_t>(false, false, g.batch, g.o_g, g.k, patches, g.k, wpg, g.o_g, 0, dst, blocks.ld);
+          blas_gemm<scalar_t>(false, false, g.batch, g.o_g, g.k, patches, g.k, wpg, g.o_g, dst, blocks.ld);
         }
         if (bp != nullptr) {
           for (int64_t b = 0; b < g.batch; ++b) {
@@ -244,7 +244,7 @@ void gemm_weight_grad(const at::Tensor& grad, const at::Tensor& x, at::Tensor& g
           gather(xp + grp * g.c_g * xs[1], xs[0], 0, g.batch, g.k, off, inside, patches);
           const scalar_t* y = blocks.base + i * blocks.pos + grp * g.o_g;
           scalar_t* dst = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
-          blas_gemm<scalar_t>(true, false, g.k, g.o_g, g.batch, patches, g.k, y, blocks.ld, 0, dst, g.o_g);
+          blas_gemm<scalar_t>(true, false, g.k, g.o_g, g.batch, patches, g.k, y, blocks.ld, dst, g.o_g);
         }
       }
     }
@@ -277,7 +277,7 @@ void gemm_input_grad(const at::Tensor& grad, const at::Tensor& w, at::Tensor& gx
           for (int64_t grp = 0; grp < g.groups; ++grp) {
             const scalar_t* y = blocks.base + i * blocks.pos + grp * g.o_g;
             const scalar_t* wpg = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
-            blas_gemm<scalar_t>(false, true, nb, g.k, g.o_g, y, blocks.ld, wpg, g.o_g, 0, dpatch, g.k);
+            blas_gemm<scalar_t>(false, true, nb, g.k, g.o_g, y, blocks.ld, wpg, g.o_g, dpatch, g.k);
             scatter_add(xp + grp * g.c_g * xs[1], xs[0], b0, nb, g.k, off, inside, dpatch);
           }
         }

@@ -15,11 +15,13 @@
 //   direct_kernels.h  "direct": channels along the SIMD lanes, one small GEMM per position
 // Three kernel sets compute the same three ops (forward, weight_grad, input_grad); which one runs
 // for an op and call is the kernel-choice rule in the docstring of layerlab/functional/local.py,
-// implemented once, by choose_kernel() below.
+// implemented once, by choose_kernel() below; path() names its choice and ran() reports what ran
+// (both for tests).
 
 #include <torch/library.h>
 
 #include <string>
+#include <vector>
 
 #include "common.h"
 #include "direct_kernels.h"
@@ -58,6 +60,18 @@ Kernel choose_kernel(const at::Tensor& x, const Geometry& g, Op op) {
   return Kernel::kGemm;
 }
 
+const char* const kKernelNames[] = {"direct", "rows", "gemm"};  // indexed by Kernel
+
+// The kernel set of each op's last call since ran() read it: -1 for none, else a Kernel.
+std::atomic<int> last_run[3] = {-1, -1, -1};
+
+// choose_kernel(), recorded for ran(): the kernel set the op then runs.
+Kernel run_kernel(const at::Tensor& x, const Geometry& g, Op op) {
+  const Kernel kernel = choose_kernel(x, g, op);
+  last_run[static_cast<int>(op)].store(static_cast<int>(kernel), std::memory_order_relaxed);
+  return kernel;
+}
+
 void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "layerlab local_conv (C++): ", name, " must be a CPU tensor");
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
@@ -74,7 +88,7 @@ at::Tensor local_conv_forward(const at::Tensor& input, const at::Tensor& weight,
   const Geometry g = make_geometry(x.sizes(), w.sizes(), stride, padding, dilation, groups);
   auto out = empty_like_layout(output_sizes(x, g), x, false);
   if (out.numel() == 0) return out;
-  const Kernel kernel = choose_kernel(x, g, Op::kForward);
+  const Kernel kernel = run_kernel(x, g, Op::kForward);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "local_conv_forward", [&] {
 #if LAYERLAB_AVX2
     if (kernel == Kernel::kDirect) return direct_forward<scalar_t>(x, w, bias, out, g);
@@ -94,7 +108,7 @@ at::Tensor local_conv_weight_grad(const at::Tensor& grad, const at::Tensor& inpu
   const Geometry g = make_geometry(x.sizes(), weight_size, stride, padding, dilation, groups);
   auto gw = at::empty(weight_size, x.options().memory_format(at::MemoryFormat::Contiguous));
   if (g.batch == 0) return gw.zero_();
-  const Kernel kernel = choose_kernel(x, g, Op::kWeightGrad);
+  const Kernel kernel = run_kernel(x, g, Op::kWeightGrad);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "local_conv_weight_grad", [&] {
 #if LAYERLAB_AVX2
     if (kernel == Kernel::kDirect) return direct_weight_grad<scalar_t>(gy.contiguous(), x, gw, g);
@@ -113,7 +127,7 @@ at::Tensor local_conv_input_grad(const at::Tensor& grad, const at::Tensor& weigh
   const auto w = weight.contiguous();
   const Geometry g = make_geometry(input.sizes(), w.sizes(), stride, padding, dilation, groups);
   if (input.numel() == 0) return empty_like_layout(input.sizes(), input, true);
-  const Kernel kernel = choose_kernel(input, g, Op::kInputGrad);
+  const Kernel kernel = run_kernel(input, g, Op::kInputGrad);
   at::Tensor gx;
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "local_conv_input_grad", [&] {
 #if LAYERLAB_AVX2
@@ -132,13 +146,30 @@ at::Tensor local_conv_input_grad(const at::Tensor& grad, const at::Tensor& weigh
   return gx;
 }
 
-// The kernel set the forward of a call with this input and weight size runs: "direct", "rows" or
-// "gemm" (choose_kernel, the function the ops call).
+// The kernel set that ``op`` ("forward", "weight_grad" or "input_grad") of a call with this input
+// and weight size runs: "direct", "rows" or "gemm" (choose_kernel, the function the ops call).
 std::string kernel_path(const at::Tensor& input, at::IntArrayRef weight_size, at::IntArrayRef stride,
-                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+                        at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, const std::string& op) {
+  static const char* ops[] = {"forward", "weight_grad", "input_grad"};
+  int which = -1;
+  for (int i = 0; i < 3; ++i) {
+    if (op == ops[i]) which = i;
+  }
+  TORCH_CHECK(which >= 0, "layerlab local_conv: path expects op 'forward', 'weight_grad' or 'input_grad', got '", op,
+              "'");
   const Geometry g = make_geometry(input.sizes(), weight_size, stride, padding, dilation, groups);
-  static const char* names[] = {"direct", "rows", "gemm"};
-  return names[static_cast<int>(choose_kernel(input, g, Op::kForward))];
+  return kKernelNames[static_cast<int>(choose_kernel(input, g, static_cast<Op>(which)))];
+}
+
+// The kernel set that each op (forward, weight_grad, input_grad) ran in its last call since the
+// previous ran(), "" where it has not run.
+std::vector<std::string> ran() {
+  std::vector<std::string> names;
+  for (auto& last : last_run) {
+    const int kernel = last.exchange(-1);
+    names.emplace_back(kernel < 0 ? "" : kKernelNames[kernel]);
+  }
+  return names;
 }
 
 // Sets the kernel preference ("auto"; "rows" or "direct" where applicable; or "gemm"); returns the
@@ -153,6 +184,10 @@ std::string use_kernel(std::string name) {
   return names[kernel_choice.exchange(choice)];
 }
 
+// Lets the "gemm" kernels call the exported BLAS (true, the default) or makes them take the at::mm
+// fallback of builds without one (false); returns the previous setting.
+bool use_blas(bool enabled) { return blas_enabled.exchange(enabled); }
+
 }  // namespace
 
 TORCH_LIBRARY(layerlab_local, m) {
@@ -163,9 +198,12 @@ TORCH_LIBRARY(layerlab_local, m) {
   m.def("input_grad(Tensor grad, Tensor weight, Tensor input, int[] stride, int[] padding, int[] dilation, "
         "int groups) -> Tensor");
   m.def("has_blas() -> bool", [] { return has_blas(); });
-  m.def("path(Tensor input, int[] weight_size, int[] stride, int[] padding, int[] dilation, int groups) -> str",
+  m.def("path(Tensor input, int[] weight_size, int[] stride, int[] padding, int[] dilation, int groups, "
+        "str op=\"forward\") -> str",
         &kernel_path);
   m.def("use_kernel(str name) -> str", &use_kernel);
+  m.def("ran() -> str[]", &ran);
+  m.def("use_blas(bool enabled) -> bool", &use_blas);
 }
 
 TORCH_LIBRARY_IMPL(layerlab_local, CPU, m) {
