@@ -435,22 +435,26 @@ def test_row_input_grad_split_by_channels_and_samples():
     assert_input_grad_splits("rows", (2, (7, 13), 18, 6, (3, 3), (1, 1), (1, 0), (1, 1), 2), 6)
 
 
-@needs_avx2
-def test_row_kernels_give_the_same_bits_on_1_and_2_threads():
-    """Every sum runs in a fixed order, whatever the number of threads."""
-    (x, w, b), conf = make(PATH_CASES[-1], batch=40, dtype=torch.float32)
-    g = torch.randn(40, 120, 4, 9)
-    previous = torch.get_num_threads()
+# Every sum runs in a fixed order, whatever the number of threads. The threads split the work of
+# this case differently on 1-4 threads: direct: output rows into column ranges (forward), input
+# channel slices (dX: 8 float32 or 16 float64 vectors of 64 channels); rows: blocks, channel slices
+# (dX); gemm: position tiles (forward, dW) and 3 sample chunks of 13 (dX).
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel", ["direct", "rows", "gemm"])
+def test_every_kernel_set_gives_the_same_bits_on_1_to_4_threads(kernel, dtype):
+    case = (2, (6, 11), 64, 40, (3, 3), (1, 1), (1, 0), (1, 1), 1)
+    (x, w, b), conf = make(case, batch=39, dtype=dtype)
+    g = torch.randn(39, 40, 6, 9, dtype=dtype)
     results = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            out = run("rows", x, w, b, **conf)
+    for n in (1, 2, 3, 4):
+        with threads(n):
+            out = run(kernel, x, w, b, **conf)
             results.append((out, *grads(out, (x, w, b), g)))
-    finally:
-        torch.set_num_threads(previous)
-    for a, c in zip(*results):
-        assert torch.equal(a, c)
+        assert_ran(kernel)
+    for other in results[1:]:
+        for one, this in zip(results[0], other):
+            assert torch.equal(one, this)
 
 
 @pytest.mark.parametrize("path", PATHS)

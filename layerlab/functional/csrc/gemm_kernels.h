@@ -6,7 +6,7 @@
 // P_p holds the B input windows of position p. P_p is gathered into a cache-sized buffer per
 // position and never stored for all positions at once (no k^2-inflated patch tensor). Gradients:
 //   dW_p = P_p^T . dY_p            positions in parallel, P_p recomputed by the same gather
-//   dP_p = dY_p . W_p^T            then scatter-added into dX; threads own disjoint batch slices and
+//   dP_p = dY_p . W_p^T            then scatter-added into dX; tasks own disjoint sample chunks and
 //                                  walk the positions in a fixed order: deterministic, no atomics.
 // The GEMMs call the BLAS that libtorch_cpu exports (sgemm_/dgemm_, Fortran ABI); where the symbol
 // is absent (or use_blas(false) in local_conv.cpp switched it off) they fall back to at::mm on
@@ -251,6 +251,11 @@ void gemm_weight_grad(const at::Tensor& grad, const at::Tensor& x, at::Tensor& g
   });
 }
 
+// Samples per input-gradient task, at most. The chunks depend on the batch size alone, not on the
+// number of threads: a BLAS may sum a row of a product in an order that depends on the number of
+// rows M (MKL's dgemm: on M mod 4), so thread-sized chunks would give other bits on other threads.
+constexpr int64_t kInputGradSamples = 16;
+
 template <typename scalar_t>
 void gemm_input_grad(const at::Tensor& grad, const at::Tensor& w, at::Tensor& gx, const Geometry& g) {
   int64_t xs[5], gs[5];
@@ -260,8 +265,8 @@ void gemm_input_grad(const at::Tensor& grad, const at::Tensor& w, at::Tensor& gx
   scalar_t* gp = const_cast<scalar_t*>(grad.const_data_ptr<scalar_t>());  // only read
   scalar_t* xp = gx.mutable_data_ptr<scalar_t>();
   const int64_t tile = position_tile(g, sizeof(scalar_t));
-  // Disjoint batch slices per thread; each walks all positions in order (deterministic, no atomics).
-  const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), g.batch));
+  // Disjoint sample chunks; each walks all positions in order (deterministic, no atomics).
+  const int64_t n_chunks = std::max<int64_t>(1, (g.batch + kInputGradSamples - 1) / kInputGradSamples);
   run_tasks(n_chunks, [&](const auto& next) {
     for (int64_t chunk = next(); chunk >= 0; chunk = next()) {
       const int64_t b0 = chunk * g.batch / n_chunks, nb = (chunk + 1) * g.batch / n_chunks - b0;
