@@ -49,9 +49,10 @@ copy it so).
 For tests and benchmarks, ``torch.ops.layerlab_local.use_kernel(name)`` sets a preference and
 returns the previous one: "direct" (wherever the input is not channels_last, any channel count),
 "rows" (never "direct"; wherever stride 1 along the last dimension and the input is not
-channels_last, any width), "gemm" (always) or "auto" (the rule above). ``torch.ops.layerlab_local.
-path(input, weight_size, stride, padding, dilation, groups)`` names the set that the forward of
-such a call takes.
+channels_last, any width), "gemm" (always) or "auto" (the rule above).
+``torch.ops.layerlab_local.path(input, weight_size, stride, padding, dilation, groups, op)`` names
+the set that ``op`` ("forward", the default; "weight_grad"; "input_grad") of such a call takes, and
+``torch.ops.layerlab_local.ran()`` the sets that the three ops ran in their last calls.
 """
 
 from __future__ import annotations
