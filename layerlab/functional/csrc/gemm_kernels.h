@@ -6,7 +6,7 @@
 // P_p holds the B input windows of position p. P_p is gathered into a cache-sized buffer per
 // position and never stored for all positions at once (no k^2-inflated patch tensor). Gradients:
 //   dW_p = P_p^T . dY_p            positions in parallel, P_p recomputed by the same gather
-//   dP_p = dY_p . W_p^T            then scatter-added into dX; tasks own disjoint sample chunks and
+//   dP_p = dY_p . W_p^T            then scatter-added into dX; threads own disjoint sample slices and
 //                                  walk the positions in a fixed order: deterministic, no atomics.
 // The GEMMs call the BLAS that libtorch_cpu exports (sgemm_/dgemm_, Fortran ABI); where the symbol
 // is absent (or use_blas(false) in local_conv.cpp switched it off) they fall back to at::mm on
@@ -251,9 +251,9 @@ void gemm_weight_grad(const at::Tensor& grad, const at::Tensor& x, at::Tensor& g
   });
 }
 
-// Samples per input-gradient task, at most. The chunks depend on the batch size alone, not on the
-// number of threads: a BLAS may sum a row of a product in an order that depends on the number of
-// rows M (MKL's dgemm: on M mod 4), so thread-sized chunks would give other bits on other threads.
+// Samples per GEMM of the input gradient: the threads' sample slices are runs of such blocks, so
+// every GEMM, and with it every sum, is the same whatever the number of threads (a BLAS may sum a
+// row of a product in an order that depends on the number of rows M; MKL's dgemm does, on M mod 4).
 constexpr int64_t kInputGradSamples = 16;
 
 template <typename scalar_t>
@@ -265,11 +265,14 @@ void gemm_input_grad(const at::Tensor& grad, const at::Tensor& w, at::Tensor& gx
   scalar_t* gp = const_cast<scalar_t*>(grad.const_data_ptr<scalar_t>());  // only read
   scalar_t* xp = gx.mutable_data_ptr<scalar_t>();
   const int64_t tile = position_tile(g, sizeof(scalar_t));
-  // Disjoint sample chunks; each walks all positions in order (deterministic, no atomics).
-  const int64_t n_chunks = std::max<int64_t>(1, (g.batch + kInputGradSamples - 1) / kInputGradSamples);
+  // Disjoint sample slices per thread, whole blocks of kInputGradSamples; each walks all positions
+  // in order (deterministic, no atomics).
+  const int64_t n_blocks = (g.batch + kInputGradSamples - 1) / kInputGradSamples;
+  const int64_t n_chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n_blocks));
   run_tasks(n_chunks, [&](const auto& next) {
     for (int64_t chunk = next(); chunk >= 0; chunk = next()) {
-      const int64_t b0 = chunk * g.batch / n_chunks, nb = (chunk + 1) * g.batch / n_chunks - b0;
+      const int64_t b0 = chunk * n_blocks / n_chunks * kInputGradSamples;
+      const int64_t nb = std::min(g.batch, (chunk + 1) * n_blocks / n_chunks * kInputGradSamples) - b0;
       int64_t* off = scratch<int64_t>(0, g.k);
       scalar_t* dpatch = scratch<scalar_t>(1, nb * g.k);
       scalar_t* staging = scratch<scalar_t>(2, gs[1] == 1 ? 0 : tile * nb * g.c_out);
@@ -282,7 +285,10 @@ void gemm_input_grad(const at::Tensor& grad, const at::Tensor& w, at::Tensor& gx
           for (int64_t grp = 0; grp < g.groups; ++grp) {
             const scalar_t* y = blocks.base + i * blocks.pos + grp * g.o_g;
             const scalar_t* wpg = wp + ((p0 + i) * g.groups + grp) * g.k * g.o_g;
-            blas_gemm<scalar_t>(false, true, nb, g.k, g.o_g, y, blocks.ld, wpg, g.o_g, dpatch, g.k);
+            for (int64_t s = 0; s < nb; s += kInputGradSamples) {
+              blas_gemm<scalar_t>(false, true, std::min(kInputGradSamples, nb - s), g.k, g.o_g, y + s * blocks.ld,
+                                  blocks.ld, wpg, g.o_g, dpatch + s * g.k, g.k);
+            }
             scatter_add(xp + grp * g.c_g * xs[1], xs[0], b0, nb, g.k, off, inside, dpatch);
           }
         }
