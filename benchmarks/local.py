@@ -61,7 +61,7 @@ import layerlab
 from layerlab.functional import _local_ext, _local_torch
 from layerlab.functional.local import _LocalConvFunction, _select
 
-# name: (B, C_in, C_out, H, W, k); stride 1, padding 0 (the three shapes of the README's speed table)
+# name: (B, C_in, C_out, H, W, k); stride 1, padding 0
 SHAPES = {
     "a": (64, 3, 32, 32, 32, 3),
     "b": (64, 32, 64, 16, 16, 3),

@@ -10,22 +10,49 @@ with ``C_g = C_in / groups``, ``O_g = C_out / groups``, ``p`` an output position
 tap. Output sizes follow the convolution formula
 ``out = floor((in + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1``.
 
-Three implementations, same results: float32/float64 CPU tensors use the C++ kernels of
-``csrc/local_conv.cpp`` (compiled on first use, see ``_local_ext``), which pick one of three kernel
-sets per op and call: "direct" (x86-64 with AVX2+FMA, not channels_last, >= 4 SIMD vectors of
-channels per group: channels along the lanes, one small GEMM per output position over buffered
-input rows, weights read in place), "rows" (x86-64 with AVX2+FMA, stride 1 along the last
-dimension, not channels_last: output positions along the SIMD lanes, NCHW read and written in
-place, per-block packed operands) or "gemm" (one BLAS GEMM per output position over a per-thread
-patch buffer; strided and channels_last cases). With the environment variable ``LAYERLAB_CUDA_KERNELS=triton`` (and
-``triton`` installed), CUDA tensors use the Triton kernels of ``_local_triton`` (implicit im2col
-into ``tl.dot`` per output position; the input gradient in gather form) — opt-in until they have
-been compiled and timed on a GPU (so far they are verified in the Triton interpreter only). None of
-these stores the k²-inflated patch tensor. CUDA tensors by default, bfloat16 on CPU, and CPU inputs
-when no compiler is available use the pure-torch kernels of ``_local_torch`` (unfold + one
-strided-batched ``torch.bmm``, cuBLAS on CUDA). Every backward pass
-saves only ``input`` and ``weight`` and is deterministic (no atomics). Derivatives of any order
-work (the backward is built from the same three ops). Timings: ``docs/benchmarks.md``.
+Three implementations, same results:
+
+- float32/float64 CPU tensors: the C++ kernels of ``csrc/`` (compiled on first use, see
+  ``_local_ext``), three kernel sets chosen per op and call by the rule below.
+- CUDA tensors, with the environment variable ``LAYERLAB_CUDA_KERNELS=triton`` (and ``triton``
+  installed): the Triton kernels of ``_local_triton`` (implicit im2col into ``tl.dot`` per output
+  position; the input gradient in gather form). Opt-in: they are verified in the Triton
+  interpreter, not compiled or timed on a GPU.
+- Everything else (CUDA tensors by default, bfloat16 on CPU, CPU inputs when no compiler is
+  available): the pure-torch kernels of ``_local_torch`` (unfold + one strided-batched
+  ``torch.bmm``, cuBLAS on CUDA).
+
+None of these stores the k²-inflated patch tensor. Every backward pass saves only ``input`` and
+``weight`` and is deterministic (no atomics). Derivatives of any order work (the backward is built
+from the same three ops). Timings: ``docs/benchmarks.md``.
+
+Kernel choice on CPU — the one statement of this rule (``choose_kernel`` in ``csrc/local_conv.cpp``
+implements it; README, ``docs/`` and the C++ sources refer here). Each op — forward, weight
+gradient, input gradient — picks its kernel set per call. Its *lane channels* are a group's output
+channels ``C_out / groups`` for the forward and the weight gradient and a group's input channels
+``C_in / groups`` for the input gradient; ``V`` is the lanes of an AVX2 vector, 8 float32 or
+4 float64. An input that is neither contiguous nor channels_last counts as contiguous (the ops
+copy it so).
+
+1. "direct" (channels along the SIMD lanes, one small GEMM per output position over buffered
+   input rows, weights read in place): x86-64 with AVX2 and FMA (checked at run time), an input
+   that is not channels_last, and at least ``4·V`` lane channels (32 float32, 16 float64: whole
+   register tiles).
+2. "rows" (output positions along the SIMD lanes, NCHW read and written in place, per-block packed
+   weights): where "direct" is not chosen, x86-64 with AVX2 and FMA, an input that is not
+   channels_last, stride 1 along the last spatial dimension, and an output width of at least
+   ``V / 2`` (4 float32, 2 float64: vectors at least half full).
+3. "gemm" (one BLAS GEMM per output position over a per-thread patch buffer): everything else —
+   channels_last inputs (its fast case), stride > 1 along the last dimension, narrow outputs, other
+   CPUs.
+
+For tests and benchmarks, ``torch.ops.layerlab_local.use_kernel(name)`` sets a preference and
+returns the previous one: "direct" (wherever the input is not channels_last, any channel count),
+"rows" (never "direct"; wherever stride 1 along the last dimension and the input is not
+channels_last, any width), "gemm" (always) or "auto" (the rule above).
+``torch.ops.layerlab_local.path(input, weight_size, stride, padding, dilation, groups, op)`` names
+the set that ``op`` ("forward", the default; "weight_grad"; "input_grad") of such a call takes, and
+``torch.ops.layerlab_local.ran()`` the sets that the three ops ran in their last calls.
 """
 
 from __future__ import annotations

@@ -4,12 +4,15 @@ References: ``local_conv_reference`` (naive float64 loops, shares no code with t
 ``torch.nn.functional.conv*d`` (a local op whose filters are all one conv filter is that conv) and
 float64 ``gradcheck``. Paths: the C++ kernel sets (float32/float64 on CPU: "rows", positions along
 the SIMD lanes; "direct", channels along the lanes and one small GEMM per position over buffered
-input rows; and "gemm", one BLAS GEMM per position; ``use_kernel`` forces one) and the pure-torch
-kernels (fallback, bfloat16, CUDA), compared with the references and with each other.
+input rows; and "gemm", one BLAS GEMM per position; ``use_kernel`` forces one, and every test that
+forces one asserts that the forward and both gradients run on it) and the pure-torch kernels
+(fallback, bfloat16, CUDA), compared with the references and with each other. Which set serves a
+call: the kernel-choice rule in the docstring of ``layerlab/functional/local.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import subprocess
 import sys
@@ -26,9 +29,11 @@ from local_cases import make, out_size_of
 
 CPP = _local_ext.load()
 needs_cpp = pytest.mark.skipif(not CPP, reason="the C++ kernels could not be built here")
-# the row kernels need x86-64 with AVX2 + FMA
-ROWS = CPP and platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+# the rows and direct kernels need x86-64 with AVX2 + FMA
+AVX2 = CPP and platform.machine() in ("x86_64", "AMD64") and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+needs_avx2 = pytest.mark.skipif(not AVX2, reason="the rows and direct kernels need x86-64 with AVX2 and FMA")
 PATHS = ["rows", "direct", "gemm", "torch"]
+OPS = ["forward", "weight_grad", "input_grad"]
 
 # ndim, in_size, c_in, c_out, kernel, stride, padding, dilation, groups
 CASES = [
@@ -49,14 +54,51 @@ ROW_CASES = [
     (3, (4, 5, 10), 2, 4, (2, 2, 3), (2, 1, 1), (1, 0, 1), (1, 2, 1), 2),  # out (3, 3, 10)
     (2, (5, 5), 7, 4, (1, 1), (1, 1), (0, 0), (1, 1), 1),  # out width 5, K 7
 ]
+# The direct kernels' register tiles in float64 (V = 4 lanes): 28 output channels make a 4-vector
+# and a 3-vector tile in the forward and dW (3 window elements per dW tile: K = 2 x 3), 28 input
+# channels the same in dX; 4 samples make a 3-sample tile and a 1-sample one.
+DIRECT_CASES = [
+    (1, (6,), 2, 28, (3,), (1,), (1,), (1,), 1),
+    (1, (6,), 28, 2, (3,), (1,), (1,), (1,), 1),
+]
+
+
+def applies(path, case):
+    """Whether ``path``, forced, serves ``case`` (a contiguous input): rows needs stride 1 along the last
+    dimension; direct, gemm and torch serve every contiguous input."""
+    return path != "rows" or case[5][-1] == 1
+
+
+def on_paths(cases, paths=PATHS):
+    """``(case, path)`` pairs for the paths that serve each case."""
+    return [(case, path) for case in cases for path in paths if applies(path, case)]
+
+
+def case_id(case):
+    return f"{case[0]}d-{case[1]}-c{case[2]}-{case[3]}-s{case[5]}-p{case[6]}-d{case[7]}-g{case[8]}"
+
+
+@contextlib.contextmanager
+def threads(n):
+    """``torch.set_num_threads(n)`` inside the block."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True)
 def _automatic_kernel_choice():
-    """Tests that force a C++ kernel set (``kernels_of``) leave the automatic choice behind."""
+    """Tests that force a C++ kernel set (``kernels_of``) or the BLAS fallback leave the automatic
+    choice and the BLAS behind."""
+    if CPP:
+        torch.ops.layerlab_local.ran()  # a test's ran() sees only its own calls
     yield
     if CPP:
         torch.ops.layerlab_local.use_kernel("auto")
+        torch.ops.layerlab_local.use_blas(True)
 
 
 def kernels_of(name):
@@ -65,24 +107,38 @@ def kernels_of(name):
         return _local_torch
     if not CPP:
         pytest.skip("the C++ kernels could not be built here")
-    if name in ("rows", "direct") and not ROWS:
+    if name in ("rows", "direct") and not AVX2:
         pytest.skip(f"the {name} kernels need x86-64 with AVX2 and FMA")
     torch.ops.layerlab_local.use_kernel(name)
     return torch.ops.layerlab_local
 
 
-def kernel_path(case, dtype):
-    """The C++ kernel set the ops pick for ``case`` under the current preference."""
+def kernel_paths(case, dtype, memory_format=torch.contiguous_format):
+    """The C++ kernel sets that the forward, weight_grad and input_grad ops pick for ``case`` under the
+    current preference."""
     ndim, size, c_in, c_out, kernel, stride, padding, dilation, groups = case
     out = out_size_of(size, kernel, stride, padding, dilation)
-    x = torch.empty(1, c_in, *size, dtype=dtype)
+    x = torch.empty(1, c_in, *size, dtype=dtype).to(memory_format=memory_format)
     weight_size = [*out, groups, c_in // groups, *kernel, c_out // groups]
-    return torch.ops.layerlab_local.path(x, weight_size, list(stride), list(padding), list(dilation), groups)
+    args = (weight_size, list(stride), list(padding), list(dilation), groups)
+    return [torch.ops.layerlab_local.path(x, *args, op) for op in OPS]
 
 
 def run(name, x, w, b, stride, padding, dilation, groups):
-    """``local_conv`` forced onto one path."""
-    return _LocalConvFunction.apply(x, w, b, list(stride), list(padding), list(dilation), groups, kernels_of(name))
+    """``local_conv`` forced onto one path; a forced C++ kernel set must serve the forward and both
+    gradients (else the test would silently check another set)."""
+    kernels = kernels_of(name)
+    if name != "torch":
+        args = (list(w.shape), list(stride), list(padding), list(dilation), groups)
+        chosen = [torch.ops.layerlab_local.path(x, *args, op) for op in OPS]
+        assert chosen == [name] * 3, f"use_kernel({name!r}), but forward, weight_grad, input_grad take {chosen}"
+    return _LocalConvFunction.apply(x, w, b, list(stride), list(padding), list(dilation), groups, kernels)
+
+
+def assert_ran(name):
+    """The forward and both gradient ops of the C++ kernels ran on ``name`` since the last ``ran()``."""
+    if name != "torch":
+        assert torch.ops.layerlab_local.ran() == [name] * 3
 
 
 def grads(out, tensors, grad):
@@ -90,17 +146,17 @@ def grads(out, tensors, grad):
     return torch.autograd.grad(out, present, grad)
 
 
-@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("bias_mode", [None, "shared", "location"])
-@pytest.mark.parametrize("case", CASES + ROW_CASES, ids=lambda c: f"{c[0]}d-{c[1]}-s{c[5]}-p{c[6]}-d{c[7]}-g{c[8]}")
+@pytest.mark.parametrize("case, path", on_paths(CASES + ROW_CASES + DIRECT_CASES), ids=lambda p: p if isinstance(p, str) else case_id(p))
 def test_forward_and_gradients_match_loop_reference(case, bias_mode, path):
-    (x, w, b), conf = make(case, batch=7, bias_mode=bias_mode)
+    (x, w, b), conf = make(case, batch=7 if case not in DIRECT_CASES else 4, bias_mode=bias_mode)
     ref = local_conv_reference(x, w, b, **conf)
     out = run(path, x, w, b, **conf)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     g = torch.randn_like(ref)
     for got, want in zip(grads(out, (x, w, b), g), grads(ref, (x, w, b), g)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert_ran(path)
 
 
 GRADCHECK_CASES = [
@@ -110,8 +166,9 @@ GRADCHECK_CASES = [
 ]
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("case", GRADCHECK_CASES + ROW_CASES[:2], ids=["1d", "2d", "3d", "rows-1d", "rows-2d"])
+@pytest.mark.parametrize(
+    "case, path", on_paths(GRADCHECK_CASES + ROW_CASES[:2] + DIRECT_CASES), ids=lambda p: p if isinstance(p, str) else case_id(p)
+)
 def test_gradcheck_float64(case, path):
     (x, w, b), conf = make(case, batch=2, bias_mode="location")
     assert torch.autograd.gradcheck(lambda *t: run(path, *t, **conf), (x, w, b))
@@ -119,8 +176,10 @@ def test_gradcheck_float64(case, path):
     assert torch.autograd.gradcheck(lambda *t: run(path, *t, **conf), (x, w, b))
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("case", GRADCHECK_CASES + ROW_CASES[:1], ids=["1d", "2d", "3d", "rows-1d"])
+@pytest.mark.parametrize(
+    "case, path", on_paths(GRADCHECK_CASES + ROW_CASES[:1] + DIRECT_CASES[:1]),
+    ids=lambda p: p if isinstance(p, str) else case_id(p),
+)
 def test_gradgradcheck_float64(case, path):
     """Second derivatives (the backward is itself differentiable): every pair of input, weight,
     bias and output gradient, checked against finite differences."""
@@ -172,13 +231,10 @@ PATH_CASES = [
 
 
 @needs_cpp
-@pytest.mark.parametrize("kernel", ["rows", "direct", "gemm"])
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("case", PATH_CASES, ids=lambda c: f"{c[0]}d-{c[1]}-g{c[8]}")
-def test_cpp_path_equals_torch_path_float32(case, threads, kernel):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("case, kernel", on_paths(PATH_CASES, ["rows", "direct", "gemm"]), ids=lambda p: p if isinstance(p, str) else case_id(p))
+def test_cpp_path_equals_torch_path_float32(case, n_threads, kernel):
+    with threads(n_threads):
         big = case is PATH_CASES[-1]  # sums of 576 (forward) and 1080 (dx) float32 products
         (x, w, b), conf = make(case, batch=40 if big else 5, dtype=torch.float32)  # 40: dW in 2 sample chunks
         out_cpp = run(kernel, x, w, b, **conf)
@@ -188,8 +244,6 @@ def test_cpp_path_equals_torch_path_float32(case, threads, kernel):
         g = torch.randn_like(out_cpp)
         for a, c in zip(grads(out_cpp, (x, w, b), g), grads(out_torch, (x, w, b), g)):
             torch.testing.assert_close(a, c, rtol=10 * tol, atol=10 * tol)
-    finally:
-        torch.set_num_threads(previous)
 
 
 @needs_cpp
@@ -203,25 +257,86 @@ def test_cpp_backward_is_deterministic(kernel):
         assert torch.equal(a, c)
 
 
-@pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
+@needs_avx2
+@pytest.mark.parametrize("dtype, lanes", [(torch.float32, 8), (torch.float64, 4)], ids=["float32", "float64"])
+def test_kernel_choice_follows_the_rule_of_local_py(dtype, lanes):
+    """The kernel-choice rule of ``layerlab/functional/local.py``'s docstring, at its boundaries, for
+    the forward, weight_grad and input_grad ops (in that order)."""
+
+    def case(c_in=2, c_out=2, width=10, stride=1, groups=1):  # output width ``width``
+        return (2, (5, (width - 1) * stride + 3), c_in, c_out, (3, 3), (1, stride), (0, 0), (1, 1), groups)
+
+    def paths(*args, memory_format=torch.contiguous_format, **kwargs):
+        return kernel_paths(case(*args, **kwargs), dtype, memory_format)
+
+    v = lanes
+    # direct: >= 4 vectors of lane channels, per group: output channels for the forward and
+    # weight_grad, input channels for input_grad
+    assert paths(c_out=4 * v) == ["direct", "direct", "rows"]
+    assert paths(c_out=4 * v - 1) == ["rows", "rows", "rows"]
+    assert paths(c_in=4 * v) == ["rows", "rows", "direct"]
+    assert paths(c_in=4 * v - 1) == ["rows", "rows", "rows"]
+    assert paths(c_in=8 * v, c_out=8 * v, groups=2) == ["direct"] * 3
+    assert paths(c_in=8 * v, c_out=8 * v, groups=4) == ["rows"] * 3
+    # ... any stride
+    assert paths(c_out=4 * v, stride=2) == ["direct", "direct", "gemm"]
+    # rows: stride 1 along the last dimension and an output width >= V / 2
+    assert paths(width=v // 2) == ["rows"] * 3
+    assert paths(width=v // 2 - 1) == ["gemm"] * 3
+    assert paths(width=1, c_out=4 * v) == ["direct", "direct", "gemm"]
+    assert paths(stride=2) == ["gemm"] * 3
+    assert kernel_paths(CASES[3], dtype) == ["gemm"] * 3  # stride along both dimensions
+    # channels_last: gemm, whatever the channels
+    cl = torch.channels_last
+    assert paths(c_in=4 * v, c_out=4 * v, memory_format=cl) == ["gemm"] * 3
+    # the preferences of use_kernel
+    ops = torch.ops.layerlab_local
+    assert ops.use_kernel("direct") == "auto"
+    assert paths() == ["direct"] * 3 and paths(stride=2, width=1) == ["direct"] * 3
+    assert paths(memory_format=cl) == ["gemm"] * 3
+    assert ops.use_kernel("rows") == "direct"
+    assert paths(c_in=4 * v, c_out=4 * v, width=1) == ["rows"] * 3
+    assert paths(stride=2) == ["gemm"] * 3 and paths(memory_format=cl) == ["gemm"] * 3
+    assert ops.use_kernel("gemm") == "rows"
+    assert paths(c_in=4 * v, c_out=4 * v) == ["gemm"] * 3
+    assert ops.use_kernel("auto") == "gemm"
+
+
+@needs_avx2
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cases_run_on_the_kernel_sets_they_are_meant_for(dtype):
-    """The cases above exercise the kernel set they are meant for (automatic choice of the forward's):
-    "direct" where a group has >= 4 vectors of output channels, else "rows" where it applies."""
-    for case in ROW_CASES + PATH_CASES[:3]:
-        assert kernel_path(case, dtype) == "rows", case
-    assert kernel_path(PATH_CASES[4], dtype) == "direct"  # 120 output channels
-    for case in CASES[2:4] + CASES[5:] + PATH_CASES[3:4]:  # stride > 1 along the last dimension
-        assert kernel_path(case, dtype) == "gemm", case
-    x = torch.empty(1, 3, 8, 8, dtype=dtype).to(memory_format=torch.channels_last)
-    assert torch.ops.layerlab_local.path(x, [6, 6, 1, 3, 3, 3, 4], [1, 1], [0, 0], [1, 1], 1) == "gemm"
-    assert torch.ops.layerlab_local.path(x, [6, 6, 1, 3, 3, 3, 64], [1, 1], [0, 0], [1, 1], 1) == "gemm"
-    torch.ops.layerlab_local.use_kernel("direct")  # any stride
-    assert kernel_path(CASES[2], dtype) == "direct"
-    torch.ops.layerlab_local.use_kernel("rows")
-    assert kernel_path(PATH_CASES[4], dtype) == "rows"
-    torch.ops.layerlab_local.use_kernel("gemm")
-    assert kernel_path(ROW_CASES[0], dtype) == "gemm"
+def test_path_names_the_kernel_set_each_op_runs(dtype):
+    """``path(..., op)`` (the choice) against ``ran()`` (what the three ops then ran), on calls whose
+    forward and input gradient take different sets, and on each of the three sets."""
+    ops = torch.ops.layerlab_local
+    wide = 32 if dtype == torch.float32 else 16
+    cases = [
+        (2, (5, 12), 2, wide, (3, 3), (1, 1), (0, 0), (1, 1), 1),  # direct, direct, rows
+        (2, (5, 12), wide, 2, (3, 3), (1, 1), (1, 0), (1, 1), 1),  # rows, rows, direct
+        (2, (5, 12), 2 * wide, 4, (3, 3), (1, 2), (0, 0), (1, 1), 2),  # gemm, gemm, direct
+        CASES[3],  # gemm
+    ]
+    seen = set()
+    for case in cases:
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            (x, w, b), conf = make(case, batch=3, dtype=dtype)
+            x, w, b = x.detach().to(memory_format=memory_format), w.detach(), b.detach()
+            args = [list(conf["stride"]), list(conf["padding"]), list(conf["dilation"]), conf["groups"]]
+            ops.ran()
+            out = ops.forward(x, w, b, *args)
+            ops.weight_grad(out, x, list(w.shape), *args)
+            ops.input_grad(out, w, x, *args)
+            chosen = kernel_paths(case, dtype, memory_format)
+            assert ops.ran() == chosen, (case, memory_format)
+            seen.update(chosen)
+    assert seen == {"direct", "rows", "gemm"}
+    assert ops.ran() == ["", "", ""]  # read once
+
+
+@needs_cpp
+def test_path_rejects_unknown_ops():
+    x = torch.empty(1, 3, 8, 8)
+    with pytest.raises(RuntimeError, match=r"path expects op 'forward', 'weight_grad' or 'input_grad', got 'backward'"):
+        torch.ops.layerlab_local.path(x, [6, 6, 1, 3, 3, 3, 4], [1, 1], [0, 0], [1, 1], 1, "backward")
 
 
 # The row kernels' backward packs the output gradient a whole output row at a time when a row has
@@ -234,7 +349,7 @@ GRAD_ROW_CASES = [
 ]
 
 
-@pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
+@needs_avx2
 @pytest.mark.parametrize("case, batch", GRAD_ROW_CASES, ids=["by-row", "by-block", "by-row-2d"])
 def test_row_backward_with_dy_packed_by_row_or_by_block(case, batch):
     """Same gradients as the pure-torch path, and the same bits on 1 and 2 threads."""
@@ -257,7 +372,7 @@ def test_row_backward_with_dy_packed_by_row_or_by_block(case, batch):
 # The direct kernels buffer the input rows of a chunk of samples within 512 KiB (forward) or 1 MiB
 # (weight gradient): 200-wide rows of 64 channels x 3 taps take 150 KiB per sample, so 7 samples go
 # in chunks of 3, 3, 1 and 6, 1; on 2 threads the 6 output rows are split into column ranges too.
-@pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
+@needs_avx2
 @pytest.mark.parametrize("threads", [1, 2])
 def test_direct_kernels_in_sample_chunks(threads):
     case = (2, (6, 200), 64, 40, (3, 3), (1, 1), (1, 0), (1, 1), 1)
@@ -301,7 +416,7 @@ def assert_input_grad_splits(kernel, case, batch):
 # channel x 2 sample slices on 4. 2-d, 32 channels per group (4 vectors, one slice), stride 2 and
 # dilation 2 down the rows: 12 input rows split in 2, 3 and 4 ranges, output rows reaching over the
 # range boundaries.
-@pytest.mark.skipif(not ROWS, reason="the direct kernels need x86-64 with AVX2 and FMA")
+@needs_avx2
 @pytest.mark.parametrize(
     "case, batch",
     [((1, (4096,), 64, 8, (3,), (1,), (1,), (1,), 1), 10), ((2, (12, 20), 64, 8, (3, 3), (2, 1), (1, 1), (2, 1), 2), 7)],
@@ -314,27 +429,31 @@ def test_direct_input_grad_in_chunks_and_slices(case, batch):
 # The row kernels' input gradient splits dx between threads by input channels where each thread
 # gets >= 4 of them (kSliceChannels), else by samples, and by both with more threads than slices:
 # 9 channels per group give 2 uneven channel slices (4 + 5) on 2 threads, and 2 x 2 on 4 threads.
-@pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
+@needs_avx2
 def test_row_input_grad_split_by_channels_and_samples():
     assert_input_grad_splits("rows", (2, (7, 13), 18, 6, (3, 3), (1, 1), (1, 0), (1, 1), 2), 6)
 
 
-@pytest.mark.skipif(not ROWS, reason="the row kernels need x86-64 with AVX2 and FMA")
-def test_row_kernels_give_the_same_bits_on_1_and_2_threads():
-    """Every sum runs in a fixed order, whatever the number of threads."""
-    (x, w, b), conf = make(PATH_CASES[-1], batch=40, dtype=torch.float32)
-    g = torch.randn(40, 120, 4, 9)
-    previous = torch.get_num_threads()
+# Every sum runs in a fixed order, whatever the number of threads. The threads split the work of
+# this case differently on 1-4 threads: direct: output rows into column ranges (forward), input
+# channel slices (dX: 8 float32 or 16 float64 vectors of 64 channels); rows: blocks, channel slices
+# (dX); gemm: position tiles (forward, dW) and 3 sample chunks of 13 (dX).
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kernel", ["direct", "rows", "gemm"])
+def test_every_kernel_set_gives_the_same_bits_on_1_to_4_threads(kernel, dtype):
+    case = (2, (6, 11), 64, 40, (3, 3), (1, 1), (1, 0), (1, 1), 1)
+    (x, w, b), conf = make(case, batch=39, dtype=dtype)
+    g = torch.randn(39, 40, 6, 9, dtype=dtype)
     results = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            out = run("rows", x, w, b, **conf)
+    for n in (1, 2, 3, 4):
+        with threads(n):
+            out = run(kernel, x, w, b, **conf)
             results.append((out, *grads(out, (x, w, b), g)))
-    finally:
-        torch.set_num_threads(previous)
-    for a, c in zip(*results):
-        assert torch.equal(a, c)
+        assert_ran(kernel)
+    for other in results[1:]:
+        for one, this in zip(results[0], other):
+            assert torch.equal(one, this)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -365,7 +484,28 @@ def test_use_kernel_rejects_unknown_names():
     assert torch.ops.layerlab_local.use_kernel("auto") == "gemm"
 
 
-@pytest.mark.parametrize("path", PATHS)
+@needs_cpp
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["staged", "in-place"])
+def test_gemm_kernels_without_blas_match_the_loop_reference(memory_format):
+    """Where libtorch_cpu exports no sgemm_/dgemm_, the gemm kernels multiply with at::mm on views of
+    their buffers; ``use_blas(False)`` takes that fallback here, where a BLAS is exported. The output
+    blocks are staged for a contiguous output and written in place into a channels_last one."""
+    ops = torch.ops.layerlab_local
+    assert ops.has_blas()  # without one, every other gemm test runs the fallback already
+    assert ops.use_blas(False) is True
+    (x, w, b), conf = make(CASES[3], batch=5, bias_mode="location")
+    x_in = x.detach().to(memory_format=memory_format).requires_grad_()
+    ref = local_conv_reference(x, w, b, **conf)
+    out = run("gemm", x_in, w, b, **conf)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    for got, want in zip(grads(out, (x_in, w, b), g), grads(ref, (x, w, b), g)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert_ran("gemm")
+    assert ops.use_blas(True) is False
+
+
+@pytest.mark.parametrize("path", ["gemm", "torch"])  # the kernels that serve channels_last inputs
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_channels_last_input_gives_channels_last_output_and_same_values(ndim, path):
     case = CASES[3] if ndim == 2 else CASES[5]
