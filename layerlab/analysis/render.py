@@ -86,7 +86,7 @@ def footer_lines(summary: Summary) -> list[str]:
         f"{format_bytes(m['activations_inference'], 2)} inference · params {format_bytes(m['params'], 2)} · "
         f"total {format_bytes(m['total'], 2)}",
         MACS_CONVENTION,
-        f"Memory: {MEMORY_CONVENTION}; total = input + training activations + params + buffers",
+        f"Memory: {MEMORY_CONVENTION}; total = training activations + params + buffers",
     ]
 
 

@@ -150,3 +150,9 @@ def test_field_warnings_once_where_they_first_appear(capsys):
     assert [layer["warnings"] for layer in data["layers"]] == [[], [], [
         "H: receptive field 9 > input 8: part of it lies in the padding",
         "W: receptive field 9 > input 8: part of it lies in the padding"], []]
+
+
+def test_single_layer_training_memory_is_not_below_inference(capsys):
+    # Linear(10) on 10 features: the input (40 B) is kept for backward, as is the output (40 B)
+    memory = run_json(capsys, "10", "Linear(10)")["total"]["activation_memory"]
+    assert (memory["inference"], memory["training"]) == (80, 80)
