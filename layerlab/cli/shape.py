@@ -132,7 +132,7 @@ def _print_table(document: dict) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from layerlab.analysis.render import format_rf
+    from layerlab.analysis.render import format_rf, fractional_rf_note
 
     batch = document["batch_size"]
     console = Console()
@@ -149,6 +149,9 @@ def _print_table(document: dict) -> None:
             f"{layer['params']:,}", f"{layer['macs'] // batch:,}", format_rf(layer["receptive_field"]),
         )
     console.print(table)
+    rf_note = fractional_rf_note(layer["receptive_field"] for layer in document["layers"])
+    if rf_note:
+        console.print(Text(rf_note), soft_wrap=True)
     console.print(Text("Formulas:", style="bold"))
     for layer in document["layers"]:
         console.print(Text(f"  {layer['index']} {layer['layer']}: " + "; ".join(layer["formulas"])), soft_wrap=True)

@@ -156,3 +156,16 @@ def test_single_layer_training_memory_is_not_below_inference(capsys):
     # Linear(10) on 10 features: the input (40 B) is kept for backward, as is the output (40 B)
     memory = run_json(capsys, "10", "Linear(10)")["total"]["activation_memory"]
     assert (memory["inference"], memory["training"]) == (80, 80)
+
+
+def test_fractional_field_is_explained_under_the_table(capsys):
+    generator = ["ConvTranspose2d(512, 4, 1, 0)", "ReLU()", "ConvTranspose2d(256, 4, 2, 1)", "ConvTranspose2d(3, 4, 2, 1)", "Tanh()"]
+    assert main(["shape", "100x1x1", *generator]) == 0
+    out = capsys.readouterr().out
+    table_end = out.index("└")
+    note = out.index("RF 5.5×5.5: fractional because a transposed conv's field is measured in input pixels, "
+                     "and each of its output steps is 1/stride of an input step.")
+    assert table_end < note < out.index("Formulas:")
+    assert out.count("fractional because") == 1
+    assert main(["shape", "1x28x28", "Conv2d(8, 3)"]) == 0
+    assert "fractional" not in capsys.readouterr().out
