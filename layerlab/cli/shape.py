@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 HELP = "shapes, formulas, params, MACs and receptive fields of a layer stack (no torch)"
 
@@ -105,10 +106,19 @@ def _solve(args: argparse.Namespace) -> int:
 def _stack(args: argparse.Namespace) -> int:
     from layerlab.analysis.stack import stack_summary
     from layerlab.arith import parse_shape
-    from layerlab.arith.parse import parse_stack
+    from layerlab.arith.parse import parse_stack, torch_order_note
+    from layerlab.errors import ArgumentError, ShapeError
 
     specs = parse_stack(args.layers)
-    result = stack_summary(specs, parse_shape(args.input), batch_size=args.batch_size, dtype=args.dtype)
+    try:
+        result = stack_summary(specs, parse_shape(args.input), batch_size=args.batch_size, dtype=args.dtype)
+    except (ShapeError, ArgumentError) as err:
+        # analyse_stack's messages start with "layer N:"; a layer written in torch's order gets the rewrite
+        failed = re.match(r"layer (\d+):", str(err))
+        note = torch_order_note(args.layers[int(failed.group(1)) - 1]) if failed else ""
+        if note:
+            raise type(err)(f"{err} {note}.") from None
+        raise
     document = result.to_dict()
     # keys kept from before the shared schema: per-sample output shape, layer position, text and repr
     document["output_shape"] = list(result.output_shapes[0][1:])

@@ -169,3 +169,20 @@ def test_fractional_field_is_explained_under_the_table(capsys):
     assert out.count("fractional because") == 1
     assert main(["shape", "1x28x28", "Conv2d(8, 3)"]) == 0
     assert "fractional" not in capsys.readouterr().out
+
+
+def test_torch_order_failure_shows_the_rewritten_string(capsys):
+    assert main(["shape", "1x28x28", "Conv2d(1, 32, 3)"]) == 2
+    err = capsys.readouterr().err
+    assert "kernel_size=32" in err
+    assert err.rstrip().endswith(
+        "Layer strings start at the output size (the input size is inferred); if you meant torch's order "
+        "(in_channels first), write 'Conv2d(32, 3, in_channels=1)'.")
+    assert main(["shape", "1x28x28", "Conv2d(32, 3, in_channels=1)"]) == 0
+
+
+def test_module_prefix_is_explained(capsys):
+    assert main(["shape", "1x28x28", "nn.Conv2d(32, 3)"]) == 2
+    err = capsys.readouterr().err
+    assert "starts with the module prefix 'nn.'" in err and "it is 'Conv2d(32, 3)'" in err
+    assert "got Call" not in err
