@@ -136,6 +136,12 @@ def _stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _breakable(text: str) -> str:
+    """``text`` with a space after every comma, so a narrow table wraps between arguments and never
+    inside a number: ``'Conv2d(64,3,padding=1)'`` -> ``'Conv2d(64, 3, padding=1)'``."""
+    return re.sub(r",(?=\S)", ", ", text)
+
+
 def _print_table(document: dict) -> None:
     """The table of the stack, per sample (the document's rows and totals are for the whole batch)."""
     from rich.console import Console
@@ -148,14 +154,15 @@ def _print_table(document: dict) -> None:
     console = Console()
     table = Table(title=f"input {'×'.join(map(str, document['input_shape']))} (per sample)", title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column("layer", overflow="fold")
+    # wraps between arguments only; a single argument wider than the column ends in "…"
+    table.add_column("layer", overflow="ellipsis")
     table.add_column("output shape")
     table.add_column("params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("RF", justify="right")
     for layer in document["layers"]:
         table.add_row(
-            str(layer["index"]), Text(layer["text"]), "×".join(map(str, layer["output_shape"][1:])),
+            str(layer["index"]), Text(_breakable(layer["text"])), "×".join(map(str, layer["output_shape"][1:])),
             f"{layer['params']:,}", f"{layer['macs'] // batch:,}", format_rf(layer["receptive_field"]),
         )
     console.print(table)

@@ -186,3 +186,16 @@ def test_module_prefix_is_explained(capsys):
     err = capsys.readouterr().err
     assert "starts with the module prefix 'nn.'" in err and "it is 'Conv2d(32, 3)'" in err
     assert "got Call" not in err
+
+
+def test_layer_column_wraps_between_arguments_at_80_columns(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    layers = ["Conv2d(64,3,padding=1)", "Conv2d(128, 3, stride=2, padding=1, dilation=1, groups=1)",
+              "ConvTranspose2d(512,4,1,0)", "Conv2d(8, 3, padding_mode='circular',padding=1)"]
+    assert main(["shape", "3x224x224", *layers]) == 0
+    rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    pieces = [row[2].strip() for row in rows if row[2].strip()]
+    assert all(len(line) <= 80 for line in ("│".join(row) for row in rows))
+    # every piece ends between arguments (or is cut with "…"): a number is never split across lines
+    assert all(piece.endswith((",", ")", "…")) for piece in pieces), pieces
+    assert pieces[:2] == ["Conv2d(64, 3,", "padding=1)"]
