@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from layerlab.analysis import summary
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.nn import Dense
 
 
 def real_output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, list[tuple[int, ...]]]:
@@ -337,6 +338,27 @@ def test_shape_error_names_the_module_and_explains():
     with pytest.raises(ShapeError, match=r"module '2' \(Linear\(in_features=100.*failed on input \(1, 1568\).*"
                        r"Linear\(100 → 10\) expects 100 input features, gets 1568"):
         summary(model, (3, 16, 16))
+
+
+def test_wrong_input_channels_fix_is_phrased_for_torch_modules():
+    """torch's Conv2d takes no in_channels=None: the fix names the input shape, then torch's order."""
+    with pytest.raises(ShapeError, match=r"Conv2d\(3 → 8, kernel_size=3\) expects 3 input channels, gets 1\. Fix: the "
+                       r"input shape \(input_shape, --input on the command line\) gives 1 channels and the layer takes 3: "
+                       r"give an input with 3 channels, or build it as nn\.Conv2d\(1, 8, …\) \(torch's first argument is "
+                       r"in_channels\)\.$"):
+        summary(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (1, 8, 8))
+    with pytest.raises(ShapeError, match=r"expects 4 input channels, gets 8\. Fix: build it as nn\.Conv2d\(8, 8, …\) "
+                       r"\(torch's first argument is in_channels\)\.$") as info:
+        summary(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(4, 8, 3)), (3, 8, 8))
+    assert "None" not in str(info.value)
+    with pytest.raises(ShapeError, match=r"expects 10 input features, gets 12\. Fix: the input shape .* gives 12 features "
+                       r"and the layer takes 10: give an input with 10 features, or build it as nn\.Linear\(12, 8\)"):
+        summary(nn.Sequential(nn.Linear(10, 8)), (12,))
+
+
+def test_layerlab_modules_keep_the_infer_fix():
+    with pytest.raises(ShapeError, match=r"Fix: set in_features=12 \(or None to infer it\)"):
+        summary(nn.Sequential(Dense(8, in_features=10)), (12,))
 
 
 def test_multi_input_model_error():
