@@ -35,7 +35,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from layerlab.arith import specs
+from layerlab.arith import reshape, specs
 from layerlab.arith._args import is_int
 from layerlab.errors import ArgumentError, LayerlabError
 
@@ -383,9 +383,49 @@ def _table() -> dict[str, _Layer]:
     table["Sigmoid"] = _elementwise("Sigmoid")
     table["Softmax"] = _elementwise("Softmax", dim=_optional(_int))
     table["LogSoftmax"] = _elementwise("LogSoftmax", dim=_optional(_int))
-    table["Dropout"] = _elementwise("Dropout", p=_probability, inplace=True)
+    for name in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout"):
+        table[name] = _elementwise(name, p=_probability, inplace=True)
     table["Identity"] = _elementwise("Identity")
+    table.update(_shape_only())
     return table
+
+
+def _shape_only() -> dict[str, _Layer]:
+    """The layers of :mod:`layerlab.arith.reshape`, in torch's argument order (no input size)."""
+    table = {
+        "Unflatten": _Layer(
+            positional=("dim", "unflattened_size"),
+            keywords={"dim": _int, "unflattened_size": _ints},
+            build=lambda v: reshape.UnflattenSpec(v["dim"], _as_tuple(v["unflattened_size"])),
+            required=("dim", "unflattened_size"),
+        ),
+        "PixelShuffle": _Layer(
+            positional=("upscale_factor",), keywords={"upscale_factor": _int},
+            build=lambda v: reshape.PixelShuffleSpec(v["upscale_factor"]), required=("upscale_factor",),
+        ),
+        "PixelUnshuffle": _Layer(
+            positional=("downscale_factor",), keywords={"downscale_factor": _int},
+            build=lambda v: reshape.PixelShuffleSpec(v["downscale_factor"], inverse=True),
+            required=("downscale_factor",),
+        ),
+        "ChannelShuffle": _Layer(
+            positional=("groups",), keywords={"groups": _int},
+            build=lambda v: reshape.ChannelShuffleSpec(v["groups"]), required=("groups",),
+        ),
+    }
+    for kind in reshape.PAD_MODES:
+        keywords = {"padding": _ints, **({"value": _number} if kind == "Constant" else {})}
+        for n in (1, 2, 3):
+            table[f"{kind}Pad{n}d"] = _Layer(
+                positional=tuple(keywords), keywords=keywords,
+                build=lambda v, n=n, kind=kind: reshape.PadSpec(n, v["padding"], kind),
+                ignored=frozenset({"value"}), required=("padding",),
+            )
+    return table
+
+
+def _as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 _LAYERS: dict[str, _Layer] = _table()
@@ -396,7 +436,9 @@ LAYER_NAMES: tuple[str, ...] = tuple(sorted(_LAYERS))
 
 
 # example values of required arguments, for the "needs ..." message
-_EXAMPLES = {"out_features": 10, "out_channels": 64, "kernel_size": 3, "tile_size": 2, "output_size": 1, "num_groups": 8}
+_EXAMPLES = {"out_features": 10, "out_channels": 64, "kernel_size": 3, "tile_size": 2, "output_size": 1, "num_groups": 8,
+             "dim": 1, "unflattened_size": (1, 28, 28), "upscale_factor": 2, "downscale_factor": 2, "groups": 2,
+             "padding": 1}
 
 
 def _where(text: str, node: ast.AST) -> str:

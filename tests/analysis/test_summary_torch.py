@@ -13,7 +13,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from layerlab.analysis import summary
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.convert import convert_model
 from layerlab.nn import Dense
+from layerlab.zoo import build
 
 
 def real_output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, list[tuple[int, ...]]]:
@@ -418,3 +420,11 @@ def test_receptive_field_untracked_after_concat_and_warned_once():
     s = summary(nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(3)], nn.Conv2d(1, 1, 1)), (1, 6, 6))
     warned = [row.name for row in s.layers if any("receptive field" in w for w in row.warnings)]
     assert warned == ["2"]  # 7 > 6 first at the third conv, not repeated after it
+
+
+def test_summary_of_a_dense_conversion_is_complete():
+    """convert_model(to="dense") inserts nn.Unflatten; the summary knows it."""
+    dense = convert_model(build("cnn", input_shape=(1, 28, 28), num_classes=10), "dense", (1, 28, 28))
+    result = summary(dense, (1, 28, 28))
+    assert "Unflatten" in [row.type for row in result.layers]
+    assert result.complete
