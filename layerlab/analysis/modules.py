@@ -4,7 +4,7 @@ A layerlab module describes itself (``module.layer_spec()``); plain ``torch.nn``
 here: Linear, Conv*, ConvTranspose*, Max/AvgPool*, AdaptiveMax/AvgPool*, BatchNorm*, InstanceNorm*,
 LayerNorm, GroupNorm, Flatten, activations, Dropout*, Identity, Upsample, the shape-only layers of
 :mod:`layerlab.arith.reshape` (Unflatten, ZeroPad*/ConstantPad*/ReflectionPad*/ReplicationPad*/
-CircularPad*, PixelShuffle, PixelUnshuffle, ChannelShuffle), and their lazy versions
+CircularPad*, PixelShuffle, PixelUnshuffle, ChannelShuffle, Unfold, Fold), and their lazy versions
 (``LazyLinear``, ``LazyConv2d``, ...: ``in_features`` / ``in_channels`` stay ``None`` until the
 first forward, and ``analyse`` infers them from the input). Anything else returns ``None``: the
 summary lists it as **unknown**.
@@ -129,6 +129,9 @@ def spec_of(module: nn.Module):
         return reshape.PixelShuffleSpec(module.upscale_factor)
     if isinstance(module, nn.PixelUnshuffle):
         return reshape.PixelShuffleSpec(module.downscale_factor, inverse=True)
+    if isinstance(module, (nn.Unfold, nn.Fold)):
+        output_size = module.output_size if isinstance(module, nn.Fold) else None
+        return reshape.UnfoldSpec(module.kernel_size, module.dilation, module.padding, module.stride, output_size)
     if isinstance(module, nn.ChannelShuffle):
         return reshape.ChannelShuffleSpec(module.groups)
     if isinstance(module, nn.Upsample):

@@ -413,6 +413,13 @@ def _shape_only() -> dict[str, _Layer]:
             build=lambda v: reshape.ChannelShuffleSpec(v["groups"]), required=("groups",),
         ),
     }
+    blocks = {"kernel_size": _ints, "dilation": _ints, "padding": _ints, "stride": _ints}
+    table["Unfold"] = _Layer(
+        positional=tuple(blocks), keywords=blocks, build=lambda v: reshape.UnfoldSpec(**v), required=("kernel_size",))
+    table["Fold"] = _Layer(
+        positional=("output_size", *blocks), keywords={"output_size": _ints, **blocks},
+        build=lambda v: reshape.UnfoldSpec(**v), required=("output_size", "kernel_size"),
+    )
     for kind in reshape.PAD_MODES:
         keywords = {"padding": _ints, **({"value": _number} if kind == "Constant" else {})}
         for n in (1, 2, 3):

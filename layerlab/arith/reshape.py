@@ -2,14 +2,16 @@
 
 ``PadSpec`` (torch ``ZeroPad*d``, ``ConstantPad*d``, ``ReflectionPad*d``, ``ReplicationPad*d``,
 ``CircularPad*d``), ``UnflattenSpec`` (``Unflatten``), ``PixelShuffleSpec`` (``PixelShuffle`` and
-``PixelUnshuffle``) and ``ChannelShuffleSpec`` (``ChannelShuffle``). Shapes are per sample,
+``PixelUnshuffle``), ``ChannelShuffleSpec`` (``ChannelShuffle``) and ``UnfoldSpec`` (``Unfold``,
+``Fold``). Shapes are per sample,
 ``(C, *spatial)``; torch dims (``Unflatten``'s ``dim``) count the batch as dim 0.
 
 Receptive fields: padding is a window of one tap whose start moves left by the padding
 (``Window(1, 1, left)``); ``PixelUnshuffle(r)`` reads an ``r×r`` block per output position, a window
 ``k = s = r``; ``PixelShuffle(r)`` sends each input position to ``r×r`` outputs, the window of
 nearest upsampling (transposed, ``k = s = r``); a channel shuffle keeps every position's field; an
-unflatten that changes the spatial layout makes the field global.
+unflatten that changes the spatial layout, and ``Unfold``/``Fold`` (positions flattened into
+columns), make the field global.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from layerlab.arith._args import check_input_shape, is_int
+from layerlab.arith._args import check_input_shape, is_int, ntuple
 from layerlab.arith.report import GLOBAL, LayerReport, Window
+from layerlab.arith.sizes import window_output_sizes
 from layerlab.errors import ArgumentError, ShapeError
 
-__all__ = ["PAD_MODES", "PadSpec", "UnflattenSpec", "PixelShuffleSpec", "ChannelShuffleSpec"]
+__all__ = ["PAD_MODES", "PadSpec", "UnflattenSpec", "PixelShuffleSpec", "ChannelShuffleSpec", "UnfoldSpec"]
 
 # torch class prefix -> padding mode; reflect needs padding < size, circular padding <= size
 PAD_MODES = {"Zero": "constant", "Constant": "constant", "Reflection": "reflect", "Replication": "replicate",
@@ -236,3 +239,64 @@ class ChannelShuffleSpec:
             raise ShapeError(f"{self.describe()}: groups={self.groups} must divide the channels of a (C, *spatial) "
                              f"input, gets {shape}. Fix: a group count that divides {shape[0]}.")
         return _report(self, shape, shape, ["shape kept; channels interleaved"], None)
+
+
+@dataclass(frozen=True)
+class UnfoldSpec:
+    """Sliding blocks to columns (torch ``Unfold``, the ``im2col`` of a 2-d input).
+
+    Args:
+        kernel_size, dilation, padding, stride: as a 2-d convolution's (int or pair).
+        output_size: ``None`` for ``Unfold``; for ``Fold`` (columns back to an image, overlaps
+            summed) the spatial output size.
+
+    Shape:
+        unfold ``(C, H, W) -> (C·kh·kw, L)``, ``L = out_h·out_w`` from the conv formula; fold
+        ``(C·kh·kw, L) -> (C, *output_size)``. The positions are flattened into ``L``, so the
+        receptive field is reported global, as after ``Flatten``.
+    """
+
+    kernel_size: int | tuple[int, int]
+    dilation: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
+    stride: int | tuple[int, int] = 1
+    output_size: int | tuple[int, int] | None = None
+
+    def __post_init__(self):
+        for key, minimum in (("kernel_size", 1), ("dilation", 1), ("padding", 0), ("stride", 1)):
+            ntuple(self.name, key, getattr(self, key), 2, minimum=minimum)
+        if self.output_size is not None:
+            ntuple(self.name, "output_size", self.output_size, 2, minimum=1)
+
+    @property
+    def name(self) -> str:
+        return "Unfold" if self.output_size is None else "Fold"
+
+    def describe(self) -> str:
+        head = [] if self.output_size is None else [f"output_size={self.output_size!r}"]
+        options = [f"{key}={getattr(self, key)!r}" for key, default in
+                   (("kernel_size", None), ("dilation", 1), ("padding", 0), ("stride", 1)) if getattr(self, key) != default]
+        return f"{self.name}({', '.join(head + options)})"
+
+    def _blocks(self, spatial: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The kernel and the block counts per dim over ``spatial``."""
+        k, d, p, s = (ntuple(self.name, key, getattr(self, key), 2, minimum=0)
+                      for key in ("kernel_size", "dilation", "padding", "stride"))
+        return k, window_output_sizes(self.describe(), spatial, k, s, p, d)
+
+    def analyse(self, input_shape) -> LayerReport:
+        shape = check_input_shape(self.name, input_shape)
+        if self.output_size is None:
+            _spatial(self, shape, 2)
+            k, blocks = self._blocks(shape[1:])
+            out = (shape[0] * prod(k), prod(blocks))
+            formula = (f"C: {shape[0]}·{k[0]}·{k[1]} = {out[0]}; L: blocks {blocks[0]}·{blocks[1]} = {out[1]}")
+            return _report(self, shape, out, [formula], GLOBAL)
+        size = ntuple(self.name, "output_size", self.output_size, 2, minimum=1)
+        k, blocks = self._blocks(size)
+        if len(shape) != 2 or shape[0] % prod(k) or shape[1] != prod(blocks):
+            raise ShapeError(f"{self.describe()} expects a per-sample input (C·{k[0]}·{k[1]}, {prod(blocks)}) "
+                             f"({prod(blocks)} blocks fit in {size[0]}×{size[1]}), gets {shape}.")
+        out = (shape[0] // prod(k), *size)
+        formula = f"C: {shape[0]} / ({k[0]}·{k[1]}) = {out[0]}; L: {shape[1]} blocks = {blocks[0]}·{blocks[1]}"
+        return _report(self, shape, out, [formula], GLOBAL)

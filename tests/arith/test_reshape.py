@@ -9,7 +9,7 @@ from torch import nn
 
 from layerlab.analysis import spec_of, summary
 from layerlab.arith import analyse_stack, parse_layer, receptive_field
-from layerlab.arith.reshape import ChannelShuffleSpec, PadSpec, PixelShuffleSpec, UnflattenSpec
+from layerlab.arith.reshape import ChannelShuffleSpec, PadSpec, PixelShuffleSpec, UnflattenSpec, UnfoldSpec
 from layerlab.errors import ArgumentError, ShapeError
 
 CASES = [
@@ -28,6 +28,9 @@ CASES = [
     ("Dropout2d(0.1)", nn.Dropout2d(0.1), (4, 3, 3)),
     ("AlphaDropout(0.2)", nn.AlphaDropout(0.2), (4, 3, 3)),
     ("Identity()", nn.Identity(), (4, 3, 3)),
+    ("Unfold((2, 3), 2, 1, 2)", nn.Unfold((2, 3), dilation=2, padding=1, stride=2), (3, 9, 8)),
+    ("Fold((6, 7), 3)", nn.Fold((6, 7), 3), (18, 20)),
+    ("Fold(5, 2, padding=1, stride=2)", nn.Fold(5, 2, stride=2, padding=1), (8, 9)),
 ]
 
 
@@ -101,6 +104,9 @@ def test_argument_errors_are_pinned(make, message):
     (PixelShuffleSpec(2), (6, 3, 3), r"PixelShuffle\(2\): 6 input channels are not divisible by 2² = 4"),
     (PixelShuffleSpec(2, inverse=True), (1, 5, 4), r"PixelUnshuffle\(2\): the input 5×4 is not divisible by 2"),
     (ChannelShuffleSpec(3), (4, 2, 2), r"ChannelShuffle\(3\): groups=3 must divide the channels"),
+    (UnfoldSpec(3, output_size=(6, 7)), (18, 21), r"Fold\(output_size=\(6, 7\), kernel_size=3\) expects a per-sample input "
+                                                 r"\(C·3·3, 20\) \(20 blocks fit in 6×7\), gets \(18, 21\)\."),
+    (UnfoldSpec(5), (1, 4, 4), r"Unfold\(kernel_size=5\): the input's spatial size \(4, 4\) is too small"),
 ])
 def test_shape_errors_are_pinned(spec, shape, message):
     with pytest.raises(ShapeError, match=message):
