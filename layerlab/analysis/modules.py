@@ -2,7 +2,9 @@
 
 A layerlab module describes itself (``module.layer_spec()``); plain ``torch.nn`` modules are mapped
 here: Linear, Conv*, ConvTranspose*, Max/AvgPool*, AdaptiveMax/AvgPool*, BatchNorm*, InstanceNorm*,
-LayerNorm, GroupNorm, Flatten, activations, Dropout, Identity, Upsample, and their lazy versions
+LayerNorm, GroupNorm, Flatten, activations, Dropout*, Identity, Upsample, the shape-only layers of
+:mod:`layerlab.arith.reshape` (Unflatten, ZeroPad*/ConstantPad*/ReflectionPad*/ReplicationPad*/
+CircularPad*, PixelShuffle, PixelUnshuffle, ChannelShuffle, Unfold, Fold), and their lazy versions
 (``LazyLinear``, ``LazyConv2d``, ...: ``in_features`` / ``in_channels`` stay ``None`` until the
 first forward, and ``analyse`` infers them from the input). Anything else returns ``None``: the
 summary lists it as **unknown**.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from layerlab.arith import specs
+from layerlab.arith import reshape, specs
 from layerlab.arith.elementwise import OPS_PER_ELEMENT, ops_per_element
 
 __all__ = ["spec_of"]
@@ -31,6 +33,11 @@ _ADAPTIVE = {
 _BATCH_NORM = {
     nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3,
     nn.LazyBatchNorm1d: 1, nn.LazyBatchNorm2d: 2, nn.LazyBatchNorm3d: 3,
+}
+# ZeroPad2d -> ("Zero", 2), ...: torch's padding classes, read by name (CircularPad* is torch >= 2.1)
+_PAD = {
+    getattr(nn, f"{kind}Pad{n}d"): (kind, n)
+    for kind in reshape.PAD_MODES for n in (1, 2, 3) if hasattr(nn, f"{kind}Pad{n}d")
 }
 _INSTANCE_NORM = {
     nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d: 3,
@@ -113,6 +120,20 @@ def spec_of(module: nn.Module):
         return specs.NormSpec("group", module.num_channels, num_groups=module.num_groups, affine=module.affine)
     if isinstance(module, nn.Flatten):
         return specs.FlattenSpec(module.start_dim, module.end_dim)
+    if isinstance(module, nn.Unflatten) and isinstance(module.dim, int):  # a named dim (str) is not tracked
+        return reshape.UnflattenSpec(module.dim, tuple(module.unflattened_size))
+    if (cls := _base(module, _PAD)) is not None:
+        kind, ndim = _PAD[cls]
+        return reshape.PadSpec(ndim, tuple(module.padding), kind)
+    if isinstance(module, nn.PixelShuffle):
+        return reshape.PixelShuffleSpec(module.upscale_factor)
+    if isinstance(module, nn.PixelUnshuffle):
+        return reshape.PixelShuffleSpec(module.downscale_factor, inverse=True)
+    if isinstance(module, (nn.Unfold, nn.Fold)):
+        output_size = module.output_size if isinstance(module, nn.Fold) else None
+        return reshape.UnfoldSpec(module.kernel_size, module.dilation, module.padding, module.stride, output_size)
+    if isinstance(module, nn.ChannelShuffle):
+        return reshape.ChannelShuffleSpec(module.groups)
     if isinstance(module, nn.Upsample):
         return specs.upsample(module.size, module.scale_factor, module.mode)  # rank from the input
     if isinstance(module, nn.LocalResponseNorm):

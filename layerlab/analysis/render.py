@@ -26,7 +26,12 @@ from layerlab.arith.counts import MACS_CONVENTION, MEMORY_CONVENTION, format_byt
 if TYPE_CHECKING:
     from layerlab.analysis.summary import Summary
 
-__all__ = ["render", "to_text", "format_rf"]
+__all__ = ["render", "to_text", "format_rf", "fractional_rf_note"]
+
+FRACTIONAL_RF_NOTE = (
+    "RF {example}: fractional because a transposed conv's field is measured in input pixels, and "
+    "each of its output steps is 1/stride of an input step."
+)
 
 
 def format_rf(rf: Any) -> str:
@@ -36,6 +41,18 @@ def format_rf(rf: Any) -> str:
     if rf["global"]:
         return "global"
     return "×".join(f"{size:g}" for size in rf["size"]) or "—"
+
+
+def fractional_rf_note(fields: Any) -> str | None:
+    """The line printed under a table when a receptive field is fractional, else ``None``.
+
+    Args:
+        fields: the rows' receptive fields (``None`` or dicts with ``global`` and ``size``).
+    """
+    for rf in fields:
+        if rf is not None and not rf["global"] and any(size != int(size) for size in rf["size"]):
+            return FRACTIONAL_RF_NOTE.format(example=format_rf(rf))
+    return None
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
@@ -62,6 +79,9 @@ def render(summary: Summary) -> Group:
             label.append(" unknown", style="bold red")
         table.add_row(label, _shape(row.input_shape), _shape(row.output_shape), _count(row.params), _count(row.macs), format_rf(row.receptive_field))
     parts: list[Any] = [table]
+    rf_note = fractional_rf_note(row.receptive_field for row in summary.layers)
+    if rf_note:
+        parts.append(Text(rf_note))
     notes = [f"{row.name}: {w}" for row in summary.layers for w in row.warnings] + list(summary.warnings)
     if notes:
         parts.append(Text("Warnings:", style="bold yellow"))
@@ -86,7 +106,7 @@ def footer_lines(summary: Summary) -> list[str]:
         f"{format_bytes(m['activations_inference'], 2)} inference · params {format_bytes(m['params'], 2)} · "
         f"total {format_bytes(m['total'], 2)}",
         MACS_CONVENTION,
-        f"Memory: {MEMORY_CONVENTION}; total = input + training activations + params + buffers",
+        f"Memory: {MEMORY_CONVENTION}; total = training activations + params + buffers",
     ]
 
 

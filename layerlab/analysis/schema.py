@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
-from layerlab.arith.counts import MACS_CONVENTION, MEMORY_CONVENTION
+from layerlab.arith.counts import MACS_CONVENTION, MEMORY_CONVENTION, activation_elements
 from layerlab.arith.receptive import ReceptiveField
 from layerlab.arith.report import LayerReport
 from layerlab.errors import ArgumentError
@@ -104,9 +104,10 @@ class Totals:
         macs: sum of the known rows' MACs; a lower bound when the summary is incomplete.
         flops: ``2 · macs``.
         other_ops: sum of the rows' named element-wise ops.
-        memory: bytes: ``input``; ``activations_training`` (every row's output, kept for
-            backward); ``activations_inference`` (the largest input + output pair of one row);
-            ``params``; ``buffers``; ``total`` = input + activations_training + params + buffers.
+        memory: bytes: ``input``; ``activations_training`` (the input and every row's output,
+            kept for backward); ``activations_inference`` (the largest input + output pair of one
+            row); ``params``; ``buffers``; ``total`` = activations_training + params + buffers
+            (formulas: :func:`layerlab.arith.counts.activation_elements`).
     """
 
     params: int
@@ -213,14 +214,15 @@ def memory(input_elements: int, rows: list[LayerRow], item: int, params_bytes: i
         params_bytes, buffers_bytes: bytes of the parameters and buffers.
     """
     called = [row for row in rows if row.output_shape is not None and row.input_shape is not None]
+    counts = activation_elements(input_elements, ((prod(row.input_shape), prod(row.output_shape)) for row in called))
     result = {
         "input": input_elements * item,
-        "activations_training": sum(prod(row.output_shape) for row in called) * item,
-        "activations_inference": max((prod(row.input_shape) + prod(row.output_shape) for row in called), default=0) * item,
+        "activations_training": counts["training"] * item,
+        "activations_inference": counts["inference"] * item,
         "params": params_bytes,
         "buffers": buffers_bytes,
     }
-    result["total"] = result["input"] + result["activations_training"] + result["params"] + result["buffers"]
+    result["total"] = result["activations_training"] + result["params"] + result["buffers"]
     return result
 
 

@@ -14,6 +14,7 @@ module and no hook: their shapes still flow to the next module, but they get no 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch import nn
 from layerlab.analysis.modules import spec_of
 from layerlab.errors import ArgumentError, LayerlabError, ShapeError
 
-__all__ = ["Call", "Trace", "Step", "trace_model", "trace_chain", "tensors_in"]
+__all__ = ["Call", "Trace", "Step", "trace_model", "trace_chain", "tensors_in", "torch_phrased"]
 
 
 @dataclass
@@ -225,6 +226,38 @@ def trace_chain(model: nn.Module, input_shape: tuple[int, ...], *, who: str) -> 
     return chain
 
 
+# arith's fix for a layer string or layerlab module: "set in_channels=1, or leave in_channels=None to
+# infer it from the previous layer" / "set in_features=12 (or None to infer it)"
+_SIZE_FIX = re.compile(r"set (in_channels|in_features)=(\d+)(?:, or leave \1=None to infer it from the previous layer| \(or None to infer it\))")
+
+
+def torch_phrased(message: str, module: nn.Module, network_input: bool) -> str:
+    """arith's explanation of a misfit, with its fix phrased for ``module``.
+
+    A plain ``torch.nn`` module takes no ``None`` input size and its first argument is the input
+    size, so ``set in_channels=1, or leave in_channels=None ...`` becomes ``build it as
+    nn.Conv2d(1, 8, …)``; when the module reads the network input, the input shape is named first
+    as the likely mistake. Modules with a ``layer_spec`` (layerlab's own) keep arith's wording.
+
+    Args:
+        message: the arith error message.
+        module: the module that did not fit.
+        network_input: whether the module's input has the shape of the network input.
+    """
+    match = _SIZE_FIX.search(message)
+    if match is None or hasattr(module, "layer_spec") or not type(module).__module__.startswith("torch."):
+        return message
+    name, got = match.group(1), int(match.group(2))
+    out = getattr(module, "out_channels" if name == "in_channels" else "out_features", "…")
+    more = ", …" if name == "in_channels" else ""  # a conv's kernel size follows
+    build = f"build it as nn.{type(module).__name__}({got}, {out}{more}) (torch's first argument is {name})"
+    if network_input:
+        unit = "channels" if name == "in_channels" else "features"
+        build = (f"the input shape (input_shape, --input on the command line) gives {got} {unit} and the layer "
+                 f"takes {getattr(module, name)}: give an input with {getattr(module, name)} {unit}, or {build}")
+    return message[:match.start()] + build + message[match.end():]
+
+
 def _explain(err: Exception, calls: list[Call], stack: list[int], model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> ShapeError:
     """A ShapeError naming the innermost running module, with arith's explanation when it has one."""
     where = f"{type(model).__name__} on input {(batch_size, *input_shape)}"
@@ -239,7 +272,8 @@ def _explain(err: Exception, calls: list[Call], stack: list[int], model: nn.Modu
         try:
             spec.analyse(tuple(call.inputs[0].shape[1:]))
         except LayerlabError as arith_err:  # arith explains the misfit better than torch
-            explanation = f"; {arith_err}"
+            network_input = tuple(call.inputs[0].shape[1:]) == tuple(input_shape)
+            explanation = f"; {torch_phrased(str(arith_err), call.module, network_input)}"
     text = repr(call.module)
     short = text if "\n" not in text else text.split("\n")[0] + "...)"
     fix = "check input_shape (per sample, no batch dimension) and the layer sizes"

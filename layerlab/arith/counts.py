@@ -5,15 +5,19 @@
 * **inference** — the largest pair of a layer's input and output alive at once:
   ``max over layers of (input elements + output elements)`` × bytes × batch. Activations are
   freed as soon as the next layer has consumed them.
-* **training** (kept for backward) — every layer output is kept until the backward pass:
-  ``Σ over layers of output elements`` × bytes × batch. The network input itself, weights,
-  gradients and optimizer state are not included; in-place activations and layers that save
-  less (or more, e.g. max pooling's indices) make the real figure differ.
+* **training** (kept for backward) — the network input (the first layer's weight gradient
+  needs it) and every layer output are kept until the backward pass:
+  ``(input elements + Σ over layers of output elements)`` × bytes × batch, so training is never
+  below inference. Weights, gradients and optimizer state are not included; in-place activations
+  and layers that save less (or more, e.g. max pooling's indices) make the real figure differ.
+
+:func:`activation_elements` is the one home of both formulas; :func:`activation_memory` (arith
+reports) and the summary's memory totals (traced rows) call it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from layerlab.arith.report import LayerReport
 from layerlab.errors import ArgumentError
@@ -25,8 +29,8 @@ MACS_CONVENTION = (
 )
 
 MEMORY_CONVENTION = (
-    "inference = largest input+output pair alive at once; training = all layer outputs kept for "
-    "backward (weights, gradients, optimizer state and the network input not included)"
+    "inference = largest input+output pair alive at once; training = the network input and all "
+    "layer outputs, kept for backward (weights, gradients and optimizer state not included)"
 )
 
 DTYPE_BYTES = {
@@ -54,6 +58,27 @@ def dtype_bytes(dtype: str) -> int:
     return DTYPE_BYTES[name]
 
 
+def activation_elements(input_elements: int, layers: Iterable[tuple[int, int]]) -> dict[str, int]:
+    """Activation elements under both conventions (see the module docstring).
+
+    Args:
+        input_elements: elements of the network input.
+        layers: ``(input elements, output elements)`` of every layer, in order.
+
+    Returns:
+        ``{"inference": max(in + out), "training": input_elements + Σ out}`` (elements).
+
+    Examples:
+        >>> activation_elements(10, [(10, 10)])  # one Linear(10) on 10 features
+        {'inference': 20, 'training': 20}
+    """
+    pairs = list(layers)
+    return {
+        "inference": max((i + o for i, o in pairs), default=0),
+        "training": input_elements + sum(o for _, o in pairs),
+    }
+
+
 def activation_memory(
     reports: Sequence[LayerReport], dtype: str = "float32", batch_size: int = 1
 ) -> dict[str, int]:
@@ -70,17 +95,17 @@ def activation_memory(
     Examples:
         >>> from layerlab.arith import ConvSpec
         >>> r = ConvSpec(2, 8, 3, padding=1).analyse((3, 32, 32))
-        >>> activation_memory([r], "float32", batch_size=2)  # (3+8)·32·32·4·2, 8·32·32·4·2
-        {'inference': 90112, 'training': 65536}
+        >>> activation_memory([r], "float32", batch_size=2)  # both (3+8)·32·32·4·2
+        {'inference': 90112, 'training': 90112}
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ArgumentError(
             f"activation_memory: batch_size must be a positive integer. Received: batch_size={batch_size!r}"
         )
     size = dtype_bytes(dtype) * batch_size
-    peak = max((_elements(r.input_shape) + r.activation_elements for r in reports), default=0)
-    kept = sum(r.activation_elements for r in reports)
-    return {"inference": peak * size, "training": kept * size}
+    network_input = _elements(reports[0].input_shape) if reports else 0
+    counts = activation_elements(network_input, ((_elements(r.input_shape), r.activation_elements) for r in reports))
+    return {key: n * size for key, n in counts.items()}
 
 
 def format_bytes(n: int, digits: int = 1) -> str:

@@ -35,11 +35,11 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from layerlab.arith import specs
+from layerlab.arith import reshape, specs
 from layerlab.arith._args import is_int
 from layerlab.errors import ArgumentError, LayerlabError
 
-__all__ = ["parse_layer", "parse_stack", "LAYER_NAMES", "MAX_TEXT_LENGTH", "MAX_INT", "MAX_TUPLE_LENGTH"]
+__all__ = ["parse_layer", "parse_stack", "torch_order_note", "LAYER_NAMES", "MAX_TEXT_LENGTH", "MAX_INT", "MAX_TUPLE_LENGTH"]
 
 MAX_TEXT_LENGTH = 1000  # characters in one layer string
 MAX_INT = 2**62  # largest integer literal (absolute value)
@@ -154,7 +154,9 @@ class _Layer:
     ``positional`` names the positional arguments in order; ``keywords`` maps every accepted
     keyword to its checker; ``ignored`` are accepted torch keywords that do not change the
     arithmetic (checked, then dropped); ``required`` must be given; ``build(values)`` makes the spec
-    from the checked values.
+    from the checked values. ``torch_positional`` is torch's constructor order when it starts at
+    the input size (``Conv2d(in_channels, out_channels, ...)``), for the rewrite hint; empty when
+    torch's order is this one.
     """
 
     positional: tuple[str, ...]
@@ -162,6 +164,7 @@ class _Layer:
     build: Callable[[dict[str, Any]], Any]
     ignored: frozenset[str] = frozenset()
     required: tuple[str, ...] = ()
+    torch_positional: tuple[str, ...] = ()
 
 
 _CONV_KW = {
@@ -323,6 +326,11 @@ def _elementwise(name: str, *, inplace: bool = False, **keywords: Checker) -> _L
     )
 
 
+def _input_first(layer: _Layer) -> _Layer:
+    """``layer`` whose torch constructor takes ``in_channels`` before this order."""
+    return dataclasses.replace(layer, torch_positional=("in_channels", *layer.positional))
+
+
 def _table() -> dict[str, _Layer]:
     table: dict[str, _Layer] = {}
     dense = _Layer(
@@ -332,13 +340,14 @@ def _table() -> dict[str, _Layer]:
         required=("out_features",),
     )
     # positional args start at the OUTPUT size: Linear(10) = out_features; in_features only by keyword
-    table["Linear"] = dataclasses.replace(dense, positional=("out_features",))
+    table["Linear"] = dataclasses.replace(
+        dense, positional=("out_features",), torch_positional=("in_features", "out_features", "bias"))
     table["Dense"] = dataclasses.replace(dense, positional=("out_features",))
     for n in (1, 2, 3):
-        table[f"Conv{n}d"] = _conv(n)
-        table[f"ConvTranspose{n}d"] = _conv_transpose(n)
-        table[f"LocallyConnected{n}d"] = _local(n)
-        table[f"TiledConv{n}d"] = _tiled(n)
+        table[f"Conv{n}d"] = _input_first(_conv(n))
+        table[f"ConvTranspose{n}d"] = _input_first(_conv_transpose(n))
+        table[f"LocallyConnected{n}d"] = _input_first(_local(n))
+        table[f"TiledConv{n}d"] = _input_first(_tiled(n))
         table[f"MaxPool{n}d"] = _max_pool(n)
         table[f"AvgPool{n}d"] = _avg_pool(n)
         table[f"AdaptiveAvgPool{n}d"] = _adaptive_pool(n, "avg")
@@ -374,9 +383,56 @@ def _table() -> dict[str, _Layer]:
     table["Sigmoid"] = _elementwise("Sigmoid")
     table["Softmax"] = _elementwise("Softmax", dim=_optional(_int))
     table["LogSoftmax"] = _elementwise("LogSoftmax", dim=_optional(_int))
-    table["Dropout"] = _elementwise("Dropout", p=_probability, inplace=True)
+    for name in ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout"):
+        table[name] = _elementwise(name, p=_probability, inplace=True)
     table["Identity"] = _elementwise("Identity")
+    table.update(_shape_only())
     return table
+
+
+def _shape_only() -> dict[str, _Layer]:
+    """The layers of :mod:`layerlab.arith.reshape`, in torch's argument order (no input size)."""
+    table = {
+        "Unflatten": _Layer(
+            positional=("dim", "unflattened_size"),
+            keywords={"dim": _int, "unflattened_size": _ints},
+            build=lambda v: reshape.UnflattenSpec(v["dim"], _as_tuple(v["unflattened_size"])),
+            required=("dim", "unflattened_size"),
+        ),
+        "PixelShuffle": _Layer(
+            positional=("upscale_factor",), keywords={"upscale_factor": _int},
+            build=lambda v: reshape.PixelShuffleSpec(v["upscale_factor"]), required=("upscale_factor",),
+        ),
+        "PixelUnshuffle": _Layer(
+            positional=("downscale_factor",), keywords={"downscale_factor": _int},
+            build=lambda v: reshape.PixelShuffleSpec(v["downscale_factor"], inverse=True),
+            required=("downscale_factor",),
+        ),
+        "ChannelShuffle": _Layer(
+            positional=("groups",), keywords={"groups": _int},
+            build=lambda v: reshape.ChannelShuffleSpec(v["groups"]), required=("groups",),
+        ),
+    }
+    blocks = {"kernel_size": _ints, "dilation": _ints, "padding": _ints, "stride": _ints}
+    table["Unfold"] = _Layer(
+        positional=tuple(blocks), keywords=blocks, build=lambda v: reshape.UnfoldSpec(**v), required=("kernel_size",))
+    table["Fold"] = _Layer(
+        positional=("output_size", *blocks), keywords={"output_size": _ints, **blocks},
+        build=lambda v: reshape.UnfoldSpec(**v), required=("output_size", "kernel_size"),
+    )
+    for kind in reshape.PAD_MODES:
+        keywords = {"padding": _ints, **({"value": _number} if kind == "Constant" else {})}
+        for n in (1, 2, 3):
+            table[f"{kind}Pad{n}d"] = _Layer(
+                positional=tuple(keywords), keywords=keywords,
+                build=lambda v, n=n, kind=kind: reshape.PadSpec(n, v["padding"], kind),
+                ignored=frozenset({"value"}), required=("padding",),
+            )
+    return table
+
+
+def _as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 _LAYERS: dict[str, _Layer] = _table()
@@ -387,7 +443,9 @@ LAYER_NAMES: tuple[str, ...] = tuple(sorted(_LAYERS))
 
 
 # example values of required arguments, for the "needs ..." message
-_EXAMPLES = {"out_features": 10, "out_channels": 64, "kernel_size": 3, "tile_size": 2, "output_size": 1, "num_groups": 8}
+_EXAMPLES = {"out_features": 10, "out_channels": 64, "kernel_size": 3, "tile_size": 2, "output_size": 1, "num_groups": 8,
+             "dim": 1, "unflattened_size": (1, 28, 28), "upscale_factor": 2, "downscale_factor": 2, "groups": 2,
+             "padding": 1}
 
 
 def _where(text: str, node: ast.AST) -> str:
@@ -499,7 +557,14 @@ def parse_layer(text: str) -> Any:
     node = tree.body
     if isinstance(node, ast.Name):  # "ReLU" is "ReLU()"
         node = ast.Call(func=node, args=[], keywords=[], col_offset=node.col_offset)
-    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+    if isinstance(node, ast.Call) and _module_prefix(node.func):
+        raise ArgumentError(_prefix_message(stripped, node))
+    if isinstance(node, ast.Call) and not isinstance(node.func, ast.Name):
+        raise ArgumentError(
+            f"layer string {stripped!r} calls {_source(stripped, node.func)!r}; the layer must be a bare name "
+            "such as 'Conv2d(64, 3, stride=2)' (an 'nn.' or 'torch.nn.' prefix is explained, others are not known)"
+        )
+    if not isinstance(node, ast.Call):
         raise ArgumentError(
             f"layer string {stripped!r} is not a layer call; expected NAME(args), e.g. 'Conv2d(64, 3, stride=2)' "
             f"(got {type(node).__name__})"
@@ -509,7 +574,103 @@ def parse_layer(text: str) -> Any:
     if layer is None:
         hint = _close(name, LAYER_NAMES) or f"known layers: {', '.join(LAYER_NAMES)}"
         raise ArgumentError(f"unknown layer {name!r} in {stripped!r}; {hint}")
-    return _build(stripped, name, layer, node)
+    try:
+        return _build(stripped, name, layer, node)
+    except LayerlabError as err:
+        rewrite = _torch_rewrite(stripped)
+        if rewrite is not None:
+            hint = f"if you meant torch's order ({rewrite[1]} first), write {rewrite[0]!r}"
+            raise type(err)(f"{err}; {hint}" if _OUTPUT_FIRST in str(err) else f"{err}. {_OUTPUT_FIRST}; {hint}") from None
+        raise
+
+
+# --- torch's argument order ---------------------------------------------------------------------
+
+
+_PREFIXES = ("nn.", "torch.nn.")  # module paths a torch user writes before a layer name
+_OUTPUT_FIRST = "Layer strings start at the output size (the input size is inferred)"
+
+
+def _module_prefix(func: ast.expr) -> str:
+    """``'nn.'`` / ``'torch.nn.'`` when ``func`` is ``nn.NAME`` / ``torch.nn.NAME``, else ``''``."""
+    parts = []
+    while isinstance(func, ast.Attribute):
+        parts.append(func.attr)
+        func = func.value
+    if not isinstance(func, ast.Name) or not parts:
+        return ""
+    prefix = ".".join([func.id, *reversed(parts[1:])]) + "."
+    return prefix if prefix in _PREFIXES else ""
+
+
+def _torch_rewrite(text: str) -> tuple[str, str] | None:
+    """``text`` (a call, maybe with an ``nn.`` prefix) read in torch's order, input size first,
+    rewritten as a layer string: ``('Conv2d(32, 3, in_channels=1)', 'in_channels')`` for
+    ``'Conv2d(1, 32, 3)'``. ``None`` unless that reading has two or more positional arguments, the
+    layer's torch order starts at the input size, and the rewritten string parses."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(node, ast.Call) or len(node.args) < 2:
+        return None
+    prefix = _module_prefix(node.func)
+    name = node.func.attr if prefix else getattr(node.func, "id", "")
+    layer = _LAYERS.get(name)
+    if layer is None or not layer.torch_positional or len(node.args) > len(layer.torch_positional):
+        return None
+    source = text.strip()
+    given = {key: _source(source, arg) for key, arg in zip(layer.torch_positional, node.args)}
+    in_key = layer.torch_positional[0]
+    parts = []
+    for key in layer.positional:
+        if key not in given:
+            break
+        parts.append(given.pop(key))
+    parts.append(f"{in_key}={given.pop(in_key)}")
+    parts += [f"{key}={value}" for key, value in given.items()]
+    parts += [_source(source, keyword) for keyword in node.keywords]
+    candidate = f"{name}({', '.join(parts)})"
+    try:
+        parse_layer(candidate)
+    except LayerlabError:
+        return None
+    return candidate, in_key
+
+
+def torch_order_note(text: str) -> str:
+    """A hint for a layer string that may be written in torch's argument order, or ``''``.
+
+    Layer strings start at the output size (``Conv2d(out_channels, kernel_size, ...)``); torch's
+    constructors start at the input size (``Conv2d(in_channels, out_channels, kernel_size, ...)``).
+    When ``text`` read in torch's order is a valid layer string, the note shows it rewritten.
+
+    Examples:
+        >>> torch_order_note("Conv2d(1, 32, 3)")
+        "Layer strings start at the output size (the input size is inferred); if you meant torch's order (in_channels first), write 'Conv2d(32, 3, in_channels=1)'"
+    """
+    rewrite = _torch_rewrite(text)
+    if rewrite is None:
+        return ""
+    return f"{_OUTPUT_FIRST}; if you meant torch's order ({rewrite[1]} first), write {rewrite[0]!r}"
+
+
+def _prefix_message(text: str, node: ast.Call) -> str:
+    """The error for ``nn.Conv2d(...)``: which prefix, and the layer strings it may have meant."""
+    prefix = _module_prefix(node.func)
+    bare = text[text.index(prefix) + len(prefix):]
+    readings = []
+    rewrite = _torch_rewrite(text)
+    if rewrite is not None:
+        readings.append(f"in torch's order ({rewrite[1]} first) it is {rewrite[0]!r}")
+    try:
+        parse_layer(bare)
+        readings.append(f"read as a layer string (output size first) it is {bare!r}")
+    except LayerlabError:
+        pass
+    meant = "; ".join(readings) if readings else f"write {bare!r} with the output size first"
+    return (f"layer string {text!r} starts with the module prefix {prefix!r}; a layer string names the layer "
+            f"alone. {_OUTPUT_FIRST}: {meant}")
 
 
 def _build(text: str, name: str, layer: _Layer, node: ast.Call) -> Any:
@@ -519,8 +680,7 @@ def _build(text: str, name: str, layer: _Layer, node: ast.Call) -> Any:
         takes = ", ".join(layer.positional) if layer.positional else "no positional arguments"
         raise ArgumentError(
             f"{name} takes at most {len(layer.positional)} positional argument(s) ({takes}), got {len(node.args)} "
-            f"in {text!r}; the extra one is {_where(text, extra)}. Positional arguments start at the output size "
-            f"(the input size is inferred); pass the others by keyword"
+            f"in {text!r}; the extra one is {_where(text, extra)}. {_OUTPUT_FIRST}; pass the others by keyword"
         )
     for key, arg in zip(layer.positional, node.args):
         if isinstance(arg, ast.Starred):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 HELP = "shapes, formulas, params, MACs and receptive fields of a layer stack (no torch)"
 
@@ -105,10 +106,19 @@ def _solve(args: argparse.Namespace) -> int:
 def _stack(args: argparse.Namespace) -> int:
     from layerlab.analysis.stack import stack_summary
     from layerlab.arith import parse_shape
-    from layerlab.arith.parse import parse_stack
+    from layerlab.arith.parse import parse_stack, torch_order_note
+    from layerlab.errors import ArgumentError, ShapeError
 
     specs = parse_stack(args.layers)
-    result = stack_summary(specs, parse_shape(args.input), batch_size=args.batch_size, dtype=args.dtype)
+    try:
+        result = stack_summary(specs, parse_shape(args.input), batch_size=args.batch_size, dtype=args.dtype)
+    except (ShapeError, ArgumentError) as err:
+        # analyse_stack's messages start with "layer N:"; a layer written in torch's order gets the rewrite
+        failed = re.match(r"layer (\d+):", str(err))
+        note = torch_order_note(args.layers[int(failed.group(1)) - 1]) if failed else ""
+        if note:
+            raise type(err)(f"{err} {note}.") from None
+        raise
     document = result.to_dict()
     # keys kept from before the shared schema: per-sample output shape, layer position, text and repr
     document["output_shape"] = list(result.output_shapes[0][1:])
@@ -126,29 +136,39 @@ def _stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _breakable(text: str) -> str:
+    """``text`` with a space after every comma, so a narrow table wraps between arguments and never
+    inside a number: ``'Conv2d(64,3,padding=1)'`` -> ``'Conv2d(64, 3, padding=1)'``."""
+    return re.sub(r",(?=\S)", ", ", text)
+
+
 def _print_table(document: dict) -> None:
     """The table of the stack, per sample (the document's rows and totals are for the whole batch)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from layerlab.analysis.render import format_rf
+    from layerlab.analysis.render import format_rf, fractional_rf_note
 
     batch = document["batch_size"]
     console = Console()
     table = Table(title=f"input {'×'.join(map(str, document['input_shape']))} (per sample)", title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column("layer", overflow="fold")
+    # wraps between arguments only; a single argument wider than the column ends in "…"
+    table.add_column("layer", overflow="ellipsis")
     table.add_column("output shape")
     table.add_column("params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("RF", justify="right")
     for layer in document["layers"]:
         table.add_row(
-            str(layer["index"]), Text(layer["text"]), "×".join(map(str, layer["output_shape"][1:])),
+            str(layer["index"]), Text(_breakable(layer["text"])), "×".join(map(str, layer["output_shape"][1:])),
             f"{layer['params']:,}", f"{layer['macs'] // batch:,}", format_rf(layer["receptive_field"]),
         )
     console.print(table)
+    rf_note = fractional_rf_note(layer["receptive_field"] for layer in document["layers"])
+    if rf_note:
+        console.print(Text(rf_note), soft_wrap=True)
     console.print(Text("Formulas:", style="bold"))
     for layer in document["layers"]:
         console.print(Text(f"  {layer['index']} {layer['layer']}: " + "; ".join(layer["formulas"])), soft_wrap=True)

@@ -31,3 +31,11 @@ def test_both_callers_use_it():
     assert "Total params: 384 (1.50 KiB)" in text
     with pytest.raises(SizeLimitError, match=r"= 1\.5 KiB, over the limit of 1023 B"):
         check_size("test", 384, 4, max_bytes=1023, hint="smaller")
+
+
+def test_fractional_field_is_explained_once_under_the_summary_table():
+    model = nn.Sequential(nn.ConvTranspose2d(4, 8, 4, 2, 1), nn.ConvTranspose2d(8, 3, 4, 2, 1))
+    text = str(summary(model, (4, 4, 4)))
+    assert text.count("fractional because a transposed conv's field is measured in input pixels") == 1
+    assert "RF 2.5×2.5: fractional" in text
+    assert "fractional" not in str(summary(nn.Sequential(nn.Conv2d(4, 8, 3)), (4, 8, 8)))

@@ -13,6 +13,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from layerlab.analysis import summary
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.convert import convert_model
+from layerlab.nn import Dense
+from layerlab.zoo import build
 
 
 def real_output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, list[tuple[int, ...]]]:
@@ -339,6 +342,27 @@ def test_shape_error_names_the_module_and_explains():
         summary(model, (3, 16, 16))
 
 
+def test_wrong_input_channels_fix_is_phrased_for_torch_modules():
+    """torch's Conv2d takes no in_channels=None: the fix names the input shape, then torch's order."""
+    with pytest.raises(ShapeError, match=r"Conv2d\(3 → 8, kernel_size=3\) expects 3 input channels, gets 1\. Fix: the "
+                       r"input shape \(input_shape, --input on the command line\) gives 1 channels and the layer takes 3: "
+                       r"give an input with 3 channels, or build it as nn\.Conv2d\(1, 8, …\) \(torch's first argument is "
+                       r"in_channels\)\.$"):
+        summary(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), (1, 8, 8))
+    with pytest.raises(ShapeError, match=r"expects 4 input channels, gets 8\. Fix: build it as nn\.Conv2d\(8, 8, …\) "
+                       r"\(torch's first argument is in_channels\)\.$") as info:
+        summary(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(4, 8, 3)), (3, 8, 8))
+    assert "None" not in str(info.value)
+    with pytest.raises(ShapeError, match=r"expects 10 input features, gets 12\. Fix: the input shape .* gives 12 features "
+                       r"and the layer takes 10: give an input with 10 features, or build it as nn\.Linear\(12, 8\)"):
+        summary(nn.Sequential(nn.Linear(10, 8)), (12,))
+
+
+def test_layerlab_modules_keep_the_infer_fix():
+    with pytest.raises(ShapeError, match=r"Fix: set in_features=12 \(or None to infer it\)"):
+        summary(nn.Sequential(Dense(8, in_features=10)), (12,))
+
+
 def test_multi_input_model_error():
     with pytest.raises(ShapeError, match=r"the model's own forward .*summary calls forward with one tensor"):
         summary(nn.Bilinear(3, 3, 2), (3,))
@@ -396,3 +420,11 @@ def test_receptive_field_untracked_after_concat_and_warned_once():
     s = summary(nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(3)], nn.Conv2d(1, 1, 1)), (1, 6, 6))
     warned = [row.name for row in s.layers if any("receptive field" in w for w in row.warnings)]
     assert warned == ["2"]  # 7 > 6 first at the third conv, not repeated after it
+
+
+def test_summary_of_a_dense_conversion_is_complete():
+    """convert_model(to="dense") inserts nn.Unflatten; the summary knows it."""
+    dense = convert_model(build("cnn", input_shape=(1, 28, 28), num_classes=10), "dense", (1, 28, 28))
+    result = summary(dense, (1, 28, 28))
+    assert "Unflatten" in [row.type for row in result.layers]
+    assert result.complete

@@ -153,8 +153,15 @@ def test_activation_memory_conventions():
     reports = [ConvSpec(2, 4, 3, padding=1).analyse((3, 8, 8)), PoolSpec(2, "max", 2).analyse((4, 8, 8))]
     memory = activation_memory(reports, "float16", batch_size=3)
     assert memory["inference"] == (192 + 256) * 2 * 3  # largest in+out pair: the conv's
-    assert memory["training"] == (256 + 64) * 2 * 3  # every output kept
-    assert activation_memory(reports, "torch.float64")["training"] == (256 + 64) * 8
+    assert memory["training"] == (192 + 256 + 64) * 2 * 3  # the input and every output kept
+    assert activation_memory(reports, "torch.float64")["training"] == (192 + 256 + 64) * 8
+
+
+def test_training_memory_is_never_below_inference_memory():
+    # one Linear(10) on 10 features: the input must be kept for the weight gradient
+    memory = activation_memory([DenseSpec(10).analyse((10,))], "float32")
+    assert memory == {"inference": 80, "training": 80}
+    assert activation_memory([], "float32") == {"inference": 0, "training": 0}
     assert "FLOPs = 2 × MACs" in MACS_CONVENTION
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from layerlab.arith import analyse_stack, parse_layer, parse_shape, parse_stack, specs
-from layerlab.arith.parse import LAYER_NAMES, MAX_TEXT_LENGTH
+from layerlab.arith.parse import LAYER_NAMES, MAX_TEXT_LENGTH, torch_order_note
 from layerlab.errors import ArgumentError, LayerlabError, ShapeError
 
 
@@ -102,7 +102,8 @@ def test_stack_rule_output_first_and_pinned_input():
         ("Conv3x(3)", r"unknown layer 'Conv3x' in 'Conv3x\(3\)'; did you mean 'Conv3d'"),
         ("Frobnicate(3)", r"unknown layer 'Frobnicate' in 'Frobnicate\(3\)'; known layers: AdaptiveAvgPool1d, "),
         ("Conv2d(64, 4, strde=2)", r"Conv2d has no argument 'strde' \(at column 15 of 'Conv2d\(64, 4, strde=2\)'\); did you mean 'stride'\? Conv2d accepts: in_channels, out_channels"),
-        ("Linear(10, 20)", r"Linear takes at most 1 positional argument\(s\) \(out_features\), got 2 in 'Linear\(10, 20\)'; the extra one is at column 12 .*pass the others by keyword"),
+        ("Linear(10, 20)", r"Linear takes at most 1 positional argument\(s\) \(out_features\), got 2 in 'Linear\(10, 20\)'; the extra one is at column 12 .*pass the others by keyword; "
+                            r"if you meant torch's order \(in_features first\), write 'Linear\(20, in_features=10\)'$"),
         ("Flatten(1, 2, 3)", r"Flatten takes at most 2 positional argument\(s\) \(start_dim, end_dim\), got 3"),
         ("GlobalAvgPool(1)", r"GlobalAvgPool takes at most 0 positional argument\(s\) \(no positional arguments\), got 1"),
         ("Conv2d()", r"Conv2d\(\): Conv2d needs out_channels and kernel_size; positional order is out_channels, kernel_size, stride, .*e.g. Conv2d\(64, 3\)"),
@@ -130,14 +131,20 @@ def test_stack_rule_output_first_and_pinned_input():
         ("Linear(" + "9" * 30 + ")", r"integer literal at column 8 of .* is too large \(more than 2\*\*62\)"),
         ("Conv2d(8, (3, (3,)))", r"nested tuples are not allowed at column 15"),
         ("Conv2d(8, (1, 2, 3, 4, 5, 6, 7, 8, 9))", r"tuple at column 11 .* has 9 elements, at most 8 are allowed"),
-        ("nn.Conv2d(8, 3)", r"layer string 'nn.Conv2d\(8, 3\)' is not a layer call; expected NAME\(args\)"),
-        ("Conv2d(8, 3)(x)", r"is not a layer call"),
+        ("nn.Conv2d(8, 3)", r"layer string 'nn.Conv2d\(8, 3\)' starts with the module prefix 'nn.'; a layer string "
+                            r"names the layer alone\. Layer strings start at the output size \(the input size is "
+                            r"inferred\): read as a layer string \(output size first\) it is 'Conv2d\(8, 3\)'$"),
+        ("torch.nn.Conv2d(1, 32, 3)", r"module prefix 'torch.nn.'; .*: in torch's order \(in_channels first\) it is "
+                                      r"'Conv2d\(32, 3, in_channels=1\)'; read as a layer string \(output size first\) "
+                                      r"it is 'Conv2d\(1, 32, 3\)'$"),
+        ("x.nn.Conv2d(8, 3)", r"layer string 'x.nn.Conv2d\(8, 3\)' calls 'x.nn.Conv2d'; the layer must be a bare name"),
+        ("Conv2d(8, 3)(x)", r"calls 'Conv2d\(8, 3\)'; the layer must be a bare name"),
         ("3", r"layer string '3' is not a layer call; expected NAME\(args\), .*\(got Constant\)"),
         ("Conv2d(8, 3", r"cannot parse layer string 'Conv2d\(8, 3' at column 7: '\(' was never closed"),
         ("", r"empty layer string; write a layer like"),
         ("x" * (MAX_TEXT_LENGTH + 1), r"layer string is 1001 characters long, at most 1000 are allowed"),
         ("Conv2d(8, 3)\x00", r"cannot parse layer string"),
-        ("__import__('os').system('true')", r"is not a layer call"),
+        ("__import__('os').system('true')", r"the layer must be a bare name"),
         ("Upsample(scale_factor=2, mode='cubic')", r"Upsample argument mode must be one of 'nearest'"),
     ],
 )
@@ -267,3 +274,22 @@ def test_fuzz_parse_shape(text):
     except LayerlabError:
         return
     assert shape and all(isinstance(n, int) and n > 0 for n in shape)
+
+
+@pytest.mark.parametrize("text, rewrite", [
+    ("Conv2d(1, 32, 3)", "Conv2d(32, 3, in_channels=1)"),
+    ("Conv2d(1, 32, 3, stride=2)", "Conv2d(32, 3, in_channels=1, stride=2)"),
+    ("ConvTranspose2d(100, 512, 4, 1, 0)", "ConvTranspose2d(512, 4, 1, 0, in_channels=100)"),
+    ("Linear(784, 10, False)", "Linear(10, in_features=784, bias=False)"),
+    ("LocallyConnected2d(3, 8, 3)", "LocallyConnected2d(8, 3, in_channels=3)"),
+])
+def test_torch_order_note_shows_the_rewritten_string(text, rewrite):
+    note = torch_order_note(text)
+    assert note.endswith(f"write {rewrite!r}")
+    assert note.startswith("Layer strings start at the output size (the input size is inferred)")
+    parse_layer(rewrite)  # the rewrite is itself a valid layer string
+
+
+@pytest.mark.parametrize("text", ["Conv2d(32, 3)" + ")", "Conv2d(32)", "MaxPool2d(2, 2)", "Dense(10)", "Linear(10, 20, True, 4)"])
+def test_torch_order_note_is_empty_without_a_valid_torch_reading(text):
+    assert torch_order_note(text) == ""

@@ -150,3 +150,52 @@ def test_field_warnings_once_where_they_first_appear(capsys):
     assert [layer["warnings"] for layer in data["layers"]] == [[], [], [
         "H: receptive field 9 > input 8: part of it lies in the padding",
         "W: receptive field 9 > input 8: part of it lies in the padding"], []]
+
+
+def test_single_layer_training_memory_is_not_below_inference(capsys):
+    # Linear(10) on 10 features: the input (40 B) is kept for backward, as is the output (40 B)
+    memory = run_json(capsys, "10", "Linear(10)")["total"]["activation_memory"]
+    assert (memory["inference"], memory["training"]) == (80, 80)
+
+
+def test_fractional_field_is_explained_under_the_table(capsys):
+    generator = ["ConvTranspose2d(512, 4, 1, 0)", "ReLU()", "ConvTranspose2d(256, 4, 2, 1)", "ConvTranspose2d(3, 4, 2, 1)", "Tanh()"]
+    assert main(["shape", "100x1x1", *generator]) == 0
+    out = capsys.readouterr().out
+    table_end = out.index("└")
+    note = out.index("RF 5.5×5.5: fractional because a transposed conv's field is measured in input pixels, "
+                     "and each of its output steps is 1/stride of an input step.")
+    assert table_end < note < out.index("Formulas:")
+    assert out.count("fractional because") == 1
+    assert main(["shape", "1x28x28", "Conv2d(8, 3)"]) == 0
+    assert "fractional" not in capsys.readouterr().out
+
+
+def test_torch_order_failure_shows_the_rewritten_string(capsys):
+    assert main(["shape", "1x28x28", "Conv2d(1, 32, 3)"]) == 2
+    err = capsys.readouterr().err
+    assert "kernel_size=32" in err
+    assert err.rstrip().endswith(
+        "Layer strings start at the output size (the input size is inferred); if you meant torch's order "
+        "(in_channels first), write 'Conv2d(32, 3, in_channels=1)'.")
+    assert main(["shape", "1x28x28", "Conv2d(32, 3, in_channels=1)"]) == 0
+
+
+def test_module_prefix_is_explained(capsys):
+    assert main(["shape", "1x28x28", "nn.Conv2d(32, 3)"]) == 2
+    err = capsys.readouterr().err
+    assert "starts with the module prefix 'nn.'" in err and "it is 'Conv2d(32, 3)'" in err
+    assert "got Call" not in err
+
+
+def test_layer_column_wraps_between_arguments_at_80_columns(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    layers = ["Conv2d(64,3,padding=1)", "Conv2d(128, 3, stride=2, padding=1, dilation=1, groups=1)",
+              "ConvTranspose2d(512,4,1,0)", "Conv2d(8, 3, padding_mode='circular',padding=1)"]
+    assert main(["shape", "3x224x224", *layers]) == 0
+    rows = [line.split("│") for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    pieces = [row[2].strip() for row in rows if row[2].strip()]
+    assert all(len(line) <= 80 for line in ("│".join(row) for row in rows))
+    # every piece ends between arguments (or is cut with "…"): a number is never split across lines
+    assert all(piece.endswith((",", ")", "…")) for piece in pieces), pieces
+    assert pieces[:2] == ["Conv2d(64, 3,", "padding=1)"]
