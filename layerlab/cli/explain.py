@@ -29,6 +29,8 @@ import argparse
 import json
 import sys
 
+from layerlab.cli.helptext import description
+
 # room asked of --out before anything is computed: a 16x14-inch PNG at 100 dpi plus an SVG stay below this
 OUTPUT_BYTES = 16 * 1024 * 1024
 
@@ -95,7 +97,7 @@ def _window(parser: argparse.ArgumentParser, *, transposed: bool = False) -> Non
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "explain", help=HELP, description=__doc__.split("\n\n", 1)[1],
+        "explain", help=HELP, description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="what", metavar="WHAT", required=True)

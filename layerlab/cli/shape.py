@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from layerlab.cli.helptext import description
+
 HELP = "shapes, formulas, params, MACs and receptive fields of a layer stack (no torch)"
 
 
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "shape",
         help=HELP,
-        description=__doc__.split("\n\n", 1)[1],
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stack = parser.add_argument_group("layer stack")
