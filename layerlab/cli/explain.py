@@ -13,7 +13,9 @@ Examples::
 
 Every command prints its numbers as a table (or JSON with ``--json``), writes ``NAME.png`` (and
 ``NAME.svg`` with ``--svg``) into ``--out`` and, beside it, ``NAME.json`` with the resolved arguments
-and the numbers. Layers built here get random weights from ``--seed`` and, like torch's, padding 0
+and the numbers. NAME is made of the command and the arguments that change the picture, e.g.
+``conv2d-1x6x6-c1-k3`` or ``coverage-k4-s2-p1``, so different pictures never overwrite each other;
+running the same command again replaces its files and says "replaced" instead of "wrote". Layers built here get random weights from ``--seed`` and, like torch's, padding 0
 unless ``--padding`` says otherwise. Matrices larger than
 ``--max-pixels`` are aggregated (and, in ``family``, also cropped); the picture says so.
 ``rf`` and ``filters`` run your own code (``FILE.py:NAME``), exactly as importing it would: only point
@@ -26,8 +28,12 @@ files still cannot be written, the numbers are printed anyway and the command ex
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import re
 import sys
+from pathlib import Path
 
 from layerlab.cli.helptext import description
 
@@ -40,6 +46,17 @@ PADDING_DEFAULT = "0"
 # old spellings, accepted (hidden from --help, with a note on stderr) for one release: old → new
 RENAMED_OPTIONS = {"--in": "--input"}
 RENAMED_COMMANDS = {"compare": "family"}
+
+# the file name of a picture: the command, then these arguments where they differ from their default, in this
+# order, each as PREFIX + value (a flag as PREFIX alone); an argument the command does not have is skipped
+NAME_PARTS = (("target", ""), ("input", ""), ("out_channels", "c"), ("out_features", "f"), ("kernel", "k"),
+              ("stride", "s"), ("padding", "p"), ("dilation", "d"), ("groups", "g"), ("output_padding", "op"),
+              ("no_bias", "nobias"), ("seed", "seed"), ("layer", "layer"), ("output_index", "out"),
+              ("input_index", "in"), ("channel", "ch"), ("max_tiles", "tiles"), ("max_pixels", "px"))
+# longest file name stem; a longer one is cut and ends in a hash of the whole, so names stay distinct
+MAX_NAME = 120
+# Namespace entries that are bookkeeping of the parser, not arguments of the record
+INTERNAL = ("func", "renamed_command", "name_defaults")
 
 HELP = "pictures and numbers: a layer's dense matrix, conv vs local vs dense, receptive fields, coverage, filters"
 
@@ -151,6 +168,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--max-tiles", type=int, default=32, help="crop the grid to this many tiles per side (default: 32)")
     _common(sub, limit=False)
     sub.set_defaults(func=run)
+    for sub in commands.choices.values():
+        sub.set_defaults(name_defaults={dest: sub.get_default(dest) for dest, _ in NAME_PARTS})
 
 
 def _ints(text: str, name: str, ndim: int) -> tuple[int, ...]:
@@ -256,7 +275,7 @@ def _matrix(args):
         "structural_nonzeros": entries, "density": entries / (out_f * in_f),
         "distinct_colours": picture.colors, "picture": picture.mode, "caption": picture.caption,
     }
-    return figure, args.what, numbers
+    return figure, numbers
 
 
 def _family(args):
@@ -274,7 +293,7 @@ def _family(args):
     numbers = family.as_dict()
     numbers["ratio_dense_to_conv"] = family.weights["dense"] / family.weights["conv"]
     numbers["ratio_local_to_conv"] = family.weights["local"] / family.weights["conv"]
-    return figure, "family", numbers
+    return figure, numbers
 
 
 def _load(target: str, input_text: str | None):
@@ -305,7 +324,7 @@ def _rf(args):
         "field_size": list(rmap.size), "formula": rmap.arith,
         "input_index": list(rmap.input_index), "reached_outputs": int(rmap.reach.sum()),
     }
-    return figure, "rf", numbers
+    return figure, numbers
 
 
 def _coverage(args):
@@ -320,7 +339,7 @@ def _coverage(args):
                             max_bytes=args.max_bytes)
     figure = new_figure(8, 7)
     draw_coverage(coverage, figure.subplots())
-    return figure, "coverage", coverage.as_dict()
+    return figure, coverage.as_dict()
 
 
 def _filters(args):
@@ -338,7 +357,7 @@ def _filters(args):
     height, width = grid.image.shape[:2]
     figure = new_figure(min(3 + width / 8, 16), min(2.5 + height / 8, 14))
     draw_filters(grid, figure.subplots())
-    return figure, "filters", {"layer": args.layer, "module": repr(names[args.layer]), **grid.as_dict()}
+    return figure, {"layer": args.layer, "module": repr(names[args.layer]), **grid.as_dict()}
 
 
 HANDLERS = {"conv2d": _matrix, "local2d": _matrix, "dense": _matrix, "convtranspose2d": _matrix,
@@ -358,6 +377,23 @@ def _rows(numbers: dict, prefix: str = ""):
             yield f"{prefix}{key}", shown
 
 
+def picture_name(args: argparse.Namespace) -> str:
+    """The file name stem of the picture ``args`` draws, e.g. ``conv2d-1x6x6-c1-k3``, from ``NAME_PARTS``."""
+    parts = [args.what]
+    for dest, prefix in NAME_PARTS:
+        if not hasattr(args, dest) or getattr(args, dest) == args.name_defaults[dest]:
+            continue
+        value = getattr(args, dest)
+        if dest == "target":  # dir/model.py:build -> model.build
+            file, _, attribute = value.rpartition(":")
+            value = f"{os.path.basename(file).removesuffix('.py')}.{attribute}"
+        parts.append(prefix if value is True else prefix + re.sub(r"[^\w.-]+", "_", str(value).replace("×", "x")))
+    name = "-".join(parts)
+    if len(name) > MAX_NAME:
+        name = f"{name[:MAX_NAME - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     from layerlab.train.rundir import prepare_out_dir
     from layerlab.viz.figure import save_figure
@@ -366,11 +402,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"layerlab explain: note: explain {args.renamed_command} is now called explain {args.what}; "
               f"explain {args.renamed_command} will be removed in the next release", file=sys.stderr)
     prepare_out_dir(args.out, needed_bytes=OUTPUT_BYTES)
-    figure, stem, numbers = HANDLERS[args.what](args)
-    arguments = {k: v for k, v in vars(args).items() if k not in ("func", "renamed_command")}
-    document = {"command": f"explain {args.what}", "arguments": arguments, "numbers": numbers, "files": []}
+    figure, numbers = HANDLERS[args.what](args)
+    arguments = {k: v for k, v in vars(args).items() if k not in INTERNAL}
+    stem = picture_name(args)
+    document = {"command": f"explain {args.what}", "arguments": arguments, "numbers": numbers, "files": [],
+                "replaced": []}
     lost = None
     try:
+        document["replaced"] = [str(p) for p in (Path(args.out) / f"{stem}.{suffix}" for suffix in ("png", "svg", "json"))
+                                if p.exists() and (args.svg or p.suffix != ".svg")]
         paths = save_figure(figure, args.out, stem, svg=args.svg)
         document["files"] = [str(p) for p in paths]
         record = paths[0].with_suffix(".json")
@@ -382,14 +422,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document, indent=2, default=str))
     else:
-        _print_table(args.what, numbers, document["files"])
+        _print_table(args.what, numbers, document["files"], document["replaced"])
     if lost is not None:
         print(f"layerlab explain: error: {lost}", file=sys.stderr)
         return 2
     return 0
 
 
-def _print_table(what: str, numbers: dict, files: list[str]) -> None:
+def _print_table(what: str, numbers: dict, files: list[str], replaced: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -401,4 +441,4 @@ def _print_table(what: str, numbers: dict, files: list[str]) -> None:
     console = Console()
     console.print(table)
     for path in files:
-        console.print(f"wrote {path}")
+        console.print(f"{'replaced' if path in replaced else 'wrote'} {path}", soft_wrap=True)  # a path stays one line

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import textwrap
 
 import matplotlib.image
 import pytest
 
-from layerlab.cli.explain import PADDING_DEFAULT
+from layerlab.cli.explain import MAX_NAME, PADDING_DEFAULT, picture_name
 from layerlab.cli.main import build_parser, main
 
 
@@ -30,33 +31,36 @@ def test_conv2d_table_png_svg_and_record(tmp_path, capsys):
     assert main(["explain", "conv2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3", "--out", str(out), "--svg"]) == 0
     table = capsys.readouterr().out
     assert "matrix_shape" in table and "[16, 36]" in table and "distinct_colours" in table
-    assert sorted(p.name for p in out.iterdir()) == ["conv2d.json", "conv2d.png", "conv2d.svg"]
-    _png(out / "conv2d.png")
-    record = json.loads((out / "conv2d.json").read_text())
+    name = "conv2d-1x6x6-c1-k3"
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}.json", f"{name}.png", f"{name}.svg"]
+    assert f"wrote {out / name}.png" in table
+    _png(out / f"{name}.png")
+    record = json.loads((out / f"{name}.json").read_text())
     assert record["arguments"]["kernel"] == "3" and record["numbers"]["weights"] == 9
     numbers = record["numbers"]
     assert numbers["structural_nonzeros"] == 16 * 9 and numbers["distinct_colours"] == 9
     assert numbers["density"] == pytest.approx(9 / 36)
 
 
-@pytest.mark.parametrize("argv, matrix, weights, nonzeros", [
-    (["local2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3"], [16, 36], 144, 144),
+@pytest.mark.parametrize("argv, matrix, weights, nonzeros, name", [
+    (["local2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3"], [16, 36], 144, 144, "local2d-1x6x6-c1-k3"),
     (["local2d", "--input", "2x5x5", "--out-channels", "2", "--kernel", "3", "--padding", "1", "--stride", "2"],
-     [18, 50], 9 * 2 * 9 * 2, None),
-    (["dense", "--input", "9", "--out-features", "4"], [4, 9], 36, 36),
-    (["dense", "--input", "1x3x3", "--out-features", "4", "--no-bias"], [4, 9], 36, 36),
-    (["convtranspose2d", "--input", "1x3x3", "--out-channels", "1", "--kernel", "3", "--stride", "2"], [49, 9], 9, 81),
+     [18, 50], 9 * 2 * 9 * 2, None, "local2d-2x5x5-c2-k3-s2-p1"),
+    (["dense", "--input", "9", "--out-features", "4"], [4, 9], 36, 36, "dense-9-f4"),
+    (["dense", "--input", "1x3x3", "--out-features", "4", "--no-bias"], [4, 9], 36, 36, "dense-1x3x3-f4-nobias"),
+    (["convtranspose2d", "--input", "1x3x3", "--out-channels", "1", "--kernel", "3", "--stride", "2"], [49, 9], 9, 81,
+     "convtranspose2d-1x3x3-c1-k3-s2"),
     (["conv2d", "--input", "4x5x5", "--out-channels", "4", "--kernel", "3", "--groups", "2", "--padding", "same",
-      "--dilation", "1x2"], [100, 100], 72, None),
+      "--dilation", "1x2"], [100, 100], 72, None, "conv2d-4x5x5-c4-k3-psame-d1x2-g2"),
 ])
-def test_layer_commands_json(tmp_path, capsys, argv, matrix, weights, nonzeros):
+def test_layer_commands_json(tmp_path, capsys, argv, matrix, weights, nonzeros, name):
     doc = _json(capsys, ["explain", *argv, "--out", str(tmp_path)])
     numbers = doc["numbers"]
     assert numbers["matrix_shape"] == matrix and numbers["weights"] == weights
     if nonzeros is not None:
         assert numbers["structural_nonzeros"] == nonzeros
-    assert doc["files"] == [str(tmp_path / f"{argv[0]}.png"), str(tmp_path / f"{argv[0]}.json")]
-    _png(tmp_path / f"{argv[0]}.png")
+    assert doc["files"] == [str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}.json")] and doc["replaced"] == []
+    _png(tmp_path / f"{name}.png")
 
 
 def test_family_gives_the_three_weight_counts(tmp_path, capsys):
@@ -67,7 +71,7 @@ def test_family_gives_the_three_weight_counts(tmp_path, capsys):
     assert numbers["matrix_shape"] == [32768, 3072] and numbers["output_shape"] == [32, 32, 32]
     assert [p["mode"] for p in numbers["pictures"]] == ["aggregate"] * 3 + ["crop"] * 3
     assert numbers["pictures"][0]["caption"].startswith("aggregated: each pixel = 342×32 entries")
-    _png(tmp_path / "family.png")
+    _png(tmp_path / "family-3x32x32-c32-k3-psame-px96.png")
 
 
 def test_coverage_checkerboard_and_uniform(tmp_path, capsys):
@@ -78,7 +82,8 @@ def test_coverage_checkerboard_and_uniform(tmp_path, capsys):
     assert k3["output_size"] == [17, 17]
     assert (k4["interior_min"], k4["interior_max"], k4["uniform_interior"]) == (2, 2, True)  # 1-d: 2 taps
     assert k4["output_size"] == [32]
-    _png(tmp_path / "coverage.png")
+    _png(tmp_path / "coverage-k3-s2.png")
+    _png(tmp_path / "coverage-16-k4-s2-p1.png")
 
 
 MODEL = """
@@ -110,7 +115,8 @@ def test_rf_of_a_model_file(tmp_path, capsys, model_file):
     assert numbers["field_extent"] == [[11, 18], [11, 18]] and numbers["field_cells"] == 64
     whole = _json(capsys, ["explain", "rf", f"{model_file}:build", "--input", "1x28x28", "--out", str(tmp_path)])
     assert whole["numbers"]["field_cells"] == 28 * 28 and whole["numbers"]["formula"]["global"] is True
-    _png(tmp_path / "rf.png")
+    _png(tmp_path / "rf-model.build-1x28x28.png")
+    _png(tmp_path / "rf-model.build-1x28x28-layer3-out0_6_6.png")
 
 
 def test_filters_of_a_model_file(tmp_path, capsys, model_file):
@@ -119,7 +125,8 @@ def test_filters_of_a_model_file(tmp_path, capsys, model_file):
     doc = _json(capsys, ["explain", "filters", f"{model_file}:local", "--layer", "0", "--channel", "1",
                          "--out", str(tmp_path)])
     assert (doc["numbers"]["rows"], doc["numbers"]["cols"]) == (4, 4) and "output channel 1" in doc["numbers"]["caption"]
-    _png(tmp_path / "filters.png")
+    _png(tmp_path / "filters-model.build-layer3.png")
+    _png(tmp_path / "filters-model.local-layer0-ch1.png")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -202,7 +209,7 @@ def test_old_spellings_work_hidden_for_one_release(tmp_path, capsys):
     was = json.loads(captured.out)
     now = _json(capsys, new)
     assert was["command"] == now["command"] == "explain family" and was["numbers"] == now["numbers"]
-    assert (tmp_path / "old" / "family.png").is_file()
+    assert (tmp_path / "old" / "family-1x6x6-c1-k3.png").is_file()
     assert main(["explain", "coverage", "--kernel", "3", "--stride", "2", "--in", "5", "--out", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["numbers"]["output_size"] == [11]
     explain = build_parser("explain")._subparsers._group_actions[0].choices["explain"]
@@ -219,3 +226,41 @@ def test_missing_or_doubled_input_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["explain", "conv2d", "--in", "1x6x6", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3"])
     assert exit_.value.code == 2 and "error: argument --input: not allowed with argument --in" in capsys.readouterr().err
+
+
+def test_pictures_of_different_commands_never_overwrite_each_other(tmp_path, capsys):
+    runs = [["conv2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3"],
+            ["conv2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "5"],
+            ["conv2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3", "--seed", "1"],
+            ["conv2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3", "--padding", "1"],
+            ["local2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3"],
+            ["family", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3"]]
+    files = [_json(capsys, ["explain", *argv, "--out", str(tmp_path)])["files"][0] for argv in runs]
+    assert [pathlib.Path(f).name for f in files] == [
+        "conv2d-1x6x6-c1-k3.png", "conv2d-1x6x6-c1-k5.png", "conv2d-1x6x6-c1-k3-seed1.png",
+        "conv2d-1x6x6-c1-k3-p1.png", "local2d-1x6x6-c1-k3.png", "family-1x6x6-c1-k3.png"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(pathlib.Path(f).name for f in files)
+
+
+def test_the_same_command_again_says_it_replaced_its_files(tmp_path, capsys):
+    argv = ["explain", "coverage", "--kernel", "3", "--stride", "2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert f"wrote {tmp_path}/coverage-k3-s2.png" in capsys.readouterr().out
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert f"replaced {tmp_path}/coverage-k3-s2.png" in table and f"replaced {tmp_path}/coverage-k3-s2.json" in table
+    assert "wrote" not in table
+    doc = _json(capsys, argv + ["--svg"])
+    assert doc["replaced"] == [f"{tmp_path}/coverage-k3-s2.png", f"{tmp_path}/coverage-k3-s2.json"]
+    assert doc["files"][1] == f"{tmp_path}/coverage-k3-s2.svg"
+
+
+def test_a_long_name_is_cut_and_stays_distinct(tmp_path, capsys, model_file):
+    layer = "x" * 200
+    names = []
+    for channel in ("1", "2"):
+        args = _explain_parsers()["filters"].parse_args([f"{model_file}:build", "--layer", layer, "--channel", channel])
+        args.what = "filters"
+        names.append(picture_name(args))
+    assert all(len(n) == MAX_NAME and n.startswith("filters-model.build-layerxxx") for n in names)
+    assert names[0] != names[1]
