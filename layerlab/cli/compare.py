@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 
+from layerlab.cli.helptext import description
+
 HELP = "train dense, conv, local and all-conv nets on your data, with and without shuffled positions"
 
 
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from layerlab.experiments.defaults import DEFAULT_MODELS, DEFAULT_RECIPE  # torch-free: --help stays fast
     from layerlab.train.config import MAX_THREADS
 
-    parser = subparsers.add_parser("compare", help=HELP, description=__doc__.split("\n\n", 1)[1],
+    parser = subparsers.add_parser("compare", help=HELP, description=description(__doc__),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="mnist1d", metavar="NAME|PATH",

@@ -2,19 +2,22 @@
 
 Examples::
 
-    layerlab explain conv2d --in 1x6x6 --out-channels 1 --kernel 3 --out runs/explain
-    layerlab explain local2d --in 1x6x6 --out-channels 1 --kernel 3
-    layerlab explain dense --in 9 --out-features 4
-    layerlab explain convtranspose2d --in 1x4x4 --out-channels 1 --kernel 3 --stride 2
-    layerlab explain compare --in 3x32x32 --out-channels 32 --kernel 3
+    layerlab explain conv2d --input 1x6x6 --out-channels 1 --kernel 3 --out runs/explain
+    layerlab explain local2d --input 1x6x6 --out-channels 1 --kernel 3
+    layerlab explain dense --input 9 --out-features 4
+    layerlab explain convtranspose2d --input 1x4x4 --out-channels 1 --kernel 3 --stride 2
+    layerlab explain family --input 3x32x32 --out-channels 32 --kernel 3 --padding same
     layerlab explain rf model.py:build --input 1x28x28 --output-index 0,3,3
     layerlab explain coverage --kernel 3 --stride 2
     layerlab explain filters model.py:build --layer features.0
 
 Every command prints its numbers as a table (or JSON with ``--json``), writes ``NAME.png`` (and
 ``NAME.svg`` with ``--svg``) into ``--out`` and, beside it, ``NAME.json`` with the resolved arguments
-and the numbers. Layers built here get random weights from ``--seed``. Matrices larger than
-``--max-pixels`` are aggregated (and, in ``compare``, also cropped); the picture says so.
+and the numbers. NAME is made of the command and the arguments that change the picture, e.g.
+``conv2d-1x6x6-c1-k3`` or ``coverage-k4-s2-p1``, so different pictures never overwrite each other;
+running the same command again replaces its files and says "replaced" instead of "wrote". Layers built here get random weights from ``--seed`` and, like torch's, padding 0
+unless ``--padding`` says otherwise. Matrices larger than
+``--max-pixels`` are aggregated (and, in ``family``, also cropped); the picture says so.
 ``rf`` and ``filters`` run your own code (``FILE.py:NAME``), exactly as importing it would: only point
 them at files you trust.
 
@@ -25,11 +28,35 @@ files still cannot be written, the numbers are printed anyway and the command ex
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import re
 import sys
+from pathlib import Path
+
+from layerlab.cli.helptext import description
 
 # room asked of --out before anything is computed: a 16x14-inch PNG at 100 dpi plus an SVG stay below this
 OUTPUT_BYTES = 16 * 1024 * 1024
+
+# the padding of every layer built here when --padding is not given: torch's
+PADDING_DEFAULT = "0"
+
+# old spellings, accepted (hidden from --help, with a note on stderr) for one release: old → new
+RENAMED_OPTIONS = {"--in": "--input"}
+RENAMED_COMMANDS = {"compare": "family"}
+
+# the file name of a picture: the command, then these arguments where they differ from their default, in this
+# order, each as PREFIX + value (a flag as PREFIX alone); an argument the command does not have is skipped
+NAME_PARTS = (("target", ""), ("input", ""), ("out_channels", "c"), ("out_features", "f"), ("kernel", "k"),
+              ("stride", "s"), ("padding", "p"), ("dilation", "d"), ("groups", "g"), ("output_padding", "op"),
+              ("no_bias", "nobias"), ("seed", "seed"), ("layer", "layer"), ("output_index", "out"),
+              ("input_index", "in"), ("channel", "ch"), ("max_tiles", "tiles"), ("max_pixels", "px"))
+# longest file name stem; a longer one is cut and ends in a hash of the whole, so names stay distinct
+MAX_NAME = 120
+# Namespace entries that are bookkeeping of the parser, not arguments of the record
+INTERNAL = ("func", "renamed_command", "name_defaults")
 
 HELP = "pictures and numbers: a layer's dense matrix, conv vs local vs dense, receptive fields, coverage, filters"
 
@@ -52,13 +79,31 @@ def _common(parser: argparse.ArgumentParser, *, matrix: bool = False, limit: boo
         output.add_argument("--max-bytes", type=int, default=None, help="memory limit in bytes (default: $LAYERLAB_MAX_BYTES or 2 GiB)")
 
 
-def _window(parser: argparse.ArgumentParser, *, padding_default: str, transposed: bool = False) -> None:
+class _Renamed(argparse.Action):
+    """The old spelling of an option (``RENAMED_OPTIONS``): stores its value like the new one and says so on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"layerlab explain: note: {option_string} is now called {RENAMED_OPTIONS[option_string]}; "
+              f"{option_string} will be removed in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _input(group, *, help: str, metavar: str = "SHAPE", default: str | None = None) -> None:
+    """``--input`` (required unless it has a default), and its old spelling ``--in`` hidden from the help."""
+    choice = group.add_mutually_exclusive_group(required=default is None)
+    choice.add_argument("--input", default=default, metavar=metavar, help=help)
+    for old, new in RENAMED_OPTIONS.items():
+        choice.add_argument(old, dest=new[2:], default=default, metavar=metavar, action=_Renamed, help=argparse.SUPPRESS)
+
+
+def _window(parser: argparse.ArgumentParser, *, transposed: bool = False) -> None:
     layer = parser.add_argument_group("layer")
-    layer.add_argument("--in", dest="in_shape", required=True, metavar="SHAPE", help="per-sample input shape C×H×W, e.g. 1x6x6 (default: none, required)")
+    _input(layer, help="per-sample input shape C×H×W, e.g. 1x6x6 (default: none, required)")
     layer.add_argument("--out-channels", type=int, required=True, help="number of filters (default: none, required)")
     layer.add_argument("--kernel", required=True, metavar="K", help="kernel size, K or KHxKW (default: none, required)")
     layer.add_argument("--stride", default="1", help="stride, S or SHxSW (default: 1)")
-    layer.add_argument("--padding", default=padding_default, help=f"padding: P, PHxPW{'' if transposed else ', same or valid'} (default: {padding_default})")
+    layer.add_argument("--padding", default=PADDING_DEFAULT,
+                       help=f"padding: P, PHxPW{'' if transposed else ', same or valid'} (default: {PADDING_DEFAULT})")
     layer.add_argument("--dilation", default="1", help="kernel dilation, D or DHxDW (default: 1)")
     layer.add_argument("--groups", type=int, default=1, help="channel groups (default: 1)")
     if transposed:
@@ -69,7 +114,7 @@ def _window(parser: argparse.ArgumentParser, *, padding_default: str, transposed
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "explain", help=HELP, description=__doc__.split("\n\n", 1)[1],
+        "explain", help=HELP, description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
@@ -77,19 +122,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         sub = commands.add_parser(name, help=text, description=text)
         if name == "dense":
             layer = sub.add_argument_group("layer")
-            layer.add_argument("--in", dest="in_shape", required=True, metavar="SHAPE", help="per-sample input shape, flattened first, e.g. 9 or 1x6x6 (default: none, required)")
+            _input(layer, help="per-sample input shape, flattened first, e.g. 9 or 1x6x6 (default: none, required)")
             layer.add_argument("--out-features", type=int, required=True, help="output features (default: none, required)")
             layer.add_argument("--no-bias", action="store_true", help="build the layer without bias (default: with bias)")
             layer.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
         else:
-            _window(sub, padding_default="0", transposed=name == "convtranspose2d")
+            _window(sub, transposed=name == "convtranspose2d")
         _common(sub, matrix=True)
         sub.set_defaults(func=run)
-    text = "conv, local and dense matrices side by side for the same in/out shape, weight counts in the titles"
-    sub = commands.add_parser("compare", help=text, description=text)
-    _window(sub, padding_default="same")
-    _common(sub, matrix=True)
-    sub.set_defaults(func=run)
+    text = "the family of one geometry: conv, local and dense matrices side by side, weight counts in the titles"
+    for name in ("family", *(old for old, new in RENAMED_COMMANDS.items() if new == "family")):
+        shown = {"help": text} if name == "family" else {}  # an old name is not listed in the help
+        sub = commands.add_parser(name, description=text, **shown)
+        _window(sub)
+        _common(sub, matrix=True)
+        sub.set_defaults(func=run, what="family", renamed_command=None if name == "family" else name)
     text = "which input cells feed one output cell of a model (receptive field), and which outputs one input reaches"
     sub = commands.add_parser("rf", help=text, description=text + ". Runs your own code (FILE.py:NAME).")
     model = sub.add_argument_group("model")
@@ -105,10 +152,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     layer = sub.add_argument_group("layer")
     layer.add_argument("--kernel", required=True, metavar="K", help="kernel size, K or KHxKW (default: none, required)")
     layer.add_argument("--stride", required=True, metavar="S", help="stride, S or SHxSW (default: none, required)")
-    layer.add_argument("--padding", default="0", help="padding, P or PHxPW (default: 0)")
+    layer.add_argument("--padding", default=PADDING_DEFAULT, help=f"padding, P or PHxPW (default: {PADDING_DEFAULT})")
     layer.add_argument("--dilation", default="1", help="kernel dilation (default: 1)")
     layer.add_argument("--output-padding", default="0", help="extra output rows/columns (default: 0)")
-    layer.add_argument("--in", dest="in_shape", default="8x8", metavar="SIZE", help="spatial input size, e.g. 8x8 or 16 (default: 8x8)")
+    _input(layer, metavar="SIZE", default="8x8", help="spatial input size, e.g. 8x8 or 16 (default: 8x8)")
     _common(sub)
     sub.set_defaults(func=run)
     text = "the filters of a conv or locally connected layer of a model as an image grid"
@@ -121,6 +168,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--max-tiles", type=int, default=32, help="crop the grid to this many tiles per side (default: 32)")
     _common(sub, limit=False)
     sub.set_defaults(func=run)
+    for sub in commands.choices.values():
+        sub.set_defaults(name_defaults={dest: sub.get_default(dest) for dest, _ in NAME_PARTS})
 
 
 def _ints(text: str, name: str, ndim: int) -> tuple[int, ...]:
@@ -166,7 +215,7 @@ def _padding(text: str, ndim: int, allow_words: bool = True):
 
 
 def _build_layer(args):
-    """The layer of conv2d / local2d / dense / convtranspose2d / compare and its input shape.
+    """The layer of conv2d / local2d / dense / convtranspose2d / family and its input shape.
 
     Built once on the meta device to count its parameters against the memory limit, then for real.
     """
@@ -187,12 +236,12 @@ def _new_layer(args):
 
     bias = not args.no_bias
     if args.what == "dense":
-        shape = _shape(args.in_shape, "in")
+        shape = _shape(args.input, "input")
         features = 1
         for n in shape:
             features *= n
         return lnn.Dense(args.out_features, in_features=features, bias=bias), (features,)
-    shape = _shape(args.in_shape, "in", 2)
+    shape = _shape(args.input, "input", 2)
     common = dict(stride=_ints(args.stride, "stride", 2), dilation=_ints(args.dilation, "dilation", 2),
                   groups=args.groups)
     kernel = _ints(args.kernel, "kernel", 2)
@@ -226,16 +275,16 @@ def _matrix(args):
         "structural_nonzeros": entries, "density": entries / (out_f * in_f),
         "distinct_colours": picture.colors, "picture": picture.mode, "caption": picture.caption,
     }
-    return figure, args.what, numbers
+    return figure, numbers
 
 
-def _compare(args):
+def _family(args):
     from layerlab.viz.family import draw_family, family_pictures
     from layerlab.viz.figure import new_figure
 
-    args.what = "conv2d"  # build the conv of the comparison
+    args.what = "conv2d"  # build the conv of the family
     conv, shape = _build_layer(args)
-    args.what = "compare"
+    args.what = "family"
     family = family_pictures(conv, shape, max_pixels=args.max_pixels, max_bytes=args.max_bytes)
     out_f, in_f = family.rows[0][0].shape
     height = 5 * len(family.rows) if len(family.rows) > 1 else 2.5 + 4.5 * min(1.0, out_f / in_f)
@@ -244,7 +293,7 @@ def _compare(args):
     numbers = family.as_dict()
     numbers["ratio_dense_to_conv"] = family.weights["dense"] / family.weights["conv"]
     numbers["ratio_local_to_conv"] = family.weights["local"] / family.weights["conv"]
-    return figure, "compare", numbers
+    return figure, numbers
 
 
 def _load(target: str, input_text: str | None):
@@ -275,14 +324,14 @@ def _rf(args):
         "field_size": list(rmap.size), "formula": rmap.arith,
         "input_index": list(rmap.input_index), "reached_outputs": int(rmap.reach.sum()),
     }
-    return figure, "rf", numbers
+    return figure, numbers
 
 
 def _coverage(args):
     from layerlab.viz.coverage import coverage_map, draw_coverage
     from layerlab.viz.figure import new_figure
 
-    size = _ints(args.in_shape, "in", len(args.in_shape.lower().split("x")))
+    size = _ints(args.input, "input", len(args.input.lower().split("x")))
     ndim = len(size)
     coverage = coverage_map(_ints(args.kernel, "kernel", ndim), _ints(args.stride, "stride", ndim),
                             padding=_ints(args.padding, "padding", ndim), dilation=_ints(args.dilation, "dilation", ndim),
@@ -290,7 +339,7 @@ def _coverage(args):
                             max_bytes=args.max_bytes)
     figure = new_figure(8, 7)
     draw_coverage(coverage, figure.subplots())
-    return figure, "coverage", coverage.as_dict()
+    return figure, coverage.as_dict()
 
 
 def _filters(args):
@@ -308,11 +357,11 @@ def _filters(args):
     height, width = grid.image.shape[:2]
     figure = new_figure(min(3 + width / 8, 16), min(2.5 + height / 8, 14))
     draw_filters(grid, figure.subplots())
-    return figure, "filters", {"layer": args.layer, "module": repr(names[args.layer]), **grid.as_dict()}
+    return figure, {"layer": args.layer, "module": repr(names[args.layer]), **grid.as_dict()}
 
 
 HANDLERS = {"conv2d": _matrix, "local2d": _matrix, "dense": _matrix, "convtranspose2d": _matrix,
-            "compare": _compare, "rf": _rf, "coverage": _coverage, "filters": _filters}
+            "family": _family, "rf": _rf, "coverage": _coverage, "filters": _filters}
 
 
 def _rows(numbers: dict, prefix: str = ""):
@@ -328,16 +377,40 @@ def _rows(numbers: dict, prefix: str = ""):
             yield f"{prefix}{key}", shown
 
 
+def picture_name(args: argparse.Namespace) -> str:
+    """The file name stem of the picture ``args`` draws, e.g. ``conv2d-1x6x6-c1-k3``, from ``NAME_PARTS``."""
+    parts = [args.what]
+    for dest, prefix in NAME_PARTS:
+        if not hasattr(args, dest) or getattr(args, dest) == args.name_defaults[dest]:
+            continue
+        value = getattr(args, dest)
+        if dest == "target":  # dir/model.py:build -> model.build
+            file, _, attribute = value.rpartition(":")
+            value = f"{os.path.basename(file).removesuffix('.py')}.{attribute}"
+        parts.append(prefix if value is True else prefix + re.sub(r"[^\w.-]+", "_", str(value).replace("×", "x")))
+    name = "-".join(parts)
+    if len(name) > MAX_NAME:
+        name = f"{name[:MAX_NAME - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     from layerlab.train.rundir import prepare_out_dir
     from layerlab.viz.figure import save_figure
 
+    if getattr(args, "renamed_command", None):
+        print(f"layerlab explain: note: explain {args.renamed_command} is now called explain {args.what}; "
+              f"explain {args.renamed_command} will be removed in the next release", file=sys.stderr)
     prepare_out_dir(args.out, needed_bytes=OUTPUT_BYTES)
-    figure, stem, numbers = HANDLERS[args.what](args)
-    arguments = {k: v for k, v in vars(args).items() if k != "func"}
-    document = {"command": f"explain {args.what}", "arguments": arguments, "numbers": numbers, "files": []}
+    figure, numbers = HANDLERS[args.what](args)
+    arguments = {k: v for k, v in vars(args).items() if k not in INTERNAL}
+    stem = picture_name(args)
+    document = {"command": f"explain {args.what}", "arguments": arguments, "numbers": numbers, "files": [],
+                "replaced": []}
     lost = None
     try:
+        document["replaced"] = [str(p) for p in (Path(args.out) / f"{stem}.{suffix}" for suffix in ("png", "svg", "json"))
+                                if p.exists() and (args.svg or p.suffix != ".svg")]
         paths = save_figure(figure, args.out, stem, svg=args.svg)
         document["files"] = [str(p) for p in paths]
         record = paths[0].with_suffix(".json")
@@ -349,14 +422,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document, indent=2, default=str))
     else:
-        _print_table(args.what, numbers, document["files"])
+        _print_table(args.what, numbers, document["files"], document["replaced"])
     if lost is not None:
         print(f"layerlab explain: error: {lost}", file=sys.stderr)
         return 2
     return 0
 
 
-def _print_table(what: str, numbers: dict, files: list[str]) -> None:
+def _print_table(what: str, numbers: dict, files: list[str], replaced: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -368,4 +441,4 @@ def _print_table(what: str, numbers: dict, files: list[str]) -> None:
     console = Console()
     console.print(table)
     for path in files:
-        console.print(f"wrote {path}")
+        console.print(f"{'replaced' if path in replaced else 'wrote'} {path}", soft_wrap=True)  # a path stays one line

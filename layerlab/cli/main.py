@@ -78,7 +78,7 @@ def _resource_message(err: BaseException) -> str | None:
     """The message for a failed allocation or an int64 overflow (what was asked, the limit, the way out), or
     ``None`` when ``err`` is neither (then it is a bug and keeps its traceback)."""
     text = (str(err).splitlines() or [""])[0][:300]
-    fix = "use smaller sizes (--input/--in, --batch-size, --width, the layer)"
+    fix = "use smaller sizes (--input, --batch-size, --width, the layer)"
     if isinstance(err, OverflowError) or _TOO_LARGE.search(str(err)):
         return f"a size is too large to represent ({type(err).__name__}: {text}); nothing was computed; {fix}"
     if not isinstance(err, MemoryError) and not _OUT_OF_MEMORY.search(str(err)):

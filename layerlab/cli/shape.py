@@ -21,6 +21,8 @@ import argparse
 import json
 import re
 
+from layerlab.cli.helptext import description
+
 HELP = "shapes, formulas, params, MACs and receptive fields of a layer stack (no torch)"
 
 
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "shape",
         help=HELP,
-        description=__doc__.split("\n\n", 1)[1],
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stack = parser.add_argument_group("layer stack")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from layerlab.cli.helptext import description
+
 HELP = "per-layer shapes, params, MACs and receptive fields of a PyTorch model (FILE.py:NAME)"
 
 
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "summary",
         help=HELP,
-        description=__doc__.split("\n\n", 1)[1],
+        description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     model = parser.add_argument_group("model")

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 
+from layerlab.cli.helptext import description
 from layerlab.errors import ArgumentError
 from layerlab.train.config import check_dataset_argument, check_threads
 
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from layerlab.train.config import MAX_THREADS, TrainConfig  # torch-free: --help stays fast
 
     d = TrainConfig()
-    parser = subparsers.add_parser("train", help=HELP, description=__doc__.split("\n\n", 1)[1],
+    parser = subparsers.add_parser("train", help=HELP, description=description(__doc__),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     # every option defaults to None so that --resume can tell given flags from defaults
     data = parser.add_argument_group("data")

@@ -117,7 +117,7 @@ def unwritable(kind: str, tmp_path: Path, tmpfs) -> tuple[str, str]:
 def test_unwritable_out_is_refused_before_any_work(tmp_path, npz, tmpfs, no_training, capsys, command, kind):
     out, reason = unwritable(kind, tmp_path, tmpfs)
     argv = {"train": [*TRAIN, "--dataset", npz], "compare": [*COMPARE, "--dataset", npz],
-            "explain": ["explain", "conv2d", "--in", "1x6x6", "--out-channels", "1", "--kernel", "3"]}[command]
+            "explain": ["explain", "conv2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3"]}[command]
     assert main([*argv, "--out", out]) == 2
     err = capsys.readouterr().err
     assert re.search(rf"^layerlab {command}: error: --out '{re.escape(out)}' {reason}", err), err
@@ -127,7 +127,7 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path, npz, tmpfs, no_trai
 def test_out_without_room_for_the_outputs_is_refused_before_any_work(tmpfs, npz, no_training, capsys, command):
     out = tmpfs("small", "1m") / "out"  # compare asks ~2.6 MiB, explain 17 MiB
     argv = {"compare": [*COMPARE, "--dataset", npz],
-            "explain": ["explain", "conv2d", "--in", "1x6x6", "--out-channels", "1", "--kernel", "3"]}[command]
+            "explain": ["explain", "conv2d", "--input", "1x6x6", "--out-channels", "1", "--kernel", "3"]}[command]
     assert main([*argv, "--out", str(out)]) == 2
     assert re.search(rf"layerlab {command}: error: --out '{re.escape(str(out))}' has [\d,]+ bytes free, but the "
                      r"outputs need about [\d,]+; nothing was computed; free disk space or choose a folder on another "
@@ -390,7 +390,7 @@ def test_sizes_that_overflow_are_clear_errors(capsys, argv, message):
 
 def test_an_infinite_memory_budget_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LAYERLAB_MAX_BYTES", "1e400")
-    assert main(["explain", "dense", "--in", "9", "--out-features", "4", "--out", str(tmp_path)]) == 2
+    assert main(["explain", "dense", "--input", "9", "--out-features", "4", "--out", str(tmp_path)]) == 2
     assert ("layerlab explain: error: the environment variable LAYERLAB_MAX_BYTES must be a number of bytes below "
             "2**63 (about 9.2e18). Received: '1e400'; use e.g. 2GiB") in capsys.readouterr().err
 
@@ -402,7 +402,7 @@ def test_failed_allocations_under_an_address_space_limit_are_clear_errors(tmp_pa
         "import torch\n"
         "from layerlab.cli.main import main\n"
         "resource.setrlimit(resource.RLIMIT_AS, (2 * 10**9, resource.getrlimit(resource.RLIMIT_AS)[1]))\n"
-        f"print(main(['explain', 'local2d', '--in', '16x128x128', '--out-channels', '16', '--kernel', '3', "
+        f"print(main(['explain', 'local2d', '--input', '16x128x128', '--out-channels', '16', '--kernel', '3', "
         f"'--out', {str(tmp_path / 'explain')!r}]))\n"
         f"print(main(['train', '--model', 'mlp', '--width', '150', '--epochs', '1', '--threads', '1', "
         f"'--no-progress', '--dataset', {npz!r}]))\n"
