@@ -28,7 +28,7 @@ HELP = "train dense, conv, local and all-conv nets on your data, with and withou
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from layerlab.experiments.defaults import DEFAULT_MODELS, DEFAULT_RECIPE  # torch-free: --help stays fast
-    from layerlab.train.config import MAX_THREADS
+    from layerlab.train.config import DEFAULT_THREADS, MAX_THREADS
 
     parser = subparsers.add_parser("compare", help=HELP, description=__doc__.split("\n\n", 1)[1],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--weight-decay", type=float, default=DEFAULT_RECIPE.weight_decay,
                        help=f"L2 penalty (default: {DEFAULT_RECIPE.weight_decay:g})")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    train.add_argument("--threads", type=int, default=1,
+    train.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                        help=f"torch CPU threads, 1 to {MAX_THREADS}; the default models are so small that 1 thread "
-                            "beats 2, by far on a busy machine (docs/compare.md) (default: 1)")
+                            f"beats 2, by far on a busy machine (docs/compare.md) (default: {DEFAULT_THREADS})")
     output = parser.add_argument_group("output")
     output.add_argument("--out", default=None, metavar="DIR",
                         help="write args.json, results.json/.csv, runs.csv, history.csv and 3 PNG plots here "
@@ -84,14 +84,14 @@ def run(args: argparse.Namespace) -> int:
 
     from layerlab.experiments.defaults import DEFAULT_RECIPE
     from layerlab.experiments.report import expected_output_bytes
-    from layerlab.train.config import check_dataset_argument, check_threads
+    from layerlab.train.config import check_dataset_argument, check_threads, default_warmup
     from layerlab.train.rundir import lock_out_dir, prepare_out_dir
 
     check_threads(args.threads)
     check_dataset_argument(args.dataset)
     recipe = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  optimizer=args.optimizer, weight_decay=args.weight_decay, device=args.device,
-                                 warmup_epochs=min(DEFAULT_RECIPE.warmup_epochs, max(args.epochs - 1, 0)))
+                                 warmup_epochs=default_warmup(args.epochs))
     with contextlib.ExitStack() as stack:
         if args.out is not None:
             trainings = len(args.models.split(",")) * (2 if args.permute_pixels else 1) * max(args.seeds, 1)

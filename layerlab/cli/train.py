@@ -2,7 +2,7 @@
 
 Examples::
 
-    layerlab train --model cnn --dataset mnist1d --epochs 15 --out runs/cnn
+    layerlab train --model cnn --out runs/cnn            # compare's recipe: 93.3% on MNIST-1D
     layerlab train --out runs/cnn --resume                # continue after Ctrl-C, a crash or SIGTERM
     torchrun --nproc_per_node 2 -m layerlab train --model cnn --batch-size 50 --out runs/ddp
 
@@ -31,20 +31,19 @@ import json
 import math
 
 from layerlab.errors import ArgumentError
-from layerlab.train.config import check_dataset_argument, check_threads
+from layerlab.train.config import (DEFAULT_RECIPE, DEFAULT_THREADS, MAX_THREADS, check_dataset_argument,
+                                   check_threads, default_warmup)
 
 HELP = "train a zoo model with checkpoints, exact --resume, NaN guard and torchrun DDP"
 
-# run arguments besides the TrainConfig fields; TrainConfig's own defaults come from the dataclass
-RUN_DEFAULTS = {"dataset": "mnist1d", "limit": None, "model": "cnn", "width": 1.0, "threads": None}
+# run arguments besides the TrainConfig fields; those come from DEFAULT_RECIPE, the recipe `compare` uses too
+RUN_DEFAULTS = {"dataset": "mnist1d", "limit": None, "model": "cnn", "width": 1.0, "threads": DEFAULT_THREADS}
 # run arguments that change the results: --resume refuses a change (the data itself is compared by hash)
 IDENTITY = ("limit", "model", "width")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from layerlab.train.config import MAX_THREADS, TrainConfig  # torch-free: --help stays fast
-
-    d = TrainConfig()
+    d = DEFAULT_RECIPE
     parser = subparsers.add_parser("train", help=HELP, description=__doc__.split("\n\n", 1)[1],
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     # every option defaults to None so that --resume can tell given flags from defaults
@@ -65,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        f"number of processes (default: {d.batch_size})")
     train.add_argument("--epochs", type=int, help=f"(default: {d.epochs})")
     train.add_argument("--schedule", choices=("cosine", "step", "none"), help=f"lr schedule (default: {d.schedule})")
-    train.add_argument("--warmup-epochs", type=int, help=f"linear warmup epochs (default: {d.warmup_epochs})")
+    train.add_argument("--warmup-epochs", type=int, help=f"linear warmup epochs (default: {d.warmup_epochs}, none with --epochs 1)")
     train.add_argument("--lr-step-size", type=int, help=f"epochs between decays of --schedule step "
                        f"(default: {d.lr_step_size})")
     train.add_argument("--lr-gamma", type=float, help=f"decay factor of --schedule step (default: {d.lr_gamma:g})")
@@ -78,8 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     system = parser.add_argument_group("system")
     system.add_argument("--device", help=f"auto, cpu, cuda or cuda:N; under torchrun cuda:LOCAL_RANK "
                         f"(default: {d.device})")
-    system.add_argument("--threads", type=int, help=f"torch CPU threads per process, 1 to {MAX_THREADS} "
-                        "(default: torch's choice)")
+    system.add_argument("--threads", type=int, help=f"torch CPU threads per process, 1 to {MAX_THREADS}; the zoo's "
+                        f"models are so small that 1 thread beats 2 (default: {DEFAULT_THREADS})")
     system.add_argument("--num-workers", type=int, help=f"data-loader processes (default: {d.num_workers})")
     system.add_argument("--ddp-timeout", type=float, metavar="SECONDS", help=f"how long a process waits for the "
                         f"others before it stops (default: {d.ddp_timeout:g})")
@@ -117,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
         raise ArgumentError(f"cannot resume {out}: {'; '.join(changed)}; these change the results; resume with the "
                             "run's own values (omit the flag), or start a new run in another --out folder")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    defaults = {**RUN_DEFAULTS, **TrainConfig().to_dict()}
+    defaults = {**RUN_DEFAULTS, **DEFAULT_RECIPE.to_dict()}
     resolved = {k: given.get(k, saved.get(k, default)) for k, default in defaults.items()}
+    if "warmup_epochs" not in given and "warmup_epochs" not in saved:
+        resolved["warmup_epochs"] = default_warmup(resolved["epochs"])
     check_dataset_argument(resolved["dataset"])
     if resolved["threads"] is not None:
         torch.set_num_threads(check_threads(resolved["threads"]))
