@@ -5,7 +5,7 @@ Examples::
 
     layerlab compare --out runs/compare                 # the main job: MNIST-1D, ~1-2 min on 2 cores
     layerlab compare --dataset mnist --seeds 3 --epochs 10 --out runs/mnist
-    layerlab compare --dataset path/to/data.npz --models mlp,cnn --no-permute-pixels --json
+    layerlab compare --dataset path/to/data.npz --model mlp,cnn --no-permute-pixels --json
 
 Each model is trained on the data and (by default) again on the data with its positions shuffled by
 one fixed permutation (train and test alike). A dense network does not care; a convolution loses its
@@ -39,8 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--limit", type=int, default=None, metavar="N",
                       help="keep at most N samples per split, a seeded subset (default: all)")
     models = parser.add_argument_group("models")
-    models.add_argument("--models", default=",".join(DEFAULT_MODELS), metavar="A,B,...",
-                        help=f"comma-separated zoo names (default: {','.join(DEFAULT_MODELS)})")
+    models.add_argument("--model", dest="models", default=",".join(DEFAULT_MODELS), metavar="A,B,...",
+                        help=f"zoo names, comma-separated; `train --model` takes one (default: "
+                             f"{','.join(DEFAULT_MODELS)})")
+    # the former spelling, kept hidden for one release
+    models.add_argument("--models", dest="models", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     size = models.add_mutually_exclusive_group()
     size.add_argument("--width", type=float, default=1.0, help="zoo width of every model (default: 1.0)")
     size.add_argument("--params", type=int, default=None, metavar="N",

@@ -22,7 +22,8 @@ import sys
 
 from layerlab import __version__
 from layerlab.arith.counts import format_bytes
-from layerlab.errors import LayerlabError
+from layerlab.errors import LayerlabError, SizeLimitError
+from layerlab.limits import size_limit_message
 
 # subcommand modules, in the order `layerlab --help` lists them
 COMMANDS = ("shape", "summary", "train", "compare", "explain")
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LayerlabError as err:
-        print(f"layerlab {args.command}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, SizeLimitError):  # name the command's flag, not the Python argument
+            message = size_limit_message(message, "--max-bytes" if hasattr(args, "max_bytes") else None)
+        print(f"layerlab {args.command}: error: {message}", file=sys.stderr)
         return 2
     except (MemoryError, OverflowError, RuntimeError, ValueError, TypeError) as err:
         message = _resource_message(err)

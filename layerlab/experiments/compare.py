@@ -232,7 +232,7 @@ def _check_models(models, registry) -> tuple[str, ...]:
     if not models or unknown:
         raise ArgumentError(
             f"models must be zoo names ({', '.join(registry)}). Received: {', '.join(unknown) or 'nothing'}; "
-            "e.g. --models mlp,cnn,lcn,allconv"
+            "e.g. --model mlp,cnn,lcn,allconv"
         )
     if len(set(models)) != len(models):
         raise ArgumentError(f"models lists a name twice. Received: {', '.join(models)}")

@@ -31,3 +31,21 @@ def test_subcommand_help_without_torch(command):
     result = help_without_torch(command, "--help")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: layerlab {command}")
+
+
+def test_size_limit_errors_name_the_commands_flag_or_only_the_environment_variable(monkeypatch, capsys, tmp_path):
+    import layerlab.cli.train
+    from layerlab.cli.main import main
+    from layerlab.limits import check_size
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "conv2d", "--in", "3x64x64", "--out-channels", "8", "--kernel", "3",
+                 "--max-bytes", "1000"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "raise the limit with --max-bytes N or the environment variable LAYERLAB_MAX_BYTES\n")
+
+    monkeypatch.setattr(layerlab.cli.train, "run", lambda args: check_size("a model", 10, 4, max_bytes=1, hint="Fix"))
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err == ("layerlab train: error: a model would allocate 10 elements × 4 bytes = 40 B, "
+                                       "over the limit of 1 B; nothing was allocated. Fix, or raise the limit with "
+                                       "the environment variable LAYERLAB_MAX_BYTES\n")

@@ -170,7 +170,7 @@ def test_train_and_compare_share_one_default_recipe_shown_by_their_help(npz, mon
     torch.set_num_threads(2)
     main(["train", "--dataset", npz, "--no-progress"])
     torch.set_num_threads(2)
-    main(["compare", "--dataset", npz, "--models", "mlp", "--no-permute-pixels"])
+    main(["compare", "--dataset", npz, "--model", "mlp", "--no-permute-pixels"])
     main(["train", "--dataset", npz, "--no-progress", "--epochs", "1"])  # no warmup in a 1-epoch run
     capsys.readouterr()
     assert [c for c, _ in used[:2]] == [DEFAULT_RECIPE, DEFAULT_RECIPE]

@@ -149,7 +149,7 @@ def test_outputs_of_a_run_where_everything_failed(tmp_path, toy_images, extra_mo
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"models": ("mlp", "resnet")}, r"models must be zoo names \(logistic, mlp, .*\). Received: resnet; e.g. "
-                                    r"--models mlp,cnn,lcn,allconv"),
+                                    r"--model mlp,cnn,lcn,allconv"),
     ({"models": ()}, r"models must be zoo names .* Received: nothing"),
     ({"models": ("mlp", "mlp")}, r"models lists a name twice. Received: mlp, mlp"),
     ({"seeds": 0}, r"seeds must be a positive integer \(number of seeds per model\). Received: seeds=0"),
