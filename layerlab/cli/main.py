@@ -8,13 +8,16 @@ The boundary: a :class:`~layerlab.errors.LayerlabError` becomes ``layerlab COMMA
 exit 2. So does a failed allocation that slipped past the estimates (``MemoryError``, torch's
 "can't allocate memory", a size that overflows int64): the message gives the size that was asked
 for and the process's address-space limit. Output streams print undecodable file-name bytes as
-``\\xNN`` instead of failing.
+``\\xNN`` instead of failing. A reader that goes away (``layerlab train --json | head``) ends the command
+quietly with exit 141 (128 + SIGPIPE, what a shell reports for a command killed by SIGPIPE); a rich
+table stops as quietly, by rich's own handling, with exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import resource
 import signal
@@ -60,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at the interpreter's exit
+        return code
     except LayerlabError as err:
         message = str(err)
         if isinstance(err, SizeLimitError):  # name the command's flag, not the Python argument
@@ -73,9 +78,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"layerlab {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt as err:  # Ctrl-C, or a SIGTERM the command could not honour in time
         print(f"layerlab {args.command}: interrupted", file=sys.stderr)
         return 128 + getattr(err, "signal_number", signal.SIGINT)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's final flush does not fail again on the
+    closed pipe (Python's documented remedy for SIGPIPE)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor has nothing to flush
+        pass
 
 
 def _resource_message(err: BaseException) -> str | None:

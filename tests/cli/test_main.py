@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -49,3 +50,14 @@ def test_size_limit_errors_name_the_commands_flag_or_only_the_environment_variab
     assert capsys.readouterr().err == ("layerlab train: error: a model would allocate 10 elements × 4 bytes = 40 B, "
                                        "over the limit of 1 B; nothing was allocated. Fix, or raise the limit with "
                                        "the environment variable LAYERLAB_MAX_BYTES\n")
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141():
+    """``layerlab ... | head``: the pipe closes before the output is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    code = "from layerlab.cli.main import main; import sys; sys.exit(main(['shape', '1x28x28', 'Conv2d(8, 3)', '--json']))"
+    done = subprocess.run([sys.executable, "-c", code], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                          timeout=120)
+    os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
