@@ -56,8 +56,13 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141():
     """``layerlab ... | head``: the pipe closes before the output is written."""
     read_end, write_end = os.pipe()
     os.close(read_end)
-    code = "from layerlab.cli.main import main; import sys; sys.exit(main(['shape', '1x28x28', 'Conv2d(8, 3)', '--json']))"
-    done = subprocess.run([sys.executable, "-c", code], stdout=write_end, stderr=subprocess.PIPE, text=True,
-                          timeout=120)
+    codes = ["from layerlab.cli.main import main; import sys; sys.exit(main(['shape', '1x28x28', 'Conv2d(8, 3)', "
+             "'--json']))",
+             # a short output stays in stdout's buffer until the end of the command
+             "import sys, layerlab.cli.shape as shape; shape.run = lambda args: print('short'); "
+             "from layerlab.cli.main import main; sys.exit(main(['shape', '1x28x28']))"]
+    for code in codes:
+        done = subprocess.run([sys.executable, "-c", code], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"})
+        assert (done.returncode, done.stderr) == (141, ""), code
     os.close(write_end)
-    assert (done.returncode, done.stderr) == (141, "")
