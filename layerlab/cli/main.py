@@ -22,6 +22,7 @@ import re
 import resource
 import signal
 import sys
+import time
 
 from layerlab import __version__
 from layerlab.arith.counts import format_bytes
@@ -53,9 +54,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()  # a command's wall time counts from here: imports (torch) and loading included
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
+    args.started = started
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

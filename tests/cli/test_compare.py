@@ -149,3 +149,19 @@ def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, npz, capsys, monk
     document = json.loads(captured.out)
     assert [(r["model"], r["permuted"]) for r in document["results"]] == [("mlp", False), ("mlp", True)]
     assert json.loads((out / "results.json").read_text())["interrupted"] == document["interrupted"]
+
+
+def test_total_wall_time_counts_from_the_commands_start(npz, capsys, monkeypatch):
+    """Time spent before the trainings (imports, checks, loading) is part of the printed wall time."""
+    import time
+
+    import layerlab.experiments
+    import layerlab.train.config
+
+    check_threads, run_compare, results = layerlab.train.config.check_threads, layerlab.experiments.run_compare, []
+    monkeypatch.setattr(layerlab.train.config, "check_threads", lambda n: time.sleep(2) or check_threads(n))
+    monkeypatch.setattr(layerlab.experiments, "run_compare", lambda *a, **k: results.append(run_compare(*a, **k))
+                        or results[-1])
+    assert main(["compare", "--dataset", npz, "--model", "mlp", "--no-permute-pixels", *TINY]) == 0
+    seconds = int(re.search(r"total wall time (\d+) s", capsys.readouterr().out).group(1))
+    assert seconds >= results[0].wall_seconds + 1.5  # the 2 s before the trainings, less rounding
