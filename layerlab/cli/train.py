@@ -88,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
                         "(default: off)")
     output.add_argument("--json", action="store_true", help="print the result as JSON (default: off)")
-    output.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown on a TTY)")
+    output.add_argument("--no-progress", action="store_true", help="hide the progress: a line per epoch on "
+                        "stderr, and bars of the steps on a terminal (default: shown)")
     parser.set_defaults(func=run)
 
 

@@ -129,13 +129,18 @@ def test_every_option_says_its_default():
 
 
 def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, npz, capsys, monkeypatch):
+    from layerlab.experiments.estimate import TIMED_STEPS
+
+    steps = []
+
     class Interrupts(nn.Module):
         def __init__(self):
             super().__init__()
             self.linear = nn.Linear(36, 4)
 
         def forward(self, x):
-            if self.training:
+            steps.append(self.training)
+            if sum(steps) > TIMED_STEPS + 1:  # after the timed steps of the estimate
                 os.kill(os.getpid(), signal.SIGINT)
             return self.linear(x.flatten(1))
 
@@ -165,3 +170,20 @@ def test_total_wall_time_counts_from_the_commands_start(npz, capsys, monkeypatch
     assert main(["compare", "--dataset", npz, "--model", "mlp", "--no-permute-pixels", *TINY]) == 0
     seconds = int(re.search(r"total wall time (\d+) s", capsys.readouterr().out).group(1))
     assert seconds >= results[0].wall_seconds + 1.5  # the 2 s before the trainings, less rounding
+
+
+def test_a_long_run_announces_its_estimate_before_it_trains_and_prints_a_line_per_epoch(npz, capsys, monkeypatch):
+    """8 steps per epoch × 3 epochs × 4 trainings × 1 s per step × 1.1 for evaluation = 105.6 s ≈ 1.8 min."""
+    import layerlab.experiments.compare as experiments_compare
+
+    timed = []
+    monkeypatch.setattr(experiments_compare, "time_step", lambda model, data, batch, loss: timed.append(batch) or 1.0)
+    assert main(["compare", "--dataset", npz, "--model", "mlp,cnn", "--epochs", "3", "--batch-size", "32"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert timed == [32, 32]
+    assert err[0] == "estimated ~1.8 min for the whole run (from 3 timed steps per model)"
+    assert err[1].startswith("epoch 1/3: train loss ") and len([e for e in err if e.startswith("epoch ")]) == 12
+
+    monkeypatch.setattr(experiments_compare, "time_step", lambda model, data, batch, loss: 0.5)  # 52.8 s: no line
+    assert main(["compare", "--dataset", npz, "--model", "mlp,cnn", "--epochs", "3", "--batch-size", "32"]) == 0
+    assert not capsys.readouterr().err.startswith("estimated")
