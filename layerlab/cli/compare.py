@@ -1,11 +1,13 @@
 """``layerlab compare``: which layer type for my data? Dense vs conv vs local vs all-conv, with and
 without shuffled positions.
 
-Examples::
+Examples (wall times measured on 2 cores shared with other jobs)::
 
-    layerlab compare --out runs/compare                 # the main job: MNIST-1D, ~1-2 min on 2 cores
-    layerlab compare --dataset mnist --seeds 3 --epochs 10 --out runs/mnist
+    layerlab compare --out runs/compare                 # the main job: MNIST-1D, 8 trainings, 1.5-4.5 min
+    layerlab compare --dataset mnist --seeds 3 --epochs 10 --out runs/mnist        # 24 trainings, 15 min
     layerlab compare --dataset path/to/data.npz --model mlp,cnn --no-permute-pixels --json
+
+A run estimated to take over a minute says so first (from 3 timed steps of each model).
 
 Each model is trained on the data and (by default) again on the data with its positions shuffled by
 one fixed permutation (train and test alike). A dense network does not care; a convolution loses its

@@ -1,12 +1,13 @@
 """``layerlab train``: train one zoo model on one data set, with checkpoints and exact resume.
 
-Examples::
+Examples (wall times measured on 2 cores shared with other jobs)::
 
-    layerlab train --model cnn --out runs/cnn            # compare's recipe: 93.3% on MNIST-1D
+    layerlab train --model cnn --out runs/cnn            # compare's recipe: 93.3% on MNIST-1D, 43 s
     layerlab train --out runs/cnn --resume                # continue after Ctrl-C, a crash or SIGTERM
     torchrun --nproc_per_node 2 -m layerlab train --model cnn --batch-size 50 --out runs/ddp
 
-Every epoch ends with an evaluation on the test split and, with --out, an atomic checkpoint
+A run estimated to take over a minute says so first (from 3 timed steps). Every epoch ends with an
+evaluation on the test split, one line on stderr (--no-progress hides it) and, with --out, an atomic checkpoint
 (checkpoint.pt), metrics.csv and metrics.json; config.json and args.json hold the resolved recipe
 and arguments, written once when the run starts. --out is checked (created, writable, room for the
 checkpoints) before anything is loaded, and locked while the run writes: a second run on the same
@@ -102,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from layerlab.data import load_dataset
+    from layerlab.experiments.estimate import ANNOUNCE_ABOVE_SECONDS, describe_estimate, estimate_seconds, time_step
     from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
+    from layerlab.train.data import steps_per_epoch
     from layerlab.train.rundir import prepare_out_dir, printable
     from layerlab.zoo import build
 
@@ -132,6 +135,12 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(resolved["dataset"], seed=0, limit=resolved["limit"])
     seed_everything(config.seed)
     model = build(resolved["model"], dataset.input_shape, dataset.num_classes, resolved["width"])
+    if rank == 0 and not args.no_progress and not args.resume:
+        steps = steps_per_epoch(len(dataset.y_train), config.batch_size, 1) * config.epochs
+        seconds = estimate_seconds({"model": time_step(model, dataset, config.batch_size, config.loss)}, ["model"],
+                                   steps)
+        if seconds > ANNOUNCE_ABOVE_SECONDS:
+            print(describe_estimate(seconds), file=sys.stderr, flush=True)
     try:
         result = fit(model, dataset, config, out_dir=out, resume=args.resume, progress=not args.no_progress,
                      args_record=resolved)

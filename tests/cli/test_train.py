@@ -181,3 +181,16 @@ def test_train_and_compare_share_one_default_recipe_shown_by_their_help(npz, mon
         text = " ".join(build_parser(command)._subparsers._group_actions[0].choices[command].format_help().split())
         for flag, value in (("--lr", "0.01"), ("--batch-size", "100"), ("--epochs", "15"), ("--threads", "1")):
             assert re.search(rf"{flag} \S+ .*?\(default: {value}", text), (command, flag)
+
+
+def test_a_long_training_announces_its_estimate_and_prints_a_line_per_epoch(npz, capsys, monkeypatch):
+    """8 steps per epoch × 2 epochs × 4 s per step × 1.1 for evaluation = 70.4 s ≈ 1.2 min."""
+    import layerlab.experiments.estimate
+
+    monkeypatch.setattr(layerlab.experiments.estimate, "time_step", lambda model, data, batch, loss: 4.0)
+    assert main([*[a for a in BASE if a != "--no-progress"], "--dataset", npz]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "estimated ~1.2 min for the whole run (from 3 timed steps per model)"
+    assert [line[:10] for line in err[1:]] == ["epoch 1/2:", "epoch 2/2:"]
+    assert main([*BASE, "--dataset", npz]) == 0
+    assert capsys.readouterr().err == ""
