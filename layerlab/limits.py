@@ -23,7 +23,8 @@ import re
 from layerlab.arith.counts import format_bytes
 from layerlab.errors import ArgumentError, SizeLimitError
 
-__all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "byte_budget", "max_bytes_limit", "check_size", "format_bytes"]
+__all__ = ["DEFAULT_MAX_BYTES", "ENV_VAR", "byte_budget", "max_bytes_limit", "check_size", "size_limit_message",
+           "format_bytes"]
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 ENV_VAR = "LAYERLAB_MAX_BYTES"
@@ -94,7 +95,25 @@ def check_size(what: str, elements: int, bytes_per_element: int, *, max_bytes: i
         raise SizeLimitError(
             f"{what} would allocate {elements:,} elements × {bytes_per_element} bytes = "
             f"{format_bytes(estimate)}, over the limit of {format_bytes(limit)}; nothing was "
-            f"allocated. {hint}, or raise the limit with max_bytes=... or the environment "
-            f"variable {ENV_VAR}"
+            f"allocated. {hint}, or raise the limit with {_PYTHON_WAY_OUT}the environment variable {ENV_VAR}"
         )
     return estimate
+
+
+# the way out that check_size names from Python; a command line names its flag instead
+_PYTHON_WAY_OUT = "max_bytes=... or "
+
+
+def size_limit_message(message: str, flag: str | None) -> str:
+    """``message`` of a :class:`SizeLimitError` as a command prints it: the way out is the command's
+    ``flag`` (e.g. ``"--max-bytes"``) instead of the ``max_bytes=`` argument, or only the environment
+    variable when the command has no such flag.
+
+    Examples:
+        >>> text = "raise the limit with max_bytes=... or the environment variable LAYERLAB_MAX_BYTES"
+        >>> size_limit_message(text, "--max-bytes")
+        'raise the limit with --max-bytes N or the environment variable LAYERLAB_MAX_BYTES'
+        >>> size_limit_message(text, None)
+        'raise the limit with the environment variable LAYERLAB_MAX_BYTES'
+    """
+    return message.replace(_PYTHON_WAY_OUT, f"{flag} N or " if flag else "")

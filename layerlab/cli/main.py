@@ -8,21 +8,26 @@ The boundary: a :class:`~layerlab.errors.LayerlabError` becomes ``layerlab COMMA
 exit 2. So does a failed allocation that slipped past the estimates (``MemoryError``, torch's
 "can't allocate memory", a size that overflows int64): the message gives the size that was asked
 for and the process's address-space limit. Output streams print undecodable file-name bytes as
-``\\xNN`` instead of failing.
+``\\xNN`` instead of failing. A reader that goes away (``layerlab train --json | head``) ends the command
+quietly with exit 141 (128 + SIGPIPE, what a shell reports for a command killed by SIGPIPE); a rich
+table stops as quietly, by rich's own handling, with exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import resource
 import signal
 import sys
+import time
 
 from layerlab import __version__
 from layerlab.arith.counts import format_bytes
-from layerlab.errors import LayerlabError
+from layerlab.errors import LayerlabError, SizeLimitError
+from layerlab.limits import size_limit_message
 
 # subcommand modules, in the order `layerlab --help` lists them
 COMMANDS = ("shape", "summary", "train", "compare", "explain")
@@ -49,9 +54,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()  # a command's wall time counts from here: imports (torch) and loading included
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
+    args.started = started
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -59,9 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at the interpreter's exit
+        return code
     except LayerlabError as err:
-        print(f"layerlab {args.command}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, SizeLimitError):  # name the command's flag, not the Python argument
+            message = size_limit_message(message, "--max-bytes" if hasattr(args, "max_bytes") else None)
+        print(f"layerlab {args.command}: error: {message}", file=sys.stderr)
         return 2
     except (MemoryError, OverflowError, RuntimeError, ValueError, TypeError) as err:
         message = _resource_message(err)
@@ -69,9 +81,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"layerlab {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt as err:  # Ctrl-C, or a SIGTERM the command could not honour in time
         print(f"layerlab {args.command}: interrupted", file=sys.stderr)
         return 128 + getattr(err, "signal_number", signal.SIGINT)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's final flush does not fail again on the
+    closed pipe (Python's documented remedy for SIGPIPE)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor has nothing to flush
+        pass
 
 
 def _resource_message(err: BaseException) -> str | None:

@@ -1,12 +1,13 @@
 """``layerlab train``: train one zoo model on one data set, with checkpoints and exact resume.
 
-Examples::
+Examples (wall times measured on 2 cores shared with other jobs)::
 
-    layerlab train --model cnn --dataset mnist1d --epochs 15 --out runs/cnn
+    layerlab train --model cnn --out runs/cnn            # compare's recipe: 93.3% on MNIST-1D, 43 s
     layerlab train --out runs/cnn --resume                # continue after Ctrl-C, a crash or SIGTERM
     torchrun --nproc_per_node 2 -m layerlab train --model cnn --batch-size 50 --out runs/ddp
 
-Every epoch ends with an evaluation on the test split and, with --out, an atomic checkpoint
+A run estimated to take over a minute says so first (from 3 timed steps). Every epoch ends with an
+evaluation on the test split, one line on stderr (--no-progress hides it) and, with --out, an atomic checkpoint
 (checkpoint.pt), metrics.csv and metrics.json; config.json and args.json hold the resolved recipe
 and arguments, written once when the run starts. --out is checked (created, writable, room for the
 checkpoints) before anything is loaded, and locked while the run writes: a second run on the same
@@ -32,20 +33,19 @@ import math
 
 from layerlab.cli.helptext import description
 from layerlab.errors import ArgumentError
-from layerlab.train.config import check_dataset_argument, check_threads
+from layerlab.train.config import (DEFAULT_RECIPE, DEFAULT_THREADS, MAX_THREADS, check_dataset_argument,
+                                   check_threads, default_warmup)
 
 HELP = "train a zoo model with checkpoints, exact --resume, NaN guard and torchrun DDP"
 
-# run arguments besides the TrainConfig fields; TrainConfig's own defaults come from the dataclass
-RUN_DEFAULTS = {"dataset": "mnist1d", "limit": None, "model": "cnn", "width": 1.0, "threads": None}
+# run arguments besides the TrainConfig fields; those come from DEFAULT_RECIPE, the recipe `compare` uses too
+RUN_DEFAULTS = {"dataset": "mnist1d", "limit": None, "model": "cnn", "width": 1.0, "threads": DEFAULT_THREADS}
 # run arguments that change the results: --resume refuses a change (the data itself is compared by hash)
 IDENTITY = ("limit", "model", "width")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from layerlab.train.config import MAX_THREADS, TrainConfig  # torch-free: --help stays fast
-
-    d = TrainConfig()
+    d = DEFAULT_RECIPE
     parser = subparsers.add_parser("train", help=HELP, description=description(__doc__),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     # every option defaults to None so that --resume can tell given flags from defaults
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        f"number of processes (default: {d.batch_size})")
     train.add_argument("--epochs", type=int, help=f"(default: {d.epochs})")
     train.add_argument("--schedule", choices=("cosine", "step", "none"), help=f"lr schedule (default: {d.schedule})")
-    train.add_argument("--warmup-epochs", type=int, help=f"linear warmup epochs (default: {d.warmup_epochs})")
+    train.add_argument("--warmup-epochs", type=int, help=f"linear warmup epochs (default: {d.warmup_epochs}, none with --epochs 1)")
     train.add_argument("--lr-step-size", type=int, help=f"epochs between decays of --schedule step "
                        f"(default: {d.lr_step_size})")
     train.add_argument("--lr-gamma", type=float, help=f"decay factor of --schedule step (default: {d.lr_gamma:g})")
@@ -79,8 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     system = parser.add_argument_group("system")
     system.add_argument("--device", help=f"auto, cpu, cuda or cuda:N; under torchrun cuda:LOCAL_RANK "
                         f"(default: {d.device})")
-    system.add_argument("--threads", type=int, help=f"torch CPU threads per process, 1 to {MAX_THREADS} "
-                        "(default: torch's choice)")
+    system.add_argument("--threads", type=int, help=f"torch CPU threads per process, 1 to {MAX_THREADS}; the zoo's "
+                        f"models are so small that 1 thread beats 2 (default: {DEFAULT_THREADS})")
     system.add_argument("--num-workers", type=int, help=f"data-loader processes (default: {d.num_workers})")
     system.add_argument("--ddp-timeout", type=float, metavar="SECONDS", help=f"how long a process waits for the "
                         f"others before it stops (default: {d.ddp_timeout:g})")
@@ -90,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
                         "(default: off)")
     output.add_argument("--json", action="store_true", help="print the result as JSON (default: off)")
-    output.add_argument("--no-progress", action="store_true", help="hide the progress bars (default: shown on a TTY)")
+    output.add_argument("--no-progress", action="store_true", help="hide the progress: a line per epoch on "
+                        "stderr, and bars of the steps on a terminal (default: shown)")
     parser.set_defaults(func=run)
 
 
@@ -103,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from layerlab.data import load_dataset
+    from layerlab.experiments.estimate import ANNOUNCE_ABOVE_SECONDS, describe_estimate, estimate_seconds, time_step
     from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
+    from layerlab.train.data import steps_per_epoch
     from layerlab.train.rundir import prepare_out_dir, printable
     from layerlab.zoo import build
 
@@ -118,8 +121,10 @@ def run(args: argparse.Namespace) -> int:
         raise ArgumentError(f"cannot resume {out}: {'; '.join(changed)}; these change the results; resume with the "
                             "run's own values (omit the flag), or start a new run in another --out folder")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    defaults = {**RUN_DEFAULTS, **TrainConfig().to_dict()}
+    defaults = {**RUN_DEFAULTS, **DEFAULT_RECIPE.to_dict()}
     resolved = {k: given.get(k, saved.get(k, default)) for k, default in defaults.items()}
+    if "warmup_epochs" not in given and "warmup_epochs" not in saved:
+        resolved["warmup_epochs"] = default_warmup(resolved["epochs"])
     check_dataset_argument(resolved["dataset"])
     if resolved["threads"] is not None:
         torch.set_num_threads(check_threads(resolved["threads"]))
@@ -131,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(resolved["dataset"], seed=0, limit=resolved["limit"])
     seed_everything(config.seed)
     model = build(resolved["model"], dataset.input_shape, dataset.num_classes, resolved["width"])
+    if rank == 0 and not args.no_progress and not args.resume:
+        steps = steps_per_epoch(len(dataset.y_train), config.batch_size, 1) * config.epochs
+        seconds = estimate_seconds({"model": time_step(model, dataset, config.batch_size, config.loss)}, ["model"],
+                                   steps)
+        if seconds > ANNOUNCE_ABOVE_SECONDS:
+            print(describe_estimate(seconds), file=sys.stderr, flush=True)
     try:
         result = fit(model, dataset, config, out_dir=out, resume=args.resume, progress=not args.no_progress,
                      args_record=resolved)

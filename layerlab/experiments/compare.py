@@ -27,8 +27,10 @@ import layerlab
 from layerlab.data import Dataset, load_dataset
 from layerlab.errors import ArgumentError, LayerlabError
 from layerlab.experiments.defaults import DEFAULT_MODELS, DEFAULT_RECIPE
+from layerlab.experiments.estimate import ANNOUNCE_ABOVE_SECONDS, describe_estimate, estimate_seconds, time_step
 from layerlab.experiments.permute import permute_positions
 from layerlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything
+from layerlab.train.data import steps_per_epoch
 from layerlab.train.distributed import resolve_device
 from layerlab.train.rundir import printable
 from layerlab.zoo import MODELS, build, width_for_params
@@ -162,7 +164,9 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         permutation_seed: seed of the position permutation. Default: ``0``.
         limit: keep at most this many samples per split (a seeded subset). Default: ``None``.
         progress: tqdm bars inside each training (TTY only). Default: ``True``.
-        log: called with one line per finished training (e.g. ``print`` to stderr). Default: ``None``.
+        log: called with the estimate of the whole run when it is over a minute (from a few timed steps
+            of each model, before any training), then with one line per finished training (e.g.
+            ``print`` to stderr). Default: ``None``.
 
     Returns:
         :class:`CompareResult`.
@@ -207,6 +211,10 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
         runs=[], permutation=permutation)
     plan = [(name, permuted, variant, seed) for name in models for permuted, variant in variants
             for seed in range(seeds)]
+    if log is not None:
+        seconds = _estimate(models, data, width, params, recipe, [name for name, *_ in plan])
+        if seconds > ANNOUNCE_ABOVE_SECONDS:
+            log(describe_estimate(seconds))
     for name, permuted, variant, seed in plan:
         try:
             record = _train_one(name, permuted, seed, variant, width, params, recipe, progress)
@@ -232,11 +240,28 @@ def _check_models(models, registry) -> tuple[str, ...]:
     if not models or unknown:
         raise ArgumentError(
             f"models must be zoo names ({', '.join(registry)}). Received: {', '.join(unknown) or 'nothing'}; "
-            "e.g. --models mlp,cnn,lcn,allconv"
+            "e.g. --model mlp,cnn,lcn,allconv"
         )
     if len(set(models)) != len(models):
         raise ArgumentError(f"models lists a name twice. Received: {', '.join(models)}")
     return models
+
+
+def _estimate(models: tuple[str, ...], data: Dataset, width: float, params: int | None, recipe: TrainConfig,
+              trainings: list[str]) -> float:
+    """Seconds the ``trainings`` will take, from a few timed steps of each model; a model that cannot be
+    built or stepped counts 0 s (its training will report the failure)."""
+    step_seconds = {}
+    for name in models:
+        try:
+            model_width = width if params is None else width_for_params(name, data.input_shape, data.num_classes,
+                                                                        params)
+            model = build(name, data.input_shape, data.num_classes, model_width)
+            step_seconds[name] = time_step(model, data, recipe.batch_size, recipe.loss)
+        except Exception:  # noqa: BLE001 - reported by the training itself
+            step_seconds[name] = 0.0
+    steps = steps_per_epoch(len(data.y_train), recipe.batch_size, 1) * recipe.epochs
+    return estimate_seconds(step_seconds, trainings, steps)
 
 
 def _train_one(name: str, permuted: bool, seed: int, data: Dataset, width: float, params: int | None,

@@ -104,7 +104,8 @@ def fit(model: nn.Module, dataset: object, config: TrainConfig, *, out_dir: str 
         config: the recipe.
         out_dir: run folder for checkpoint and metrics; ``None`` writes nothing. Default: ``None``.
         resume: continue from ``out_dir/checkpoint.pt``. Default: ``False``.
-        progress: show tqdm bars (only on a TTY and on rank 0). Default: ``True``.
+        progress: one line per epoch on stderr, and tqdm bars of the steps on a terminal (rank 0
+            only). Default: ``True``.
         args_record: the arguments that made the run (the CLI's), written to ``args.json`` with
             ``config.json`` when a new run starts. Default: ``None`` (no ``args.json``).
 
@@ -183,7 +184,8 @@ class _Trainer:
         self.data, self.config, self.ddp, self.out, self.stop = data, config, ddp, out, stop
         self.args_record = args_record
         self.data_id = fingerprint(data) if out is not None else None
-        self.show = progress and ddp.is_main and sys.stderr.isatty()
+        self.report = progress and ddp.is_main  # one line per epoch on stderr
+        self.show = self.report and sys.stderr.isatty()  # and step bars on a terminal
         self.checkpoint_path = out / CHECKPOINT_NAME if out is not None else None
         self.last_checkpoint: Path | None = None
         self.last_checkpoint_at = ""  # e.g. "epoch 3" or "epoch 4, step 17"
@@ -232,9 +234,10 @@ class _Trainer:
             self.step_in_epoch = 0
             self.partial = {"loss_sum": 0.0, "correct": 0.0, "seen": 0.0}
             self._save()
-            if self.show:
+            if self.report:
                 tqdm.write(f"epoch {self.epoch}/{self.config.epochs}: train loss {train_loss:.4f} acc "
-                           f"{train_accuracy:.4f} | test loss {test_loss:.4f} acc {test_accuracy:.4f} | {seconds:.1f}s")
+                           f"{train_accuracy:.4f} | test loss {test_loss:.4f} acc {test_accuracy:.4f} | {seconds:.1f}s",
+                           file=sys.stderr)
             if self._agreed_stop() and self.epoch < self.config.epochs:
                 raise self._interrupted()
         return TrainResult(list(self.history), self.train_seconds, self.out, self.last_checkpoint, self.ddp.world_size)

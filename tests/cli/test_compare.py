@@ -33,7 +33,7 @@ def npz(tmp_path):
 
 def test_json_schema_files_and_plots(tmp_path, npz, capsys):
     out = tmp_path / "out"
-    code = main(["compare", "--dataset", npz, "--models", "mlp,cnn", *TINY, "--out", str(out), "--json"])
+    code = main(["compare", "--dataset", npz, "--model", "mlp,cnn", *TINY, "--out", str(out), "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     document = json.loads(captured.out)
@@ -55,7 +55,7 @@ def test_json_schema_files_and_plots(tmp_path, npz, capsys):
 
 
 def test_table_of_original_positions_only(npz, capsys):
-    code = main(["compare", "--dataset", npz, "--models", "mlp", "--no-permute-pixels", *TINY])
+    code = main(["compare", "--dataset", npz, "--model", "mlp", "--no-permute-pixels", *TINY])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "│ mlp   │ original  │" in captured.out and "│ shuffled" not in captured.out
@@ -69,8 +69,17 @@ def test_permute_pixels_flag_is_on_by_default_and_can_be_turned_off():
     assert build_parser().parse_args(["compare", "--no-permute-pixels"]).permute_pixels is False
 
 
+def test_model_is_the_flag_of_train_and_compare_and_models_a_hidden_alias():
+    assert build_parser().parse_args(["compare", "--model", "mlp,cnn"]).models == "mlp,cnn"
+    assert build_parser().parse_args(["compare", "--models", "mlp,cnn"]).models == "mlp,cnn"
+    assert build_parser().parse_args(["compare"]).models == "mlp,cnn,lcn,allconv"
+    assert build_parser().parse_args(["train", "--model", "mlp"]).model == "mlp"
+    text = build_parser("compare")._subparsers._group_actions[0].choices["compare"].format_help()
+    assert "--model A,B,..." in text and "--models" not in text
+
+
 def test_builtin_mnist1d_is_the_default_dataset(capsys):
-    code = main(["compare", "--limit", "200", "--models", "logistic", "--no-permute-pixels", "--json", *TINY])
+    code = main(["compare", "--limit", "200", "--model", "logistic", "--no-permute-pixels", "--json", *TINY])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     document = json.loads(captured.out)
@@ -83,7 +92,7 @@ def test_one_failing_model_is_reported_the_others_finish_and_the_exit_code_is_1(
         raise RuntimeError("broken on purpose")
 
     monkeypatch.setitem(MODELS, "broken", broken)
-    code = main(["compare", "--dataset", npz, "--models", "broken,mlp", *TINY, "--json"])
+    code = main(["compare", "--dataset", npz, "--model", "broken,mlp", *TINY, "--json"])
     captured = capsys.readouterr()
     assert code == 1
     document = json.loads(captured.out)
@@ -95,7 +104,7 @@ def test_one_failing_model_is_reported_the_others_finish_and_the_exit_code_is_1(
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--models", "mlp,vgg"], r"layerlab compare: error: models must be zoo names .*Received: vgg"),
+    (["--model", "mlp,vgg"], r"layerlab compare: error: models must be zoo names .*Received: vgg"),
     (["--threads", "0"], r"layerlab compare: error: --threads must be an integer from 1 to 1024. Received: --threads 0"),
     (["--threads", "20000"], r"layerlab compare: error: --threads must be an integer from 1 to 1024. Received: "
                              r"--threads 20000"),
@@ -115,24 +124,29 @@ def test_every_option_says_its_default():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["compare"]
     for action in sub._actions:
-        if action.dest != "help":
+        if action.dest != "help" and action.help != argparse.SUPPRESS:  # hidden former spellings
             assert "(default: " in action.help and action.help.endswith(")"), action.dest
 
 
 def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, npz, capsys, monkeypatch):
+    from layerlab.experiments.estimate import TIMED_STEPS
+
+    steps = []
+
     class Interrupts(nn.Module):
         def __init__(self):
             super().__init__()
             self.linear = nn.Linear(36, 4)
 
         def forward(self, x):
-            if self.training:
+            steps.append(self.training)
+            if sum(steps) > TIMED_STEPS + 1:  # after the timed steps of the estimate
                 os.kill(os.getpid(), signal.SIGINT)
             return self.linear(x.flatten(1))
 
     monkeypatch.setitem(MODELS, "interrupts", lambda shape, classes, width: Interrupts())
     out = tmp_path / "out"
-    code = main(["compare", "--dataset", npz, "--models", "mlp,interrupts", *TINY, "--out", str(out), "--json"])
+    code = main(["compare", "--dataset", npz, "--model", "mlp,interrupts", *TINY, "--out", str(out), "--json"])
     captured = capsys.readouterr()
     assert code == 130
     assert ("layerlab compare: stopped by SIGINT while training interrupts seed 0; 2 of 4 trainings finished and "
@@ -140,3 +154,36 @@ def test_ctrl_c_keeps_finished_results_and_exits_130(tmp_path, npz, capsys, monk
     document = json.loads(captured.out)
     assert [(r["model"], r["permuted"]) for r in document["results"]] == [("mlp", False), ("mlp", True)]
     assert json.loads((out / "results.json").read_text())["interrupted"] == document["interrupted"]
+
+
+def test_total_wall_time_counts_from_the_commands_start(npz, capsys, monkeypatch):
+    """Time spent before the trainings (imports, checks, loading) is part of the printed wall time."""
+    import time
+
+    import layerlab.experiments
+    import layerlab.train.config
+
+    check_threads, run_compare, results = layerlab.train.config.check_threads, layerlab.experiments.run_compare, []
+    monkeypatch.setattr(layerlab.train.config, "check_threads", lambda n: time.sleep(2) or check_threads(n))
+    monkeypatch.setattr(layerlab.experiments, "run_compare", lambda *a, **k: results.append(run_compare(*a, **k))
+                        or results[-1])
+    assert main(["compare", "--dataset", npz, "--model", "mlp", "--no-permute-pixels", *TINY]) == 0
+    seconds = int(re.search(r"total wall time (\d+) s", capsys.readouterr().out).group(1))
+    assert seconds >= results[0].wall_seconds + 1.5  # the 2 s before the trainings, less rounding
+
+
+def test_a_long_run_announces_its_estimate_before_it_trains_and_prints_a_line_per_epoch(npz, capsys, monkeypatch):
+    """8 steps per epoch × 3 epochs × 4 trainings × 1 s per step × 1.1 for evaluation = 105.6 s ≈ 1.8 min."""
+    import layerlab.experiments.compare as experiments_compare
+
+    timed = []
+    monkeypatch.setattr(experiments_compare, "time_step", lambda model, data, batch, loss: timed.append(batch) or 1.0)
+    assert main(["compare", "--dataset", npz, "--model", "mlp,cnn", "--epochs", "3", "--batch-size", "32"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert timed == [32, 32]
+    assert err[0] == "estimated ~1.8 min for the whole run (from 3 timed steps per model)"
+    assert err[1].startswith("epoch 1/3: train loss ") and len([e for e in err if e.startswith("epoch ")]) == 12
+
+    monkeypatch.setattr(experiments_compare, "time_step", lambda model, data, batch, loss: 0.5)  # 52.8 s: no line
+    assert main(["compare", "--dataset", npz, "--model", "mlp,cnn", "--epochs", "3", "--batch-size", "32"]) == 0
+    assert not capsys.readouterr().err.startswith("estimated")

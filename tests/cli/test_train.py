@@ -150,3 +150,47 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(tmp
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
         assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-4)
         assert got["lr"] == want["lr"]
+
+
+def test_train_and_compare_share_one_default_recipe_shown_by_their_help(npz, monkeypatch, capsys):
+    """Without recipe flags both commands train with DEFAULT_RECIPE on DEFAULT_THREADS threads."""
+    import layerlab.experiments.compare as experiments_compare
+    import layerlab.train as train_package
+    from layerlab.cli.main import build_parser
+    from layerlab.train.config import DEFAULT_RECIPE, DEFAULT_THREADS
+
+    used = []
+
+    def fake_fit(model, data, config, **kwargs):
+        used.append((config, torch.get_num_threads()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_package, "fit", fake_fit)
+    monkeypatch.setattr(experiments_compare, "fit", fake_fit)
+    torch.set_num_threads(2)
+    main(["train", "--dataset", npz, "--no-progress"])
+    torch.set_num_threads(2)
+    main(["compare", "--dataset", npz, "--model", "mlp", "--no-permute-pixels"])
+    main(["train", "--dataset", npz, "--no-progress", "--epochs", "1"])  # no warmup in a 1-epoch run
+    capsys.readouterr()
+    assert [c for c, _ in used[:2]] == [DEFAULT_RECIPE, DEFAULT_RECIPE]
+    assert (used[2][0].epochs, used[2][0].warmup_epochs) == (1, 0)
+    used.pop()
+    assert [t for _, t in used] == [DEFAULT_THREADS, DEFAULT_THREADS]
+    for command in ("train", "compare"):
+        text = " ".join(build_parser(command)._subparsers._group_actions[0].choices[command].format_help().split())
+        for flag, value in (("--lr", "0.01"), ("--batch-size", "100"), ("--epochs", "15"), ("--threads", "1")):
+            assert re.search(rf"{flag} \S+ .*?\(default: {value}", text), (command, flag)
+
+
+def test_a_long_training_announces_its_estimate_and_prints_a_line_per_epoch(npz, capsys, monkeypatch):
+    """8 steps per epoch × 2 epochs × 4 s per step × 1.1 for evaluation = 70.4 s ≈ 1.2 min."""
+    import layerlab.experiments.estimate
+
+    monkeypatch.setattr(layerlab.experiments.estimate, "time_step", lambda model, data, batch, loss: 4.0)
+    assert main([*[a for a in BASE if a != "--no-progress"], "--dataset", npz]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "estimated ~1.2 min for the whole run (from 3 timed steps per model)"
+    assert [line[:10] for line in err[1:]] == ["epoch 1/2:", "epoch 2/2:"]
+    assert main([*BASE, "--dataset", npz]) == 0
+    assert capsys.readouterr().err == ""

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["layerlab.experiments.permute", "layerlab.experiments.compare", "layerlab.experiments.defaults"]
+MODULES = ["layerlab.experiments.permute", "layerlab.experiments.compare", "layerlab.experiments.defaults",
+           "layerlab.experiments.estimate"]
 
 
 @pytest.mark.parametrize("name", MODULES)

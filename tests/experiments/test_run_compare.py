@@ -149,7 +149,7 @@ def test_outputs_of_a_run_where_everything_failed(tmp_path, toy_images, extra_mo
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"models": ("mlp", "resnet")}, r"models must be zoo names \(logistic, mlp, .*\). Received: resnet; e.g. "
-                                    r"--models mlp,cnn,lcn,allconv"),
+                                    r"--model mlp,cnn,lcn,allconv"),
     ({"models": ()}, r"models must be zoo names .* Received: nothing"),
     ({"models": ("mlp", "mlp")}, r"models lists a name twice. Received: mlp, mlp"),
     ({"seeds": 0}, r"seeds must be a positive integer \(number of seeds per model\). Received: seeds=0"),
@@ -197,3 +197,14 @@ def test_a_plot_that_cannot_be_drawn_keeps_the_data_files_and_the_other_plots(tm
                                              "results.json", "runs.csv", "shuffled_vs_original.png"]
     assert logged == [f"plot {tmp_path / 'learning_curves.png'} was not written (TypeError: set_text(): incompatible "
                       "function arguments)"]
+
+
+def test_time_step_times_a_step_and_leaves_the_weights_as_they_were(toy_images):
+    from layerlab.experiments.estimate import time_step
+    from layerlab.zoo import build
+
+    model = build("mlp", toy_images.input_shape, toy_images.num_classes)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seconds = time_step(model, toy_images, 16)
+    assert 0 < seconds < 5
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

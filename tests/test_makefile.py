@@ -1,0 +1,26 @@
+"""The Makefile's setup: triton (0.9 GB) only on request (`make triton`), which CI makes before `make test`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("target, installs_triton", [("setup", False), ("test", False), ("run", False),
+                                                     ("triton", True)])
+def test_triton_is_installed_only_by_make_triton(tmp_path, target, installs_triton):
+    plan = subprocess.run(["make", "-n", "-C", str(ROOT), target, f"VENV={tmp_path / 'venv'}"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "torch==" in plan
+    assert ("triton==" in plan) is installs_triton, plan
+
+
+def test_ci_installs_triton_before_it_runs_the_tests():
+    commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make")]
+    assert commands == ["make triton", "make test"]
