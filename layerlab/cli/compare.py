@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="keep at most N samples per split, a seeded subset (default: all)")
     models = parser.add_argument_group("models")
     models.add_argument("--model", dest="models", default=",".join(DEFAULT_MODELS), metavar="A,B,...",
-                        help=f"zoo names, comma-separated; `train --model` takes one (default: "
+                        help=f"zoo names, comma-separated; train --model takes one (default: "
                              f"{','.join(DEFAULT_MODELS)})")
     # the former spelling, kept hidden for one release
     models.add_argument("--models", dest="models", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
