@@ -56,9 +56,11 @@ def test_local_and_dense_pictures_have_no_ties():
     picture = matrix_picture(local, (1, 4, 4))
     jac = _jacobian(local, (1, 4, 4))
     np.testing.assert_array_equal(picture.rgba[..., 3] == 0, jac == 0)
-    assert len(_colours(picture.rgba)) == int((jac != 0).sum())  # every connection its own weight
+    assert picture.colors == int((jac != 0).sum())  # every connection its own weight ...
+    assert len(_colours(picture.rgba)) == 1 and "none tied" in picture.caption  # ... so one colour, said so
     dense = full_matrix_picture(4, 9)
-    assert dense.rgba.shape == (4, 9, 4) and len(_colours(dense.rgba)) == 36 and (dense.rgba[..., 3] == 255).all()
+    assert dense.rgba.shape == (4, 9, 4) and dense.colors == 36 and (dense.rgba[..., 3] == 255).all()
+    assert len(_colours(dense.rgba)) == 1 and "same colour = tied" not in dense.caption
     linear = matrix_picture(nn.Linear(9, 4), (9,))
     np.testing.assert_array_equal(linear.rgba, dense.rgba)
 
