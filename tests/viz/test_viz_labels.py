@@ -40,6 +40,8 @@ def test_aggregated_panel_ticks_count_matrix_entries_and_has_a_labelled_colorbar
     draw_matrix(picture, ax)
     figure.canvas.draw()
     assert ax.get_ylim() == (400, 0) and ax.get_xlim() == (0, 200)  # feature units, not pixels
+    left, right, bottom, top = ax.images[0].get_extent()
+    assert (left, top) == (0, 0) and right >= 200 and bottom >= 400  # the image covers the whole matrix
     assert _ticks(ax.yaxis).max() >= 300 and _ticks(ax.xaxis).max() >= 150
     assert [label.get_text() for label in ax.get_yticklabels()][-1] in ("400", "350")
     labels = _colorbar_labels(figure)
@@ -76,7 +78,7 @@ def test_no_panel_of_the_family_paints_ties_where_there_are_none():
 
 def test_receptive_panels_have_axis_labels_integer_colorbars_and_fit_in_the_figure():
     stack = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2))
-    figure = new_figure(12, 5)
+    figure = new_figure(8, 3.5)
     axes = figure.subplots(1, 2)
     draw_receptive(receptive_map(stack, (1, 16, 16)), axes)
     figure.canvas.draw()
@@ -90,7 +92,7 @@ def test_receptive_panels_have_axis_labels_integer_colorbars_and_fit_in_the_figu
     for bar in (a for a in figure.axes if a.get_label() == "<colorbar>"):
         ticks = _ticks(bar.yaxis)
         assert (ticks == ticks.round()).all(), ticks
-        box = bar.yaxis.label.get_window_extent(renderer)
+        box = bar.get_tightbbox(renderer)  # the bar, its tick labels and its label
         assert page.x0 <= box.x0 and box.x1 <= page.x1, (box, page)  # not cut at the figure's edge
 
 
