@@ -221,7 +221,9 @@ def draw_receptive(rmap: ReceptiveMap, axes) -> None:
         image, how, (x_name, y_name) = _plane(mask)
         shown = np.where(image > 0, image, np.nan)
         ax.set_facecolor("white")
-        im = ax.imshow(shown, interpolation="nearest", cmap="viridis", vmin=0, vmax=max(image.max(), 1))
+        # a one-row strip fills the panel's height (else it is a thin line beside a full-height colour bar)
+        im = ax.imshow(shown, interpolation="nearest", cmap="viridis", vmin=0, vmax=max(image.max(), 1),
+                       aspect="auto" if image.shape[0] == 1 else "equal")
         ax.set_title(title, fontsize=8)
         ax.set_xlabel(f"{side} {x_name}\ncolour = {how}; blank = none", fontsize=7)
         for axis in (ax.xaxis, ax.yaxis):

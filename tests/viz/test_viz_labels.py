@@ -153,3 +153,13 @@ def test_learning_curves_say_whether_they_are_one_seed_or_a_mean():
 def test_accuracy_axis_is_labelled_with_the_models_parameter_counts():
     ax = accuracy_vs_params_figure(_result(1)).axes[0]
     assert [label.get_text() for label in ax.get_xticklabels()] == ["1,000", "8,000"]
+
+
+def test_a_one_dimensional_field_is_a_strip_filling_its_panel():
+    stack = nn.Sequential(nn.Conv1d(1, 4, 5), nn.ReLU(), nn.Conv1d(4, 4, 3, stride=2))
+    figure = new_figure(12, 5)
+    axes = figure.subplots(1, 2)
+    draw_receptive(receptive_map(stack, (1, 40)), axes)
+    for ax in axes:
+        assert ax.get_aspect() == "auto" and list(ax.get_yticks()) == [] and ax.get_ylabel() == ""
+    assert axes[0].get_xlabel().startswith("input position")
