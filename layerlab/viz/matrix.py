@@ -48,12 +48,13 @@ class MatrixPicture:
         caption: how to read it (``"exact: ..."``, ``"aggregated: ..."``, ``"cropped: ..."``).
         shape: ``(out_features, in_features)`` of the full matrix.
         weights: number of weight values of the layer (``weight.numel()``; 0 for pools/norms).
-        colors: distinct weights drawn (exact and crop modes), else 0; when it equals the number
-            of drawn entries, nothing is tied and the picture has one colour.
+        colors: distinct colours drawn (exact and crop modes), else 0: one per weight when some
+            weights are tied, 1 when nothing is tied.
         mode: ``"exact"``, ``"aggregate"`` or ``"crop"``.
         block: ``(rows, cols)`` of matrix entries per pixel.
         share_max: aggregate mode: share of connections in the densest block (the top of the colour
             bar), else 0.
+        distinct_weights: distinct weights among the drawn entries (exact and crop modes), else 0.
     """
 
     rgba: np.ndarray
@@ -65,6 +66,7 @@ class MatrixPicture:
     mode: str
     block: tuple[int, int]
     share_max: float = 0.0
+    distinct_weights: int = 0
 
 
 def _resolve_mode(mode: str, shape, max_pixels: int) -> str:
@@ -82,16 +84,19 @@ def _resolve_mode(mode: str, shape, max_pixels: int) -> str:
 _UNTIED = np.array([31, 119, 180, 255], dtype=np.uint8)
 
 
-def _colour_cells(rows, cols, codes, height, width) -> tuple[np.ndarray, int]:
+def _colour_cells(rows, cols, codes, height, width) -> tuple[np.ndarray, int, int]:
     """RGBA image with entry ``(rows[i], cols[i])`` coloured by ``codes[i]`` (weight identity).
 
     Without ties (every code distinct) all entries get one colour: distinct hash colours would
-    paint patterns that read as ties.
+    paint patterns that read as ties. Returns the image, the colours drawn and the distinct weights.
     """
     rgba = np.zeros((height, width, 4), dtype=np.uint8)
     unique, inverse = np.unique(codes, return_inverse=True)
-    rgba[rows, cols] = _UNTIED if len(unique) == len(codes) else weight_colors(inverse, len(unique))
-    return rgba, len(unique)
+    if len(unique) == len(codes):
+        rgba[rows, cols] = _UNTIED
+        return rgba, min(1, len(unique)), len(unique)
+    rgba[rows, cols] = weight_colors(inverse, len(unique))
+    return rgba, len(unique), len(unique)
 
 
 def _codes(entries) -> np.ndarray:
@@ -147,15 +152,16 @@ def _picture(name, shape, weights, mode, max_pixels, cells, max_bytes) -> Matrix
     else:
         rows, cols, codes = found
     keep = (rows < row_stop) & (cols < col_stop)
-    rgba, colors = _colour_cells(rows[keep], cols[keep], codes[keep], row_stop, col_stop)
-    colour = ("one colour: every entry its own weight, none tied" if colors == int(keep.sum())
+    rgba, colors, distinct = _colour_cells(rows[keep], cols[keep], codes[keep], row_stop, col_stop)
+    colour = ("one colour: every entry its own weight, none tied" if distinct == int(keep.sum())
               else "colour = which weight (same colour = tied)")
     if mode == "exact":
         caption = f"exact: one pixel per entry, {colour}, blank = structural zero"
     else:
         caption = (f"cropped: rows 0–{row_stop - 1} of {out_f:,}, columns 0–{col_stop - 1} of {in_f:,}; "
                    f"{colour}, blank = structural zero")
-    return MatrixPicture(rgba, f"{name}: {weights:,} weights", caption, shape, weights, colors, mode, (1, 1))
+    return MatrixPicture(rgba, f"{name}: {weights:,} weights", caption, shape, weights, colors, mode, (1, 1),
+                         distinct_weights=distinct)
 
 
 def matrix_picture(layer, input_shape, *, mode: str = "auto", max_pixels: int = 512,
