@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from layerlab.arith import effective_kernel
 from layerlab.arith._args import ntuple
@@ -125,4 +126,15 @@ def draw_coverage(coverage: Coverage, ax) -> None:
     lo, hi = coverage.interior or (int(counts.min()), int(counts.max()))
     ax.set_title(f"ConvTranspose kernel {k}, stride {s}: taps per output pixel{note}\n"
                  f"interior {lo}–{hi} ({verdict})", fontsize=8)
-    ax.figure.colorbar(im, ax=ax, shrink=0.6)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("output column (width)" if coverage.counts.ndim > 1 else "output position", fontsize=7)
+    if coverage.counts.ndim > 1:
+        ax.set_ylabel("output row (height)", fontsize=7)
+    else:  # a one-row strip: its row index means nothing
+        ax.set_yticks([])
+    ax.tick_params(labelsize=7)
+    bar = ax.figure.colorbar(im, ax=ax, shrink=0.6)
+    bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    bar.set_label("kernel taps reaching the output pixel", fontsize=7)
+    bar.ax.tick_params(labelsize=7)

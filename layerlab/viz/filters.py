@@ -164,7 +164,7 @@ def draw_filters(grid: FilterGrid, ax) -> None:
         ax.imshow(np.nan_to_num(grid.image, nan=1.0), interpolation="nearest")
     else:
         im = ax.imshow(grid.image, interpolation="nearest", cmap="RdBu_r", vmin=-grid.vmax, vmax=grid.vmax)
-        ax.figure.colorbar(im, ax=ax, shrink=0.6)
+        ax.figure.colorbar(im, ax=ax, shrink=0.6).set_label("weight value (0 = white)", fontsize=7)
     ax.set_title(grid.title, fontsize=8)
     ax.set_xlabel("\n".join(textwrap.wrap(grid.caption, 70)), fontsize=7)
     ax.set_xticks([])

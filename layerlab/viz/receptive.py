@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from layerlab.analysis import spec_of
@@ -190,32 +191,52 @@ def receptive_map(model: nn.Module, input_shape, *, output_index=None, input_ind
                         mask.reshape(out_shape), extent, _arith_field(chain, input_shape))
 
 
-def _plane(mask: np.ndarray) -> tuple[np.ndarray, str]:
-    """A 2-d picture of a ``(C, *spatial)`` mask: channels counted; 1-d as a strip, 3-d as max over depth."""
+def _plane(mask: np.ndarray) -> tuple[np.ndarray, str, tuple[str, str]]:
+    """A 2-d picture of a ``(C, *spatial)`` mask: channels counted; 1-d as a strip, 3-d as max over depth.
+
+    Returns the image, what a cell's value counts, and the ``(x, y)`` axis names.
+    """
     if mask.ndim == 1:
-        return mask[None, :].astype(float), "flat features"
+        return mask[None, :].astype(float), "flat features", ("feature index", "")
     counts = mask.sum(axis=0).astype(float)
     if counts.ndim == 1:
-        return counts[None, :], "channels per position"
+        return counts[None, :], "channels per position", ("position", "")
     if counts.ndim == 3:
-        return counts.max(axis=0), "channels per position, max over depth"
-    return counts, "channels per position"
+        return counts.max(axis=0), "channels per position, max over depth", ("column (width)", "row (height)")
+    return counts, "channels per position", ("column (width)", "row (height)")
 
 
 def draw_receptive(rmap: ReceptiveMap, axes) -> None:
-    """Draw the field (left axes) and the reach (right axes) of a :class:`ReceptiveMap`."""
+    """Draw the field (left axes) and the reach (right axes) of a :class:`ReceptiveMap`.
+
+    Both panels have axis labels, integer ticks and a labelled colour bar with integer ticks.
+    """
     left, right = axes
-    for ax, mask, title, marker in (
-        (left, rmap.field, f"input cells feeding output {rmap.output_index} of {rmap.layer!r}", None),
-        (right, rmap.reach, f"outputs of {rmap.layer!r} reached by input {rmap.input_index}", None),
+    for ax, mask, title, side, counted in (
+        (left, rmap.field, f"input cells feeding output {rmap.output_index} of {rmap.layer!r}", "input",
+         "input channels in the field"),
+        (right, rmap.reach, f"outputs of {rmap.layer!r} reached by input {rmap.input_index}",
+         f"output of {rmap.layer!r}", "output channels reached"),
     ):
-        image, how = _plane(mask)
+        image, how, (x_name, y_name) = _plane(mask)
         shown = np.where(image > 0, image, np.nan)
         ax.set_facecolor("white")
-        im = ax.imshow(shown, interpolation="nearest", cmap="viridis", vmin=0.5, vmax=max(image.max(), 1))
+        # a one-row strip fills the panel's height (else it is a thin line beside a full-height colour bar)
+        im = ax.imshow(shown, interpolation="nearest", cmap="viridis", vmin=0, vmax=max(image.max(), 1),
+                       aspect="auto" if image.shape[0] == 1 else "equal")
         ax.set_title(title, fontsize=8)
-        ax.set_xlabel(f"colour = {how}; blank = none", fontsize=7)
-        ax.figure.colorbar(im, ax=ax, shrink=0.6)
+        ax.set_xlabel(f"{side} {x_name}\ncolour = {how}; blank = none", fontsize=7)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if y_name:
+            ax.set_ylabel(f"{side} {y_name}", fontsize=7)
+        else:  # a one-row strip: its row index means nothing
+            ax.set_yticks([])
+        ax.tick_params(labelsize=7)
+        bar = ax.figure.colorbar(im, ax=ax, shrink=0.6)
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        bar.set_label(counted if "channels" in how else "in the field" if ax is left else "reached", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
     if rmap.extent and len(rmap.extent) in (1, 2):
         size = " × ".join(str(s) for s in rmap.size)
         arith = "" if rmap.arith is None else f" (formula: {' × '.join(str(s) for s in rmap.arith['size'])})"

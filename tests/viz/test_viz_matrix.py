@@ -56,9 +56,12 @@ def test_local_and_dense_pictures_have_no_ties():
     picture = matrix_picture(local, (1, 4, 4))
     jac = _jacobian(local, (1, 4, 4))
     np.testing.assert_array_equal(picture.rgba[..., 3] == 0, jac == 0)
-    assert len(_colours(picture.rgba)) == int((jac != 0).sum())  # every connection its own weight
+    assert picture.distinct_weights == int((jac != 0).sum())  # every connection its own weight ...
+    assert len(_colours(picture.rgba)) == picture.colors == 1 and "none tied" in picture.caption  # ... one colour
     dense = full_matrix_picture(4, 9)
-    assert dense.rgba.shape == (4, 9, 4) and len(_colours(dense.rgba)) == 36 and (dense.rgba[..., 3] == 255).all()
+    assert dense.rgba.shape == (4, 9, 4) and dense.distinct_weights == 36 and (dense.rgba[..., 3] == 255).all()
+    assert dense.colors == 1
+    assert len(_colours(dense.rgba)) == 1 and "same colour = tied" not in dense.caption
     linear = matrix_picture(nn.Linear(9, 4), (9,))
     np.testing.assert_array_equal(linear.rgba, dense.rgba)
 
@@ -127,7 +130,8 @@ def test_family_small_exact_and_large_aggregated_and_cropped():
     assert [p.mode for row in family.rows for p in row] == ["exact"] * 3
     conv, local, dense = family.rows[0]
     np.testing.assert_array_equal(conv.rgba[..., 3], local.rgba[..., 3])  # same zeros
-    assert conv.colors == 9 and local.colors == 144 and dense.colors == 576  # different ties
+    assert (conv.distinct_weights, local.distinct_weights, dense.distinct_weights) == (9, 144, 576)  # different ties
+    assert (conv.colors, local.colors, dense.colors) == (9, 1, 1)  # colour only where weights are tied
     big = family_pictures(nn.Conv2d(2, 4, 3, padding="same"), (2, 10, 10), max_pixels=64, crop_pixels=16)
     assert big.weights == {"conv": 72, "local": 7200, "dense": 400 * 200}
     assert [[p.mode for p in row] for row in big.rows] == [["aggregate"] * 3, ["crop"] * 3]
