@@ -1,9 +1,9 @@
 """``layerlab compare``: which layer type for my data? Dense vs conv vs local vs all-conv, with and
 without shuffled positions.
 
-Examples (wall times measured on 2 cores shared with other jobs)::
+Examples (wall times on 2 cores)::
 
-    layerlab compare --out runs/compare                 # the main job: MNIST-1D, 8 trainings, 1.5-4.5 min
+    layerlab compare --out runs/compare                 # the main job: MNIST-1D, 8 trainings, ~1 min
     layerlab compare --dataset mnist --seeds 3 --epochs 10 --out runs/mnist        # 24 trainings, 15 min
     layerlab compare --dataset path/to/data.npz --model mlp,cnn --no-permute-pixels --json
 
