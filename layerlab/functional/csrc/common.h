@@ -111,6 +111,28 @@ struct SerialBlas {
   SerialBlas& operator=(const SerialBlas&) = delete;
 };
 
+// The bias of a forward call, contiguous: none (data == nullptr), one value per output channel, or one
+// per channel and output position ("location" bias, per_position): channel c at data[c * channel_stride].
+template <typename T>
+struct BiasView {
+  at::Tensor owner;  // keeps the contiguous copy alive
+  const T* data = nullptr;
+  bool per_position = false;
+  int64_t channel_stride = 1;
+};
+
+template <typename T>
+BiasView<T> bias_view(const c10::optional<at::Tensor>& bias, const Geometry& g) {
+  BiasView<T> b;
+  if (bias.has_value() && bias->defined()) {
+    b.owner = bias->contiguous();
+    b.data = b.owner.template const_data_ptr<T>();
+    b.per_position = b.owner.dim() > 1;
+    b.channel_stride = b.per_position ? g.n_pos : 1;
+  }
+  return b;
+}
+
 // Per-thread scratch that survives calls: no malloc/free in the hot path (large blocks would be
 // mmap'd and munmap'd on every call, with page faults and cross-CPU TLB shootdowns).
 template <typename T>

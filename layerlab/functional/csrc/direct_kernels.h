@@ -374,14 +374,9 @@ void direct_forward(const at::Tensor& x, const at::Tensor& w, const c10::optiona
   const T* xd = x.const_data_ptr<T>();
   const T* wd = w.const_data_ptr<T>();
   T* yd = out.mutable_data_ptr<T>();
-  at::Tensor b_c;
-  const T* bd = nullptr;
-  bool bias_lane = false;
-  if (bias.has_value() && bias->defined()) {
-    b_c = bias->contiguous();
-    bd = b_c.const_data_ptr<T>();
-    bias_lane = b_c.dim() > 1;
-  }
+  const BiasView<T> bias_v = bias_view<T>(bias, g);
+  const T* bd = bias_v.data;
+  const bool bias_lane = bias_v.per_position;
   const int64_t OW = g.out[2], KO = g.k * g.o_g, V = r.lanes;
   // Tasks: output rows, split into column ranges where there are fewer than 4 rows per thread
   // (1-d inputs have a single row); each range refills the row buffer.

@@ -174,15 +174,10 @@ void gemm_forward(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const scalar_t* wp = w.const_data_ptr<scalar_t>();
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
-  at::Tensor b_c;
-  const scalar_t* bp = nullptr;
-  int64_t b_pos = 0;  // bias strides: channel b_chan, position b_pos (0 for a shared bias)
-  if (bias.has_value() && bias->defined()) {
-    b_c = bias->contiguous();
-    bp = b_c.const_data_ptr<scalar_t>();
-    b_pos = b_c.dim() > 1 ? 1 : 0;
-  }
-  const int64_t b_chan = b_pos ? g.n_pos : 1;
+  const BiasView<scalar_t> bias_v = bias_view<scalar_t>(bias, g);
+  const scalar_t* bp = bias_v.data;
+  // bias strides: channel b_chan, position b_pos (0 for a shared bias)
+  const int64_t b_pos = bias_v.per_position ? 1 : 0, b_chan = bias_v.channel_stride;
   const int64_t tile = position_tile(g, sizeof(scalar_t));
   const int64_t n_tiles = (g.n_pos + tile - 1) / tile;
   run_tasks(n_tiles, [&](const auto& next) {

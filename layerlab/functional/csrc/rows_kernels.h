@@ -404,15 +404,10 @@ void rows_forward(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   const T* xd = x.const_data_ptr<T>();
   const T* wd = w.const_data_ptr<T>();
   T* yd = out.mutable_data_ptr<T>();
-  at::Tensor b_c;
-  const T* bd = nullptr;
-  bool bias_lane = false;
-  if (bias.has_value() && bias->defined()) {
-    b_c = bias->contiguous();
-    bd = b_c.const_data_ptr<T>();
-    bias_lane = b_c.dim() > 1;
-  }
-  const int64_t bias_c = bias_lane ? g.n_pos : 1, KO = g.k * g.o_g, V = r.lanes;
+  const BiasView<T> bias_v = bias_view<T>(bias, g);
+  const T* bd = bias_v.data;
+  const bool bias_lane = bias_v.per_position;
+  const int64_t bias_c = bias_v.channel_stride, KO = g.k * g.o_g, V = r.lanes;
   run_tasks(r.n_blocks, [&](const auto& next) {
     T* pack = scratch<T>(3, g.k * ((r.o_chunk + kTileB - 1) / kTileB * kTileB) * V);  // whole tiles
     T* seg = scratch<T>(1, r.rows * r.b_cap * r.width);
