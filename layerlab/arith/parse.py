@@ -12,6 +12,7 @@ positional arguments start at the **output** size, then follow torch's order::
     Linear(10)                       DenseSpec(out_features=10)
     Conv2d(128, 4, 2, 1)             out_channels, kernel_size, stride, padding
     ConvTranspose2d(64, 4, 2, 1)     out_channels, kernel_size, stride, padding, output_padding
+    LocallyConnectedTranspose2d(8, 3, 2)   out_channels, kernel_size, stride, padding, output_padding, dilation
     BatchNorm2d()                    num_features inferred (BatchNorm2d(64) pins it)
     GroupNorm(8)                     num_groups, num_channels inferred
 
@@ -215,6 +216,16 @@ def _tiled(ndim: int) -> _Layer:
     )
 
 
+def _local_transpose(ndim: int) -> _Layer:
+    # layerlab order after in_channels: out, kernel, stride, padding, output_padding, dilation, groups, bias
+    return _Layer(
+        positional=("out_channels", "kernel_size", "stride", "padding", "output_padding", "dilation", "groups", "bias"),
+        keywords={**_CONV_KW, "padding": _ints, "output_padding": _ints, "bias": _local_bias},
+        build=lambda v: specs.LocalTransposeSpec(ndim=ndim, **v),
+        required=("out_channels", "kernel_size"),
+    )
+
+
 def _max_pool(ndim: int) -> _Layer:
     return _Layer(
         positional=("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"),
@@ -348,6 +359,7 @@ def _table() -> dict[str, _Layer]:
         table[f"ConvTranspose{n}d"] = _input_first(_conv_transpose(n))
         table[f"LocallyConnected{n}d"] = _input_first(_local(n))
         table[f"TiledConv{n}d"] = _input_first(_tiled(n))
+        table[f"LocallyConnectedTranspose{n}d"] = _input_first(_local_transpose(n))
         table[f"MaxPool{n}d"] = _max_pool(n)
         table[f"AvgPool{n}d"] = _avg_pool(n)
         table[f"AdaptiveAvgPool{n}d"] = _adaptive_pool(n, "avg")

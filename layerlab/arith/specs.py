@@ -56,6 +56,7 @@ __all__ = [
     "LocalSpec",
     "TiledSpec",
     "ConvTransposeSpec",
+    "LocalTransposeSpec",
     "PoolSpec",
     "AdaptivePoolSpec",
     "NormSpec",
@@ -596,21 +597,7 @@ class ConvTransposeSpec:
     bias: bool = True
 
     def __post_init__(self):
-        who = _windowed_init(self, "ConvTransposeSpec")
-        if isinstance(self.padding, str):
-            raise ArgumentError(
-                f"{who}: padding must be an int or a tuple of {self.ndim} ints (torch's transposed "
-                f"convs take no padding strings). Received: padding={self.padding!r}"
-            )
-        padding = ntuple(who, "padding", self.padding, self.ndim, minimum=0)
-        output_padding = ntuple(who, "output_padding", self.output_padding, self.ndim, minimum=0)
-        if any(op >= max(s, d) for op, s, d in zip(output_padding, self.stride, self.dilation)):
-            raise ArgumentError(
-                f"{who}: output_padding must be smaller than stride or dilation (as torch). Received: "
-                f"output_padding={_show(output_padding)}, stride={_show(self.stride)}, "
-                f"dilation={_show(self.dilation)}"
-            )
-        _set(self, padding=padding, output_padding=output_padding)
+        who = _transposed_init(self, "ConvTransposeSpec")
         _check_bool(who, "bias", self.bias)
 
     @property
@@ -626,39 +613,139 @@ class ConvTransposeSpec:
         ])
 
     def analyse(self, input_shape) -> LayerReport:
-        channels, spatial = _split_input(self, input_shape, self.ndim)
-        channels = _check_channels(self, channels, self.in_channels, "in_channels")
-        _check_groups(self, channels, self.groups)
-        dims = DIM_NAMES[self.ndim]
-        rows = list(zip(dims, spatial, self.kernel_size, self.stride, self.padding,
-                        self.output_padding, self.dilation))
-        out = []
-        for dim, n, k, s, p, op, d in rows:
-            size = transposed_output_size(n, k, s, p, op, d)
-            if size < 1:
-                raise ShapeError(
-                    f"{self.describe()}: {dim}: the output size would be "
-                    f"{transposed_formula(dim, n, k, s, p, op, d).split(': ', 1)[1]} < 1: padding "
-                    f"{p} crops more than the full output ({(n - 1) * s + d * (k - 1) + 1} + {op}). "
-                    f"Fix: less padding or a larger input."
-                )
-            out.append(size)
-        kept = prod(_kept_taps(n, k, s, p, d, o) for (_, n, k, s, p, _, d), o in zip(rows, out))
-        per_tap = channels * (self.out_channels // self.groups)  # C_in·(C_out/g)
-        return LayerReport(
-            kind=self.name,
-            input_shape=(channels, *spatial),
-            output_shape=(self.out_channels, *out),
-            formulas=tuple(transposed_formula(*row) for row in rows),
-            params=per_tap * prod(self.kernel_size) + (self.out_channels if self.bias else 0),
-            buffers=0,
-            macs=per_tap * prod(spatial) * prod(self.kernel_size),
-            other_ops={"bias_add": self.out_channels * prod(out)} if self.bias else {},
-            activation_elements=self.out_channels * prod(out),
-            window=tuple(Window(k, s, p, d, transposed=True) for _, _, k, s, p, _, d in rows),
-            warnings=tuple(w for dim, _, k, s, _, _, d in rows for w in _scatter_warnings(dim, k, s, d)),
-            macs_effective=per_tap * kept,
+        return _transposed_report(
+            self, input_shape,
+            kind_params=lambda c_in, spatial: c_in * (self.out_channels // self.groups) * prod(self.kernel_size),
+            bias_count=lambda out: self.out_channels if self.bias else 0,
         )
+
+
+@dataclass(frozen=True)
+class LocalTransposeSpec:
+    """Transposed locally connected layer: the adjoint of a locally connected layer, as
+    ``ConvTranspose`` is of ``Conv`` — a different filter bank at every *input* position, each
+    scattering ``k`` taps into the output, ``s`` apart per input step.
+
+    Args:
+        ndim, out_channels, kernel_size, in_channels, stride, padding, output_padding, dilation,
+            groups: as :class:`ConvTransposeSpec`.
+        bias: ``"location"`` (one per output channel and output position), ``"shared"`` (one per
+            channel) or ``None`` (default: "location").
+
+    Shape:
+        ``(C_in, *in) -> (C_out, *out)``, ``out = (in−1)·s − 2p + d·(k−1) + output_padding + 1``.
+        params = ∏in·C_in·(C_out/g)·∏k + (C_out·∏out | C_out | 0) (one filter bank per input
+        position); MACs = those of the transposed conv of the same shape: C_in·∏in·(C_out/g)·∏k
+        (the scatter cost); ``macs_effective`` leaves out products cropped by padding.
+
+    Examples:
+        >>> LocalTransposeSpec(2, 8, 3, stride=2).analyse((4, 3, 3)).output_shape
+        (8, 7, 7)
+    """
+
+    ndim: int
+    out_channels: int
+    kernel_size: int | tuple[int, ...]
+    in_channels: int | None = None
+    stride: int | tuple[int, ...] = 1
+    padding: int | tuple[int, ...] = 0
+    output_padding: int | tuple[int, ...] = 0
+    dilation: int | tuple[int, ...] = 1
+    groups: int = 1
+    bias: str | None = "location"
+
+    def __post_init__(self):
+        who = _transposed_init(self, "LocalTransposeSpec")
+        choice(who, "bias", self.bias, LOCAL_BIAS)
+
+    @property
+    def name(self) -> str:
+        return f"LocallyConnectedTranspose{self.ndim}d"
+
+    def describe(self) -> str:
+        zeros = (0,) * self.ndim
+        return _windowed_describe(self, [
+            ("padding", self.padding, zeros), ("output_padding", self.output_padding, zeros),
+            ("dilation", self.dilation, (1,) * self.ndim), ("groups", self.groups, 1),
+            ("bias", self.bias, "location"),
+        ])
+
+    def analyse(self, input_shape) -> LayerReport:
+        def bias_count(out):
+            return {"location": self.out_channels * prod(out), "shared": self.out_channels, None: 0}[self.bias]
+
+        return _transposed_report(
+            self, input_shape,
+            kind_params=lambda c_in, spatial: prod(spatial) * c_in * (self.out_channels // self.groups)
+            * prod(self.kernel_size),
+            bias_count=bias_count,
+        )
+
+
+def check_output_padding(who: str, output_padding, stride, dilation) -> None:
+    """A transposed layer's ``output_padding`` must be < stride or < dilation per dim (as torch): the
+    one statement of this check (``stride``/``dilation`` tuples; ``output_padding`` a tuple)."""
+    if any(op >= max(s, d) for op, s, d in zip(output_padding, stride, dilation)):
+        raise ArgumentError(
+            f"{who}: output_padding must be smaller than stride or dilation (as torch). Received: "
+            f"output_padding={_show(output_padding)}, stride={_show(stride)}, "
+            f"dilation={_show(dilation)}"
+        )
+
+
+def _transposed_init(spec, kind: str) -> str:
+    """Validation shared by ConvTranspose/LocalTranspose: the windowed checks, then padding (no
+    strings) and output_padding; returns the layer name."""
+    who = _windowed_init(spec, kind)
+    if isinstance(spec.padding, str):
+        raise ArgumentError(
+            f"{who}: padding must be an int or a tuple of {spec.ndim} ints (torch's transposed "
+            f"convs take no padding strings). Received: padding={spec.padding!r}"
+        )
+    padding = ntuple(who, "padding", spec.padding, spec.ndim, minimum=0)
+    output_padding = ntuple(who, "output_padding", spec.output_padding, spec.ndim, minimum=0)
+    check_output_padding(who, output_padding, spec.stride, spec.dilation)
+    _set(spec, padding=padding, output_padding=output_padding)
+    return who
+
+
+def _transposed_report(spec, input_shape, *, kind_params, bias_count) -> LayerReport:
+    """Shared analyse of ConvTranspose/LocalTranspose: output sizes, formulas, scatter MACs,
+    transposed windows; ``kind_params(c_in, spatial_in)`` and ``bias_count(spatial_out)`` count
+    the weights and biases."""
+    channels, spatial = _split_input(spec, input_shape, spec.ndim)
+    channels = _check_channels(spec, channels, spec.in_channels, "in_channels")
+    _check_groups(spec, channels, spec.groups)
+    dims = DIM_NAMES[spec.ndim]
+    rows = list(zip(dims, spatial, spec.kernel_size, spec.stride, spec.padding,
+                    spec.output_padding, spec.dilation))
+    out = []
+    for dim, n, k, s, p, op, d in rows:
+        size = transposed_output_size(n, k, s, p, op, d)
+        if size < 1:
+            raise ShapeError(
+                f"{spec.describe()}: {dim}: the output size would be "
+                f"{transposed_formula(dim, n, k, s, p, op, d).split(': ', 1)[1]} < 1: padding "
+                f"{p} crops more than the full output ({(n - 1) * s + d * (k - 1) + 1} + {op}). "
+                f"Fix: less padding or a larger input."
+            )
+        out.append(size)
+    kept = prod(_kept_taps(n, k, s, p, d, o) for (_, n, k, s, p, _, d), o in zip(rows, out))
+    per_tap = channels * (spec.out_channels // spec.groups)  # C_in·(C_out/g)
+    return LayerReport(
+        kind=spec.name,
+        input_shape=(channels, *spatial),
+        output_shape=(spec.out_channels, *out),
+        formulas=tuple(transposed_formula(*row) for row in rows),
+        params=kind_params(channels, spatial) + bias_count(out),
+        buffers=0,
+        macs=per_tap * prod(spatial) * prod(spec.kernel_size),
+        other_ops={"bias_add": spec.out_channels * prod(out)} if bias_count(out) else {},
+        activation_elements=spec.out_channels * prod(out),
+        window=tuple(Window(k, s, p, d, transposed=True) for _, _, k, s, p, _, d in rows),
+        warnings=tuple(w for dim, _, k, s, _, _, d in rows for w in _scatter_warnings(dim, k, s, d)),
+        macs_effective=per_tap * kept,
+    )
 
 
 def _floor_sum(n: int, m: int, a: int, b: int) -> int:

@@ -18,6 +18,9 @@ Weight layouts:
            docs/ARCHITECTURE.md Contract 3).
     tiled  ``(*tile_size, groups, C_in/groups, *kernel_size, C_out/groups)``: output position
            ``p`` uses the filter bank ``weight[p mod tile_size]``.
+    local transpose  ``(*in_size, groups, C_out/groups, *kernel_size, C_in/groups)``: input
+           position ``i`` scatters through ``weight[i]`` (output size from
+           :func:`layerlab.arith.transposed_output_size`).
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from layerlab.arith import effective_kernel, output_sizes
+from layerlab.arith import effective_kernel, output_sizes, transposed_output_size
 from layerlab.arith._args import ntuple
 from layerlab.errors import ArgumentError, ShapeError
 
-__all__ = ["conv_reference", "local_conv_reference", "tiled_conv_reference"]
+__all__ = ["conv_reference", "local_conv_reference", "tiled_conv_reference", "local_conv_transpose_reference"]
 
 IntOrTuple = int | Sequence[int]
 
@@ -222,3 +225,70 @@ def tiled_conv_reference(
         lambda position, g, o: weight[(*(p % t for p, t in zip(position, tile)), g, ..., o)],
         _bias_fn(bias, tile),
     )
+
+
+def local_conv_transpose_reference(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """Naive N-d transposed locally connected op (a separate filter bank per input position), float64.
+
+    Scatter form, looping over input positions: every input position ``i`` adds
+    ``x[b, g·(C_in/g) + c, i] · weight[i, g, o, t, c]`` to output ``g·(C_out/g) + o`` at
+    ``i·s − p + t·d`` (positions outside ``[0, out)`` are dropped).
+
+    Args:
+        input: ``(B, C_in, *in_size)``.
+        weight: ``(*in_size, groups, C_out/groups, *kernel_size, C_in/groups)``.
+        bias: None, ``(C_out, *out_size)`` or ``(C_out,)``. Default: None.
+        stride, padding, output_padding, dilation: int or tuple of ``ndim`` ints. Defaults: 1, 0, 0, 1.
+        groups: must equal ``weight.shape[ndim]``. Default: 1.
+
+    Shape:
+        Output ``(B, C_out, *out_size)``, ``out = (in−1)·s − 2p + d·(k−1) + output_padding + 1``
+        (:func:`layerlab.arith.transposed_output_size`).
+
+    Examples:
+        >>> x, w = torch.randn(1, 4, 3, 3), torch.randn(3, 3, 1, 2, 3, 3, 4)
+        >>> local_conv_transpose_reference(x, w, stride=2).shape
+        torch.Size([1, 2, 7, 7])
+    """
+    ndim = input.dim() - 2
+    in_size = tuple(input.shape[2:])
+    if tuple(weight.shape[:ndim]) != in_size:
+        raise ShapeError(f"local_conv_transpose_reference: the weight is for input size "
+                         f"{tuple(weight.shape[:ndim])}, the input is {in_size}")
+    stride = ntuple("reference op", "stride", stride, ndim, minimum=1)
+    padding = ntuple("reference op", "padding", padding, ndim, minimum=0)
+    output_padding = ntuple("reference op", "output_padding", output_padding, ndim, minimum=0)
+    dilation = ntuple("reference op", "dilation", dilation, ndim, minimum=1)
+    kernel_size = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
+    out_size = tuple(
+        transposed_output_size(n, k, s, p, op, d)
+        for n, k, s, p, op, d in zip(in_size, kernel_size, stride, padding, output_padding, dilation)
+    )
+    x = input.to(torch.float64)
+    w = weight.to(torch.float64)
+    batch, in_channels = x.shape[:2]
+    cout_g, cin_g = weight.shape[ndim + 1], in_channels // groups
+    out = x.new_zeros((batch, groups * cout_g, *out_size))
+    for position in itertools.product(*(range(n) for n in in_size)):
+        for g in range(groups):
+            value = x[(slice(None), slice(g * cin_g, (g + 1) * cin_g), *position)]  # (B, C_in/g)
+            for tap in itertools.product(*(range(k) for k in kernel_size)):
+                target = tuple(i * s - p + t * d for i, s, p, t, d in zip(position, stride, padding, tap, dilation))
+                if not all(0 <= j < n for j, n in zip(target, out_size)):
+                    continue
+                bank = w[(*position, g, slice(None), *tap)]  # (C_out/g, C_in/g)
+                contribution = (value[:, None, :] * bank[None, :, :]).sum(dim=2)  # (B, C_out/g)
+                out[(slice(None), slice(g * cout_g, (g + 1) * cout_g), *target)] += contribution
+    if bias is not None:
+        b = bias.to(torch.float64)
+        out = out + (b if b.dim() > 1 else b.view(-1, *([1] * ndim)))
+    return out
