@@ -11,7 +11,9 @@ a ``Conv2D``'s. The fans of one output unit do not depend on weight sharing, so 
 - conv / transposed conv: torch's rule on the torch weight (as ``nn.init``);
 - local and tiled: ``fan_in = C_in/groups·∏k``, ``fan_out = C_out/groups·∏k`` — the matching conv's
   (for ``groups > 1`` torch counts a conv's fan_out as ``C_out·∏k``, ignoring groups; one input unit
-  really reaches ``C_out/groups·∏k`` outputs, which is what layerlab uses for local layers).
+  really reaches ``C_out/groups·∏k`` outputs, which is what layerlab uses for local layers);
+- transposed local: its weight ``(*in_size, groups, C_out/g, *k, C_in/g)`` read as a local one,
+  ``fan_in = C_out/groups·∏k``, ``fan_out = C_in/groups·∏k`` (torch's transposed-conv rule, with groups).
 
 Formulas (Glorot & Bengio 2010; He et al. 2015)::
 
@@ -41,6 +43,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from layerlab.errors import ArgumentError
 from layerlab.nn.local import _LocallyConnectedNd
+from layerlab.nn.local_transpose import _LocallyConnectedTransposeNd
 from layerlab.nn.tiled import _TiledConvNd
 
 __all__ = ["fans", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
@@ -75,7 +78,7 @@ def _resolve(target, layout: str | None) -> tuple[torch.Tensor, tuple[int, int]]
                 "or build it with in_features/input_size, then initialise"
             )
         if layout is None:
-            is_local = isinstance(target, (_LocallyConnectedNd, _TiledConvNd))
+            is_local = isinstance(target, (_LocallyConnectedNd, _TiledConvNd, _LocallyConnectedTransposeNd))
             layout = "local" if is_local else "conv"  # torch's rule covers Linear and Conv*
     elif isinstance(target, torch.Tensor):
         weight = target
