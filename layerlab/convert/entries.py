@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from layerlab.arith import adaptive_windows
-from layerlab.convert.geometry import LayerGeometry
+from layerlab.convert.geometry import TRANSPOSED, LayerGeometry
 
 __all__ = ["Entries", "combine_dims", "window_index", "adaptive_index", "conv_family_entries",
            "structure_size", "tile_position"]
@@ -144,25 +144,28 @@ def structure_size(geometry: LayerGeometry, in_size) -> int:
     """Number of (output, input, tap) triples before dropping padding taps: ``C_in·C_out/groups·L·K``.
 
     ``L`` counts the output positions of a conv, local or tiled layer and the *input* positions of
-    a transposed conv (its windows scatter from the input).
+    a transposed conv or transposed local layer (their windows scatter from the input).
     """
-    positions = math.prod(in_size if geometry.kind == "transpose" else geometry.output_size(in_size))
+    positions = math.prod(in_size if geometry.kind in TRANSPOSED else geometry.output_size(in_size))
     return (geometry.in_channels * geometry.out_channels // geometry.groups * positions
             * math.prod(geometry.kernel_size))
 
 
 def conv_family_entries(geometry: LayerGeometry, in_size, weight: torch.Tensor) -> Entries:
-    """Entries of a conv, transposed conv, local or tiled layer for a spatial input size.
+    """Entries of a conv, transposed conv, local, tiled or transposed local layer for a spatial input size.
 
     The weight layouts are torch's ``(C_out, C_in/groups, *k)`` for convs,
     ``(C_in, C_out/groups, *k)`` for transposed convs, and the location-major
     ``(*out_size | *tile_size, groups, C_in/groups, *k, C_out/groups)`` of Contract 3 for local and
-    tiled layers. No bias (see :func:`layerlab.convert.dense_bias`).
+    tiled layers; a transposed local layer's ``(*in_size, groups, C_out/groups, *k, C_in/groups)``
+    is the weight of the local layer (``C_out → C_in`` over its output grid) whose matrix, transposed,
+    is its own. No bias (see :func:`layerlab.convert.dense_bias`).
     """
     in_size = tuple(in_size)
     out_size = geometry.output_size(in_size)
-    if geometry.kind == "transpose":
-        # the conv whose matrix this is the transpose of: (C_in <- C_out), out_size -> in_size
+    transposed = geometry.kind in TRANSPOSED
+    if transposed:
+        # the conv or local layer whose matrix this is the transpose of: (C_in <- C_out), out_size -> in_size
         c_in, c_out = geometry.out_channels, geometry.in_channels
         win_in, win_out = out_size, in_size
     else:
@@ -185,10 +188,10 @@ def conv_family_entries(geometry: LayerGeometry, in_size, weight: torch.Tensor) 
     if geometry.kind in ("conv", "transpose"):
         tie = ((g * og + o) * cg + c) * K + kv
     else:
-        position = lv if geometry.kind == "local" else tile_position(out_size, geometry.tile_size)[lv]
+        position = tile_position(out_size, geometry.tile_size)[lv] if geometry.kind == "tiled" else lv
         tie = (((position * groups + g) * cg + c) * K + kv) * og + o
     tie = tie.expand(full).reshape(-1)
     shape = (c_out * L, c_in * l_in)
-    if geometry.kind == "transpose":
+    if transposed:
         rows, cols, shape = cols, rows, (shape[1], shape[0])
     return Entries(rows=rows, cols=cols, values=weight.reshape(-1)[tie], tie=tie, shape=shape, offset=None)

@@ -1,7 +1,7 @@
 """Window geometry of conv-like layers for the index arithmetic of the conversions and pictures.
 
 A :class:`LayerGeometry` is a thin, all-dimensions view of a conv-family layer (``Conv*``,
-``ConvTranspose*``, ``LocallyConnected*``, ``TiledConv*``) read off its :mod:`layerlab.arith` spec
+``ConvTranspose*``, ``LocallyConnected*``, ``TiledConv*``, ``LocallyConnectedTranspose*``) read off its :mod:`layerlab.arith` spec
 (:func:`layerlab.analysis.spec_of`): torch's argument names, one int per spatial dimension, the
 padding resolved to explicit ``(left, right)`` amounts by :func:`layerlab.arith.padding_pairs`
 (``'same'`` as torch: the odd extra on the right). Output sizes come from
@@ -22,6 +22,7 @@ from layerlab.arith import (
     ConvSpec,
     ConvTransposeSpec,
     LocalSpec,
+    LocalTransposeSpec,
     TiledSpec,
     output_sizes,
     transposed_output_size,
@@ -29,10 +30,13 @@ from layerlab.arith import (
 from layerlab.arith._args import choice, ntuple
 from layerlab.errors import ArgumentError, ShapeError
 
-__all__ = ["LayerGeometry", "geometry_of", "check_input"]
+__all__ = ["LayerGeometry", "geometry_of", "check_input", "TRANSPOSED"]
 
 # the arith spec of each conv-family kind
-_KINDS = {ConvSpec: "conv", ConvTransposeSpec: "transpose", LocalSpec: "local", TiledSpec: "tiled"}
+_KINDS = {ConvSpec: "conv", ConvTransposeSpec: "transpose", LocalSpec: "local", TiledSpec: "tiled",
+          LocalTransposeSpec: "local_transpose"}
+# the kinds whose windows scatter from the input (output size from the transposed formula)
+TRANSPOSED = ("transpose", "local_transpose")
 
 
 @dataclass(frozen=True)
@@ -40,15 +44,16 @@ class LayerGeometry:
     """Everything that fixes the connectivity of a conv-like layer.
 
     Attributes:
-        kind: ``"conv"``, ``"transpose"``, ``"local"`` or ``"tiled"``.
+        kind: ``"conv"``, ``"transpose"``, ``"local"``, ``"tiled"`` or ``"local_transpose"``.
         in_channels, out_channels, groups: as in torch.
         kernel_size, stride, dilation: one int per spatial dimension.
         pad_left, pad_right: padding before / after each spatial dimension
             (:func:`layerlab.arith.padding_pairs`).
         padding_mode: one of :data:`layerlab.arith.PADDING_MODES`.
-        output_padding: transposed conv only (zeros otherwise).
+        output_padding: transposed kinds only (zeros otherwise).
         tile_size: tiled conv only (``None`` otherwise).
-        input_size: spatial input size stored by the layer (local and tiled layers), else ``None``.
+        input_size: spatial input size stored by the layer (local, tiled and transposed local
+            layers), else ``None``.
     """
 
     kind: str
@@ -73,7 +78,7 @@ class LayerGeometry:
         """Spatial output size for a spatial input size (:mod:`layerlab.arith`'s conv or transposed
         formula)."""
         pads = tuple(zip(self.pad_left, self.pad_right))
-        if self.kind == "transpose":
+        if self.kind in TRANSPOSED:
             return tuple(
                 transposed_output_size(n, k, s, p, op, d)
                 for n, k, s, p, op, d in zip(in_size, self.kernel_size, self.stride, pads,
@@ -100,7 +105,7 @@ def geometry_of(module, who: str | None = None) -> LayerGeometry | None:
     kernel = ntuple(who, "kernel_size", spec.kernel_size, ndim, minimum=1)
     stride = ntuple(who, "stride", spec.stride, ndim, minimum=1)
     dilation = ntuple(who, "dilation", spec.dilation, ndim, minimum=1)
-    if kind == "transpose":
+    if kind in TRANSPOSED:
         pads = tuple((p, p) for p in ntuple(who, "padding", spec.padding, ndim, minimum=0))
     else:
         pads = spec.padding_pairs()

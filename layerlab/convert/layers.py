@@ -1,4 +1,5 @@
-"""Exact conversions between layer types: conv → local → dense, tiled → local, dense → conv (FCN).
+"""Exact conversions between layer types: conv → local → dense, tiled → local, dense → conv (FCN),
+transposed conv → transposed local → dense.
 
 Every conversion returns a new module whose output equals the original's (to float rounding;
 exactly in float64 up to summation order): the *same* linear map written with less sharing.
@@ -6,6 +7,8 @@ exactly in float64 up to summation order): the *same* linear map written with le
 - :func:`conv_to_local`: copy the conv's filter to every output position (conv bias → the local
   layer's ``"shared"`` bias, so it stays compact).
 - :func:`tiled_to_local`: position ``p`` gets the filter bank ``weight[p mod tile_size]``.
+- :func:`conv_transpose_to_local`: copy the transposed conv's filter to every *input* position
+  (a ``LocallyConnectedTranspose*d``, bias ``"shared"``).
 - :func:`local_to_dense` / :func:`conv_to_dense`: the dense-equivalent matrix
   (:func:`~layerlab.convert.dense_matrix`) as a :class:`~layerlab.nn.Dense` on ``x.flatten(1)``.
 - :func:`dense_to_conv`: a Dense after ``Flatten`` of ``C×H×W`` is a conv with kernel ``H×W``
@@ -35,9 +38,13 @@ from layerlab.nn import (
     LocallyConnected1d,
     LocallyConnected2d,
     LocallyConnected3d,
+    LocallyConnectedTranspose1d,
+    LocallyConnectedTranspose2d,
+    LocallyConnectedTranspose3d,
 )
 
-__all__ = ["conv_to_local", "tiled_to_local", "local_to_dense", "conv_to_dense", "dense_to_conv"]
+__all__ = ["conv_to_local", "tiled_to_local", "local_to_dense", "conv_to_dense", "dense_to_conv",
+           "conv_transpose_to_local"]
 
 
 def _spatial(input_size, ndim: int, who: str) -> tuple[int, ...]:
@@ -50,7 +57,7 @@ def _geometry(layer, kinds: tuple[str, ...], who: str):
     geometry = geometry_of(layer)
     if geometry is None or geometry.kind not in kinds:
         names = {"conv": "Conv1d/2d/3d", "transpose": "ConvTranspose1d/2d/3d", "local": "LocallyConnected1d/2d/3d",
-                 "tiled": "TiledConv1d/2d/3d"}
+                 "tiled": "TiledConv1d/2d/3d", "local_transpose": "LocallyConnectedTranspose1d/2d/3d"}
         raise ArgumentError(
             f"{who}: expected a {' or '.join(names[k] for k in kinds)} layer (torch.nn or layerlab). "
             f"Received: {layer!r}"
@@ -181,6 +188,62 @@ def tiled_to_local(tiled, input_size=None, *, max_bytes: int | None = None) -> n
     return _new_local(tiled, geometry, size, mode, weight, bias)
 
 
+def conv_transpose_weight_to_local(weight: torch.Tensor, groups: int, in_size) -> torch.Tensor:
+    """Repeat a transposed conv filter at every input position in the transposed local layout.
+
+    Shape:
+        ``(C_in, C_out/groups, *k)`` → ``(*in_size, groups, C_out/groups, *k, C_in/groups)``.
+    """
+    c_in, og, *kernel = weight.shape
+    bank = weight.reshape(groups, c_in // groups, og, *kernel).movedim(1, -1)  # (G, C_out/G, *k, C_in/G)
+    return bank.expand(*in_size, *bank.shape).clone()
+
+
+def conv_transpose_to_local(conv_transpose, input_size, *, max_bytes: int | None = None) -> nn.Module:
+    """The transposed locally connected layer with the transposed conv's filter at every input position (exact).
+
+    ``out += weight[i] · x[i]`` scattered from every input position ``i`` with ``weight[i] = w``: the
+    same multiply-adds as the transposed conv. Its bias becomes the ``"shared"`` bias.
+
+    Args:
+        conv_transpose: ``torch.nn.ConvTranspose1d/2d/3d`` or a layerlab one (any stride, padding,
+            output_padding, dilation, groups).
+        input_size: spatial input size (an int or one int per dimension); the new layer has one filter
+            bank per input position, so it is built for this size.
+        max_bytes: memory limit for the new weight (default: ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
+
+    Returns:
+        ``LocallyConnectedTranspose{1,2,3}d`` with ``input_size`` set.
+
+    Examples:
+        >>> local = conv_transpose_to_local(torch.nn.ConvTranspose2d(4, 2, 3, stride=2), (5, 5))
+        >>> tuple(local.weight.shape)  # (*in_size, groups, C_out, *k, C_in)
+        (5, 5, 1, 2, 3, 3, 4)
+    """
+    who = "conv_transpose_to_local"
+    geometry = _geometry(conv_transpose, ("transpose",), who)
+    size = _spatial(input_size, geometry.ndim, who)
+    check_input(geometry, (geometry.in_channels, *size), f"{who}({conv_transpose!r})")
+    elements = math.prod(size) * geometry.in_channels * geometry.out_channels // geometry.groups \
+        * math.prod(geometry.kernel_size)
+    check_size(f"{who}({conv_transpose!r}) with input size {size}", elements, conv_transpose.weight.dtype.itemsize,
+               max_bytes=max_bytes, hint="A transposed local layer stores one filter bank per input position; "
+               "use a smaller input")
+    cls = (LocallyConnectedTranspose1d, LocallyConnectedTranspose2d, LocallyConnectedTranspose3d)[geometry.ndim - 1]
+    with torch.no_grad():
+        weight = conv_transpose_weight_to_local(conv_transpose.weight.detach(), geometry.groups, size)
+        bias = None if conv_transpose.bias is None else conv_transpose.bias.detach().clone()
+    local = cls(
+        geometry.in_channels, geometry.out_channels, geometry.kernel_size, stride=geometry.stride,
+        padding=geometry.pad_left, output_padding=geometry.output_padding, dilation=geometry.dilation,
+        groups=geometry.groups, bias=False if bias is None else "shared", input_size=size, device="meta",
+        dtype=weight.dtype,
+    )
+    local.weight = nn.Parameter(weight)
+    local.bias = None if bias is None else nn.Parameter(bias)
+    return local
+
+
 def _dense_from(layer, input_shape, max_bytes):
     """A Dense holding ``dense_matrix(layer)`` and ``dense_bias(layer)`` (size-checked first)."""
     matrix = dense_matrix(layer, input_shape, max_bytes=max_bytes)
@@ -200,7 +263,8 @@ def local_to_dense(local, *, max_bytes: int | None = None) -> nn.Module:
     zeros elsewhere (local ⊂ dense). A location bias becomes the Dense bias as is.
 
     Args:
-        local: ``LocallyConnected{1,2,3}d`` (its ``input_size`` fixes the shapes).
+        local: ``LocallyConnected{1,2,3}d`` or ``LocallyConnectedTranspose{1,2,3}d`` (its
+            ``input_size`` fixes the shapes).
         max_bytes: memory limit (default: ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
 
     Shape:
@@ -212,7 +276,7 @@ def local_to_dense(local, *, max_bytes: int | None = None) -> nn.Module:
         >>> local_to_dense(LocallyConnected2d(1, 2, 3, input_size=(6, 6)))
         Dense(32, in_features=36, bias=True)
     """
-    geometry = _geometry(local, ("local",), "local_to_dense")
+    geometry = _geometry(local, ("local", "local_transpose"), "local_to_dense")
     return _dense_from(local, (geometry.in_channels, *geometry.input_size), max_bytes)
 
 

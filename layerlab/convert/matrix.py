@@ -7,7 +7,7 @@ arithmetic (:mod:`layerlab.convert.entries`); ``sparse=True`` builds a COO tenso
 forming the dense one. Memory is estimated first (:mod:`layerlab.limits`).
 
 Supported layers: ``Linear``/``Dense`` (on ``(..., in_features)``), ``Conv*d``,
-``ConvTranspose*d``, ``LocallyConnected*d``, ``TiledConv*d``, ``AvgPool*d``,
+``ConvTranspose*d``, ``LocallyConnected*d``, ``TiledConv*d``, ``LocallyConnectedTranspose*d``, ``AvgPool*d``,
 ``AdaptiveAvgPool*d``, ``BatchNorm*d`` in eval mode with running statistics, and the identities
 ``Flatten``, ``Unflatten``, ``Identity`` and ``Dropout*`` in eval mode.
 """
@@ -36,7 +36,7 @@ from layerlab.limits import check_size, format_bytes
 __all__ = ["dense_matrix", "dense_bias", "layer_entries", "estimate_entries", "SUPPORTED"]
 
 SUPPORTED = ("Linear/Dense, Conv1d/2d/3d, ConvTranspose1d/2d/3d, LocallyConnected1d/2d/3d, "
-             "TiledConv1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, GlobalAvgPool, BatchNorm1d/2d/3d in eval "
+             "TiledConv1d/2d/3d, LocallyConnectedTranspose1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, GlobalAvgPool, BatchNorm1d/2d/3d in eval "
              "mode, Flatten, Unflatten, Identity, Dropout in eval mode")
 
 _IDENTITIES = (nn.Flatten, nn.Unflatten, nn.Identity)
@@ -304,11 +304,13 @@ def dense_matrix(layer, input_shape, *, sparse: bool = False, max_bytes: int | N
 
     Built by index arithmetic from the layer's weights (no autograd): a conv's matrix is
     block-Toeplitz with ``C_out·C_in/groups·∏k`` distinct values, a local layer's has a sparsity
-    mask and no ties, a transposed conv's is the transpose of the conv with the same weight. The
+    mask and no ties, a transposed conv's is the transpose of the conv with the same weight (a
+    transposed local layer's, of the local layer with the same weight). The
     bias (or a BatchNorm's shift) is *not* in ``M``: get it from :func:`dense_bias`.
 
     Args:
         layer: a linear module: Linear/Dense, Conv*, ConvTranspose*, LocallyConnected*, TiledConv*,
+            LocallyConnectedTranspose*,
             AvgPool*, AdaptiveAvgPool*, BatchNorm* (eval mode), Flatten, Identity, Dropout (eval).
         input_shape: per-sample input shape without batch dimension, e.g. ``(3, 32, 32)``.
         sparse: return a coalesced ``torch.sparse_coo_tensor`` built without the dense form

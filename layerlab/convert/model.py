@@ -6,7 +6,8 @@ of a CNN (d'Ascoli et al. 2019, "Finding the needle in the haystack with convolu
 
 How: one forward pass of a copy of the model (eval mode, no gradients) records the input shape
 of every module; each conv-like module is then replaced, in its parent, by
-:func:`~layerlab.convert.conv_to_local` (``to="local"``) or by
+:func:`~layerlab.convert.conv_to_local` (``to="local"``; a transposed conv by
+:func:`~layerlab.convert.conv_transpose_to_local`) or by
 ``Sequential(Flatten(), Dense, Unflatten(1, output_shape))`` holding its dense-equivalent matrix
 (``to="dense"``), so shapes stay as they were.
 """
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from layerlab.convert.geometry import geometry_of
-from layerlab.convert.layers import _dense_from, conv_to_local, tiled_to_local
+from layerlab.convert.layers import _dense_from, conv_to_local, conv_transpose_to_local, tiled_to_local
 from layerlab.convert.matrix import estimate_entries
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.limits import check_size
@@ -70,13 +71,8 @@ def _replacement(module, name, shapes, to, max_bytes):
     """The module that replaces a conv-like ``module`` (``None``: keep it)."""
     geometry = geometry_of(module)
     where = f"{type(module).__name__} at {name!r}"
-    if to == "local" and geometry.kind == "local":
+    if to == "local" and geometry.kind in ("local", "local_transpose"):
         return None
-    if to == "local" and geometry.kind == "transpose":
-        raise ArgumentError(
-            f"convert_model: {where} ({module!r}) is a transposed convolution, which has no locally "
-            "connected equivalent in layerlab. Use to='dense', or keep this layer out of the converted model"
-        )
     if id(module) not in shapes:
         raise ArgumentError(
             f"convert_model: {where} was not called by forward on an input of shape (1, ...), so its input "
@@ -90,8 +86,8 @@ def _replacement(module, name, shapes, to, max_bytes):
         )
     shape = shapes[id(module)][0]
     if to == "local":
-        convert = conv_to_local if geometry.kind == "conv" else tiled_to_local
-        return convert(module, shape[1:], max_bytes=max_bytes)
+        convert = {"conv": conv_to_local, "transpose": conv_transpose_to_local, "tiled": tiled_to_local}
+        return convert[geometry.kind](module, shape[1:], max_bytes=max_bytes)
     dense = _dense_from(module, shape, max_bytes)
     out_shape = (geometry.out_channels, *geometry.output_size(shape[1:]))
     return nn.Sequential(nn.Flatten(), dense, nn.Unflatten(1, out_shape))
@@ -100,8 +96,9 @@ def _replacement(module, name, shapes, to, max_bytes):
 def convert_model(model: nn.Module, to: str, input_shape, *, max_bytes: int | None = None) -> nn.Module:
     """A copy of ``model`` with every convolution replaced by its local or dense equivalent.
 
-    Conv-like modules (``torch.nn``/layerlab ``Conv*d``; also ``TiledConv*d``; for ``to="dense"``
-    also ``ConvTranspose*d`` and ``LocallyConnected*d``) anywhere in the module tree (Sequential,
+    Conv-like modules (``torch.nn``/layerlab ``Conv*d``; also ``TiledConv*d`` and ``ConvTranspose*d``,
+    which becomes a ``LocallyConnectedTranspose*d``; for ``to="dense"`` also ``LocallyConnected*d``
+    and ``LocallyConnectedTranspose*d``) anywhere in the module tree (Sequential,
     ModuleList, ModuleDict, custom modules) are replaced in their parent; everything else is kept
     (shared, not copied twice). The result computes the same function (outputs equal to float
     rounding; exactly in float64 up to summation order).
@@ -116,7 +113,7 @@ def convert_model(model: nn.Module, to: str, input_shape, *, max_bytes: int | No
 
     Raises:
         ArgumentError: ``to`` is not ``"local"``/``"dense"``; a lazy (unmaterialised) parameter; a
-            transposed conv with ``to="local"``; a conv not called, or called at two input sizes; a
+            conv not called, or called at two input sizes; a
             leaf module with its own parameters that is neither torch.nn nor layerlab (it could hide
             a convolution that would silently stay).
         SizeLimitError: the dense matrices (together) or a local weight would exceed the memory limit

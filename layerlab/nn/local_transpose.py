@@ -171,10 +171,14 @@ class _LocallyConnectedTransposeNd(LazyModuleMixin, _WindowedNd):
         return out.squeeze(0) if unbatched else out  # (B, C_out, *output_size)
 
     def _window_repr(self) -> str:
+        """As the local layer's, with ``output_padding`` after ``padding`` (torch's ConvTranspose order)."""
         text = super()._window_repr()
-        if self.output_padding != (0,) * self._ndim:
-            text += f", output_padding={self.output_padding}"
-        return text
+        if self.output_padding == (0,) * self._ndim:
+            return text
+        after = f", padding={self.padding!r}" if self.padding != (0,) * self._ndim else f", kernel_size={self.kernel_size}"
+        if self.stride != (1,) * self._ndim and after.startswith(", kernel"):
+            after = f", stride={self.stride}"
+        return text.replace(after, f"{after}, output_padding={self.output_padding}", 1)
 
     def _who(self) -> str:
         size = "" if self.input_size is None else f", input_size={self.input_size}"

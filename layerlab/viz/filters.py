@@ -101,7 +101,7 @@ def filter_grid(layer, *, channel: int = 0, max_tiles: int = 32, name: str | Non
         (2, 2, (11, 11))
     """
     geometry = geometry_of(layer)
-    if geometry is None or geometry.kind == "transpose":
+    if geometry is None or geometry.kind in ("transpose", "local_transpose"):
         raise ArgumentError(f"filters: expected a Conv*d, LocallyConnected*d or TiledConv*d layer. Received: "
                             f"{layer!r}")
     if isinstance(max_tiles, bool) or not isinstance(max_tiles, int) or max_tiles < 1:
