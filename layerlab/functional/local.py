@@ -124,13 +124,13 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
     return ndim, stride, padding, dilation, kernel, out_size
 
 
-def _check_dtypes(input, weight, bias) -> None:
+def _check_dtypes(input, weight, bias, who: str = "local_conv") -> None:
     """Input, weight and bias must share one dtype (no kernel mixes them, and torch's conv neither)."""
     given = [("input", input), ("weight", weight)] + [("bias", bias)] * (bias is not None)
     if any(t.dtype != input.dtype for _, t in given):
         received = ", ".join(f"{name} {t.dtype}" for name, t in given)
         raise ArgumentError(
-            f"local_conv: input, weight and bias must have the same dtype. Received: {received}. "
+            f"{who}: input, weight and bias must have the same dtype. Received: {received}. "
             f"Fix: convert the layer to the input's dtype (layer.to({input.dtype})) or the input to "
             f"the layer's (x.to({weight.dtype}))"
         )

@@ -76,7 +76,7 @@ def _check(input, weight, bias, stride, padding, output_padding, dilation, group
             f"(*in_size, groups, C_out // groups, *kernel_size, C_in // groups) for a {ndim}-d "
             f"input. Received: weight of shape {shape}"
         )
-    _check_dtypes(input, weight, bias)
+    _check_dtypes(input, weight, bias, WHO)
     in_size = tuple(input.shape[2:])
     kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
     if tuple(weight.shape[:ndim]) != in_size or weight.shape[ndim] != groups or weight.shape[-1] != c_in // groups:
@@ -140,6 +140,11 @@ def local_conv_transpose(input, weight, bias=None, stride=1, padding=0, output_p
     stride, padding, output_padding, dilation, out_size = _check(
         input, weight, bias, stride, padding, output_padding, dilation, groups
     )
+    return _apply(input, weight, bias, stride, padding, output_padding, dilation, groups, out_size, _backend(input))
+
+
+def _apply(input, weight, bias, stride, padding, output_padding, dilation, groups, out_size, kernels):
+    """The op on checked arguments (tuples), with ``kernels`` as in ``local.py`` (C++ ops or a module)."""
     ndim = input.dim() - 2
     kernel = weight.shape[ndim + 2 : 2 * ndim + 2]
     # per dim: the local op's padding, and the grid it runs on (the output, or the full output when
@@ -147,7 +152,7 @@ def local_conv_transpose(input, weight, bias=None, stride=1, padding=0, output_p
     cropped = [op >= s for op, s in zip(output_padding, stride)]
     op_padding = [0 if c else p for c, p in zip(cropped, padding)]
     grid = [
-        (n - 1) * s + d * (k - 1) + 1 if c else o
+        transposed_output_size(n, k, s, 0, 0, d) if c else o
         for c, n, s, d, k, o in zip(cropped, input.shape[2:], stride, dilation, kernel, out_size)
     ]
     c_out = groups * weight.shape[ndim + 1]
@@ -155,7 +160,7 @@ def local_conv_transpose(input, weight, bias=None, stride=1, padding=0, output_p
     like = torch.empty((input.shape[0], c_out, *grid), dtype=input.dtype, device=input.device,
                        memory_format=memory_format(input))
     out = _InputGrad.apply(
-        input, weight, like, list(stride), op_padding, list(dilation), groups, _backend(input)
+        input, weight, like, list(stride), op_padding, list(dilation), groups, kernels
     )
     if any(cropped):
         # F.pad takes the last dim first; a negative amount crops
