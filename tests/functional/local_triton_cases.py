@@ -9,7 +9,8 @@ all be decorated while ``TRITON_INTERPRET=1`` is set, i.e. triton must be import
 process whose triton was imported otherwise (e.g. by torch.compile) cannot switch.
 
 References: ``local_conv_reference`` (naive float64 loops) and ``_local_torch``; float64
-``gradcheck``/``gradgradcheck`` through ``_LocalConvFunction`` with these kernels. The interpreter
+``gradcheck``/``gradgradcheck`` through ``_LocalConvFunction`` with these kernels; the transposed op
+``local_conv_transpose`` on these kernels against ``local_conv_transpose_reference``. The interpreter
 is slow (every ``tl`` op of every program is a Python call), so the shapes are tiny, except one
 case whose batch, channels and K need several blocks of every kind.
 """
@@ -42,7 +43,8 @@ from layerlab.errors import ArgumentError  # noqa: E402
 from layerlab.functional import _local_torch  # noqa: E402
 from layerlab.functional import _local_triton as kernels  # noqa: E402
 from layerlab.functional.local import _LocalConvFunction  # noqa: E402
-from layerlab.functional.reference import local_conv_reference  # noqa: E402
+from layerlab.functional.local_transpose import _apply, _check  # noqa: E402
+from layerlab.functional.reference import local_conv_reference, local_conv_transpose_reference  # noqa: E402
 import local_cases  # noqa: E402  (tests/functional, on sys.path under pytest)
 
 # ndim, in_size, c_in, c_out, kernel, stride, padding, dilation, groups
@@ -129,6 +131,40 @@ def test_reference_three_ops_equal_the_torch_kernels():
                                _local_torch.weight_grad(g, x, list(w.shape), *args), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(kernels.input_grad(g, w, x, *args), _local_torch.input_grad(g, w, x, *args),
                                rtol=1e-12, atol=1e-12)
+
+
+# ndim, in_size, c_in, c_out, kernel, stride, padding, output_padding, dilation, groups
+TRANSPOSED_CASES = [
+    (1, (4,), 4, 2, (3,), (2,), (1,), (1,), (1,), 2),
+    (1, (4,), 2, 3, (3,), (1,), (2,), (1,), (2,), 1),  # output_padding ≥ stride: the cropped path
+    (2, (3, 3), 2, 4, (2, 3), (2, 1), (1, 0), (1, 0), (1, 2), 1),
+]
+
+
+def run_transposed(x, w, b, **conf):
+    """``local_conv_transpose`` on the Triton kernels."""
+    stride, padding, output_padding, dilation, out_size = _check(x, w, b, *conf.values())
+    return _apply(x, w, b, stride, padding, output_padding, dilation, conf["groups"], out_size, kernels)
+
+
+@pytest.mark.parametrize("case", TRANSPOSED_CASES, ids=["1d-s2-g2", "1d-cropped", "2d"])
+def test_reference_transposed_op_float64(case):
+    """The transposed op runs the three kernels in swapped roles: forward = input_grad, and back."""
+    (x, w, b), conf = local_cases.make_transposed(case, batch=2, bias_mode="location", device=DEVICE)
+    out = run_transposed(x, w, b, **conf)
+    leaves = [t.detach().cpu().requires_grad_() for t in (x, w, b)]
+    ref = local_conv_transpose_reference(*leaves, **conf)
+    torch.testing.assert_close(out.cpu(), ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(ref)
+    for got, want in zip(grads(out, (x, w, b), g.to(DEVICE)), grads(ref, leaves, g)):
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_transposed_op_float64():
+    """First and second derivatives against finite differences (fast mode)."""
+    (x, w, b), conf = local_cases.make_transposed(TRANSPOSED_CASES[0], batch=2, bias_mode="shared", device=DEVICE)
+    assert torch.autograd.gradcheck(lambda *t: run_transposed(*t, **conf), (x, w, b), fast_mode=True)
+    assert torch.autograd.gradgradcheck(lambda *t: run_transposed(*t, **conf), (x, w, b), fast_mode=True)
 
 
 # ---- gradcheck ---------------------------------------------------------------------------------

@@ -14,11 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from layerlab.arith import transposed_output_size
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.functional import local_conv_transpose
 from layerlab.functional.local_transpose import _apply, _check
 from layerlab.functional.reference import local_conv_transpose_reference
+from local_cases import make_transposed as make
+from local_cases import transposed_out_size as out_size_of
 from test_local_conv import CPP, kernels_of
 
 PATHS = ["rows", "direct", "gemm", "torch"]
@@ -47,25 +48,6 @@ def case_id(case):
 def on_paths(cases, paths=PATHS):
     """``(case, path)`` pairs; "rows" serves only stride 1 along the last dimension."""
     return [(case, path) for case in cases for path in paths if path != "rows" or case[5][-1] == 1]
-
-
-def out_size_of(case):
-    _, size, _, _, kernel, stride, padding, output_padding, dilation, _ = case
-    return tuple(transposed_output_size(*a) for a in zip(size, kernel, stride, padding, output_padding, dilation))
-
-
-def make(case, batch=3, bias_mode="location", seed=0):
-    """Random float64 input, weight ``(*in_size, groups, C_out/groups, *k, C_in/groups)`` and bias
-    (leaf tensors requiring grad) and the op's keyword arguments."""
-    ndim, size, c_in, c_out, kernel, stride, padding, output_padding, dilation, groups = case
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, c_in, *size, generator=gen, dtype=torch.float64)
-    w = torch.randn(*size, groups, c_out // groups, *kernel, c_in // groups, generator=gen, dtype=torch.float64)
-    b = {None: None, "shared": torch.randn(c_out, generator=gen, dtype=torch.float64),
-         "location": torch.randn(c_out, *out_size_of(case), generator=gen, dtype=torch.float64)}[bias_mode]
-    leaves = [t if t is None else t.requires_grad_() for t in (x, w, b)]
-    return leaves, dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
-                        groups=groups)
 
 
 def run(path, x, w, b, **conf):
