@@ -115,9 +115,9 @@ class _LocallyConnectedTransposeNd(LazyModuleMixin, _WindowedNd):
     @property
     def output_size(self) -> tuple[int, ...] | None:
         """Spatial output size (``None`` until the input size is known)."""
-        if self.input_size is None:
+        if self.has_uninitialized_params():
             return None
-        return self._analyse(self.input_size, None).output_shape[1:]
+        return self._analyse(tuple(self.weight.shape[: self._ndim]), None).output_shape[1:]
 
     def reset_parameters(self) -> None:
         """W, b ~ U(±1/√fan_in), ``fan_in = C_out/groups·∏kernel_size``: torch's ConvTranspose default
