@@ -6,6 +6,7 @@ Examples::
     layerlab explain local2d --input 1x6x6 --out-channels 1 --kernel 3
     layerlab explain dense --input 9 --out-features 4
     layerlab explain convtranspose2d --input 1x4x4 --out-channels 1 --kernel 3 --stride 2
+    layerlab explain localtranspose2d --input 1x4x4 --out-channels 1 --kernel 3 --stride 2
     layerlab explain family --input 3x32x32 --out-channels 32 --kernel 3 --padding same
     layerlab explain rf model.py:build --input 1x28x28 --output-index 0,3,3
     layerlab explain coverage --kernel 3 --stride 2
@@ -65,6 +66,7 @@ LAYER_COMMANDS = {
     "local2d": "the dense-equivalent matrix of a LocallyConnected2d: a different weight at every position",
     "dense": "the weight matrix of a Dense layer on the flattened input",
     "convtranspose2d": "the dense-equivalent matrix of a ConvTranspose2d (the transpose of a conv's)",
+    "localtranspose2d": "the dense-equivalent matrix of a LocallyConnectedTranspose2d (the transpose of a local layer's)",
 }
 
 
@@ -127,7 +129,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             layer.add_argument("--no-bias", action="store_true", help="build the layer without bias (default: with bias)")
             layer.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
         else:
-            _window(sub, transposed=name == "convtranspose2d")
+            _window(sub, transposed=name in ("convtranspose2d", "localtranspose2d"))
         _common(sub, matrix=True)
         sub.set_defaults(func=run)
     text = "the family of one geometry: conv, local and dense matrices side by side, weight counts in the titles"
@@ -215,7 +217,7 @@ def _padding(text: str, ndim: int, allow_words: bool = True):
 
 
 def _build_layer(args):
-    """The layer of conv2d / local2d / dense / convtranspose2d / family and its input shape.
+    """The layer of conv2d / local2d / dense / convtranspose2d / localtranspose2d / family and its input shape.
 
     Built once on the meta device to count its parameters against the memory limit, then for real.
     """
@@ -248,6 +250,10 @@ def _new_layer(args):
     if args.what == "convtranspose2d":
         layer = lnn.ConvTranspose2d(shape[0], args.out_channels, kernel, padding=_padding(args.padding, 2, False),
                                     output_padding=_ints(args.output_padding, "output-padding", 2), bias=bias, **common)
+    elif args.what == "localtranspose2d":
+        layer = lnn.LocallyConnectedTranspose2d(
+            shape[0], args.out_channels, kernel, padding=_padding(args.padding, 2, False),
+            output_padding=_ints(args.output_padding, "output-padding", 2), bias=bias, input_size=shape[1:], **common)
     elif args.what == "local2d":
         layer = lnn.LocallyConnected2d(shape[0], args.out_channels, kernel, padding=_padding(args.padding, 2),
                                        bias=bias, input_size=shape[1:], **common)
@@ -361,7 +367,7 @@ def _filters(args):
 
 
 HANDLERS = {"conv2d": _matrix, "local2d": _matrix, "dense": _matrix, "convtranspose2d": _matrix,
-            "family": _family, "rf": _rf, "coverage": _coverage, "filters": _filters}
+            "localtranspose2d": _matrix, "family": _family, "rf": _rf, "coverage": _coverage, "filters": _filters}
 
 
 def _rows(numbers: dict, prefix: str = ""):

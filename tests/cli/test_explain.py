@@ -50,6 +50,11 @@ def test_conv2d_table_png_svg_and_record(tmp_path, capsys):
     (["dense", "--input", "1x3x3", "--out-features", "4", "--no-bias"], [4, 9], 36, 36, "dense-1x3x3-f4-nobias"),
     (["convtranspose2d", "--input", "1x3x3", "--out-channels", "1", "--kernel", "3", "--stride", "2"], [49, 9], 9, 81,
      "convtranspose2d-1x3x3-c1-k3-s2"),
+    # the same scatter, a different weight at each of the 9 input positions: 81 weights, none tied
+    (["localtranspose2d", "--input", "1x3x3", "--out-channels", "1", "--kernel", "3", "--stride", "2"], [49, 9], 81, 81,
+     "localtranspose2d-1x3x3-c1-k3-s2"),
+    (["localtranspose2d", "--input", "2x3x3", "--out-channels", "2", "--kernel", "3", "--stride", "2", "--padding", "1",
+      "--output-padding", "1"], [72, 18], 9 * 2 * 2 * 9, None, "localtranspose2d-2x3x3-c2-k3-s2-p1-op1"),
     (["conv2d", "--input", "4x5x5", "--out-channels", "4", "--kernel", "3", "--groups", "2", "--padding", "same",
       "--dilation", "1x2"], [100, 100], 72, None, "conv2d-4x5x5-c4-k3-psame-d1x2-g2"),
 ])
@@ -172,7 +177,7 @@ def _explain_parsers():
     return explain._subparsers._group_actions[0].choices
 
 
-@pytest.mark.parametrize("what", ["conv2d", "local2d", "convtranspose2d", "family", "coverage"])
+@pytest.mark.parametrize("what", ["conv2d", "local2d", "convtranspose2d", "localtranspose2d", "family", "coverage"])
 def test_padding_defaults_to_torchs_zero_in_every_command(what):
     parser = _explain_parsers()[what]
     assert parser.get_default("padding") == PADDING_DEFAULT == "0"
