@@ -414,6 +414,34 @@ def test_links_refuse_layers_and_maps_they_cannot_draw(input_shape, layer, messa
     assert refused("/api/links", query(input_shape, layer, out="0,0,0"))["message"] == message
 
 
+@pytest.mark.parametrize("path", ["/api/links", "/api/matrix"])
+@pytest.mark.parametrize("input_shape, layer, shape", [
+    ("1x1000000000", "Conv1d(1,3)", "1×1000000000"),
+    ("1x8", "ConvTranspose1d(1,3,stride=100000000)", "1×700000003"),
+    ("100000", "Linear(10)", "100000"),
+])
+def test_maps_too_large_to_draw_are_refused_before_any_cell_is_listed(path, input_shape, layer, shape):
+    error = refused(path, query(input_shape, layer, out="0,0"))
+    positions = math.prod(map(int, shape.split("×")[1:] or [shape]))
+    assert error["message"].endswith(f"the map {shape} has {positions:,} positions; cells are drawn for at most "
+                                     "16,384 (128×128). Fix: a smaller input")
+
+
+@pytest.mark.parametrize("path", ["/api/links", "/api/matrix", "/api/view"])
+def test_a_huge_kernel_on_a_small_map_is_refused_before_its_taps_are_listed(path):
+    layer = "Conv1d(1,1000000000,stride=1000000000,padding=499999996)"  # 1 output reading 10⁹ taps
+    message = ("Conv1d(? → 1, kernel_size=1000000000, stride=1000000000, padding=499999996): 1 output positions × "
+               "kernel 1,000,000,000 = 1,000,000,000 taps along one dim; cells are drawn for at most 1,048,576. Fix: a "
+               "smaller kernel or input")
+    if path == "/api/view":  # a view answers with shapes; a transposed conv's coverage says why it is missing
+        transposed = "ConvTranspose1d(1,1000000000,padding=499999999)"
+        coverage = ok(path, query("1x2", transposed))["layer"]["coverage"]
+        assert coverage["counts"] is None and coverage["reason"].endswith("taps along one dim; cells are drawn for "
+                                                                          "at most 1,048,576. Fix: a smaller kernel or input")
+        return
+    assert refused(path, query("1x8", layer, out="0,0"))["message"] == message
+
+
 # ----------------------------------------------------------------------------- /api/rf
 RF_STACKS = [
     ("1x16x16", ["Conv2d(2,3)", "MaxPool2d(2)", "Conv2d(2,3)"], (1, 2)),
