@@ -348,7 +348,7 @@ def links(params: dict[str, list[str]]) -> dict:
         raise _Refused("give exactly one of out=c,i,j (an output cell: which inputs feed it) and in=c,i,j (an input "
                        f"cell: which outputs it feeds). Received: {'both' if has_out else 'neither'}", "out")
     common = {"schema": SCHEMA, "index": index + 1, "layer": net.layer, "input_shape": list(net.input_shape),
-              "output_shape": list(net.output_shape), "weights": net.weights}
+              "output_shape": list(net.output_shape), "weights": net.weights, "weight_shape": list(net.weight_shape)}
     if has_out:
         cell = _cell(_one(params, "out", example="0,0,0"), net.output_shape, "out")
         found = net.inputs_of(cell)
@@ -393,7 +393,7 @@ def matrix(params: dict[str, list[str]]) -> dict:
     distinct = flat if net.padding_mode == "zeros" else np.unique(flat)
     result = {"schema": SCHEMA, "index": index + 1, "layer": net.layer, "input_shape": list(net.input_shape),
               "output_shape": list(net.output_shape), "rows": rows, "cols": cols, "weights": net.weights,
-              "connections": int(distinct.size), "zero": -1}
+              "weight_shape": list(net.weight_shape), "connections": int(distinct.size), "zero": -1}
     if rows * cols <= EXACT_ENTRIES:
         weight = net.weight_id(out_channel, in_channel, out_position, tap) if net.weights else np.zeros_like(row)
         ids = np.full((rows, cols), -1, dtype=np.int64)

@@ -331,13 +331,15 @@ def test_exact_matrix_ids_are_dense_matrix_with_the_weight_set_to_1_to_P(input_s
     assert document["connections"] == int(nonzero.sum())
     if module is not None:
         assert document["weights"] == module.weight.numel()
+        assert document["weight_shape"] == list(module.weight.shape)
         rebuilt = torch.where(ids >= 0, ids + 1, 0)
         for row, col, summed in document["sums"]:  # entries that add several taps (folding padding modes)
             rebuilt[row, col] = sum(w + 1 for w in summed)
         assert torch.equal(rebuilt, matrix)
         assert bool(document["sums"]) == ("reflect" in layer)  # circular padding 2 < 5 − 3 + 1: no tap twice
     else:
-        assert document["weights"] == 0 and set(ids.unique().tolist()) <= {-1, 0}
+        assert document["weights"] == 0 and document["weight_shape"] == []
+        assert set(ids.unique().tolist()) <= {-1, 0}
 
 
 @pytest.mark.parametrize("input_shape, layer", [LAYERS[1], LAYERS[6], LAYERS[9], LAYERS[4], LAYERS[12]])
