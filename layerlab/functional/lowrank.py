@@ -24,7 +24,7 @@ from layerlab.arith._args import choice
 from layerlab.arith.specs import LOWRANK_NORMALIZE
 from layerlab.errors import ShapeError
 
-__all__ = ["combining_weights", "lowrank_local_conv"]
+__all__ = ["combining_weights", "lowrank_local_conv", "lowrank_local_weight", "lowrank_local_bias"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -120,3 +120,41 @@ def lowrank_local_conv(
     if bias is not None and bias.dim() == 1:
         out = out + bias.view(c_out, *(1,) * ndim)
     return out
+
+
+def lowrank_local_weight(weight: torch.Tensor, combining: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """The filter bank of every position, ``Σ_r α[p, r]·weight[r]``, in the locally connected layout.
+
+    Args:
+        weight: ``(R, C_out, C_in // groups, *kernel_size)``.
+        combining: ``α``, ``(*out_size, R)``.
+        groups: Default: 1.
+
+    Shape:
+        ``(*out_size, groups, C_in // groups, *kernel_size, C_out // groups)`` (Contract 3 of
+        ``docs/ARCHITECTURE.md``): :func:`layerlab.functional.local_conv` with it and
+        :func:`lowrank_local_bias` gives :func:`lowrank_local_conv`'s output.
+
+    Examples:
+        >>> lowrank_local_weight(torch.randn(2, 4, 3, 3, 3), torch.rand(5, 6, 2)).shape
+        torch.Size([5, 6, 1, 3, 3, 3, 4])
+    """
+    ndim = combining.dim() - 1
+    kernels = torch.tensordot(combining, weight, dims=([-1], [0]))  # (*out, C_out, C_in/g, *k)
+    kernels = kernels.unflatten(ndim, (groups, weight.shape[1] // groups))  # (*out, G, O_g, C_in/g, *k)
+    return kernels.movedim(ndim + 1, -1)
+
+
+def lowrank_local_bias(bias: torch.Tensor | None, combining: torch.Tensor) -> torch.Tensor | None:
+    """The bias of every position in the locally connected layout.
+
+    ``(R, C_out)`` → ``(C_out, *out_size)``: ``Σ_r α[p, r]·bias[r]``; a ``(C_out,)`` shared bias
+    and ``None`` are returned as they are.
+
+    Examples:
+        >>> lowrank_local_bias(torch.randn(2, 4), torch.rand(5, 6, 2)).shape
+        torch.Size([4, 5, 6])
+    """
+    if bias is None or bias.dim() == 1:
+        return bias
+    return torch.tensordot(combining, bias, dims=([-1], [0])).movedim(-1, 0)
