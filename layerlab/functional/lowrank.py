@@ -115,7 +115,8 @@ def lowrank_local_conv(
             f"lowrank_local_conv: the combining weights are for output size {tuple(combining.shape[:-1])}, "
             f"but the input {tuple(input.shape)} gives {out_size}: build them for this input size"
         )
-    alpha = combining.movedim(-1, 0).unsqueeze(1)  # (R, 1, *out)
+    # (R, 1, *out), contiguous: the product with a strided view of the (*out, R) layout ran 1.2-1.5× slower
+    alpha = combining.movedim(-1, 0).contiguous().unsqueeze(1)
     out = (y.unflatten(1, (groups, rank, per_group)) * alpha).sum(2).flatten(1, 2)  # (B, C_out, *out)
     if bias is not None and bias.dim() == 1:
         out = out + bias.view(c_out, *(1,) * ndim)
