@@ -29,13 +29,15 @@ CONFIGS = [
 class _MulCounter(TorchDispatchMode):
     """Elements written by element-wise products (the mix of the bases)."""
 
+    PRODUCTS = (torch.ops.aten.mul.Tensor, torch.ops.aten.addcmul.default, torch.ops.aten.addcmul_.default)
+
     def __init__(self):
         super().__init__()
         self.elements = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func is torch.ops.aten.mul.Tensor:
+        if func in self.PRODUCTS:
             self.elements += out.numel()
         return out
 
