@@ -71,6 +71,7 @@ def test_params_by_hand_and_redundant_rank_warning():
     full = LowRankLocalSpec(2, 8, 3, rank=4, combining="full", bias="shared").analyse((1, 6, 6))
     assert full.params == 4 * 8 * 9 + 4 * 16 + 8
     assert full.warnings == ()
+    assert LowRankLocalSpec(1, 2, 3, rank=8).analyse((1, 10)).warnings == ()  # rank = positions: the local end
     many = LowRankLocalSpec(1, 2, 3, rank=9).analyse((1, 10))  # 8 positions
     assert many.warnings == ("rank 9 > 8 output positions: a rank of 8 already gives every position its own "
                              "filter bank",)
