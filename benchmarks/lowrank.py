@@ -106,7 +106,8 @@ def measure(shape, rank: int, impls, device: torch.device, repeats: int, warmup:
     times = {name: {"fwd": [], "fwdbwd": []} for name in impls}
     for round_ in range(warmup + repeats):
         for name in impls:
-            fwd, fwdbwd = _seconds(lambda: forward(name), device), _seconds(lambda: step(name), device)
+            fwd = _seconds(lambda name=name: forward(name), device)
+            fwdbwd = _seconds(lambda name=name: step(name), device)
             if round_ >= warmup:
                 times[name]["fwd"].append(1e3 * fwd)
                 times[name]["fwdbwd"].append(1e3 * fwdbwd)

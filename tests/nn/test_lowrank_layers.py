@@ -12,7 +12,10 @@ import layerlab
 from layerlab.arith.specs import LowRankLocalSpec
 from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
 from layerlab.functional import combining_weights, lowrank_local_conv
-from layerlab.functional.reference import conv_reference, local_conv_reference, lowrank_local_conv_reference
+from layerlab.functional.reference import (
+    conv_reference,
+    lowrank_local_conv_reference,
+)
 
 LOWRANK = {1: layerlab.LowRankLocallyConnected1d, 2: layerlab.LowRankLocallyConnected2d,
            3: layerlab.LowRankLocallyConnected3d}
