@@ -157,9 +157,10 @@ def conv_family_entries(geometry: LayerGeometry, in_size, weight: torch.Tensor) 
     The weight layouts are torch's ``(C_out, C_in/groups, *k)`` for convs,
     ``(C_in, C_out/groups, *k)`` for transposed convs, and the location-major
     ``(*out_size | *tile_size, groups, C_in/groups, *k, C_out/groups)`` of Contract 3 for local and
-    tiled layers; a transposed local layer's ``(*in_size, groups, C_out/groups, *k, C_in/groups)``
-    is the weight of the local layer (``C_out → C_in`` over its output grid) whose matrix, transposed,
-    is its own. No bias (see :func:`layerlab.convert.dense_bias`).
+    tiled layers (and low-rank ones, whose per-position weight is materialised first); a transposed
+    local layer's ``(*in_size, groups, C_out/groups, *k, C_in/groups)`` is the weight of the local
+    layer (``C_out → C_in`` over its output grid) whose matrix, transposed, is its own. No bias (see
+    :func:`layerlab.convert.dense_bias`).
     """
     in_size = tuple(in_size)
     out_size = geometry.output_size(in_size)

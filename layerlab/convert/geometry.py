@@ -1,7 +1,8 @@
 """Window geometry of conv-like layers for the index arithmetic of the conversions and pictures.
 
 A :class:`LayerGeometry` is a thin, all-dimensions view of a conv-family layer (``Conv*``,
-``ConvTranspose*``, ``LocallyConnected*``, ``TiledConv*``, ``LocallyConnectedTranspose*``) read off its :mod:`layerlab.arith` spec
+``ConvTranspose*``, ``LocallyConnected*``, ``TiledConv*``, ``LocallyConnectedTranspose*``,
+``LowRankLocallyConnected*``) read off its :mod:`layerlab.arith` spec
 (:func:`layerlab.analysis.spec_of`): torch's argument names, one int per spatial dimension, the
 padding resolved to explicit ``(left, right)`` amounts by :func:`layerlab.arith.padding_pairs`
 (``'same'`` as torch: the odd extra on the right). Output sizes come from
@@ -23,6 +24,7 @@ from layerlab.arith import (
     ConvTransposeSpec,
     LocalSpec,
     LocalTransposeSpec,
+    LowRankLocalSpec,
     TiledSpec,
     output_sizes,
     transposed_output_size,
@@ -34,7 +36,7 @@ __all__ = ["LayerGeometry", "geometry_of", "check_input", "TRANSPOSED"]
 
 # the arith spec of each conv-family kind
 _KINDS = {ConvSpec: "conv", ConvTransposeSpec: "transpose", LocalSpec: "local", TiledSpec: "tiled",
-          LocalTransposeSpec: "local_transpose"}
+          LocalTransposeSpec: "local_transpose", LowRankLocalSpec: "lowrank"}
 # the kinds whose windows scatter from the input (output size from the transposed formula)
 TRANSPOSED = ("transpose", "local_transpose")
 
@@ -44,7 +46,7 @@ class LayerGeometry:
     """Everything that fixes the connectivity of a conv-like layer.
 
     Attributes:
-        kind: ``"conv"``, ``"transpose"``, ``"local"``, ``"tiled"`` or ``"local_transpose"``.
+        kind: ``"conv"``, ``"transpose"``, ``"local"``, ``"tiled"``, ``"local_transpose"`` or ``"lowrank"``.
         in_channels, out_channels, groups: as in torch.
         kernel_size, stride, dilation: one int per spatial dimension.
         pad_left, pad_right: padding before / after each spatial dimension
@@ -52,8 +54,8 @@ class LayerGeometry:
         padding_mode: one of :data:`layerlab.arith.PADDING_MODES`.
         output_padding: transposed kinds only (zeros otherwise).
         tile_size: tiled conv only (``None`` otherwise).
-        input_size: spatial input size stored by the layer (local, tiled and transposed local
-            layers), else ``None``.
+        input_size: spatial input size stored by the layer (local, tiled, low-rank and transposed
+            local layers), else ``None``.
     """
 
     kind: str

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from layerlab.convert.geometry import geometry_of
-from layerlab.convert.layers import _dense_from, conv_to_local, conv_transpose_to_local, tiled_to_local
+from layerlab.convert.layers import _dense_from, conv_to_local, conv_transpose_to_local, lowrank_to_local, tiled_to_local
 from layerlab.convert.matrix import estimate_entries
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.limits import check_size
@@ -86,6 +86,8 @@ def _replacement(module, name, shapes, to, max_bytes):
         )
     shape = shapes[id(module)][0]
     if to == "local":
+        if geometry.kind == "lowrank":
+            return lowrank_to_local(module, max_bytes=max_bytes)
         convert = {"conv": conv_to_local, "transpose": conv_transpose_to_local, "tiled": tiled_to_local}
         return convert[geometry.kind](module, shape[1:], max_bytes=max_bytes)
     dense = _dense_from(module, shape, max_bytes)

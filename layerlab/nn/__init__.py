@@ -2,7 +2,8 @@
 
 Layers torch already has subclass the torch layer (same maths, ``state_dict`` and speed) and add
 ``layer_spec()`` plus clear :class:`~layerlab.errors.ShapeError` messages. ``LocallyConnected*d``,
-``LocallyConnectedTranspose*d`` and ``TiledConv*d`` are layerlab's own, computed by :mod:`layerlab.functional`.
+``LocallyConnectedTranspose*d``, ``TiledConv*d`` and ``LowRankLocallyConnected*d`` are layerlab's own,
+computed by :mod:`layerlab.functional`.
 """
 
 from layerlab.nn.activation import (
@@ -15,6 +16,7 @@ from layerlab.nn.local import LocallyConnected1d, LocallyConnected2d, LocallyCon
 from layerlab.nn.local_transpose import (
     LocallyConnectedTranspose1d, LocallyConnectedTranspose2d, LocallyConnectedTranspose3d,
 )
+from layerlab.nn.lowrank import LowRankLocallyConnected1d, LowRankLocallyConnected2d, LowRankLocallyConnected3d
 from layerlab.nn.normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm
 from layerlab.nn.pooling import (
     AvgPool1d, AvgPool2d, AvgPool3d, GlobalAvgPool, GlobalMaxPool, MaxPool1d, MaxPool2d, MaxPool3d,
@@ -27,6 +29,7 @@ __all__ = [
     "LocallyConnected1d", "LocallyConnected2d", "LocallyConnected3d",
     "TiledConv1d", "TiledConv2d", "TiledConv3d",
     "LocallyConnectedTranspose1d", "LocallyConnectedTranspose2d", "LocallyConnectedTranspose3d",
+    "LowRankLocallyConnected1d", "LowRankLocallyConnected2d", "LowRankLocallyConnected3d",
     "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
     "GlobalAvgPool", "GlobalMaxPool",
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LayerNorm", "GroupNorm",
