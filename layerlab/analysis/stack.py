@@ -11,14 +11,17 @@ every element (torch keeps BatchNorm's ``num_batches_tracked`` as int64).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from math import prod
 from typing import Any
 
 from layerlab.analysis.schema import LayerRow, Summary, check_batch_size, field_entry, memory, totals
 from layerlab.arith import analyse_stack, dtype_bytes, parse_shape, receptive_field
+from layerlab.arith.parse import parse_stack, torch_order_note
+from layerlab.errors import ArgumentError, ShapeError
 
-__all__ = ["stack_summary"]
+__all__ = ["stack_summary", "shape_document"]
 
 
 def stack_summary(specs: Sequence[Any], input_shape: tuple[int, ...] | str, *, batch_size: int = 1,
@@ -74,3 +77,47 @@ def stack_summary(specs: Sequence[Any], input_shape: tuple[int, ...] | str, *, b
         warnings=[],
         output_shapes=[(batch_size, *output)],
     )
+
+
+def shape_document(input_shape: str, layers: Sequence[str], *, batch_size: int = 1, dtype: str = "float32") -> dict:
+    """The JSON document ``layerlab shape INPUT LAYER... --json`` prints (``layerlab serve`` shows it too).
+
+    The :func:`stack_summary` document plus the keys ``layerlab shape`` kept from before the shared
+    schema: ``output_shape`` (per sample), each layer's ``index`` (1-based), ``text`` (the layer
+    string as given) and ``layer`` (the spec's ``describe()``), and ``total.activation_memory``.
+
+    Args:
+        input_shape (str): per-sample input shape, e.g. ``"3x32x32"``.
+        layers (sequence of str): layer strings, e.g. ``["Conv2d(8, 3)", "ReLU()"]``.
+        batch_size (int): batch dimension of the rows (default: 1).
+        dtype (str): element type for the memory (default: "float32").
+
+    Raises:
+        ArgumentError, ShapeError: the engine's explanation (``layer N: ...``); a layer written in
+            torch's argument order gets the rewrite appended.
+
+    Examples:
+        >>> shape_document("1x8x8", ["Conv2d(8, 3)"])["output_shape"]
+        [8, 6, 6]
+    """
+    specs = parse_stack(layers)
+    try:
+        result = stack_summary(specs, parse_shape(input_shape), batch_size=batch_size, dtype=dtype)
+    except (ShapeError, ArgumentError) as err:
+        # analyse_stack's messages start with "layer N:"; a layer written in torch's order gets the rewrite
+        failed = re.match(r"layer (\d+):", str(err))
+        note = torch_order_note(layers[int(failed.group(1)) - 1]) if failed else ""
+        if note:
+            raise type(err)(f"{err} {note}.") from None
+        raise
+    document = result.to_dict()
+    # keys kept from before the shared schema: per-sample output shape, layer position, text and repr
+    document["output_shape"] = list(result.output_shapes[0][1:])
+    for index, (layer, text, spec) in enumerate(zip(document["layers"], layers, specs), start=1):
+        layer.update(index=index, text=text, layer=spec.describe())
+    memory_bytes = result.total.memory
+    document["total"]["activation_memory"] = {
+        "inference": memory_bytes["activations_inference"], "training": memory_bytes["activations_training"],
+        "dtype": dtype, "batch_size": batch_size,
+    }
+    return document

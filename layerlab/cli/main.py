@@ -30,7 +30,7 @@ from layerlab.errors import LayerlabError, SizeLimitError
 from layerlab.limits import size_limit_message
 
 # subcommand modules, in the order `layerlab --help` lists them
-COMMANDS = ("shape", "summary", "train", "compare", "explain")
+COMMANDS = ("shape", "summary", "train", "compare", "explain", "serve")
 
 # torch's and numpy's words for an allocation that failed, and for a size that does not fit in int64
 _OUT_OF_MEMORY = re.compile(r"can't allocate memory|not enough memory|out of memory|Unable to allocate", re.IGNORECASE)

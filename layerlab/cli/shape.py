@@ -106,31 +106,9 @@ def _solve(args: argparse.Namespace) -> int:
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from layerlab.analysis.stack import stack_summary
-    from layerlab.arith import parse_shape
-    from layerlab.arith.parse import parse_stack, torch_order_note
-    from layerlab.errors import ArgumentError, ShapeError
+    from layerlab.analysis.stack import shape_document
 
-    specs = parse_stack(args.layers)
-    try:
-        result = stack_summary(specs, parse_shape(args.input), batch_size=args.batch_size, dtype=args.dtype)
-    except (ShapeError, ArgumentError) as err:
-        # analyse_stack's messages start with "layer N:"; a layer written in torch's order gets the rewrite
-        failed = re.match(r"layer (\d+):", str(err))
-        note = torch_order_note(args.layers[int(failed.group(1)) - 1]) if failed else ""
-        if note:
-            raise type(err)(f"{err} {note}.") from None
-        raise
-    document = result.to_dict()
-    # keys kept from before the shared schema: per-sample output shape, layer position, text and repr
-    document["output_shape"] = list(result.output_shapes[0][1:])
-    for index, (layer, text, spec) in enumerate(zip(document["layers"], args.layers, specs), start=1):
-        layer.update(index=index, text=text, layer=spec.describe())
-    memory = result.total.memory
-    document["total"]["activation_memory"] = {
-        "inference": memory["activations_inference"], "training": memory["activations_training"],
-        "dtype": args.dtype, "batch_size": args.batch_size,
-    }
+    document = shape_document(args.input, args.layers, batch_size=args.batch_size, dtype=args.dtype)
     if args.json:
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:

@@ -56,6 +56,7 @@ NOT_RUN = {
     "docs/cli.md": ["usage synopsis"] * 2,
     "docs/compare.md": ["trains 8 models, about 1 min", "trains 24 models, about 2 min", "usage synopsis",
                         "schema example with values of the default run"],
+    "docs/serve.md": ["starts a server that runs until Ctrl-C", "usage synopsis"],
     "docs/summary.md": ["signatures"],
     "docs/zoo.md": ["trains 12 models, 73 s of CPU time"],
     "docs/training.md": ["trains 15 epochs, 13 s of CPU time", "needs torchrun and two processes"],

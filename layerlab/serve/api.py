@@ -1,0 +1,547 @@
+"""The JSON API of ``layerlab serve``: query parameters in, a JSON-ready dict out.
+
+Every number the page shows comes from here, and everything here comes from layerlab's one engine:
+:func:`layerlab.analysis.stack.shape_document` (what ``layerlab shape --json`` prints), the arith
+specs' reports, :mod:`layerlab.arith.cells` (which input cells feed which output cell) and
+:func:`layerlab.arith.receptive_field`. Endpoints (``docs/serve.md`` has the keys and examples):
+
+- ``/api/view?input=3x32x32&layer=Conv2d(8,3,stride=2)``: the stack document, and for one layer its
+  formulas, the conv/tiled/local/dense family side by side, the code that builds it, the grids and
+  a transposed convolution's coverage;
+- ``/api/links?...&out=c,i,j`` or ``&in=c,i,j``: the cells (and weights) one cell is connected to;
+- ``/api/matrix?...``: the dense-equivalent matrix, exact (weight ids) or aggregated (bins);
+- ``/api/rf?...&out=i,j``: the receptive field of one output unit of the stack, on the input;
+- ``/api/model``: the summary document of the ``--model`` (``layerlab summary --json``).
+
+A cell is written as its index into the per-sample shape, comma-separated, channel first: ``"c,i,j"``
+for a ``(C, H, W)`` map, ``"c,i"`` for ``(C, L)``, ``"i"`` for flat features. Repeated ``layer``
+parameters form a stack in order; parameters an endpoint does not use are ignored (the page may pass
+its own URL's query). An impossible request answers HTTP 400 with ``{"schema", "error": {"message",
+"layer", "parameter"}}``: ``message`` is the engine's own text (what ``layerlab shape`` prints
+after ``error:``), ``layer`` the 1-based layer it names or ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+from math import prod
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from layerlab.analysis.stack import shape_document
+from layerlab.arith import (
+    AdaptivePoolSpec,
+    ConvSpec,
+    ConvTransposeSpec,
+    DenseSpec,
+    LocalSpec,
+    PoolSpec,
+    TiledSpec,
+    analyse_stack,
+    parse_shape,
+    receptive_field,
+)
+from layerlab.arith.cells import Connectivity, connectivity
+from layerlab.arith.parse import parse_stack
+from layerlab.errors import ArgumentError, LayerlabError, SizeLimitError
+
+__all__ = ["SCHEMA", "MAX_QUERY_BYTES", "MAX_LAYERS", "MAX_POSITIONS", "EXACT_ENTRIES", "MAX_BINS",
+           "MAX_CONNECTIONS", "CHANNELS_SHOWN", "ENDPOINTS", "answer", "view", "links", "matrix", "rf",
+           "error_document"]
+
+SCHEMA = "layerlab.serve/1"
+MAX_QUERY_BYTES = 4096  # a query string longer than this is refused before it is parsed
+MAX_LAYERS = 64  # layers in one stack
+MAX_POSITIONS = 16384  # spatial positions of one map (128×128) drawn as cells; larger maps show no grid
+CHANNELS_SHOWN = 4  # channels of a map the page draws
+MAX_FEATURES_SHOWN = 1024  # cells of a flat (features) map the page draws
+EXACT_ENTRIES = 65536  # matrices with at most this many entries are sent entry by entry
+MAX_BINS = 128  # bins per side of an aggregated matrix
+MAX_CONNECTIONS = 1 << 23  # structural non-zeros an aggregated matrix may count
+DEFAULT_TILE = 2  # tile size of the tiled member of the family view
+
+
+class _Refused(ArgumentError):
+    """An API-level refusal naming the query parameter at fault."""
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+# ----------------------------------------------------------------------------- query helpers
+def _one(params: dict[str, list[str]], name: str, default: str | None = None, *, example: str) -> str:
+    values = params.get(name, [])
+    if not values:
+        if default is None:
+            raise _Refused(f"the query has no {name}= parameter. Expected e.g. {name}={example}", name)
+        return default
+    if len(values) > 1:
+        raise _Refused(f"the query has {len(values)} {name}= parameters, expected one, e.g. {name}={example}. "
+                       f"Received: {', '.join(values)}", name)
+    return values[0]
+
+
+def _int_param(params, name: str, default: int | None, *, example: str) -> int | None:
+    text = _one(params, name, None if default is None else str(default), example=example)
+    if not re.fullmatch(r"\d{1,9}", text.strip()):
+        raise _Refused(f"{name} must be a positive integer, e.g. {name}={example}. Received: {name}={text}", name)
+    value = int(text)
+    if value < 1:
+        raise _Refused(f"{name} must be a positive integer, e.g. {name}={example}. Received: {name}={text}", name)
+    return value
+
+
+def _stack(params) -> tuple[str, list[str]]:
+    """``(input text, layer strings)``, the number of layers checked."""
+    text = _one(params, "input", example="3x32x32")
+    layers = params.get("layer", [])
+    if len(layers) > MAX_LAYERS:
+        raise _Refused(f"the stack has {len(layers)} layers; at most {MAX_LAYERS} are shown. Fix: fewer layer= "
+                       f"parameters", "layer")
+    return text, layers
+
+
+def _cell(text: str, shape: tuple[int, ...], name: str) -> tuple[int, ...]:
+    """Parse ``"c,i,j"`` (one index per dim of ``shape``)."""
+    parts = text.split(",")
+    layout = {1: "i", 2: "c,i", 3: "c,i,j", 4: "c,d,i,j"}.get(len(shape), "c,i,j")
+    if len(parts) != len(shape) or not all(re.fullmatch(r"\d{1,9}", p.strip()) for p in parts):
+        raise _Refused(f"{name} must be a cell {layout} of the {'×'.join(map(str, shape))} map ({len(shape)} "
+                       f"non-negative integers). Received: {name}={text}", name)
+    cell = tuple(int(p) for p in parts)
+    if any(v >= n for v, n in zip(cell, shape)):
+        raise _Refused(f"{name}={text} is outside the {'×'.join(map(str, shape))} map; each index must be below its "
+                       f"size ({layout})", name)
+    return cell
+
+
+def _pos(cell: tuple[int, ...]) -> str:
+    return ",".join(map(str, cell))
+
+
+def _selected(params, specs, reports) -> int:
+    """The 0-based layer a one-layer endpoint works on: ``index=N`` (1-based), or the only layer."""
+    if not specs:
+        raise _Refused("the query has no layer= parameter. Expected e.g. layer=Conv2d(8,3)", "layer")
+    if "index" not in params and len(specs) > 1:
+        raise _Refused(f"the stack has {len(specs)} layers; say which with index=N (1 to {len(specs)})", "index")
+    index = _int_param(params, "index", 1, example="1")
+    if index > len(specs):
+        raise _Refused(f"index must be 1 to {len(specs)} (the stack's layers). Received: index={index}", "index")
+    return index - 1
+
+
+def _analysed(params):
+    """``(input shape, layer strings, specs, reports)`` of the query's stack (the engine's errors)."""
+    text, layers = _stack(params)
+    shape_document(text, layers)  # the same checks and messages as `layerlab shape`
+    specs = parse_stack(layers)
+    shape = parse_shape(text)
+    return shape, layers, specs, analyse_stack(specs, shape)
+
+
+def _drawable(who: str, shape: tuple[int, ...]) -> None:
+    positions = prod(shape[1:]) if len(shape) > 1 else 1
+    if positions > MAX_POSITIONS or (len(shape) == 1 and shape[0] > MAX_POSITIONS):
+        raise SizeLimitError(
+            f"{who}: the map {'×'.join(map(str, shape))} has {prod(shape[1:] or shape):,} positions; cells are drawn "
+            f"for at most {MAX_POSITIONS:,} (128×128). Fix: a smaller input"
+        )
+
+
+# ----------------------------------------------------------------------------- /api/view
+def view(params: dict[str, list[str]]) -> dict:
+    """``/api/view``: the stack document of ``layerlab shape --json``, and the layer's details when
+    the stack has exactly one layer (see ``docs/serve.md``)."""
+    text, layers = _stack(params)
+    document = shape_document(text, layers)
+    shape = parse_shape(text)
+    result = {"schema": SCHEMA, "input": list(shape), "layers": list(layers), "stack": document}
+    if len(layers) == 1:
+        tile = _int_param(params, "tile", DEFAULT_TILE, example="2")
+        result["layer"] = _layer_view(parse_stack(layers)[0], shape, tile)
+    return {**result, "error": None}
+
+
+def _layer_view(spec, shape: tuple[int, ...], tile: int) -> dict:
+    report = spec.analyse(shape)
+    out = report.output_shape
+    view_ = {
+        "kind": report.kind,
+        "layer": spec.describe(),
+        "input_shape": list(report.input_shape),
+        "output_shape": list(out),
+        "output_shape_text": "×".join(map(str, out)),
+        "formulas": list(report.formulas),
+        "params": report.params,
+        "macs": report.macs,
+        "warnings": list(report.warnings),
+        "family": _family(spec, report, tile),
+        "code": _code(spec, report),
+        "grid": {"input": _grid(report.input_shape), "output": _grid(out)},
+    }
+    if isinstance(spec, ConvTransposeSpec):
+        view_["coverage"] = _coverage(spec, report)
+    return view_
+
+
+def _entry(spec, shape) -> dict:
+    report = spec.analyse(shape)
+    return {"layer": spec.describe(), "params": report.params, "macs": report.macs, "reason": None}
+
+
+def _absent(reason: str) -> dict:
+    return {"layer": None, "params": None, "macs": None, "reason": reason}
+
+
+def _family(spec, report, tile: int) -> dict:
+    """Params and MACs of conv / tiled / local / dense for the same geometry (the layer's own bias)."""
+    shape = report.input_shape
+    has_bias = spec.bias not in (False, None) if hasattr(spec, "bias") else False
+    n_in, n_out = prod(shape), prod(report.output_shape)
+    dense = _entry(DenseSpec(n_out, n_in, bias=has_bias), (n_in,))
+    if isinstance(spec, DenseSpec):
+        dense = _entry(spec, shape)
+    family = {"conv": None, "tiled": None, "local": None, "dense": dense}
+    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec)):
+        window = dict(ndim=spec.ndim, out_channels=spec.out_channels, kernel_size=spec.kernel_size,
+                      stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups)
+        positional = spec.bias if isinstance(spec.bias, str) or spec.bias is None else ("location" if has_bias else None)
+        tiles = spec.tile_size if isinstance(spec, TiledSpec) else tile
+        family.update(conv=_entry(ConvSpec(**window, bias=has_bias), shape),
+                      tiled=_entry(TiledSpec(**window, tile_size=tiles, bias=positional), shape),
+                      local=_entry(LocalSpec(**window, bias=positional), shape))
+    elif isinstance(spec, ConvTransposeSpec):
+        reason = "layerlab has no tiled or locally connected transposed convolution"
+        family.update(conv=_entry(spec, shape), tiled=_absent(reason), local=_absent(reason))
+    elif isinstance(spec, (PoolSpec, AdaptivePoolSpec)):
+        reason = "pooling has no weights: no conv, tiled or locally connected counterpart"
+        family.update(conv=_absent(reason), tiled=_absent(reason), local=_absent(reason))
+    elif isinstance(spec, DenseSpec):
+        reason = "a dense layer has no spatial window"
+        family.update(conv=_absent(reason), tiled=_absent(reason), local=_absent(reason))
+    else:
+        reason = f"{report.kind} is not a member of the conv / tiled / local / dense family"
+        family = {key: _absent(reason) for key in family}
+    return family
+
+
+def _value(values) -> str:
+    """``(3, 3)`` -> ``3``; ``(3, 1)`` -> ``(3, 1)``; strings quoted."""
+    if isinstance(values, str):
+        return repr(values)
+    if isinstance(values, tuple) and values and all(v == values[0] for v in values):
+        return str(values[0])
+    return str(values)
+
+
+def _call(name: str, head: list[str], options: list[tuple[str, object, object]]) -> str:
+    parts = head + [f"{key}={_value(value)}" for key, value, default in options if value != default]
+    return f"{name}({', '.join(parts)})"
+
+
+def _code(spec, report) -> dict | None:
+    """Runnable code building the layer with ``torch.nn`` and with ``layerlab.nn``."""
+    c_in = report.input_shape[0]
+    ndim = getattr(spec, "ndim", None)
+    ones, zeros = (1,) * (ndim or 0), (0,) * (ndim or 0)
+    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec, ConvTransposeSpec)):
+        head = [str(c_in), str(spec.out_channels), f"kernel_size={_value(spec.kernel_size)}"]
+        options = [("stride", spec.stride, ones), ("padding", spec.padding, zeros)]
+        if isinstance(spec, ConvTransposeSpec):
+            options.append(("output_padding", spec.output_padding, zeros))
+        options += [("dilation", spec.dilation, ones), ("groups", spec.groups, 1)]
+        if isinstance(spec, (ConvSpec, ConvTransposeSpec)):
+            options.append(("bias", spec.bias, True))
+            if isinstance(spec, ConvSpec):
+                options.append(("padding_mode", spec.padding_mode, "zeros"))
+            call = _call(spec.name, head, options)
+            return {"torch": f"import torch\n\nlayer = torch.nn.{call}\n",
+                    "layerlab": f"import layerlab\n\nlayer = layerlab.nn.{call}\n"}
+        bias = {"location": True, "shared": "shared", None: False}[spec.bias]
+        if isinstance(spec, TiledSpec):
+            head.append(f"tile_size={_value(spec.tile_size)}")
+        options.append(("bias", bias, True))
+        if isinstance(spec, LocalSpec):
+            options.append(("input_size", report.input_shape[1:], None))
+        what = "locally connected" if isinstance(spec, LocalSpec) else "tiled convolution"
+        return {"torch": f"# torch.nn has no {what} layer; layerlab.nn.{spec.name} is one:\n"
+                         f"import layerlab\n\nlayer = layerlab.nn.{_call(spec.name, head, options)}\n",
+                "layerlab": f"import layerlab\n\nlayer = layerlab.nn.{_call(spec.name, head, options)}\n"}
+    if isinstance(spec, PoolSpec):
+        options = [("stride", spec.stride, spec.kernel_size), ("padding", spec.padding, zeros),
+                   ("dilation", spec.dilation, ones), ("ceil_mode", spec.ceil_mode, False)]
+        if spec.op == "avg":
+            options.append(("count_include_pad", spec.count_include_pad, True))
+        call = _call(spec.name, [f"kernel_size={_value(spec.kernel_size)}"], options)
+        return {"torch": f"import torch\n\nlayer = torch.nn.{call}\n",
+                "layerlab": f"import layerlab\n\nlayer = layerlab.nn.{call}\n"}
+    if isinstance(spec, DenseSpec):
+        features = report.input_shape[-1]
+        bias = [("bias", spec.bias, True)]
+        return {"torch": f"import torch\n\nlayer = torch.nn.{_call('Linear', [str(features), str(spec.out_features)], bias)}\n",
+                "layerlab": f"import layerlab\n\nlayer = layerlab.nn.{_call('Dense', [str(spec.out_features)], [('in_features', features, None)] + bias)}\n"}
+    return None
+
+
+def _grid(shape: tuple[int, ...]) -> dict:
+    """What the page draws of a map: at most :data:`CHANNELS_SHOWN` channels of at most
+    :data:`MAX_POSITIONS` positions, or the first :data:`MAX_FEATURES_SHOWN` flat features."""
+    if len(shape) == 1:
+        shown = min(shape[0], MAX_FEATURES_SHOWN)
+        return {"shape": list(shape), "positions": "i", "channels_shown": None, "cells_shown": shown,
+                "drawn": True}
+    positions = prod(shape[1:])
+    drawn = positions <= MAX_POSITIONS
+    channels = min(shape[0], CHANNELS_SHOWN) if drawn else 0
+    layout = {2: "c,i", 3: "c,i,j", 4: "c,d,i,j"}[len(shape)]
+    return {"shape": list(shape), "positions": layout, "channels_shown": channels, "cells_shown": channels * positions,
+            "drawn": drawn}
+
+
+def _coverage(spec: ConvTransposeSpec, report) -> dict:
+    """How many input cells (per input channel of the group) feed each output position, and the
+    output positions added by ``output_padding``."""
+    out = report.output_shape[1:]
+    if prod(out) > MAX_POSITIONS:
+        return {"counts": None, "min": None, "max": None, "output_padding": [list(range(o - p, o)) for o, p in
+                                                                            zip(out, spec.output_padding)],
+                "reason": f"the output has {prod(out):,} positions; coverage is drawn for at most {MAX_POSITIONS:,}"}
+    net = connectivity(spec, report.input_shape)
+    per_dim = [np.array([len(pairs) for pairs in dim], dtype=np.int64) for dim in net.taps]
+    counts = per_dim[0]
+    for dim in per_dim[1:]:
+        counts = np.multiply.outer(counts, dim)
+    return {"counts": counts.tolist(), "min": int(counts.min()), "max": int(counts.max()),
+            "output_padding": [list(range(o - p, o)) for o, p in zip(out, spec.output_padding)], "reason": None}
+
+
+# ----------------------------------------------------------------------------- /api/links
+def links(params: dict[str, list[str]]) -> dict:
+    """``/api/links``: with ``out=c,i,j`` the input cells that output cell reads (padding cells left
+    out) and the weight of each tap; with ``in=c,i,j`` every output cell that input cell feeds."""
+    shape, layers, specs, reports = _analysed(params)
+    index = _selected(params, specs, reports)
+    net = connectivity(specs[index], reports[index].input_shape)
+    _drawable(net.layer, net.input_shape)
+    _drawable(net.layer, net.output_shape)
+    has_out, has_in = "out" in params, "in" in params
+    if has_out == has_in:
+        raise _Refused("give exactly one of out=c,i,j (an output cell: which inputs feed it) and in=c,i,j (an input "
+                       f"cell: which outputs it feeds). Received: {'both' if has_out else 'neither'}", "out")
+    common = {"schema": SCHEMA, "index": index + 1, "layer": net.layer, "input_shape": list(net.input_shape),
+              "output_shape": list(net.output_shape), "weights": net.weights}
+    if has_out:
+        cell = _cell(_one(params, "out", example="0,0,0"), net.output_shape, "out")
+        found = net.inputs_of(cell)
+        return {**common, "out": _pos(cell), "in": _unique(link.cell for link in found),
+                "links": [{"in": _pos(link.cell), "tap": _list(link.tap), "weight": link.weight} for link in found]}
+    cell = _cell(_one(params, "in", example="0,0,0"), net.input_shape, "in")
+    found = net.outputs_of(cell)
+    return {**common, "in": _pos(cell), "out": _unique(link.cell for link in found),
+            "links": [{"out": _pos(link.cell), "tap": _list(link.tap), "weight": link.weight} for link in found]}
+
+
+def _unique(cells) -> list[str]:
+    return list(dict.fromkeys(_pos(cell) for cell in cells))
+
+
+def _list(value):
+    return None if value is None else list(value)
+
+
+# ----------------------------------------------------------------------------- /api/matrix
+def matrix(params: dict[str, list[str]]) -> dict:
+    """``/api/matrix``: the dense-equivalent matrix ``[out_features, in_features]`` (C-major), exact
+    (``ids``: the weight of every entry, ``-1`` a structural zero) when it has at most
+    :data:`EXACT_ENTRIES` entries, else aggregated into at most :data:`MAX_BINS` × :data:`MAX_BINS`
+    bins (``counts`` of structural non-zeros, ``fraction`` of the bin's entries)."""
+    shape, layers, specs, reports = _analysed(params)
+    index = _selected(params, specs, reports)
+    net = connectivity(specs[index], reports[index].input_shape)
+    rows, cols = prod(net.output_shape), prod(net.input_shape)
+    total = _connections(net)
+    if total > MAX_CONNECTIONS:
+        raise SizeLimitError(
+            f"the matrix of {net.layer} on {'×'.join(map(str, net.input_shape))} has {total:,} connections; "
+            f"layerlab serve draws at most {MAX_CONNECTIONS:,}. Fix: a smaller input or fewer channels"
+        )
+    out_channel, in_channel, out_position, in_position, tap = _entries(net)
+    row = out_channel * net.out_positions + out_position
+    col = in_channel * net.in_positions + in_position
+    flat = row * cols + col
+    # only a folding padding mode makes several taps read one cell (their weights add up in one entry)
+    distinct = flat if net.padding_mode == "zeros" else np.unique(flat)
+    result = {"schema": SCHEMA, "index": index + 1, "layer": net.layer, "input_shape": list(net.input_shape),
+              "output_shape": list(net.output_shape), "rows": rows, "cols": cols, "weights": net.weights,
+              "connections": int(distinct.size), "zero": -1}
+    if rows * cols <= EXACT_ENTRIES:
+        weight = net.weight_id(out_channel, in_channel, out_position, tap) if net.weights else np.zeros_like(row)
+        ids = np.full((rows, cols), -1, dtype=np.int64)
+        ids[row, col] = weight
+        summed = []
+        if net.padding_mode != "zeros":
+            values, counts = np.unique(flat, return_counts=True)
+            for entry in values[counts > 1]:
+                taps = sorted(int(w) for w in np.asarray(weight)[flat == entry])
+                summed.append([int(entry // cols), int(entry % cols), taps])
+        return {**result, "mode": "exact", "ids": ids.tolist(), "sums": summed, "bins": None}
+    return {**result, "mode": "aggregated", "ids": None, "sums": [], "bins": _bins(distinct, rows, cols)}
+
+
+def _connections(net: Connectivity) -> int:
+    """(output, input, tap) triples of the layer, from the per-dim taps (no allocation)."""
+    pairs = prod(sum(len(p) for p in dim) for dim in net.taps)
+    return net.out_channels * (net.in_channels // net.groups) * pairs
+
+
+def _entries(net: Connectivity):
+    """Every connection as arrays ``(out channel, in channel, out position, in position, flat tap)``."""
+    out_pos = np.zeros(1, dtype=np.int64)
+    in_pos = np.zeros(1, dtype=np.int64)
+    tap = np.zeros(1, dtype=np.int64)
+    for d, dim in enumerate(net.taps):
+        o = np.array([o for o, pairs in enumerate(dim) for _ in pairs], dtype=np.int64)
+        i = np.array([i for pairs in dim for i, _ in pairs], dtype=np.int64)
+        t = np.array([t for pairs in dim for _, t in pairs], dtype=np.int64)
+        out_pos = (out_pos[:, None] * net.out_spatial[d] + o[None, :]).ravel()
+        in_pos = (in_pos[:, None] * net.in_spatial[d] + i[None, :]).ravel()
+        tap = (tap[:, None] * net.kernel_size[d] + t[None, :]).ravel()
+    groups = net.groups
+    per_in, per_out = net.in_channels // groups, net.out_channels // groups
+    g = np.arange(groups).reshape(groups, 1, 1, 1)
+    o = np.arange(per_out).reshape(1, per_out, 1, 1)
+    c = np.arange(per_in).reshape(1, 1, per_in, 1)
+    full = (groups, per_out, per_in, out_pos.size)
+    out_channel = np.broadcast_to(g * per_out + o, full).ravel()
+    in_channel = np.broadcast_to(g * per_in + c, full).ravel()
+    return (out_channel, in_channel, np.broadcast_to(out_pos, full).ravel(), np.broadcast_to(in_pos, full).ravel(),
+            np.broadcast_to(tap, full).ravel())
+
+
+def _bins(flat, rows: int, cols: int) -> dict:
+    """Structural non-zeros per bin (``flat``: the distinct entries ``row·cols + col``): ``bin =
+    index // size`` with ``size = ceil(n / MAX_BINS)``."""
+    row_size, col_size = -(-rows // MAX_BINS), -(-cols // MAX_BINS)
+    n_rows, n_cols = -(-rows // row_size), -(-cols // col_size)
+    counts = np.bincount((flat // cols) // row_size * n_cols + (flat % cols) // col_size,
+                         minlength=n_rows * n_cols).reshape(n_rows, n_cols)
+    row_edges = np.minimum(np.arange(n_rows + 1) * row_size, rows)
+    col_edges = np.minimum(np.arange(n_cols + 1) * col_size, cols)
+    area = np.outer(np.diff(row_edges), np.diff(col_edges))
+    fraction = counts / area
+    return {"row_edges": row_edges.tolist(), "col_edges": col_edges.tolist(), "counts": counts.tolist(),
+            "fraction": np.round(fraction, 6).tolist(), "max_fraction": float(round(fraction.max(), 6)),
+            "max_count": int(counts.max())}
+
+
+# ----------------------------------------------------------------------------- /api/rf
+def rf(params: dict[str, list[str]]) -> dict:
+    """``/api/rf``: the receptive field of output unit ``out=i,j`` (spatial) of layer ``index``
+    (default: the last), drawn on the input as one ``[first, last]`` range of input cells per dim."""
+    shape, layers, specs, reports = _analysed(params)
+    if not specs:
+        raise _Refused("the query has no layer= parameter. Expected e.g. layer=Conv2d(8,3)", "layer")
+    index = _int_param(params, "index", len(specs), example=str(len(specs))) - 1
+    if index >= len(specs):
+        raise _Refused(f"index must be 1 to {len(specs)} (the stack's layers). Received: index={index + 1}", "index")
+    field = receptive_field(reports, shape)[index]
+    spatial = shape[1:]
+    out = reports[index].output_shape
+    out_spatial = out[1:] if len(out) == len(shape) else ()
+    entry = field.as_dict()
+    result = {"schema": SCHEMA, "index": index + 1, "layer": specs[index].describe(), "input_shape": list(shape),
+              "global": field.is_global, "size": entry["size"], "jump": entry["jump"], "start": entry["start"],
+              "warnings": entry["warnings"]}
+    if field.is_global or not out_spatial:
+        return {**result, "out": None, "centre": None, "span": None,
+                "box": [[0, n - 1] for n in spatial], "exact": True}
+    cell = _cell(_one(params, "out", ",".join("0" * len(out_spatial)), example="0,0"), out_spatial, "out")
+    centre = [d.start + o * d.jump for d, o in zip(field.dims, cell)]
+    span = [[c - (d.size - 1) / 2, c + (d.size - 1) / 2] for c, d in zip(centre, field.dims)]
+    box = [[max(0, _ceil(lo)), min(n - 1, _floor(hi))] for (lo, hi), n in zip(span, spatial)]
+    # exact: integer jumps (no upsampling on the way) and whole cells at both ends
+    exact = all(d.jump.denominator == 1 for d in field.dims) and all(
+        lo.denominator == 1 and hi.denominator == 1 for lo, hi in span)
+    return {**result, "out": _pos(cell), "centre": [_number(c) for c in centre],
+            "span": [[_number(lo), _number(hi)] for lo, hi in span], "box": box, "exact": exact}
+
+
+def _number(value):
+    return int(value) if value.denominator == 1 else float(value)
+
+
+def _floor(value) -> int:
+    return value.numerator // value.denominator
+
+
+def _ceil(value) -> int:
+    return -((-value.numerator) // value.denominator)
+
+
+# ----------------------------------------------------------------------------- dispatch
+ENDPOINTS = {"/api/view": view, "/api/links": links, "/api/matrix": matrix, "/api/rf": rf}
+
+
+def error_document(err: LayerlabError) -> dict:
+    """The body of a 400 answer: the message, the 1-based layer it names (or ``None``) and the
+    query parameter at fault (or ``None``)."""
+    message = str(err)
+    named = re.match(r"layer (\d+):", message)
+    parameter = getattr(err, "parameter", None)
+    if parameter is None:
+        parameter = "layer" if named else ("input" if message.startswith("shape ") else None)
+    return {"schema": SCHEMA, "error": {"message": message, "layer": int(named.group(1)) if named else None,
+                                        "parameter": parameter}}
+
+
+def answer(path: str, query: str, model: dict | None = None) -> tuple[int, dict]:
+    """``(HTTP status, JSON document)`` of one API request.
+
+    Args:
+        path: the URL path, e.g. ``"/api/view"``.
+        query: the raw query string (percent-encoded), e.g. ``"input=3x32x32&layer=Conv2d(8,3)"``.
+        model: the ``--model``'s summary document for ``/api/model`` (``None`` without ``--model``).
+
+    Returns:
+        ``(200, document)``, ``(400, error document)`` for a request the engine refuses, or
+        ``(404, error document)`` for an unknown endpoint.
+    """
+    if path == "/api/model":
+        if model is None:
+            return 404, {"schema": SCHEMA, "error": {
+                "message": "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE",
+                "layer": None, "parameter": None}}
+        return 200, model
+    endpoint = ENDPOINTS.get(path)
+    if endpoint is None:
+        return 404, {"schema": SCHEMA, "error": {
+            "message": f"unknown endpoint {path[:100]}; expected one of {', '.join([*ENDPOINTS, '/api/model'])}",
+            "layer": None, "parameter": None}}
+    params: dict[str, list[str]] = {}
+    try:
+        if len(query) > MAX_QUERY_BYTES:
+            raise _Refused(f"the query string has {len(query):,} characters; at most {MAX_QUERY_BYTES:,} are "
+                           "read. Fix: fewer or shorter layer= parameters")
+        try:
+            params = parse_qs(query, keep_blank_values=True, max_num_fields=2 * MAX_LAYERS)
+        except ValueError as err:  # more fields than max_num_fields
+            raise _Refused(f"the query string is malformed or has too many parameters ({err}); at most "
+                           f"{2 * MAX_LAYERS} are read") from None
+        return 200, endpoint(params)
+    except LayerlabError as err:
+        document = error_document(err)
+        if endpoint is view:  # a view keeps its keys: the page shows `error` in place of the rest
+            document = {"schema": SCHEMA, "input": _shape_or_none(params), "layers": params.get("layer", [])[:MAX_LAYERS],
+                        "stack": None, "error": document["error"]}
+        return 400, document
+
+
+def _shape_or_none(params) -> list[int] | None:
+    """The query's input shape, or ``None`` when it is missing or does not parse."""
+    try:
+        return list(parse_shape(params.get("input", [""])[0]))
+    except LayerlabError:
+        return None
