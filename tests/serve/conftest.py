@@ -13,10 +13,7 @@ waits for the API): :func:`wait_ready` waits for it, so no test sleeps.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
-import json
 import os
 import pathlib
 import queue
@@ -24,12 +21,10 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-import urllib.parse
 
 import pytest
 
-from layerlab.cli.main import main
+from browser_page import Page
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,7 +32,6 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 BROWSER_MISSING = ("the browser tests of `layerlab serve` need headless Chromium: "
                    "apt-get install chromium chromium-driver")
 REQUIRED = os.environ.get("LAYERLAB_BROWSER_TESTS") == "required"
-SCREENSHOTS = pathlib.Path(os.environ.get("LAYERLAB_SCREENSHOTS", ROOT / "runs" / "serve-screenshots"))
 STARTUP_TIMEOUT_S = 60
 
 
@@ -55,26 +49,34 @@ def _skip_or_fail(detail: str) -> None:
     pytest.skip(BROWSER_MISSING)
 
 
-def _first_line(process: subprocess.Popen, timeout: float) -> str:
-    """The first stdout line of ``process``, waiting at most ``timeout`` seconds."""
+def _lines(process: subprocess.Popen) -> queue.Queue:
+    """The stdout lines of ``process``, read by a thread to the end (so the pipe never fills)."""
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
-    try:
-        return lines.get(timeout=timeout)
-    except queue.Empty:
-        return ""
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
 
 
 @pytest.fixture(scope="session")
-def server_url():
+def server_url(tmp_path_factory):
     """``http://127.0.0.1:PORT/`` of a ``layerlab serve`` subprocess, stopped after the session."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "layerlab", "serve", "--no-browser", "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    line = _first_line(process, STARTUP_TIMEOUT_S)
+    log = tmp_path_factory.mktemp("serve") / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "layerlab", "serve", "--no-browser", "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=ROOT)
+    try:
+        line = _lines(process).get(timeout=STARTUP_TIMEOUT_S)
+    except queue.Empty:
+        line = ""
     if not line.startswith("layerlab serve: http://"):
         process.kill()
-        pytest.fail(f"layerlab serve printed {line!r} instead of its address; stderr: {process.stderr.read()}")
+        process.wait()
+        pytest.fail(f"layerlab serve printed {line!r} instead of its address; stderr: {log.read_text()}")
     yield line.split(": ", 1)[1].strip()
     process.terminate()
     try:
@@ -119,80 +121,3 @@ def page(driver, server_url):
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"
               and not page.expects_http_error(entry["message"])]
     assert not errors, f"console errors: {errors}"
-
-
-def page_url(base: str, input_shape: str, layers: list[str] | tuple[str, ...] = (), **extra: str) -> str:
-    """The page's URL for an input and layer strings: ``/?input=3x32x32&layer=Conv2d(8,3)``."""
-    query = [("input", input_shape), *(("layer", layer) for layer in layers), *extra.items()]
-    return base.rstrip("/") + "/?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
-
-
-class Page:
-    """The page in the browser, with the test hooks of the page contract."""
-
-    def __init__(self, driver, base: str):
-        self.driver = driver
-        self.base = base
-        self.http_errors: list[str] = []
-
-    def expects_http_error(self, message: str) -> bool:
-        """True for the browser's own log line of an API answer the test asked for (an invalid
-        configuration is answered with status 400, which Chromium logs as a failed resource)."""
-        return "/api/" in message and any(code in message for code in (" 400 ", " 422 "))
-
-    def open(self, input_shape: str, layers=(), **extra: str) -> None:
-        self.driver.get(page_url(self.base, input_shape, list(layers), **extra))
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 20) -> None:
-        """Wait until the page has drawn the current state (``body[data-state=ready]``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.driver.execute_script("return document.body && document.body.dataset.state") == "ready":
-                return
-            time.sleep(0.005)
-        raise AssertionError(f"the page never became ready: {self.driver.current_url}")
-
-    def testid(self, name: str):
-        return self.driver.find_elements("css selector", f'[data-testid="{name}"]')
-
-    def text(self, name: str) -> str:
-        found = self.testid(name)
-        assert len(found) == 1, f"{len(found)} elements with data-testid={name!r}"
-        return found[0].text
-
-    def js(self, script: str, *args):
-        return self.driver.execute_script(script, *args)
-
-    def cells(self, testid: str) -> list[str]:
-        """``data-pos`` of every grid cell with this test id."""
-        return self.js(f'return [...document.querySelectorAll(\'[data-testid="{testid}"]\')].map(c => c.dataset.pos)')
-
-    def active(self, testid: str) -> set[str]:
-        """``data-pos`` of the cells with this test id that the current hover lights."""
-        return set(self.js(f'return [...document.querySelectorAll(\'[data-testid="{testid}"][data-active="true"]\')]'
-                           '.map(c => c.dataset.pos)'))
-
-    def hover(self, testid: str, pos: str) -> None:
-        """Move the real mouse onto the cell ``pos`` and wait until the page has lit its links."""
-        from selenium.webdriver.common.action_chains import ActionChains  # selenium: optional, see driver()
-
-        cell = self.driver.find_element("css selector", f'[data-testid="{testid}"][data-pos="{pos}"]')
-        self.js("arguments[0].scrollIntoView({block: 'center'})", cell)
-        ActionChains(self.driver).move_to_element(cell).perform()
-        self.wait_ready()
-
-    def screenshot(self, name: str) -> pathlib.Path:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{name}.png"
-        self.driver.save_screenshot(str(path))
-        return path
-
-
-def shape_json(input_shape: str, layers: list[str]) -> dict:
-    """``layerlab shape INPUT LAYER... --json``, in-process: the numbers the page must show."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(["shape", input_shape, *layers, "--json"])
-    assert status == 0, out.getvalue()
-    return json.loads(out.getvalue())

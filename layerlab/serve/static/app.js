@@ -119,17 +119,17 @@
       for (const layer of state.layers) params.append("layer", layer);
       if (state.view === "stack" && isSingleLayer()) params.set("view", "stack");
     }
-    const query = params.toString().replace(/%2C/g, ",").replace(/%28/g, "(").replace(/%29/g, ")").replace(/%3D/g, "=");
+    const query = params.toString().replace(/%2C/g, ",").replace(/%28/g, "(").replace(/%29/g, ")").replace(/%3D/g, "=").replace(/%27/g, "'");
     history.replaceState(null, "", `${location.pathname}?${query}`);
   }
 
   // ---- layer view controls -------------------------------------------------------------------------------
   function sizeText(text) {
-    // "3" -> "3"; "3,5" / "3x5" / "(3, 5)" -> "(3, 5)"; "same" -> "'same'"; anything else as typed
+    // "3" -> "3"; "3,5" / "3x5" / "(3, 5)" -> "(3,5)"; "same" -> "'same'"; anything else as typed
     const raw = String(text).trim();
     if (raw === "same" || raw === "valid") return `'${raw}'`;
     const parts = raw.replace(/[()[\]]/g, "").split(/[\s,x×]+/).filter(Boolean);
-    return parts.length > 1 ? `(${parts.join(", ")})` : parts[0] ?? raw;
+    return parts.length > 1 ? `(${parts.join(",")})` : parts[0] ?? raw;
   }
   const controlValue = (name) => $(`arg-${name}`).value.trim();
   function layerFromControls() {
@@ -141,7 +141,7 @@
     for (const name of KEYWORDS) {
       if (args.includes(name) && controlValue(name) !== "") parts.push(`${name}=${sizeText(controlValue(name))}`);
     }
-    return `${kind}(${parts.join(", ")})`;
+    return `${kind}(${parts.join(",")})`;
   }
   function inputFromControls() {
     const dims = KINDS[$("kind").value].dims;
@@ -259,16 +259,18 @@
     state.hoverSeq += 1;
     busy();
     try {
+      const pendingMatrix = api("/api/matrix", stackParams()); // asked at once, drawn after the view
       const answer = await api("/api/view", stackParams());
       if (seq !== state.seq) return; // a newer change is on its way
       if (!answer.ok) {
         current = null;
         showError(errorText(answer));
+        await pendingMatrix.catch(() => null);
         return;
       }
       clearError();
       renderLayer(answer.body.layer, fromControls);
-      const matrix = await api("/api/matrix", stackParams());
+      const matrix = await pendingMatrix;
       if (seq !== state.seq) return;
       renderMatrix(matrix.ok ? matrix.body : null, matrix.ok ? "" : errorText(matrix));
     } catch (err) {
@@ -329,7 +331,7 @@
     panel.hidden = false;
     const box = $("coverage");
     const padding = coverage.output_padding.map((positions) => new Set(positions));
-    const added = padding.some((set) => set.size) ? ` · dashed: the output_padding positions (${padding.map((s) => [...s].join(",") || "none").join(" | ")})` : "";
+    const added = padding.some((set) => set.size) ? ` · red border: the output_padding positions (${padding.map((s) => [...s].join(",") || "none").join(" | ")})` : "";
     if (!coverage.counts) {
       box.replaceChildren(el("div", { class: "more" }, coverage.reason));
       $("coverage-note").textContent = added;
