@@ -345,7 +345,8 @@ def links(params: dict[str, list[str]]) -> dict:
 
 
 def _unique(cells) -> list[str]:
-    return list(dict.fromkeys(_pos(cell) for cell in cells))
+    """Each cell once, in row-major order (several taps can read one cell under a folding padding mode)."""
+    return [_pos(cell) for cell in sorted(set(cells))]
 
 
 def _list(value):

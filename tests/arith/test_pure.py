@@ -10,6 +10,7 @@ import sys
 sys.modules["torch"] = None   # any `import torch` now raises ImportError
 sys.modules["numpy"] = None
 import layerlab.arith as arith
+import layerlab.arith.cells  # not re-exported: the cell links of layerlab serve
 reports = arith.analyse_stack(
     [arith.ConvSpec(2, 64, 4, stride=2, padding=1), arith.elementwise("ReLU"), arith.FlattenSpec(),
      arith.DenseSpec(10)],
