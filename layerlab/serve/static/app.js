@@ -202,6 +202,8 @@
   // ---- grids of cells ---------------------------------------------------------------------------------
   // The API says which part of a map is drawn (grid.channels_shown, grid.cells_shown); cells carry
   // data-testid and data-pos ("c,i,j", "c,i" or "i"), lit cells data-active="true".
+  // a grid's box: cols × rows cells of `size` px and 1 px gaps, fixed so its layout stays inside it
+  const gridBox = (cols, rows, size) => `--cols:${cols};--cell:${size}px;width:${cols * (size + 1) + 1}px;height:${rows * (size + 1) + 1}px`;
   function cellSize(cols) { return Math.max(5, Math.min(16, Math.floor(400 / cols) - 1)); }
   const gridCols = (grid) => (grid.shape.length === 1 ? Math.min(grid.cells_shown, 32) : grid.shape[grid.shape.length - 1]);
   function buildGrid(container, grid, testid, extraClass, size) {
@@ -211,15 +213,15 @@
     container.dataset.key = key;
     if (!grid.drawn) {
       container.innerHTML = `<div class="more">${shapeText(shape)}: too many positions to draw as cells</div>`;
-      container._cells = new Map();
+      container._cells = null;
       return;
     }
     const parts = [];
     if (shape.length === 1) {
       const cols = Math.min(grid.cells_shown, 32);
       let html = "";
-      for (let i = 0; i < grid.cells_shown; i += 1) html += `<div data-testid="${testid}" data-pos="${i}"></div>`;
-      parts.push(`<div class="grid ${extraClass}" style="--cols:${cols};--cell:${size}px">${html}</div>`);
+      for (let i = 0; i < grid.cells_shown; i += 1) html += `<i data-testid="${testid}" data-pos="${i}"></i>`;
+      parts.push(`<div class="grid ${extraClass}" style="${gridBox(cols, Math.ceil(grid.cells_shown / cols), size)}">${html}</div>`);
       if (grid.cells_shown < shape[0]) parts.push(`<div class="more">features ${grid.cells_shown}…${shape[0] - 1} not drawn</div>`);
     } else {
       const rows = shape.length === 3 ? shape[1] : 1;
@@ -229,20 +231,25 @@
         for (let i = 0; i < rows; i += 1) {
           for (let j = 0; j < cols; j += 1) {
             const pos = shape.length === 3 ? `${c},${i},${j}` : `${c},${j}`;
-            html += `<div data-testid="${testid}" data-pos="${pos}"></div>`;
+            html += `<i data-testid="${testid}" data-pos="${pos}"></i>`;
           }
         }
-        parts.push(`<div class="channel"><span>channel ${c}</span><div class="grid ${extraClass}" style="--cols:${cols};--cell:${size}px">${html}</div></div>`);
+        parts.push(`<div class="channel"><span>channel ${c}</span><div class="grid ${extraClass}" style="${gridBox(cols, rows, size)}">${html}</div></div>`);
       }
       if (grid.channels_shown < shape[0]) parts.push(`<div class="more">channels ${grid.channels_shown}…${shape[0] - 1} not drawn</div>`);
     }
     container.innerHTML = parts.join("");
-    const cells = new Map();
-    for (const cell of container.querySelectorAll(`[data-testid="${testid}"]`)) cells.set(cell.dataset.pos, cell);
-    container._cells = cells;
+    container._cells = null; // built at the first hover
+  }
+  function cellsOf(container) {
+    if (!container._cells) {
+      container._cells = new Map();
+      for (const cell of container.querySelectorAll("[data-pos]")) container._cells.set(cell.dataset.pos, cell);
+    }
+    return container._cells;
   }
   function light(container, positions) {
-    const cells = container._cells || new Map();
+    const cells = cellsOf(container);
     for (const pos of positions) {
       const cell = cells.get(pos);
       if (cell) cell.dataset.active = "true";
@@ -326,32 +333,45 @@
   }
 
   function renderCoverage(coverage) {
+    // the checkerboard: one square per output position, coloured by its count (numbers when they fit)
     const panel = $("coverage-panel");
     if (!coverage) { panel.hidden = true; return; }
     panel.hidden = false;
-    const box = $("coverage");
+    const canvas = $("coverage");
     const padding = coverage.output_padding.map((positions) => new Set(positions));
-    const added = padding.some((set) => set.size) ? ` · red border: the output_padding positions (${padding.map((s) => [...s].join(",") || "none").join(" | ")})` : "";
+    const added = padding.some((set) => set.size) ? ` · red frame: the positions output_padding adds (${padding.map((s) => [...s].join(",") || "none").join(" | ")})` : "";
     if (!coverage.counts) {
-      box.replaceChildren(el("div", { class: "more" }, coverage.reason));
-      $("coverage-note").textContent = added;
+      canvas.width = canvas.height = 1;
+      $("coverage-note").textContent = `${coverage.reason}${added}`;
       return;
     }
     const rows = Array.isArray(coverage.counts[0]) ? coverage.counts : [coverage.counts];
     const cols = rows[0].length;
-    const size = cellSize(cols);
-    box.style.setProperty("--cols", cols);
-    box.style.setProperty("--cell", `${size}px`);
+    const size = cellSize(cols) + 1;
+    canvas.width = cols * size;
+    canvas.height = rows.length * size;
+    const context = canvas.getContext("2d");
+    context.font = `${Math.max(8, size - 6)}px ui-monospace, "DejaVu Sans Mono", monospace`;
+    context.textAlign = "center";
+    context.textBaseline = "middle";
     const span = Math.max(1, coverage.max - coverage.min);
-    let html = "";
     rows.forEach((row, i) => {
       row.forEach((n, j) => {
+        const t = (n - coverage.min) / span;
+        context.fillStyle = rampColour(t);
+        context.fillRect(j * size, i * size, size - 1, size - 1);
+        if (size >= 13) {
+          context.fillStyle = t > 0.6 ? "#000" : "#fff";
+          context.fillText(String(n), j * size + (size - 1) / 2, i * size + size / 2);
+        }
         const opad = rows.length > 1 ? padding[0].has(i) || padding[1].has(j) : padding[0].has(j);
-        const t = coverage.max === coverage.min ? 1 : (n - coverage.min) / span;
-        html += `<div${opad ? ' class="opad"' : ""} style="background:${rampColour(t)};color:${t > 0.6 ? "#000" : "#fff"}" title="${n} input cells">${size >= 12 ? n : ""}</div>`;
+        if (opad) {
+          context.strokeStyle = "#e11d48";
+          context.lineWidth = 2;
+          context.strokeRect(j * size + 1, i * size + 1, size - 3, size - 3);
+        }
       });
     });
-    box.innerHTML = html;
     $("coverage-note").textContent = `input cells per input channel that reach each output position: ${coverage.min} to ${coverage.max}${added}`;
   }
 
@@ -370,7 +390,7 @@
       }
       const links = answer.body;
       const own = side === "out" ? $("out-grid") : $("in-grid");
-      const cell = own._cells && own._cells.get(pos);
+      const cell = cellsOf(own).get(pos);
       if (cell) cell.classList.add("hovered");
       const other = side === "out" ? links.in : links.out;
       light(side === "out" ? $("in-grid") : $("out-grid"), other);
@@ -620,15 +640,13 @@
         const cols = spatial[spatial.length - 1];
         let html = "";
         for (let i = 0; i < rows; i += 1) {
-          for (let j = 0; j < cols; j += 1) html += `<div data-testid="${testid}" data-pos="${spatial.length === 2 ? `${i},${j}` : j}"></div>`;
+          for (let j = 0; j < cols; j += 1) html += `<i data-testid="${testid}" data-pos="${spatial.length === 2 ? `${i},${j}` : j}"></i>`;
         }
-        container.innerHTML = `<div class="grid" style="--cols:${cols};--cell:${cellSize(cols)}px">${html}</div>`;
+        container.innerHTML = `<div class="grid" style="${gridBox(cols, rows, cellSize(cols))}">${html}</div>`;
       }
-      const cells = new Map();
-      for (const cell of container.querySelectorAll(`[data-testid="${testid}"]`)) cells.set(cell.dataset.pos, cell);
-      container._cells = cells;
+      container._cells = null;
     }
-    return container._cells;
+    return cellsOf(container);
   }
 
   // ---- events ------------------------------------------------------------------------------------------
