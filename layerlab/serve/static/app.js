@@ -199,6 +199,20 @@
     for (const name of ["kernel_size", ...KEYWORDS]) $(`arg-${name}`).value = args[name] ?? "";
   }
 
+  function fillControlsFromUrl() {
+    // a layer the engine refused: the form shows the URL's kind and input as written (its
+    // arguments stay in the editable layer string), never those of another layer
+    const kind = kindOf(state.layers[0]);
+    if (kind in KINDS) {
+      $("kind").value = kind;
+      showControlsFor(kind);
+    }
+    const sizes = state.input.split("x");
+    if (kind in KINDS && KINDS[kind].dims === 0) $("in-features").value = state.input;
+    else [$("in-channels").value, $("in-h").value, $("in-w").value] = [sizes[0] ?? "", sizes[1] ?? "", sizes[2] ?? ""];
+    for (const name of ["out", "kernel_size", ...KEYWORDS]) $(`arg-${name}`).value = "";
+  }
+
   // ---- grids of cells ---------------------------------------------------------------------------------
   // The API says which part of a map is drawn (grid.channels_shown, grid.cells_shown); cells carry
   // data-testid and data-pos ("c,i,j", "c,i" or "i"), lit cells data-active="true".
@@ -269,8 +283,10 @@
       const pendingMatrix = api("/api/matrix", stackParams()); // asked at once, drawn after the view
       const answer = await api("/api/view", stackParams());
       if (seq !== state.seq) return; // a newer change is on its way
+      if (document.activeElement !== $("layer-string")) $("layer-string").value = state.layers[0];
       if (!answer.ok) {
         current = null;
+        if (!fromControls) fillControlsFromUrl();
         showError(errorText(answer));
         await pendingMatrix.catch(() => null);
         return;
@@ -290,7 +306,6 @@
   function renderLayer(layer, fromControls) {
     current = layer;
     if (!fromControls) fillControls(layer);
-    $("layer-string").textContent = state.layers[0];
     setTestid("output-shape", layer.output_shape_text);
     setTestid("params", count(layer.params));
     setTestid("macs", count(layer.macs));
@@ -306,6 +321,7 @@
     $("in-note").textContent = shapeText(layer.input_shape);
     $("out-note").textContent = shapeText(layer.output_shape);
     for (const id of ["in-grid", "out-grid"]) unlight($(id));
+    $("matrix-band").hidden = true;
     $("w-grid").replaceChildren(el("div", { class: "more" }, "hover a cell"));
     $("w-note").textContent = "";
     $("hover-info").textContent = "hover a cell";
@@ -395,6 +411,7 @@
       const other = side === "out" ? links.in : links.out;
       light(side === "out" ? $("in-grid") : $("out-grid"), other);
       renderWeights(links, side);
+      showBand(side, pos);
       const what = side === "out" ? `output ${cellText(pos)} reads ${other.length} input cell(s)` : `input ${cellText(pos)} feeds ${other.length} output cell(s)`;
       const ids = new Set(links.links.map((link) => link.weight).filter((w) => w !== null));
       $("hover-info").textContent = `${what}${ids.size ? ` through ${ids.size} weight(s)` : ""}`;
@@ -427,7 +444,27 @@
     box.replaceChildren(chips);
     $("w-note").textContent = `${seen.size} of ${count(links.weights)}`;
   }
+  function showBand(side, pos) {
+    // the hovered cell's row (output) or column (input) of the matrix: its C-major flat index
+    const band = $("matrix-band");
+    if (!matrixData) { band.hidden = true; return; }
+    const shape = side === "out" ? matrixData.output_shape : matrixData.input_shape;
+    const flat = pos.split(",").reduce((acc, v, d) => acc * shape[d] + Number(v), 0);
+    const exact = matrixData.mode === "exact";
+    const edges = exact ? null : side === "out" ? matrixData.bins.row_edges : matrixData.bins.col_edges;
+    const index = exact ? flat : edges.findIndex((edge, k) => edge <= flat && flat < edges[k + 1]);
+    const canvas = $("matrix");
+    const width = canvas.getBoundingClientRect().width;
+    const height = canvas.getBoundingClientRect().height;
+    const along = side === "out" ? height / canvas.height : width / canvas.width;
+    const start = `${index * along}px`;
+    const size = `${Math.max(2, along)}px`;
+    Object.assign(band.style, side === "out" ? { left: "0px", width: `${width}px`, top: start, height: size }
+      : { top: "0px", height: `${height}px`, left: start, width: size });
+    band.hidden = false;
+  }
   function leaveGrids() {
+    $("matrix-band").hidden = true;
     state.hoverSeq += 1;
     for (const id of ["in-grid", "out-grid"]) unlight($(id));
     $("hover-info").textContent = "hover a cell";
@@ -684,6 +721,13 @@
 
   function wire() {
     $("controls").addEventListener("input", (event) => {
+      if (event.target.id === "layer-string") {
+        // a typed layer string: the engine parses it, and the form follows its answer
+        state.layers = [event.target.value.trim()];
+        writeUrl();
+        drawLayer(false);
+        return;
+      }
       if (event.target.id === "kind") showControlsFor($("kind").value);
       onControlChange();
     });
