@@ -78,12 +78,18 @@ README = [  # (file name, URL query, cell to hover, page region: the box around 
 TIME_CHANGE = """
 const [id, value, done] = arguments;
 const control = document.getElementById(id);
+performance.clearResourceTimings();
 const start = performance.now();
 control.value = value;
 control.dispatchEvent(new Event("input", {bubbles: true}));
 const check = () => {
   if (document.body.dataset.state !== "ready") return setTimeout(check, 0);
-  requestAnimationFrame(() => requestAnimationFrame(() => done(performance.now() - start)));
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    const total = performance.now() - start;
+    // the API's share: from the change to the last API answer's end
+    const answers = performance.getEntriesByType("resource").filter(e => e.name.includes("/api/"));
+    done([total, Math.max(0, ...answers.map(e => e.responseEnd - start))]);
+  }));
 };
 check();
 """
@@ -125,12 +131,32 @@ def open_page(driver, base: str, query: str) -> float:
     return driver.execute_async_script(WAIT_READY)
 
 
+def cpu_ms(root: int) -> float:
+    """CPU time (user + system) of process ``root`` and all its descendants so far, in ms (Linux /proc)."""
+    parents, times = {}, {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        times[pid] = int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, 0)
+        stack += [child for child, parent in parents.items() if parent == pid]
+    return 1000 * total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(driver, base: str, rounds: int) -> None:
+def measure(driver, base: str, rounds: int, server_pid: int) -> None:
+    browser_pid = driver.service.process.pid  # chromedriver: Chromium's processes are its descendants
     first = open_page(driver, base, SCENARIOS[0][1])  # a fresh browser: nothing cached
     loads = [open_page(driver, base, SCENARIOS[0][1]) for _ in range(5)]
     resources = driver.execute_script(
@@ -142,19 +168,32 @@ def measure(driver, base: str, rounds: int) -> None:
     print(f"assets: {assets:,} bytes in {STATIC.relative_to(ROOT)} ({len(resources)} requests on load: "
           + ", ".join(f"{urllib.parse.urlsplit(name).path} {size:,} B" for name, size in resources) + ")")
     print()
-    print(f"{'scenario':<52} {'changes':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
-    everything = []
+    print("redraw = from a control's input event to the first frame painted after the page is ready; "
+          "API = from the event to the end of the last API answer")
+    print("CPU = CPU time per change of all browser processes + the server (what a change costs on an idle machine, "
+          "whatever the load)")
+    print(f"{'scenario':<52} {'changes':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'API p50':>8} {'API p95':>8} "
+          f"{'CPU ms':>7}")
+    everything, api_everything, cpu_everything = [], [], 0.0
     for name, query, changes in SCENARIOS:
         open_page(driver, base, query)
-        times = []
+        times, api_times = [], []
+        cpu = cpu_ms(browser_pid) + cpu_ms(server_pid)
         for _ in range(rounds):
             for control, value in changes:
-                times.append(driver.execute_async_script(TIME_CHANGE, control, value))
+                total, api = driver.execute_async_script(TIME_CHANGE, control, value)
+                times.append(total)
+                api_times.append(api)
+        cpu = cpu_ms(browser_pid) + cpu_ms(server_pid) - cpu
+        cpu_everything += cpu
         everything += times
+        api_everything += api_times
         print(f"{name:<52} {len(times):>7} {statistics.median(times):>7.1f} {percentile(times, 0.95):>7.1f} "
-              f"{max(times):>7.1f}")
+              f"{max(times):>7.1f} {statistics.median(api_times):>8.1f} {percentile(api_times, 0.95):>8.1f} "
+              f"{cpu / len(times):>7.1f}")
     print(f"{'all changes':<52} {len(everything):>7} {statistics.median(everything):>7.1f} "
-          f"{percentile(everything, 0.95):>7.1f} {max(everything):>7.1f}")
+          f"{percentile(everything, 0.95):>7.1f} {max(everything):>7.1f} {statistics.median(api_everything):>8.1f} "
+          f"{percentile(api_everything, 0.95):>8.1f} {cpu_everything / len(everything):>7.1f}")
 
 
 def hover(driver, cell) -> None:
@@ -213,7 +252,7 @@ def main() -> None:
               f"{driver.capabilities['browserVersion']} · Python {platform.python_version()} · "
               f"window {WINDOW[0]}×{WINDOW[1]}")
         started = time.perf_counter()
-        measure(driver, base, args.rounds)
+        measure(driver, base, args.rounds, process.pid)
         print(f"(benchmark wall time {time.perf_counter() - started:.0f} s; load average after: {os.getloadavg()[0]:.1f})")
         if args.screenshots:
             screenshots(driver, base, args.screenshots, readme=False)
