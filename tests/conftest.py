@@ -19,13 +19,3 @@ def one_torch_thread():
     yield
     torch.set_num_threads(threads)
 
-
-def pytest_terminal_summary(terminalreporter):
-    """One line when the browser tests of ``layerlab serve`` skipped (no headless Chromium here):
-    which tests, and how to get the browser (``tests/serve/conftest.py`` decides the skip)."""
-    skipped = [report for report in terminalreporter.stats.get("skipped", [])
-               if report.nodeid.startswith("tests/serve/test_page_")]
-    if skipped:
-        files = ", ".join(sorted({report.nodeid.split("::")[0] for report in skipped}))
-        terminalreporter.write_line(f"{len(skipped)} browser tests skipped ({files}): they need headless Chromium, "
-                                    "get it with `apt-get install chromium chromium-driver`")

@@ -3,12 +3,12 @@
 
 One server (``layerlab serve --no-browser --port 0``, a subprocess whose first stdout line gives
 the address) and one browser serve every page test of a pytest process. Without the browser the
-page tests skip with one reason (:data:`BROWSER_MISSING`), which ``tests/conftest.py`` prints as one
-line under the summary; with ``LAYERLAB_BROWSER_TESTS=required`` (set by ``.ci/run``) they fail
-instead, so CI never skips them.
+page tests skip with one reason (:data:`BROWSER_MISSING`), which the summary prints as one line with
+their count (:func:`pytest_runtest_makereport`); with ``LAYERLAB_BROWSER_TESTS=required`` (set by
+``.ci/run``) they fail instead, so CI never skips them.
 
 The page sets ``document.body.dataset.state`` to ``"ready"`` after each redraw (``"busy"`` while it
-waits for the API): :func:`wait_ready` waits for it, so no test sleeps.
+waits for the API): ``Page.wait_ready`` (``browser_page.py``) waits for it, so no test sleeps.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import pytest
 from browser_page import Page
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-BROWSER_MISSING = ("the browser tests of `layerlab serve` need headless Chromium: "
+# Debian's chromium + chromium-driver; elsewhere name them with LAYERLAB_CHROMIUM / LAYERLAB_CHROMEDRIVER
+CHROMIUM = os.environ.get("LAYERLAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = os.environ.get("LAYERLAB_CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
+BROWSER_MISSING = ("tests/serve/test_page_*.py (the browser tests of `layerlab serve`) need headless Chromium: "
                    "apt-get install chromium chromium-driver")
 REQUIRED = os.environ.get("LAYERLAB_BROWSER_TESTS") == "required"
 STARTUP_TIMEOUT_S = 60
@@ -47,6 +48,17 @@ def _skip_or_fail(detail: str) -> None:
     if REQUIRED:
         pytest.fail(f"LAYERLAB_BROWSER_TESTS=required but {detail}", pytrace=False)
     pytest.skip(BROWSER_MISSING)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Every browser test skipped for want of the browser reports the same place (the function
+    that skips), so the summary (``-ra``) says it in one line with their count."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and report.longrepr[2].endswith(BROWSER_MISSING):
+        report.longrepr = (str(pathlib.Path(__file__).relative_to(ROOT)), _skip_or_fail.__code__.co_firstlineno - 1,
+                           report.longrepr[2])
+    return report
 
 
 def _lines(process: subprocess.Popen) -> queue.Queue:
