@@ -178,6 +178,21 @@ class Connectivity:
     def out_positions(self) -> int:
         return prod(self.out_spatial)
 
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the layer's weight tensor, the one :meth:`weight_id` indexes (``()`` without weights)."""
+        per_in, per_out = self.in_channels // self.groups, self.out_channels // self.groups
+        if self.kind == "dense":
+            return (self.out_channels, self.in_channels)
+        if self.kind == "conv":
+            return (self.out_channels, per_in, *self.kernel_size)
+        if self.kind == "transpose":
+            return (self.in_channels, per_out, *self.kernel_size)
+        if self.kind in ("local", "tiled"):
+            positions = self.out_spatial if self.kind == "local" else self.tile_size
+            return (*positions, self.groups, per_in, *self.kernel_size, per_out)
+        return ()
+
     def weight_id(self, out_channel: int, in_channel: int, out_position: int, tap: int) -> int | None:
         """The flat weight index of one connection (module docstring), or ``None`` without weights."""
         if self.kind in ("pool", "adaptive", "identity"):

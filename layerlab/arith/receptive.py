@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from math import gcd
 
 from layerlab.arith._args import check_input_shape
 from layerlab.arith.report import GLOBAL, LayerReport, Window
@@ -100,20 +101,24 @@ def transposed_span(
     (first to last), and the midpoint of output 0's inputs ``i = (p − t·d)/s`` (when output 0
     gets no tap: the centre of its taps' continuous range, ``(p − d·(k−1)/2)/s``).
 
+    Closed form (strides and kernels can be huge): ``t·d mod s`` depends on ``t mod P`` with
+    ``P = s/g``, ``g = gcd(s, d)``, so the taps of one output residue are ``t ≡ c (mod P)``; they
+    span ``(t_max − t_min)·d/s = floor((k−1−c)/P)·(d/g)`` inputs, the most for ``c = 0``. Output 0's
+    taps solve ``t·d ≡ p (mod s)``: none unless ``g`` divides ``p``, else ``t ≡ t0 (mod P)`` with
+    ``t0 = (p/g)·(d/g)⁻¹ mod P``.
+
     Examples:
         >>> transposed_span(4, 2, padding=1)  # each output gets 2 inputs, 1 apart
         (2, Fraction(-1, 2))
     """
-    spans = []
-    for residue in range(stride):
-        taps = [t for t in range(kernel_size) if (residue - t * dilation) % stride == 0]
-        if taps:
-            spans.append((max(taps) - min(taps)) * dilation // stride + 1)
-    zero = [Fraction(padding - t * dilation, stride) for t in range(kernel_size)
-            if (padding - t * dilation) % stride == 0]
-    if not zero:
-        return max(spans), Fraction(2 * padding - dilation * (kernel_size - 1), 2 * stride)
-    return max(spans), (min(zero) + max(zero)) / 2
+    g = gcd(stride, dilation)
+    period = stride // g
+    inputs = (kernel_size - 1) // period * (dilation // g) + 1
+    first = (padding // g) * pow(dilation // g, -1, period) % period if padding % g == 0 else kernel_size
+    if first >= kernel_size:  # output 0 gets no tap
+        return inputs, Fraction(2 * padding - dilation * (kernel_size - 1), 2 * stride)
+    last = first + (kernel_size - 1 - first) // period * period
+    return inputs, Fraction(2 * padding - dilation * (first + last), 2 * stride)
 
 
 def receptive_field(reports: Sequence[LayerReport], input_shape) -> list[ReceptiveField]:

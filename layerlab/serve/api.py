@@ -47,7 +47,7 @@ from layerlab.arith.parse import parse_stack
 from layerlab.errors import ArgumentError, LayerlabError, SizeLimitError
 
 __all__ = ["SCHEMA", "MAX_QUERY_BYTES", "MAX_LAYERS", "MAX_POSITIONS", "EXACT_ENTRIES", "MAX_BINS",
-           "MAX_CONNECTIONS", "CHANNELS_SHOWN", "ENDPOINTS", "answer", "view", "links", "matrix", "rf",
+           "MAX_CONNECTIONS", "MAX_DIM_TAPS", "CHANNELS_SHOWN", "ENDPOINTS", "answer", "view", "links", "matrix", "rf",
            "error_document"]
 
 SCHEMA = "layerlab.serve/1"
@@ -60,6 +60,7 @@ MAX_FEATURES_SHOWN = 1024  # cells of a flat (features) map the page draws
 EXACT_ENTRIES = 65536  # matrices with at most this many entries are sent entry by entry
 MAX_BINS = 128  # bins per side of an aggregated matrix
 MAX_CONNECTIONS = 1 << 23  # structural non-zeros an aggregated matrix may count
+MAX_DIM_TAPS = 1 << 20  # (output position, tap) pairs along one dim listed for links, matrix and coverage
 DEFAULT_TILE = 2  # tile size of the tiled member of the family view
 
 
@@ -143,13 +144,30 @@ def _analysed(params):
     return shape, layers, specs, analyse_stack(specs, shape)
 
 
-def _drawable(who: str, shape: tuple[int, ...]) -> None:
-    positions = prod(shape[1:]) if len(shape) > 1 else 1
-    if positions > MAX_POSITIONS or (len(shape) == 1 and shape[0] > MAX_POSITIONS):
-        raise SizeLimitError(
-            f"{who}: the map {'×'.join(map(str, shape))} has {prod(shape[1:] or shape):,} positions; cells are drawn "
-            f"for at most {MAX_POSITIONS:,} (128×128). Fix: a smaller input"
-        )
+def _too_large(spec, report) -> str | None:
+    """Why the cells of a layer are not drawn (a map over :data:`MAX_POSITIONS` positions, or a window
+    over :data:`MAX_DIM_TAPS` (position, tap) pairs along one dim), or ``None``: the per-dim taps of
+    :func:`~layerlab.arith.cells.connectivity` are listed position by position."""
+    for shape in (report.input_shape, report.output_shape):
+        positions = prod(shape[1:] or shape)
+        if positions > MAX_POSITIONS:
+            return (f"{spec.describe()}: the map {'×'.join(map(str, shape))} has {positions:,} positions; cells are "
+                    f"drawn for at most {MAX_POSITIONS:,} (128×128). Fix: a smaller input")
+    if isinstance(report.window, tuple):
+        for out, window in zip(report.output_shape[1:], report.window):
+            if out * window.kernel_size > MAX_DIM_TAPS:
+                return (f"{spec.describe()}: {out:,} output positions × kernel {window.kernel_size:,} = "
+                        f"{out * window.kernel_size:,} taps along one dim; cells are drawn for at most "
+                        f"{MAX_DIM_TAPS:,}. Fix: a smaller kernel or input")
+    return None
+
+
+def _connectivity(spec, report) -> Connectivity:
+    """:func:`~layerlab.arith.cells.connectivity` of a layer small enough to draw (:func:`_too_large`)."""
+    reason = _too_large(spec, report)
+    if reason is not None:
+        raise SizeLimitError(reason)
+    return connectivity(spec, report.input_shape)
 
 
 # ----------------------------------------------------------------------------- /api/view
@@ -307,17 +325,17 @@ def _coverage(spec: ConvTransposeSpec, report) -> dict:
     """How many input cells (per input channel of the group) feed each output position, and the
     output positions added by ``output_padding``."""
     out = report.output_shape[1:]
-    if prod(out) > MAX_POSITIONS:
-        return {"counts": None, "min": None, "max": None, "output_padding": [list(range(o - p, o)) for o, p in
-                                                                            zip(out, spec.output_padding)],
-                "reason": f"the output has {prod(out):,} positions; coverage is drawn for at most {MAX_POSITIONS:,}"}
+    padded = [list(range(o - p, o)) for o, p in zip(out, spec.output_padding)]
+    reason = _too_large(spec, report)
+    if reason is not None:
+        return {"counts": None, "min": None, "max": None, "output_padding": padded, "reason": reason}
     net = connectivity(spec, report.input_shape)
     per_dim = [np.array([len(pairs) for pairs in dim], dtype=np.int64) for dim in net.taps]
     counts = per_dim[0]
     for dim in per_dim[1:]:
         counts = np.multiply.outer(counts, dim)
-    return {"counts": counts.tolist(), "min": int(counts.min()), "max": int(counts.max()),
-            "output_padding": [list(range(o - p, o)) for o, p in zip(out, spec.output_padding)], "reason": None}
+    return {"counts": counts.tolist(), "min": int(counts.min()), "max": int(counts.max()), "output_padding": padded,
+            "reason": None}
 
 
 # ----------------------------------------------------------------------------- /api/links
@@ -326,15 +344,13 @@ def links(params: dict[str, list[str]]) -> dict:
     out) and the weight of each tap; with ``in=c,i,j`` every output cell that input cell feeds."""
     shape, layers, specs, reports = _analysed(params)
     index = _selected(params, specs, reports)
-    net = connectivity(specs[index], reports[index].input_shape)
-    _drawable(net.layer, net.input_shape)
-    _drawable(net.layer, net.output_shape)
+    net = _connectivity(specs[index], reports[index])
     has_out, has_in = "out" in params, "in" in params
     if has_out == has_in:
         raise _Refused("give exactly one of out=c,i,j (an output cell: which inputs feed it) and in=c,i,j (an input "
                        f"cell: which outputs it feeds). Received: {'both' if has_out else 'neither'}", "out")
     common = {"schema": SCHEMA, "index": index + 1, "layer": net.layer, "input_shape": list(net.input_shape),
-              "output_shape": list(net.output_shape), "weights": net.weights}
+              "output_shape": list(net.output_shape), "weights": net.weights, "weight_shape": list(net.weight_shape)}
     if has_out:
         cell = _cell(_one(params, "out", example="0,0,0"), net.output_shape, "out")
         found = net.inputs_of(cell)
@@ -363,7 +379,7 @@ def matrix(params: dict[str, list[str]]) -> dict:
     bins (``counts`` of structural non-zeros, ``fraction`` of the bin's entries)."""
     shape, layers, specs, reports = _analysed(params)
     index = _selected(params, specs, reports)
-    net = connectivity(specs[index], reports[index].input_shape)
+    net = _connectivity(specs[index], reports[index])
     rows, cols = prod(net.output_shape), prod(net.input_shape)
     total = _connections(net)
     if total > MAX_CONNECTIONS:
@@ -379,7 +395,7 @@ def matrix(params: dict[str, list[str]]) -> dict:
     distinct = flat if net.padding_mode == "zeros" else np.unique(flat)
     result = {"schema": SCHEMA, "index": index + 1, "layer": net.layer, "input_shape": list(net.input_shape),
               "output_shape": list(net.output_shape), "rows": rows, "cols": cols, "weights": net.weights,
-              "connections": int(distinct.size), "zero": -1}
+              "weight_shape": list(net.weight_shape), "connections": int(distinct.size), "zero": -1}
     if rows * cols <= EXACT_ENTRIES:
         weight = net.weight_id(out_channel, in_channel, out_position, tap) if net.weights else np.zeros_like(row)
         ids = np.full((rows, cols), -1, dtype=np.int64)

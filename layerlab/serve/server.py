@@ -64,6 +64,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "layerlab-serve"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = 60  # seconds an idle connection is kept: one that never sends a request does not hold a thread forever
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         self._answer(body=True)

@@ -194,3 +194,22 @@ def test_transposed_span_with_empty_outputs():
     assert ConvTransposeSpec(1, 1, 3, stride=2).analyse((1, 5)).warnings == (
         "L: kernel 3 is not a multiple of stride 2: outputs receive 1 or 2 taps in turn (uneven overlap, "
         "checkerboard artifacts: Odena et al. 2016)",)
+
+
+def _span_by_residue(kernel_size, stride, dilation, padding):
+    """``transposed_span`` by listing the taps of every output residue (the definition, O(stride·kernel))."""
+    spans = []
+    for residue in range(stride):
+        taps = [t for t in range(kernel_size) if (residue - t * dilation) % stride == 0]
+        if taps:
+            spans.append((max(taps) - min(taps)) * dilation // stride + 1)
+    zero = [Fraction(padding - t * dilation, stride) for t in range(kernel_size) if (padding - t * dilation) % stride == 0]
+    centre = (min(zero) + max(zero)) / 2 if zero else Fraction(2 * padding - dilation * (kernel_size - 1), 2 * stride)
+    return max(spans), centre
+
+
+def test_transposed_span_closed_form_is_the_definition_and_answers_huge_strides_at_once():
+    for k, s, d, p in ((k, s, d, p) for k in range(1, 11) for s in range(1, 11) for d in range(1, 7) for p in range(12)):
+        assert transposed_span(k, s, d, p) == _span_by_residue(k, s, d, p), (k, s, d, p)
+    assert transposed_span(3, 10**12, 7, 5) == (1, Fraction(-1, 5 * 10**11))  # output 0 gets no tap
+    assert transposed_span(10**15, 3, 2, 10**14) == (666666666666667, Fraction(-3 * 10**14))

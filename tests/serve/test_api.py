@@ -331,13 +331,15 @@ def test_exact_matrix_ids_are_dense_matrix_with_the_weight_set_to_1_to_P(input_s
     assert document["connections"] == int(nonzero.sum())
     if module is not None:
         assert document["weights"] == module.weight.numel()
+        assert document["weight_shape"] == list(module.weight.shape)
         rebuilt = torch.where(ids >= 0, ids + 1, 0)
         for row, col, summed in document["sums"]:  # entries that add several taps (folding padding modes)
             rebuilt[row, col] = sum(w + 1 for w in summed)
         assert torch.equal(rebuilt, matrix)
         assert bool(document["sums"]) == ("reflect" in layer)  # circular padding 2 < 5 − 3 + 1: no tap twice
     else:
-        assert document["weights"] == 0 and set(ids.unique().tolist()) <= {-1, 0}
+        assert document["weights"] == 0 and document["weight_shape"] == []
+        assert set(ids.unique().tolist()) <= {-1, 0}
 
 
 @pytest.mark.parametrize("input_shape, layer", [LAYERS[1], LAYERS[6], LAYERS[9], LAYERS[4], LAYERS[12]])
@@ -412,6 +414,34 @@ def test_links_of_a_stack_need_an_index():
 ])
 def test_links_refuse_layers_and_maps_they_cannot_draw(input_shape, layer, message):
     assert refused("/api/links", query(input_shape, layer, out="0,0,0"))["message"] == message
+
+
+@pytest.mark.parametrize("path", ["/api/links", "/api/matrix"])
+@pytest.mark.parametrize("input_shape, layer, shape", [
+    ("1x1000000000", "Conv1d(1,3)", "1×1000000000"),
+    ("1x8", "ConvTranspose1d(1,3,stride=100000000)", "1×700000003"),
+    ("100000", "Linear(10)", "100000"),
+])
+def test_maps_too_large_to_draw_are_refused_before_any_cell_is_listed(path, input_shape, layer, shape):
+    error = refused(path, query(input_shape, layer, out="0,0"))
+    positions = math.prod(map(int, shape.split("×")[1:] or [shape]))
+    assert error["message"].endswith(f"the map {shape} has {positions:,} positions; cells are drawn for at most "
+                                     "16,384 (128×128). Fix: a smaller input")
+
+
+@pytest.mark.parametrize("path", ["/api/links", "/api/matrix", "/api/view"])
+def test_a_huge_kernel_on_a_small_map_is_refused_before_its_taps_are_listed(path):
+    layer = "Conv1d(1,1000000000,stride=1000000000,padding=499999996)"  # 1 output reading 10⁹ taps
+    message = ("Conv1d(? → 1, kernel_size=1000000000, stride=1000000000, padding=499999996): 1 output positions × "
+               "kernel 1,000,000,000 = 1,000,000,000 taps along one dim; cells are drawn for at most 1,048,576. Fix: a "
+               "smaller kernel or input")
+    if path == "/api/view":  # a view answers with shapes; a transposed conv's coverage says why it is missing
+        transposed = "ConvTranspose1d(1,1000000000,padding=499999999)"
+        coverage = ok(path, query("1x2", transposed))["layer"]["coverage"]
+        assert coverage["counts"] is None and coverage["reason"].endswith("taps along one dim; cells are drawn for "
+                                                                          "at most 1,048,576. Fix: a smaller kernel or input")
+        return
+    assert refused(path, query("1x8", layer, out="0,0"))["message"] == message
 
 
 # ----------------------------------------------------------------------------- /api/rf
