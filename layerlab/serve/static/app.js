@@ -435,14 +435,16 @@
       seen.get(link.weight).push(link);
     }
     for (const [weight, uses] of seen) {
+      // the entry of the weight tensor (weight_shape: torch's layout, layerlab's for local/tiled layers)
+      const index = links.weight_shape && links.weight_shape.length ? `weight[${unflat(weight, links.weight_shape)}]` : `weight ${weight}`;
       const chip = el("span", { class: "chip", "data-testid": "w-cell", "data-weight": weight,
-        style: `background:${cssColour(tieColour(weight))}` }, `w${weight}`);
+        style: `background:${cssColour(tieColour(weight))}` }, index.replace("weight", "w"));
       const where = uses.slice(0, MAX_TIP_LINKS).map((link) => `${side === "out" ? "in" : "out"} ${cellText(side === "out" ? link.in : link.out)}${link.tap ? ` tap (${link.tap})` : ""}`);
-      chip.title = `weight ${weight}: ${where.join("; ")}${uses.length > MAX_TIP_LINKS ? "; …" : ""}`;
+      chip.title = `${index} (id ${weight}): ${where.join("; ")}${uses.length > MAX_TIP_LINKS ? "; …" : ""}`;
       chips.append(chip);
     }
     box.replaceChildren(chips);
-    $("w-note").textContent = `${seen.size} of ${count(links.weights)}`;
+    $("w-note").textContent = `${seen.size} of ${count(links.weights)}${links.weight_shape && links.weight_shape.length ? ` (weight ${shapeText(links.weight_shape)})` : ""}`;
   }
   function showBand(side, pos) {
     // the hovered cell's row (output) or column (input) of the matrix: its C-major flat index
@@ -549,7 +551,8 @@
     const where = `row ${row} = output ${cellText(unflat(row, matrixData.output_shape))}\ncolumn ${col} = input ${cellText(unflat(col, matrixData.input_shape))}`;
     if (id === matrixData.zero) return `${where}\nstructural zero`;
     const summed = matrixData.sums.find((sum) => sum[0] === row && sum[1] === col);
-    return `${where}\n${summed ? `weights ${summed[2].join(" + ")} (summed)` : matrixData.weights ? `weight ${id}` : "a fixed coefficient (no weights)"}`;
+    const entry = (w) => (matrixData.weight_shape && matrixData.weight_shape.length ? `weight[${unflat(w, matrixData.weight_shape)}]` : `weight ${w}`);
+    return `${where}\n${summed ? `${summed[2].map(entry).join(" + ")} (summed)` : matrixData.weights ? entry(id) : "a fixed coefficient (no weights)"}`;
   }
   function binTip(row, col) {
     const bins = matrixData.bins;
