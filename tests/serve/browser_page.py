@@ -71,11 +71,16 @@ class Page:
                            '.map(c => c.dataset.pos)'))
 
     def hover(self, testid: str, pos: str) -> None:
-        """Move the real mouse onto the cell ``pos`` and wait until the page has lit its links."""
+        """Move the real mouse onto the cell ``pos`` and wait until the page has lit its links.
+
+        A cell out of view is scrolled to while the mouse rests on the (sticky) form, so that no
+        grid cell slides under the mouse on the way."""
         from selenium.webdriver.common.action_chains import ActionChains  # selenium: optional, see driver()
 
         cell = self.driver.find_element("css selector", f'[data-testid="{testid}"][data-pos="{pos}"]')
-        self.js("arguments[0].scrollIntoView({block: 'center'})", cell)
+        if not self.js("const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight", cell):
+            ActionChains(self.driver, duration=0).move_to_element(self.driver.find_element("id", "kind")).perform()
+            self.js("arguments[0].scrollIntoView({block: 'center'})", cell)
         ActionChains(self.driver, duration=0).move_to_element(cell).perform()
         self.wait_ready()
 
