@@ -593,8 +593,9 @@
       clearError();
       const doc = state.model ? answer.body : answer.body.stack;
       renderStack(doc);
+      $("rf-grids").hidden = state.model || !doc.layers.length;
       if (!state.model && doc.layers.length) await drawField(seq, doc);
-      else $("rf-note").textContent = state.model ? "the RF column of the table (per layer, in input pixels)" : "";
+      else $("rf-note").textContent = state.model ? "of the --model: the RF column of the table (per layer, in input pixels)" : "";
     } catch (err) {
       if (seq === state.seq) showError(`the page could not reach layerlab serve: ${err.message}`);
     } finally {
@@ -606,8 +607,9 @@
     if (document.activeElement !== $("stack-layers")) $("stack-layers").value = state.model ? "" : state.layers.join("\n");
     if (document.activeElement !== $("stack-input")) $("stack-input").value = state.model ? shapeText(doc.input_shape) : state.input;
     $("model-note").hidden = !state.model;
-    $("model-note").textContent = state.model ? `the --model ${doc.model}` : "";
-    const outShape = doc.output_shape || doc.layers[doc.layers.length - 1].output_shape.slice(1);
+    $("model-note").textContent = state.model ? `the table of the --model (${doc.model}); type layers here to explore a stack instead` : "";
+    // a stack's document has output_shape (per sample); a model's summary output_shapes (with the batch)
+    const outShape = doc.output_shape || doc.output_shapes[0].slice(1);
     setTestid("output-shape", shapeText(outShape));
     setTestid("params", count(doc.total.params));
     setTestid("macs", count(doc.total.macs));
