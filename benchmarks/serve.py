@@ -170,30 +170,34 @@ def measure(driver, base: str, rounds: int, server_pid: int) -> None:
     print()
     print("redraw = from a control's input event to the first frame painted after the page is ready; "
           "API = from the event to the end of the last API answer")
-    print("CPU = CPU time per change of all browser processes + the server (what a change costs on an idle machine, "
-          "whatever the load)")
+    print("CPU = CPU time per change of all browser processes + the server (of which the server), what a change "
+          "costs whatever the load")
     print(f"{'scenario':<52} {'changes':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'API p50':>8} {'API p95':>8} "
-          f"{'CPU ms':>7}")
-    everything, api_everything, cpu_everything = [], [], 0.0
+          f"{'CPU ms (server)':>16}")
+    everything, api_everything, cpu_everything, server_everything = [], [], 0.0, 0.0
     for name, query, changes in SCENARIOS:
         open_page(driver, base, query)
         times, api_times = [], []
-        cpu = cpu_ms(browser_pid) + cpu_ms(server_pid)
+        server = cpu_ms(server_pid)
+        cpu = cpu_ms(browser_pid) + server
         for _ in range(rounds):
             for control, value in changes:
                 total, api = driver.execute_async_script(TIME_CHANGE, control, value)
                 times.append(total)
                 api_times.append(api)
+        server = cpu_ms(server_pid) - server
         cpu = cpu_ms(browser_pid) + cpu_ms(server_pid) - cpu
         cpu_everything += cpu
+        server_everything += server
         everything += times
         api_everything += api_times
         print(f"{name:<52} {len(times):>7} {statistics.median(times):>7.1f} {percentile(times, 0.95):>7.1f} "
               f"{max(times):>7.1f} {statistics.median(api_times):>8.1f} {percentile(api_times, 0.95):>8.1f} "
-              f"{cpu / len(times):>7.1f}")
+              f"{cpu / len(times):>8.1f} ({server / len(times):>4.1f})")
     print(f"{'all changes':<52} {len(everything):>7} {statistics.median(everything):>7.1f} "
           f"{percentile(everything, 0.95):>7.1f} {max(everything):>7.1f} {statistics.median(api_everything):>8.1f} "
-          f"{percentile(api_everything, 0.95):>8.1f} {cpu_everything / len(everything):>7.1f}")
+          f"{percentile(api_everything, 0.95):>8.1f} {cpu_everything / len(everything):>8.1f} "
+          f"({server_everything / len(everything):>4.1f})")
 
 
 def hover(driver, cell) -> None:
