@@ -86,8 +86,13 @@ def test_the_receptive_field_of_a_chosen_unit_is_drawn_on_the_input(page):
         lit = {tuple(int(v) for v in pos.split(",")) for pos in
                page.js("return [...document.querySelectorAll('[data-testid=\"rf-in-cell\"].rf')].map(c => c.dataset.pos)")}
         assert lit == _support(torch_stack, (1, 20, 20), unit), unit
-    # another layer: the first conv's 3×3 field
+    # another layer: the first conv's 3×3 field; the URL keeps the choice
     page.click_row(1)
     page.click_cell("rf-out-cell", "4,5")
-    lit = page.js("return [...document.querySelectorAll('[data-testid=\"rf-in-cell\"].rf')].map(c => c.dataset.pos)")
-    assert sorted(lit) == [f"{i},{j}" for i in (4, 5, 6) for j in (5, 6, 7)]
+    window = [f"{i},{j}" for i in (4, 5, 6) for j in (5, 6, 7)]
+    lit = "return [...document.querySelectorAll('[data-testid=\"rf-in-cell\"].rf')].map(c => c.dataset.pos)"
+    assert sorted(page.js(lit)) == window
+    assert urllib.parse.unquote(page.driver.current_url).endswith("&index=1&out=4,5")
+    page.driver.get(page.driver.current_url)
+    page.wait_ready()
+    assert sorted(page.js(lit)) == window

@@ -108,6 +108,9 @@
       state.input = DEFAULT.input;
       state.layers = [...DEFAULT.layers];
     }
+    // the stack view's chosen layer and unit (the receptive field drawn)
+    state.rfIndex = Number(params.get("index")) || -1;
+    state.rfCell = params.get("out");
     const asked = params.get("view");
     state.view = asked === "stack" || !isSingleLayer() ? "stack" : "layer";
   }
@@ -118,6 +121,8 @@
       params.set("input", state.input);
       for (const layer of state.layers) params.append("layer", layer);
       if (state.view === "stack" && isSingleLayer()) params.set("view", "stack");
+      if (state.view === "stack" && state.rfIndex > 0) params.set("index", String(state.rfIndex));
+      if (state.view === "stack" && state.rfCell) params.set("out", state.rfCell);
     }
     const query = params.toString().replace(/%2C/g, ",").replace(/%28/g, "(").replace(/%29/g, ")").replace(/%3D/g, "=").replace(/%27/g, "'");
     history.replaceState(null, "", `${location.pathname}?${query}`);
@@ -661,6 +666,7 @@
     }
     const rf = answer.body;
     state.rfCell = rf.out;
+    writeUrl();
     const inGrid = spatialGrid($("rf-in"), inShape.slice(1), "rf-in-cell");
     const outGrid = spatialGrid($("rf-out"), spatialOut, "rf-out-cell");
     const inside = (pos) => pos.split(",").every((v, d) => rf.box[d][0] <= +v && +v <= rf.box[d][1]);
@@ -699,6 +705,8 @@
     drawLayer(true);
   }
   function onStackChange() {
+    state.rfIndex = -1;
+    state.rfCell = null;
     state.input = $("stack-input").value.trim();
     state.layers = $("stack-layers").value.split("\n").map((line) => line.trim()).filter(Boolean);
     writeUrl();
