@@ -7,9 +7,12 @@ code, grids, lit cells and matrix, so none of them can come from the page itself
 
 from __future__ import annotations
 
+import itertools
 import json
 import urllib.parse
 import urllib.request
+
+import pytest
 
 INPUT, LAYER = "2x9x9", "Conv2d(4, 3, stride=2, padding=1)"
 
@@ -105,3 +108,31 @@ def test_the_page_draws_made_up_answers_as_given(page, server_url):
         assert pixels == [255, 0, 255, 0, 255, 0]
     finally:
         page.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
+
+
+def _drawn(grid: dict) -> list[str]:
+    """The cells a grid answer says the page draws, in row-major order."""
+    shape = grid["shape"]
+    if len(shape) == 1:
+        return [str(i) for i in range(grid["cells_shown"])]
+    spatial = [range(n) for n in shape[1:]]
+    cells = []
+    for c in range(grid["channels_shown"]):
+        cells += [",".join(map(str, (c, *index))) for index in itertools.product(*spatial)]
+    return cells
+
+
+@pytest.mark.parametrize("changes", [
+    [("arg-kernel_size", "2"), ("in-w", "9"), ("arg-out", "5"), ("arg-stride", "2"), ("in-channels", "1"),
+     ("in-h", "64"), ("in-w", "64"), ("in-h", "7")],
+    [("kind", "Conv1d"), ("in-h", "30"), ("kind", "Dense"), ("in-features", "40"), ("kind", "MaxPool2d"),
+     ("in-w", "12")],
+])
+def test_the_grids_follow_every_change_as_the_api_says(page, server_url, changes):
+    page.open("3x6x6", ["Conv2d(4,3)"])
+    for control, value in changes:
+        page.set_control(control, value)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(page.driver.current_url).query)
+        grid = api(server_url, "view", input=query["input"][0], layer=query["layer"][0])["layer"]["grid"]
+        assert page.cells("in-cell") == _drawn(grid["input"]), (control, value)
+        assert page.cells("out-cell") == _drawn(grid["output"]), (control, value)

@@ -27,9 +27,10 @@
   const FAMILY = [["conv", "convolution"], ["tiled", "tiled convolution"], ["local", "locally connected"], ["dense", "dense"]];
   const DEFAULT = { input: "1x8x8", layers: ["Conv2d(1, 3)"] };
   const MAX_TIP_LINKS = 6;
+  const FIRST_VALUES = { "in-channels": "1", "in-h": "8", "in-w": "8", "in-features": "16", "arg-out": "4", "arg-kernel_size": "3" };
 
   const $ = (id) => document.getElementById(id);
-  const state = { view: "layer", input: "", layers: [], model: false, seq: 0, hoverSeq: 0, pending: 0, rfIndex: -1 };
+  const state = { view: "layer", input: "", layers: [], model: false, seq: 0, hoverSeq: 0, pending: 0, rfIndex: -1, rfCell: null };
   let current = null; // the API's answer for the layer on screen
   let matrixData = null; // the API's matrix on screen
 
@@ -159,6 +160,11 @@
     const shown = { channels: spec.dims > 0, spatial: spec.dims > 0, spatial2: spec.dims > 1, features: spec.dims === 0 };
     for (const label of document.querySelectorAll("#controls [data-for]")) label.hidden = !shown[label.dataset.for];
     $("out-label").querySelector("span").textContent = spec.out || "out channels";
+    // a field the new kind needs and nobody filled yet starts at a small example value
+    for (const [id, value] of Object.entries(FIRST_VALUES)) {
+      const field = $(id);
+      if (field.value === "" && !field.closest("label").hidden) field.value = value;
+    }
     $("in-h").previousSibling.textContent = spec.dims === 1 ? "length " : "height ";
   }
   function describedArguments(text) {
@@ -226,39 +232,53 @@
   function cellSize(cols) { return Math.max(5, Math.min(16, Math.floor(400 / cols) - 1)); }
   const gridCols = (grid) => (grid.shape.length === 1 ? Math.min(grid.cells_shown, 32) : grid.shape[grid.shape.length - 1]);
   function buildGrid(container, grid, testid, extraClass, size) {
+    // cells already there are kept and renamed (data-pos), only the missing ones are made: a new
+    // shape costs no new elements, so a redraw stays cheap
     const shape = grid.shape;
     const key = `${testid}:${shape.join("x")}:${grid.channels_shown}:${grid.cells_shown}:${grid.drawn}:${size}`;
     if (container.dataset.key === key) return; // same cells: keep them
     container.dataset.key = key;
+    container._cells = null; // the lookup is built at the first hover
+    for (const node of [...container.children]) if (!node.classList.contains("channel")) node.remove();
     if (!grid.drawn) {
-      container.innerHTML = `<div class="more">${shapeText(shape)}: too many positions to draw as cells</div>`;
-      container._cells = null;
+      container.replaceChildren(el("div", { class: "more" }, `${shapeText(shape)}: too many positions to draw as cells`));
       return;
     }
-    const parts = [];
-    if (shape.length === 1) {
-      const cols = Math.min(grid.cells_shown, 32);
-      let html = "";
-      for (let i = 0; i < grid.cells_shown; i += 1) html += `<i data-testid="${testid}" data-pos="${i}"></i>`;
-      parts.push(`<div class="grid ${extraClass}" style="${gridBox(cols, Math.ceil(grid.cells_shown / cols), size)}">${html}</div>`);
-      if (grid.cells_shown < shape[0]) parts.push(`<div class="more">features ${grid.cells_shown}…${shape[0] - 1} not drawn</div>`);
-    } else {
-      const rows = shape.length === 3 ? shape[1] : 1;
-      const cols = shape[shape.length - 1];
-      for (let c = 0; c < grid.channels_shown; c += 1) {
-        let html = "";
-        for (let i = 0; i < rows; i += 1) {
-          for (let j = 0; j < cols; j += 1) {
-            const pos = shape.length === 3 ? `${c},${i},${j}` : `${c},${j}`;
-            html += `<i data-testid="${testid}" data-pos="${pos}"></i>`;
-          }
-        }
-        parts.push(`<div class="channel"><span>channel ${c}</span><div class="grid ${extraClass}" style="${gridBox(cols, rows, size)}">${html}</div></div>`);
+    const flat = shape.length === 1;
+    const channels = flat ? 1 : grid.channels_shown;
+    const cols = flat ? Math.min(grid.cells_shown, 32) : shape[shape.length - 1];
+    const rows = flat ? Math.ceil(grid.cells_shown / cols) : shape.length === 3 ? shape[1] : 1;
+    const count = flat ? grid.cells_shown : rows * cols;
+    const panels = [...container.children];
+    for (const extra of panels.slice(channels)) extra.remove();
+    for (let c = 0; c < channels; c += 1) {
+      let panel = panels[c];
+      if (!panel) {
+        panel = el("div", { class: "channel" });
+        panel.innerHTML = "<span></span><div></div>";
+        container.append(panel);
       }
-      if (grid.channels_shown < shape[0]) parts.push(`<div class="more">channels ${grid.channels_shown}…${shape[0] - 1} not drawn</div>`);
+      panel.firstChild.textContent = flat ? "" : `channel ${c}`;
+      const box = panel.lastChild;
+      box.className = `grid ${extraClass}`;
+      box.setAttribute("style", gridBox(cols, rows, size));
+      const have = box.childElementCount;
+      if (have < count) box.insertAdjacentHTML("beforeend", `<i data-testid="${testid}"></i>`.repeat(count - have));
+      for (let k = have; k > count; k -= 1) box.lastElementChild.remove();
+      const layout = `${shape.length}:${c}:${rows}:${cols}`;
+      if (box.dataset.layout !== layout || have < count) {
+        box.dataset.layout = layout;
+        const cells = box.children;
+        for (let k = 0; k < count; k += 1) {
+          cells[k].dataset.pos = flat ? String(k) : shape.length === 3 ? `${c},${Math.floor(k / cols)},${k % cols}` : `${c},${k}`;
+        }
+      }
     }
-    container.innerHTML = parts.join("");
-    container._cells = null; // built at the first hover
+    const hidden = flat ? shape[0] - grid.cells_shown : shape[0] - channels;
+    if (hidden > 0) {
+      container.append(el("div", { class: "more" }, flat ? `features ${grid.cells_shown}…${shape[0] - 1} not drawn`
+        : `channels ${channels}…${shape[0] - 1} not drawn`));
+    }
   }
   function cellsOf(container) {
     if (!container._cells) {
