@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pathlib
+import subprocess
 import urllib.parse
 
 from layerlab.cli.main import main
@@ -112,6 +113,16 @@ class Page:
         path = SCREENSHOTS / f"{name}.png"
         self.driver.save_screenshot(str(path))
         return path
+
+
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a ``layerlab serve`` subprocess: SIGTERM, then SIGKILL if it has not exited in ``timeout`` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def shape_json(input_shape: str, layers: list[str]) -> dict:

@@ -24,7 +24,7 @@ import threading
 
 import pytest
 
-from browser_page import Page
+from browser_page import Page, stop
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Debian's chromium + chromium-driver; elsewhere name them with LAYERLAB_CHROMIUM / LAYERLAB_CHROMEDRIVER
@@ -90,12 +90,7 @@ def server_url(tmp_path_factory):
         process.wait()
         pytest.fail(f"layerlab serve printed {line!r} instead of its address; stderr: {log.read_text()}")
     yield line.split(": ", 1)[1].strip()
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop(process)
 
 
 @pytest.fixture(scope="session")

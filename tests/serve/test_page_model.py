@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from browser_page import ROOT, Page
+from browser_page import ROOT, Page, stop
 
 from layerlab.cli.main import main
 
@@ -36,8 +36,7 @@ def model_server(tmp_path_factory, driver):
     line = process.stdout.readline()
     assert line.startswith("layerlab serve: http://"), line
     yield f"{path}:build", line.split(": ", 1)[1].strip()
-    process.terminate()
-    process.wait(timeout=10)
+    stop(process)
 
 
 def test_the_page_opens_on_the_models_table(driver, model_server):
