@@ -123,7 +123,7 @@ def _pos(cell: tuple[int, ...]) -> str:
     return ",".join(map(str, cell))
 
 
-def _selected(params, specs, reports) -> int:
+def _selected(params, specs) -> int:
     """The 0-based layer a one-layer endpoint works on: ``index=N`` (1-based), or the only layer."""
     if not specs:
         raise _Refused("the query has no layer= parameter. Expected e.g. layer=Conv2d(8,3)", "layer")
@@ -343,7 +343,7 @@ def links(params: dict[str, list[str]]) -> dict:
     """``/api/links``: with ``out=c,i,j`` the input cells that output cell reads (padding cells left
     out) and the weight of each tap; with ``in=c,i,j`` every output cell that input cell feeds."""
     shape, layers, specs, reports = _analysed(params)
-    index = _selected(params, specs, reports)
+    index = _selected(params, specs)
     net = _connectivity(specs[index], reports[index])
     has_out, has_in = "out" in params, "in" in params
     if has_out == has_in:
@@ -378,7 +378,7 @@ def matrix(params: dict[str, list[str]]) -> dict:
     :data:`EXACT_ENTRIES` entries, else aggregated into at most :data:`MAX_BINS` × :data:`MAX_BINS`
     bins (``counts`` of structural non-zeros, ``fraction`` of the bin's entries)."""
     shape, layers, specs, reports = _analysed(params)
-    index = _selected(params, specs, reports)
+    index = _selected(params, specs)
     net = _connectivity(specs[index], reports[index])
     rows, cols = prod(net.output_shape), prod(net.input_shape)
     total = _connections(net)
