@@ -55,6 +55,7 @@ MAX_QUERY_BYTES = 4096  # a query string longer than this is refused before it i
 MAX_LAYERS = 64  # layers in one stack
 MAX_POSITIONS = 16384  # spatial positions of one map (128×128) drawn as cells; larger maps show no grid
 CHANNELS_SHOWN = 4  # channels of a map the page draws
+MAX_CELLS_SHOWN = 4096  # cells of one map the page draws (one channel of 64×64): keeps a redraw fast
 MAX_FEATURES_SHOWN = 1024  # cells of a flat (features) map the page draws
 EXACT_ENTRIES = 65536  # matrices with at most this many entries are sent entry by entry
 MAX_BINS = 128  # bins per side of an aggregated matrix
@@ -306,14 +307,15 @@ def _code(spec, report) -> dict | None:
 
 def _grid(shape: tuple[int, ...]) -> dict:
     """What the page draws of a map: at most :data:`CHANNELS_SHOWN` channels of at most
-    :data:`MAX_POSITIONS` positions, or the first :data:`MAX_FEATURES_SHOWN` flat features."""
+    :data:`MAX_POSITIONS` positions (and no more channels than fit in :data:`MAX_CELLS_SHOWN`
+    cells, but at least one), or the first :data:`MAX_FEATURES_SHOWN` flat features."""
     if len(shape) == 1:
         shown = min(shape[0], MAX_FEATURES_SHOWN)
         return {"shape": list(shape), "positions": "i", "channels_shown": None, "cells_shown": shown,
                 "drawn": True}
     positions = prod(shape[1:])
     drawn = positions <= MAX_POSITIONS
-    channels = min(shape[0], CHANNELS_SHOWN) if drawn else 0
+    channels = min(shape[0], CHANNELS_SHOWN, max(1, MAX_CELLS_SHOWN // positions)) if drawn else 0
     layout = {2: "c,i", 3: "c,i,j", 4: "c,d,i,j"}[len(shape)]
     return {"shape": list(shape), "positions": layout, "channels_shown": channels, "cells_shown": channels * positions,
             "drawn": drawn}

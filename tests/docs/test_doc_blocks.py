@@ -49,10 +49,12 @@ SHORT_LEAD = re.compile(r"^(Output:|prints:?)?$")
 
 # the reasons of the blocks marked <!-- not-run: REASON -->, page by page, in page order
 NOT_RUN = {
-    "README.md": ["`make` builds a virtual environment and trains 8 models", "trains 8 models, about 1 min"],
+    "README.md": ["`make` builds a virtual environment and trains 8 models", "trains 8 models, about 1 min",
+                  "starts a server that runs until Ctrl-C"],
     "docs/ARCHITECTURE.md": ["signatures"] * 4,
     "docs/arithmetic.md": ["formula"],
-    "docs/benchmarks.md": ["benchmark output, minutes", "benchmark output, 78 s"],
+    "docs/benchmarks.md": ["benchmark output, minutes", "benchmark output, 78 s",
+                           "benchmark output, 1 min, needs headless Chromium"],
     "docs/cli.md": ["usage synopsis"] * 2,
     "docs/compare.md": ["trains 8 models, about 1 min", "trains 24 models, about 2 min", "usage synopsis",
                         "schema example with values of the default run"],
@@ -231,11 +233,23 @@ def run_console(block: Block, shown_after: Block | None) -> None:
             assert same_output(shown, printed), f"{block.where}: `{shlex.join(argv)}` printed\n{printed}"
 
 
+# screenshots of the `layerlab serve` page: a browser's pixels depend on its fonts and version, so
+# the page names the command that makes them (it needs headless Chromium) instead of running it
+SCREENSHOTS = {"docs/img/serve": "python benchmarks/serve.py --readme docs/img/serve"}
+
+
 def check_pictures(page: pathlib.Path) -> None:
-    """Each picture the page shows was just drawn, in the working directory, with the committed pixels."""
-    for link in IMAGE.findall(page.read_text(encoding="utf-8")):
+    """Each picture the page shows was just drawn, in the working directory, with the committed pixels
+    (a screenshot of the browser page: the page names the command that makes it)."""
+    text = page.read_text(encoding="utf-8")
+    for link in IMAGE.findall(text):
         committed = (page.parent / link).resolve()
         drawn = pathlib.Path(committed.relative_to(ROOT))
+        command = SCREENSHOTS.get(drawn.parent.as_posix())
+        if command is not None:
+            assert f"`{command}`" in text, f"{page.name}: {drawn} is a screenshot; the page must name `{command}`"
+            assert f'"{drawn.stem}"' in (ROOT / "benchmarks" / "serve.py").read_text(), f"{drawn}: not made by {command}"
+            continue
         assert drawn.is_file(), f"{page.name}: no command on the page draws {drawn}"
         assert np.array_equal(imread(drawn), imread(committed)), f"{page.name}: {drawn} differs from the picture shown"
 
