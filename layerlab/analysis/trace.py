@@ -105,6 +105,9 @@ class Op:
             ``"scaled_dot_product_attention"``, ``"interpolate"``, ``"linear"``, ``"add"``,
             ``"multi_head_attention_forward"``, ``"lstm"``; ``"mm.default"`` for an op called as
             ``torch.ops.aten.mm.default``); ``None`` when no torch function was running.
+        function_call: which call of a torch-level function ran the op: ops with the same number
+            came from one call (one ``F.interpolate``, one ``torch.matmul``); numbered from 0 in
+            call order, ``None`` with ``function``.
     """
 
     index: int
@@ -116,6 +119,7 @@ class Op:
     outputs: list[torch.Tensor]
     call: int | None
     function: str | None
+    function_call: int | None = None
 
     @property
     def packet(self) -> str:
@@ -192,13 +196,16 @@ class _FunctionRecorder(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.current: str | None = None
+        self.number: int | None = None  # of the current call
+        self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.current = _function_name(func)
+        self.current, self.number = _function_name(func), self.calls
+        self.calls += 1
         try:
             return func(*args, **(kwargs or {}))
         finally:
-            self.current = None
+            self.current = self.number = None
 
 
 class _OpRecorder(TorchDispatchMode):
@@ -221,7 +228,9 @@ class _OpRecorder(TorchDispatchMode):
         marked_args, marked_kwargs = tree_map(mark, (tuple(args), dict(kwargs)))
         out = func(*args, **kwargs)
         call = self.stack[-1] if self.stack else None
-        self.ops.append(Op(len(self.ops), str(func), func, marked_args, marked_kwargs, inputs, tensors_in(out), call, self.functions.current))
+        functions = self.functions
+        self.ops.append(Op(len(self.ops), str(func), func, marked_args, marked_kwargs, inputs, tensors_in(out), call,
+                           functions.current, functions.number))
         return out
 
 

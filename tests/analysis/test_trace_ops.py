@@ -36,6 +36,10 @@ def test_ops_have_their_innermost_module_and_function():
     assert function["aten.cat"] == "cat"
     assert function["aten.upsample_nearest2d"] == "interpolate"
     assert function["aten.bmm"] == "matmul"  # a @ b
+    flattens = {op.function_call for op in trace.ops if op.function == "flatten"}
+    assert len(flattens) == 2  # two calls of flatten, each with its own number
+    matmul = [op for op in trace.ops if op.function == "matmul"]
+    assert len(matmul) > 1 and len({op.function_call for op in matmul}) == 1
 
 
 def test_op_arguments_and_tensor_identities():
