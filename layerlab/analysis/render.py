@@ -74,10 +74,12 @@ def render(summary: Summary) -> Group:
     table.add_column("RF", justify="right")
     for row in summary.layers:
         indent = "  " * max(row.depth - 1, 0)
-        label = Text(f"{indent}{row.name} ({row.type})")
+        calls = f" ×{row.calls}" if row.op is not None and row.calls > 1 else ""
+        label = Text(f"{indent}{row.name} ({row.type}{calls})")
         if row.unknown:
             label.append(" unknown", style="bold red")
-        table.add_row(label, _shape(row.input_shape), _shape(row.output_shape), _count(row.params), _count(row.macs), format_rf(row.receptive_field))
+        macs = f"≥{row.macs:,}" if row.unknown and row.macs is not None else _count(row.macs)  # a lower bound
+        table.add_row(label, _shape(row.input_shape), _shape(row.output_shape), _count(row.params), macs, format_rf(row.receptive_field))
     parts: list[Any] = [table]
     rf_note = fractional_rf_note(row.receptive_field for row in summary.layers)
     if rf_note:
@@ -96,7 +98,7 @@ def footer_lines(summary: Summary) -> list[str]:
     """The Keras-like footer: params, buffers, MACs, FLOPs, memory and the conventions."""
     t = summary.total
     m = t.memory
-    lower = " (lower bound: unknown modules not counted)" if not summary.complete else ""
+    lower = " (lower bound: unknown work not counted)" if not summary.complete else ""
     return [
         f"Total params: {t.params:,} ({format_bytes(m['params'], 2)})",
         f"Trainable params: {t.trainable_params:,}  ·  Non-trainable params: {t.non_trainable_params:,}  ·  "

@@ -3,20 +3,23 @@
 How it works:
 
 1. The model runs once on ``torch.device("meta")`` tensors (:mod:`layerlab.analysis.trace`), so
-   no memory is used whatever its size; forward hooks record every module call.
+   no memory is used whatever its size; forward hooks record every module call and a dispatch
+   mode every aten op, with the innermost module running it.
 2. The **rows** are the calls of the modules layerlab can describe (:func:`spec_of`: layerlab
-   layers and plain ``torch.nn`` layers; their children are not listed) and of the other leaf
-   modules (listed as **unknown**, with a warning, and the totals flagged incomplete). Containers
+   layers and plain ``torch.nn`` layers; their children are not listed), of the other leaf
+   modules and of modules none of whose children ran (``nn.MultiheadAttention``). Containers
    (``Sequential``, ``ModuleList``, custom modules) are walked; a container that owns parameters
-   itself gets an unknown row for them. Modules never called in ``forward`` get a row with their
-   parameters and a warning.
-3. Each known row's MACs, other ops and formulas come from ``spec.analyse(per-sample input)``;
-   shapes come from the trace; parameters and buffers are counted on the real module, each
-   tensor once (shared/tied parameters are not double counted), so ``total.params`` equals
+   itself gets a row for them, and the functional ops of its own ``forward`` that multiply and
+   accumulate, resample or have no formula get rows under it, one per torch function
+   (``matmul``, ``einsum``, ``scaled_dot_product_attention``, ``interpolate``), with their call
+   count. Modules never called in ``forward`` get a row with their parameters and a warning.
+   Rows are in execution order.
+3. A row with a spec takes MACs, other ops and formulas from ``spec.analyse(per-sample input)``;
+   every other row sums the MACs of the ops that ran in it (:mod:`layerlab.analysis.ops`, each op
+   counted once); an op without a formula flags the row unknown and the totals incomplete.
+   Shapes come from the trace; parameters and buffers are counted on the real module, each tensor
+   once (shared/tied parameters are not double counted), so ``total.params`` equals
    ``sum(p.numel() for p in model.parameters())``.
-
-Functional ops inside a custom ``forward`` (``torch.flatten``, ``F.relu``, ``x + y``) have no module:
-their shapes flow to the next module but they get no row and their work is not counted.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import torch
 from torch import nn
 
 from layerlab.analysis.modules import spec_of
+from layerlab.analysis.ops import OpCount, count_op
 from layerlab.analysis.schema import SCHEMA, LayerRow, Summary, Totals, check_batch_size, field_entry, memory, totals
-from layerlab.analysis.trace import Call, trace_model
+from layerlab.analysis.trace import Call, Op, Trace, trace_model
 from layerlab.arith import GLOBAL, parse_shape, receptive_field
 from layerlab.errors import ArgumentError, LayerlabError
 
@@ -105,29 +109,94 @@ class _Fields:
         return field_, notes
 
 
-def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow]:
-    """One row per accountable call; params counted once; unknown modules flagged."""
+class _OpWork:
+    """The traced ops, each counted once (:func:`layerlab.analysis.ops.count_op`), by module call."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.own: dict[int | None, list[Op]] = {}
+        for op in trace.ops:
+            self.own.setdefault(op.call, []).append(op)
+        self.counts: dict[int, OpCount] = {}
+
+    def count(self, op: Op) -> OpCount:
+        if op.index not in self.counts:
+            self.counts[op.index] = count_op(op)
+        return self.counts[op.index]
+
+    def under(self, call: Call) -> list[Op]:
+        """The ops of ``call``'s forward and of every call inside it."""
+        inside = [c.index for c in self.trace.calls if c.index == call.index or call.index in c.parents]
+        return [op for index in inside for op in self.own.get(index, [])]
+
+    def add_to(self, row: LayerRow, ops: list[Op]) -> None:
+        """Add the MACs, other ops and unknown ops of ``ops`` to ``row`` (an unknown op flags it)."""
+        for op in ops:
+            work = self.count(op)
+            if work.kind == "unknown":
+                row.unknown_ops[op.name] = row.unknown_ops.get(op.name, 0) + 1
+                continue
+            row.macs = (row.macs or 0) + work.macs
+            for key, value in work.other_ops.items():
+                row.other_ops[key] = row.other_ops.get(key, 0) + value
+        if row.unknown_ops:
+            row.unknown = True
+            listed = ", ".join(f"{name} ×{count}" for name, count in row.unknown_ops.items())
+            row.warnings.append(f"no MAC formula for {listed}: their work is not counted (MACs are a lower bound)")
+
+    def op_rows(self, call: Call) -> list[tuple[int, LayerRow]]:
+        """Rows for the functional ops of ``call``'s own forward: one per torch function that
+        multiplies and accumulates, resamples or has no formula, with its call count; each with
+        the index of its first op."""
+        groups: dict[str, list[Op]] = {}
+        for op in self.own.get(call.index, []):
+            groups.setdefault(op.function or op.packet, []).append(op)
+        rows = []
+        label = call.name or type(call.module).__name__
+        for function, ops in groups.items():
+            if all(self.count(op).kind == "free" for op in ops):
+                continue
+            first = [op for op in ops if op.function_call == ops[0].function_call]
+            inputs = [t for op in first for t in op.inputs]
+            row = LayerRow(label, function, _depth(call.name) + 1, _first_shape(inputs), _first_shape(first[-1].outputs), macs=0,
+                           op=function, calls=len({op.function_call for op in ops}) if ops[0].function_call is not None else len(ops))
+            self.add_to(row, ops)
+            rows.append((ops[0].index, row))
+        return rows
+
+
+def _readers(trace: Trace) -> dict[int, Call]:
+    """id(parameter meta tensor) -> the module call whose own ops read it first."""
+    readers: dict[int, Call] = {}
+    for op in trace.ops:
+        if op.call is not None:
+            for tensor in op.inputs:
+                readers.setdefault(id(tensor), trace.calls[op.call])
+    return readers
+
+
+def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow]:
+    """One row per accountable call and per functional op group, in execution order; params
+    counted once; unknown work flagged."""
     counter = _Counter()
-    rows: list[LayerRow] = []
+    timeline: list[tuple[tuple[int, int], LayerRow]] = []  # (first op, 0 for a call / 1 for ops), row
     units: set[int] = set()  # indices of calls that are rows; their descendants are not
     fields = _Fields(trace.input, input_shape)
+    work = _OpWork(trace)
+    ran_children = {call.parents[-1] for call in trace.calls if call.parents}
     for call in trace.calls:
         if any(parent in units for parent in call.parents):
             continue
         module = call.module
         spec = spec_of(module)
-        children = any(True for _ in module.children())
-        own = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
         label = call.name or type(module).__name__
-        if spec is None and children:
-            if own:  # a container with its own parameters: their work is unknown
-                row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs), macs=None, unknown=True)
+        if spec is None and call.index in ran_children:  # a container: its children have rows
+            own = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
+            if own:  # its own parameters get a row; the work of its own forward is in the op rows
+                row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs))
                 counter.take(row, module, recurse=False)
-                row.warnings.append(
-                    f"{type(module).__name__} owns parameters used in its own forward; layerlab counts them "
-                    "but not their work"
-                )
-                rows.append(row)
+                timeline.append(((call.first_op, 0), row))
+            timeline.extend(((first, 1), row) for first, row in work.op_rows(call))
             continue
         units.add(call.index)
         row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs))
@@ -138,24 +207,17 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
         x = call.inputs[0] if call.inputs else None
         out = call.outputs[0] if call.outputs else None
         report = None
-        if spec is None:
-            row.macs = None
-            row.unknown = True
-            row.warnings.append(
-                f"unknown module {type(module).__name__}: layerlab has no arithmetic for it (no layer_spec()); "
-                "its parameters are counted, its MACs are not"
-            )
+        if spec is None:  # a leaf (or a module whose children did not run) without a spec: its ops
+            work.add_to(row, work.under(call))
         elif x is None or x.dim() < 2:
-            row.macs = None
-            row.unknown = True
-            row.warnings.append("called without a batched tensor input: not analysed")
+            row.warnings.append("called without a batched tensor input: MACs counted from the ops it ran")
+            work.add_to(row, work.under(call))
         else:
             try:
                 report = spec.analyse(tuple(x.shape[1:]))
             except LayerlabError as err:
-                row.macs = None
-                row.unknown = True
-                row.warnings.append(f"arith cannot analyse it on input {tuple(x.shape)}: {err}")
+                row.warnings.append(f"arith cannot analyse it on input {tuple(x.shape)}: {err}; MACs counted from the ops it ran")
+                work.add_to(row, work.under(call))
             else:
                 row.add_report(report, batch_size)
                 traced = _first_shape(call.outputs)
@@ -165,14 +227,25 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
                     )
         row.receptive_field, notes = fields.step(x, report, out)
         row.warnings.extend(note for note in notes if note not in row.warnings)
-        rows.append(row)
-    # parameters of modules never called (or called through their weights only, like attention's out_proj)
+        timeline.append(((call.first_op, 0), row))
+    rows = [row for _, row in sorted(timeline, key=lambda item: item[0])]
+    # parameters of modules never called (or whose weights another module's forward reads)
+    readers = _readers(trace)
     for name, module in trace.model.named_modules():
         row = LayerRow(name or type(module).__name__, type(module).__name__, _depth(name), None, None)
         counter.take(row, module, recurse=False)
-        if row.params or row.buffers:
+        if not (row.params or row.buffers):
+            continue
+        prefix = f"{name}." if name else ""
+        reader = next((readers[id(t)] for key, t in trace.parameters.items()
+                       if key.startswith(prefix) and "." not in key[len(prefix):] and id(t) in readers), None)
+        if reader is None:
             row.warnings.append("never called in forward: its parameters are counted, no shapes or work")
-            rows.append(row)
+        else:
+            who = reader.name or type(reader.module).__name__
+            row.warnings.append(f"not called as a module: its parameters are read by the forward of {who!r} "
+                                f"({type(reader.module).__name__}), whose row counts their work")
+        rows.append(row)
     return rows
 
 
@@ -304,5 +377,7 @@ def _fold(rows: list[LayerRow], calls: list[Call], types: dict[str, str], depth:
             head.other_ops[k] = head.other_ops.get(k, 0) + v
         head.receptive_field = row.receptive_field
         head.unknown = head.unknown or row.unknown
+        for k, v in row.unknown_ops.items():
+            head.unknown_ops[k] = head.unknown_ops.get(k, 0) + v
         head.warnings.extend(f"{row.name}: {w}" for w in row.warnings)
     return folded

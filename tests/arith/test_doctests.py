@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["cells", "counts", "elementwise", "receptive", "shape", "sizes", "solve", "specs", "stack"]
+MODULES = ["cells", "contraction", "counts", "elementwise", "receptive", "shape", "sizes", "solve", "specs", "stack"]
 
 
 @pytest.mark.parametrize("name", MODULES)
