@@ -197,7 +197,8 @@ def summary(
         dtype (torch.dtype): dtype of the input, used for the input/activation memory
             (default: torch.float32).
         depth (int, optional): fold rows deeper than ``depth`` into their ancestor at that depth
-            (``depth=1``: one row per top-level child); ``None`` lists every layer (default: None).
+            (``depth=1``: one row per top-level child; ``depth=0``: one row, the model); ``None``
+            lists every layer (default: None).
 
     Returns:
         :class:`Summary` with ``layers``, ``total``, ``unknown``, ``complete``, ``to_dict()``,
@@ -220,8 +221,9 @@ def summary(
     check_batch_size("summary", batch_size)
     if not isinstance(dtype, torch.dtype):
         raise ArgumentError(f"summary: dtype must be a torch.dtype such as torch.float32. Received: dtype={dtype!r}")
-    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
-        raise ArgumentError(f"summary: depth must be a positive integer or None (all layers). Received: depth={depth!r}")
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise ArgumentError(f"summary: depth must be a non-negative integer (0: one row for the whole model) or None "
+                            f"(all layers). Received: depth={depth!r}")
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"summary: model must be a torch.nn.Module, got {type(model).__name__}")
     trace = trace_model(model, shape, batch_size=batch_size, dtype=dtype)
@@ -288,10 +290,10 @@ def _fold(rows: list[LayerRow], calls: list[Call], types: dict[str, str], depth:
             continue
         key = ".".join(row.name.split(".")[:depth])
         head = folded[-1] if folded else None
-        if head is None or id(head) not in heads or head.name != key:
+        if head is None or id(head) not in heads or head.name != (key or types[key]):
             # a container that is never called itself (ModuleList) takes its children's shapes
             inp, out = shapes.get(key, (row.input_shape, None))
-            head = LayerRow(key, types[key], depth, inp, out)
+            head = LayerRow(key or types[key], types[key], depth, inp, out)
             heads.add(id(head))
             folded.append(head)
         if key not in shapes:
