@@ -21,18 +21,23 @@ their shapes flow to the next module but they get no row and their work is not c
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
 
+from layerlab.analysis.memory import measure_memory
 from layerlab.analysis.modules import spec_of
 from layerlab.analysis.schema import SCHEMA, LayerRow, Summary, Totals, check_batch_size, field_entry, memory, totals
 from layerlab.analysis.trace import Call, trace_model
 from layerlab.arith import GLOBAL, parse_shape, receptive_field
 from layerlab.errors import ArgumentError, LayerlabError
+from layerlab.limits import check_size
 
 __all__ = ["summary", "Summary", "LayerRow", "Totals", "SCHEMA"]
+
+MEMORY_MODES = ("estimate", "measure")
 
 # --- building the rows --------------------------------------------------------------------------
 
@@ -183,6 +188,7 @@ def summary(
     batch_size: int = 1,
     dtype: torch.dtype = torch.float32,
     depth: int | None = None,
+    memory: str = "estimate",
 ) -> Summary:
     """Per-layer shapes, parameters, MACs and receptive fields of ``model`` on one input shape.
 
@@ -199,14 +205,19 @@ def summary(
         depth (int, optional): fold rows deeper than ``depth`` into their ancestor at that depth
             (``depth=1``: one row per top-level child; ``depth=0``: one row, the model); ``None``
             lists every layer (default: None).
+        memory (str): ``"estimate"``: memory from the rows' shapes only; ``"measure"``: also run one
+            real forward+backward (:func:`layerlab.analysis.memory.measure_memory`, the model needs
+            real parameters) and add ``memory_measured`` (default: "estimate").
 
     Returns:
         :class:`Summary` with ``layers``, ``total``, ``unknown``, ``complete``, ``to_dict()``,
         ``to_json()``, ``str()`` (table) and rich rendering.
 
     Raises:
-        ArgumentError: bad ``input_shape``, ``batch_size``, ``dtype`` or ``depth``.
+        ArgumentError: bad ``input_shape``, ``batch_size``, ``dtype``, ``depth`` or ``memory``.
         ShapeError: the model does not accept the input; names the module that failed.
+        SizeLimitError: ``memory="measure"`` would need more than ``$LAYERLAB_MAX_BYTES`` of
+            activations (estimated first; nothing is allocated).
 
     Shape:
         input ``(batch_size, *input_shape)``.
@@ -224,6 +235,8 @@ def summary(
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
         raise ArgumentError(f"summary: depth must be a non-negative integer (0: one row for the whole model) or None "
                             f"(all layers). Received: depth={depth!r}")
+    if memory not in MEMORY_MODES:
+        raise ArgumentError(f"summary: memory must be one of {', '.join(map(repr, MEMORY_MODES))}. Received: memory={memory!r}")
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"summary: model must be a torch.nn.Module, got {type(model).__name__}")
     trace = trace_model(model, shape, batch_size=batch_size, dtype=dtype)
@@ -232,6 +245,15 @@ def summary(
     if trace.model is not model:
         warnings.append("lazy modules were traced on a meta copy: the model's own lazy modules stay uninitialised")
     total = _totals(trace, rows, dtype)
+    measured = None
+    if memory == "measure":
+        item = torch.empty((), dtype=dtype, device="meta").element_size()
+        check_size(f"summary(memory='measure') of {type(model).__name__} on input {(batch_size, *shape)}",
+                   total.memory["activations_training"] // item, item,
+                   hint="Measure at a smaller batch_size, or use memory='estimate'")
+        # a lazy model is measured on a copy, so that the user's lazy modules stay uninitialised
+        measured = measure_memory(copy.deepcopy(model) if trace.model is not model else model, shape,
+                                  batch_size=batch_size, dtype=dtype)
     if depth is not None:
         types = {name: type(module).__name__ for name, module in trace.model.named_modules()}
         rows = _fold(rows, trace.calls, types, depth)
@@ -246,6 +268,7 @@ def summary(
         unknown=unknown,
         warnings=warnings,
         output_shapes=[tuple(t.shape) for t in trace.output],
+        memory_measured=measured,
     )
 
 

@@ -374,7 +374,9 @@ def test_multi_input_model_error():
         ({"input_shape": (3, 0)}, r"summary: input_shape must be a non-empty tuple of positive ints.*Received: input_shape=\(3, 0\)"),
         ({"input_shape": "3xx3"}, r"shape '3xx3': size 2 is empty"),
         ({"input_shape": (3,), "batch_size": 0}, r"summary: batch_size must be a positive integer. Received: batch_size=0"),
-        ({"input_shape": (3,), "depth": 0}, r"summary: depth must be a positive integer or None \(all layers\). Received: depth=0"),
+        ({"input_shape": (3,), "depth": -1}, r"summary: depth must be a non-negative integer \(0: one row for the whole "
+                                             r"model\) or None \(all layers\). Received: depth=-1"),
+        ({"input_shape": (3,), "memory": "exact"}, r"summary: memory must be one of 'estimate', 'measure'. Received: memory='exact'"),
         ({"input_shape": (3,), "dtype": "float32"}, r"summary: dtype must be a torch.dtype such as torch.float32. Received: dtype='float32'"),
     ],
 )
