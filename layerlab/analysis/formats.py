@@ -268,12 +268,11 @@ def footer_lines(summary: Summary) -> list[str]:
     ]
     measured = summary.memory_measured
     if measured is not None:
-        estimate = m["activations_training"]
-        saved = measured["saved_for_backward"]
-        ratio = f" ({(estimate - saved) / saved:+.1%} estimate vs measured)" if saved else ""
+        estimate, saved = m["activations_saved"], measured["saved_for_backward"]
+        ratio = f" ({(estimate - saved) / saved:+.1%})" if saved else ""
         peak = "" if measured["peak"] is None else f" · allocator peak {format_bytes(measured['peak'], 2)}"
         lines.append(f"Memory measured (one forward+backward on {measured['device']}): saved for backward "
-                     f"{format_bytes(saved, 2)}{ratio}{peak}")
+                     f"{format_bytes(saved, 2)}, estimated {format_bytes(estimate, 2)}{ratio}{peak}")
     lines += [MACS_CONVENTION, f"Memory: {MEMORY_CONVENTION}; total = training activations + params + buffers"]
     if measured is not None:
         lines.append(f"Measured: {MEASURED_CONVENTION}")
