@@ -1,11 +1,35 @@
-"""Run a model once on ``torch.device("meta")`` tensors and record every module call.
+"""Run a model once on ``torch.device("meta")`` tensors and record every module call and every op.
 
 Meta tensors carry shapes and dtypes but no data, so tracing allocates nothing, whatever the size
 of the model. Parameters and buffers are swapped for meta tensors with
 ``torch.func.functional_call`` (the model is not copied or changed); a model with lazy modules
 (``LazyLinear`` ...) is traced on a copy whose parameters are meta, so the user's lazy modules stay
-uninitialised. Functional ops inside a custom ``forward`` (``torch.flatten``, ``F.relu``) have no
-module and no hook: their shapes still flow to the next module, but they get no row.
+uninitialised.
+
+Two records come out of the one forward pass (:class:`Trace`):
+
+- ``Trace.calls``: every **module call** (:class:`Call`), from forward pre/post hooks, in start
+  order, with its parents, input and output tensors.
+- ``Trace.ops``: every **aten op** the dispatcher ran (:class:`Op`), from a
+  ``TorchDispatchMode``, in dispatch order: the overload (``"aten.addmm.default"``), its
+  arguments with each tensor replaced by :class:`TensorArg` (an index into ``Op.inputs``), the
+  input and output tensors, the innermost module call running it (``Op.call``, an index into
+  ``Trace.calls``) and the outermost torch-level function whose call dispatched it
+  (``Op.function``: ``"matmul"``, ``"einsum"``, ``"scaled_dot_product_attention"``,
+  ``"interpolate"``, ``"linear"``, ``"add"`` for ``x + y``, ...; from a ``TorchFunctionMode``).
+  Functional ops inside a custom ``forward`` (``torch.cat``, ``F.interpolate``, ``x + skip``)
+  appear here with the module whose ``forward`` ran them.
+
+Tensor identity: the tensors in ``Call.inputs``/``Call.outputs`` and ``Op.inputs``/``Op.outputs``
+are the very objects that flowed through the forward (meta tensors, kept alive by the trace, so
+``id()`` stays unique): an op reads the output of an earlier op or module when its input ``is``
+that tensor. The model input is ``Trace.input``, the parameters and buffers are
+``Trace.parameters`` (name -> the meta tensor the ops read). A view op (``view``, ``transpose``,
+``t``) returns a new tensor object; an in-place op (``add_``, ``relu_``) returns its first input
+object. Composite ops are recorded as what they decompose into: on meta tensors ``F.linear`` is
+``t`` + ``addmm`` (or ``mm`` on 3-d input, around ``view``), ``torch.matmul``/``einsum``/
+``scaled_dot_product_attention`` are ``bmm``s, ``nn.LSTM`` is one ``addmm`` per step and gate
+input (``Op.function`` keeps the name the user wrote).
 
 :func:`trace_chain` reads the same trace as a chain of leaf layers, for layer-by-layer analyses
 (the exact receptive field of :mod:`layerlab.viz.receptive`).
@@ -20,11 +44,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 
 from layerlab.analysis.modules import spec_of
 from layerlab.errors import ArgumentError, LayerlabError, ShapeError
 
-__all__ = ["Call", "Trace", "Step", "trace_model", "trace_chain", "tensors_in", "torch_phrased"]
+__all__ = ["Call", "Op", "TensorArg", "Trace", "Step", "trace_model", "trace_chain", "tensors_in", "torch_phrased"]
 
 
 @dataclass
@@ -48,6 +75,58 @@ class Call:
     outputs: list[torch.Tensor] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TensorArg:
+    """A tensor's place in :attr:`Op.args`/:attr:`Op.kwargs`: it is ``Op.inputs[index]``."""
+
+    index: int
+
+
+@dataclass
+class Op:
+    """One aten op that the dispatcher ran during the traced forward pass.
+
+    Attributes:
+        index: position in ``Trace.ops`` (dispatch order).
+        name: the op overload, ``str(func)``: ``"aten.addmm.default"``, ``"aten.cat.default"``,
+            ``"aten.upsample_nearest2d.default"``, ``"layerlab_local.forward.default"``.
+        func: the ``torch._ops.OpOverload`` itself (``func.overloadpacket``, ``func._schema``,
+            ``func.tags``).
+        args: the positional arguments, each tensor replaced by :class:`TensorArg` (lists of
+            tensors, as ``cat`` takes, become lists of them); every non-tensor argument as given
+            (ints, floats, lists of ints, ``None``, dtypes).
+        kwargs: the keyword arguments, the same way.
+        inputs: the tensors among the arguments, in argument order (meta).
+        outputs: the tensors returned, in order (meta; an in-place op returns its first input).
+        call: index into ``Trace.calls`` of the innermost module call whose ``forward`` ran the
+            op; ``None`` when no module was running.
+        function: the outermost torch-level function whose call dispatched the op, its name
+            without dunders (``"matmul"`` for ``torch.matmul`` and ``a @ b``, ``"einsum"``,
+            ``"scaled_dot_product_attention"``, ``"interpolate"``, ``"linear"``, ``"add"``,
+            ``"multi_head_attention_forward"``, ``"lstm"``; ``"mm.default"`` for an op called as
+            ``torch.ops.aten.mm.default``); ``None`` when no torch function was running.
+        function_call: which call of a torch-level function ran the op: ops with the same number
+            came from one call (one ``F.interpolate``, one ``torch.matmul``); numbered from 0 in
+            call order, ``None`` with ``function``.
+    """
+
+    index: int
+    name: str
+    func: Any
+    args: tuple
+    kwargs: dict[str, Any]
+    inputs: list[torch.Tensor]
+    outputs: list[torch.Tensor]
+    call: int | None
+    function: str | None
+    function_call: int | None = None
+
+    @property
+    def packet(self) -> str:
+        """The op without its overload: ``"aten.addmm"``."""
+        return self.name.rsplit(".", 1)[0]
+
+
 @dataclass
 class Trace:
     """Everything :func:`trace_model` recorded.
@@ -57,12 +136,20 @@ class Trace:
         calls: every module call, in start order.
         input: the meta input tensor ``(batch_size, *input_shape)``.
         output: the tensors the model returned.
+        ops: every aten op, in dispatch order (:class:`Op`).
+        parameters: parameter and buffer name -> the meta tensor the forward read.
     """
 
     model: nn.Module
     calls: list[Call]
     input: torch.Tensor
     output: list[torch.Tensor]
+    ops: list[Op] = field(default_factory=list)
+    parameters: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def ops_of(self, call: int) -> list[Op]:
+        """The ops whose innermost module call is ``calls[call]`` (its own forward's ops)."""
+        return [op for op in self.ops if op.call == call]
 
 
 def tensors_in(value: Any) -> list[torch.Tensor]:
@@ -98,8 +185,57 @@ def _has_lazy(model: nn.Module) -> bool:
     return any(nn.parameter.is_lazy(t) for t in list(model.parameters()) + list(model.buffers()))
 
 
+def _function_name(func: Any) -> str:
+    """``torch.matmul`` -> ``"matmul"``, ``Tensor.__matmul__`` -> ``"matmul"``, ``F.interpolate`` -> ``"interpolate"``."""
+    return getattr(func, "__name__", type(func).__name__).strip("_") or repr(func)
+
+
+class _FunctionRecorder(TorchFunctionMode):
+    """Names the outermost torch-level function running (the mode is off inside its own calls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: str | None = None
+        self.number: int | None = None  # of the current call
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.current, self.number = _function_name(func), self.calls
+        self.calls += 1
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            self.current = self.number = None
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Appends an :class:`Op` for every aten op, with the innermost running module call."""
+
+    def __init__(self, ops: list[Op], stack: list[int], functions: _FunctionRecorder) -> None:
+        super().__init__()
+        self.ops, self.stack, self.functions = ops, stack, functions
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inputs: list[torch.Tensor] = []
+
+        def mark(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                inputs.append(value)
+                return TensorArg(len(inputs) - 1)
+            return value
+
+        marked_args, marked_kwargs = tree_map(mark, (tuple(args), dict(kwargs)))
+        out = func(*args, **kwargs)
+        call = self.stack[-1] if self.stack else None
+        functions = self.functions
+        self.ops.append(Op(len(self.ops), str(func), func, marked_args, marked_kwargs, inputs, tensors_in(out), call,
+                           functions.current, functions.number))
+        return out
+
+
 def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1, dtype: torch.dtype = torch.float32) -> Trace:
-    """Run ``model`` on a meta tensor ``(batch_size, *input_shape)`` in eval mode and record its calls.
+    """Run ``model`` on a meta tensor ``(batch_size, *input_shape)`` in eval mode and record its calls and ops.
 
     Args:
         model (nn.Module): any module; it is not changed (training flags are restored).
@@ -108,15 +244,21 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: i
         dtype (torch.dtype): dtype of the traced input (default: torch.float32).
 
     Returns:
-        :class:`Trace`.
+        :class:`Trace` (module calls, aten ops, input, output, meta parameters).
 
     Raises:
         ShapeError: the forward pass failed; the message names the innermost module that was
             running, its input shapes and torch's message.
+
+    Examples:
+        >>> t = trace_model(nn.Sequential(nn.Linear(4, 3)), (4,))
+        >>> [(op.name, t.calls[op.call].name) for op in t.ops if op.name == "aten.addmm.default"]
+        [('aten.addmm.default', '0')]
     """
     lazy = _has_lazy(model)
     traced = _meta_copy(model) if lazy else model
     calls: list[Call] = []
+    ops: list[Op] = []
     stack: list[int] = []
     handles = []
 
@@ -135,16 +277,18 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: i
     for name, module in traced.named_modules():
         handles.append(module.register_forward_pre_hook(pre_hook(name), with_kwargs=True))
         handles.append(module.register_forward_hook(post_hook))
+    # one name per tensor: tie_weights gives tied/shared names the same meta tensor
+    state = {} if lazy else {
+        **{n: _meta_like(p) for n, p in model.named_parameters()},
+        **{n: _meta_like(b) for n, b in model.named_buffers()},
+    }
+    functions = _FunctionRecorder()
     try:
         traced.eval()
-        with torch.no_grad():
+        with torch.no_grad(), functions, _OpRecorder(ops, stack, functions):
             if lazy:
                 out = traced(x)
-            else:  # one name per tensor: tie_weights gives tied/shared names the same meta tensor
-                state = {
-                    **{n: _meta_like(p) for n, p in model.named_parameters()},
-                    **{n: _meta_like(b) for n, b in model.named_buffers()},
-                }
+            else:
                 out = torch.func.functional_call(model, state, (x,), tie_weights=True, strict=False)
     except Exception as err:  # torch raises RuntimeError, ValueError, TypeError, IndexError, ...
         raise _explain(err, calls, stack, model, tuple(input_shape), batch_size) from err
@@ -153,7 +297,9 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: i
             handle.remove()
         for module, flag in training.items():
             module.train(flag)
-    return Trace(traced, calls, x, tensors_in(out))
+    if lazy:
+        state = {**dict(traced.named_parameters()), **dict(traced.named_buffers())}
+    return Trace(traced, calls, x, tensors_in(out), ops, state)
 
 
 @dataclass(frozen=True)
