@@ -84,8 +84,8 @@ def test_every_column_renders_in_every_text_format():
     header = next(csv.reader(io.StringIO(s.to_csv(columns))))
     assert header == ["name", "type", *COLUMNS]
     first = next(line for line in s.to_markdown(columns).splitlines() if line.startswith("| stem.0"))
-    assert first == "| stem.0 (Conv2d) | (1, 3, 16, 16) | (1, 4, 8, 8) | 112 | 112 | 0 | 6,912 | 13,824 | 3×3 | 2×2 | 0×0 | — |"
-    assert "stem.0,Conv2d,1x3x16x16,1x4x8x8,112,112,0,6912,13824,3x3,2x2,0x0," in s.to_csv(columns)
+    assert first == "| stem.0 (Conv2d) | (1, 3, 16, 16) | (1, 4, 8, 8) | 112 | 112 | 0 | 6,912 | 13,824 | 3×3 | 2×2 | 0×0 | yes |"
+    assert "stem.0,Conv2d,1x3x16x16,1x4x8x8,112,112,0,6912,13824,3x3,2x2,0x0,yes" in s.to_csv(columns)
 
 
 def test_columns_aliases_and_order():
