@@ -27,11 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerlab.analysis.fields import GraphFields
 from layerlab.analysis.memory import measure_memory
 from layerlab.analysis.modules import spec_of
-from layerlab.analysis.schema import SCHEMA, LayerRow, Summary, Totals, check_batch_size, field_entry, memory, totals
+from layerlab.analysis.schema import SCHEMA, LayerRow, Summary, Totals, check_batch_size, memory, totals
 from layerlab.analysis.trace import Call, trace_model
-from layerlab.arith import GLOBAL, parse_shape, receptive_field
+from layerlab.arith import parse_shape
 from layerlab.errors import ArgumentError, LayerlabError
 from layerlab.limits import check_size
 
@@ -68,54 +69,12 @@ def _depth(name: str) -> int:
     return name.count(".") + 1 if name else 0
 
 
-class _Fields:
-    """Receptive fields along the traced tensors.
-
-    Each row's output remembers the chain of reports that produced it (``None``: untracked, e.g.
-    after an unknown module). A row continues the chain of its input; an input made by a functional
-    op (no module) continues the latest row's chain when it has that output's shape (``F.relu``,
-    ``x + skip``), else it is untracked (``torch.cat``) — except for layers whose field is global.
-    Field warnings (field larger than the input) are given once per chain, where they first appear.
-    """
-
-    def __init__(self, x: torch.Tensor, input_shape: tuple[int, ...]) -> None:
-        self.input_shape = input_shape
-        self.chains: dict[int, tuple | None] = {id(x): ()}  # id(tensor) -> the reports that produced it
-        self.warned: dict[int, bool] = {id(x): False}
-        self.keep = [x]  # holds the tensors so that their ids stay unique
-        self.last: torch.Tensor | None = None
-
-    def _chain_of(self, x: torch.Tensor | None) -> tuple[tuple | None, bool]:
-        if x is None:
-            return None, False
-        if id(x) in self.chains:
-            return self.chains[id(x)], self.warned[id(x)]
-        if self.last is not None and self.last.shape == x.shape:
-            return self.chains[id(self.last)], self.warned[id(self.last)]
-        return None, False
-
-    def step(self, x, report, out) -> tuple[dict[str, Any] | None, list[str]]:
-        """The field of a row (JSON-ready, or ``None``) and its new warnings; records ``out``."""
-        before, warned = self._chain_of(x)
-        if before is None and report is not None and report.window == GLOBAL:
-            before = ()  # a global field does not depend on the layers before
-        chain = None if before is None or report is None else (*before, report)
-        field_, notes = None, []
-        if chain is not None:
-            field_, notes, warned = field_entry(receptive_field(list(chain), self.input_shape)[-1], warned)
-        if out is not None:
-            self.chains[id(out)], self.warned[id(out)] = chain, warned
-            self.keep.append(out)
-            self.last = out
-        return field_, notes
-
-
 def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow]:
     """One row per accountable call; params counted once; unknown modules flagged."""
     counter = _Counter()
     rows: list[LayerRow] = []
     units: set[int] = set()  # indices of calls that are rows; their descendants are not
-    fields = _Fields(trace.input, input_shape)
+    fields = GraphFields(trace, input_shape)
     for call in trace.calls:
         if any(parent in units for parent in call.parents):
             continue
@@ -141,7 +100,6 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
         if not first_call and any(True for _ in module.parameters()):
             row.warnings.append("called again: its parameters are counted at its first call")
         x = call.inputs[0] if call.inputs else None
-        out = call.outputs[0] if call.outputs else None
         report = None
         if spec is None:
             row.macs = None
@@ -168,7 +126,7 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
                     row.warnings.append(
                         f"arith predicts output {report.output_shape} per sample, the module returned {traced[1:]}"
                     )
-        row.receptive_field, notes = fields.step(x, report, out)
+        row.receptive_field, notes = fields.row(call, report)
         row.warnings.extend(note for note in notes if note not in row.warnings)
         rows.append(row)
     # parameters of modules never called (or called through their weights only, like attention's out_proj)
