@@ -29,6 +29,15 @@ k_eff``; conv/pool: ``P_out = floor((P_in + k_eff − 2)/s) + 1`` (the largest o
 Dense, flatten and global pooling make the field global (the whole input). Shape-preserving layers
 (activations, dropout, normalisation: its statistics are ignored) leave it unchanged.
 
+Exact fields per output unit: after upsampling the recursion's ``start + o·j`` is the centre of
+output ``o`` only at multiples of the stride, and ``r`` is a fraction. Alongside it, every dim keeps
+the exact input range of each output, which repeats with a **period** ``P`` (1 for a network
+without upsampling): output ``o = q·P + u`` sees input pixels ``units[u] + q·P·j`` (first and
+last, padding included, ``P·j`` an integer). A window moves them exactly: output ``o`` of a
+conv/pool reads layer inputs ``o·s − p + t·d``; of a transposed window, inputs ``(o + p − t·d)/s``
+where that is an integer; the new units are the union of those inputs' units, with period
+``P / gcd(P, s)`` (conv) or ``P·s`` (transposed).
+
 Graphs with several paths (residual additions, concatenations; Araujo et al., section "Handling
 multiple paths"): where paths meet, each path ``p`` brings output 0's field ``[start_p − (r_p −
 1)/2, start_p + (r_p − 1)/2]`` with the same jump ``j`` (tensors that are added or concatenated
@@ -49,6 +58,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from math import gcd, lcm
 
 from layerlab.arith._args import check_input_shape
 from layerlab.arith.report import GLOBAL, LayerReport, Window
@@ -68,6 +78,9 @@ class FieldDim:
         projective: extent ``P`` of the outputs one input pixel reaches.
         aligned: every path from the input has its field centred at ``start`` (see
             :func:`merge_fields`); always true for a chain of layers.
+        period: ``P``, outputs per repeat of the exact ranges (1 without upsampling).
+        units: the exact ``(first, last)`` input pixel of outputs ``0 … P−1`` (``None``: an
+            output that only gets a bias); ``()`` when not followed (a global field).
     """
 
     size: Fraction
@@ -75,6 +88,24 @@ class FieldDim:
     start: Fraction
     projective: Fraction
     aligned: bool = True
+    period: int = 1
+    units: tuple[tuple[int, int] | None, ...] = ()
+
+    def unit(self, o: int) -> tuple[int, int] | None:
+        """The exact ``(first, last)`` input pixel that output ``o`` sees (padding included).
+
+        Examples:
+            >>> from layerlab.arith import ConvSpec
+            >>> d = receptive_field([ConvSpec(1, 1, 3, stride=2).analyse((1, 9))], (1, 9))[-1].dims[0]
+            >>> d.unit(0), d.unit(3)
+            ((0, 2), (6, 8))
+        """
+        if not self.units:
+            return None
+        q, u = divmod(o, self.period)
+        shift = int(self.jump * self.period) * q
+        span = self.units[u]
+        return None if span is None else (span[0] + shift, span[1] + shift)
 
 
 @dataclass(frozen=True)
@@ -97,7 +128,8 @@ class ReceptiveField:
 
     def as_dict(self) -> dict:
         """JSON-ready: ``size``, ``jump``, ``start``, ``projective`` lists (ints or floats),
-        ``aligned`` (list of bools), ``global``, ``warnings``."""
+        ``aligned`` (list of bools), ``period`` (list of ints), ``units`` (per dim, the ``[first,
+        last]`` input pixel of outputs ``0 … P−1``, or ``null``), ``global``, ``warnings``."""
         def number(value: Fraction):
             return int(value) if value.denominator == 1 else float(value)
 
@@ -107,6 +139,8 @@ class ReceptiveField:
             "start": [number(d.start) for d in self.dims],
             "projective": [number(d.projective) for d in self.dims],
             "aligned": [d.aligned for d in self.dims],
+            "period": [d.period for d in self.dims],
+            "units": [[None if u is None else list(u) for u in d.units] for d in self.dims],
             "global": self.is_global,
             "warnings": list(self.warnings),
         }
@@ -167,7 +201,7 @@ def receptive_field(reports: Sequence[LayerReport], input_shape) -> list[Recepti
 def input_dims(spatial: Sequence[int]) -> tuple[FieldDim, ...]:
     """The field of the network input itself: ``r = 1, j = 1, start = 0, P = 1`` per spatial dim."""
     one, zero = Fraction(1), Fraction(0)
-    return tuple(FieldDim(one, one, zero, one) for _ in spatial)
+    return tuple(FieldDim(one, one, zero, one, units=((0, 0),)) for _ in spatial)
 
 
 def global_dims(spatial: Sequence[int]) -> tuple[FieldDim, ...]:
@@ -230,8 +264,38 @@ def merge_fields(branches: Sequence[Sequence[FieldDim]]) -> tuple[FieldDim, ...]
         lo = min(d.start - (d.size - 1) / 2 for d in paths)
         hi = max(d.start + (d.size - 1) / 2 for d in paths)
         aligned = all(d.aligned for d in paths) and len({d.start for d in paths}) == 1
-        merged.append(FieldDim(hi - lo + 1, paths[0].jump, (lo + hi) / 2, max(d.projective for d in paths), aligned))
+        period, units = _merge_units(paths)
+        merged.append(FieldDim(hi - lo + 1, paths[0].jump, (lo + hi) / 2, max(d.projective for d in paths), aligned,
+                               period, units))
     return tuple(merged)
+
+
+def _union(spans) -> tuple[int, int] | None:
+    spans = [span for span in spans if span is not None]
+    return (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
+
+
+def _merge_units(paths: Sequence[FieldDim]) -> tuple[int, tuple]:
+    """The exact ranges where paths meet: per output, the union of the paths' ranges."""
+    if any(not d.units for d in paths):
+        return 1, ()
+    period = lcm(*(d.period for d in paths))
+    return period, tuple(_union(d.unit(o) for d in paths) for o in range(period))
+
+
+def _step_units(field: FieldDim, window: Window) -> tuple[int, tuple]:
+    """The exact ranges after a window (see the module docstring)."""
+    if not field.units:
+        return 1, ()
+    k, s, p, d = window.kernel_size, window.stride, window.padding, window.dilation
+    if window.transposed:
+        period = field.period * s
+        units = tuple(_union(field.unit((o + p - t * d) // s) for t in range(k) if (o + p - t * d) % s == 0)
+                      for o in range(period))
+    else:
+        period = field.period // gcd(field.period, s)
+        units = tuple(_union(field.unit(o * s - p + t * d) for t in range(k)) for o in range(period))
+    return period, units
 
 
 def window_step(field: FieldDim, window: Window) -> FieldDim:
@@ -247,18 +311,20 @@ def window_step(field: FieldDim, window: Window) -> FieldDim:
     if window.transposed:
         inputs, centre = transposed_span(window.kernel_size, s, window.dilation, p)
         return FieldDim(
-            size=field.size + (inputs - 1) * field.jump,
-            jump=field.jump / s,
-            start=field.start + centre * field.jump,
-            projective=(field.projective - 1) * s + span,
-            aligned=field.aligned,
+            field.size + (inputs - 1) * field.jump,  # size
+            field.jump / s,  # jump
+            field.start + centre * field.jump,  # start
+            (field.projective - 1) * s + span,  # projective
+            field.aligned,
+            *_step_units(field, window),  # period, units
         )
     return FieldDim(
-        size=field.size + (span - 1) * field.jump,
-        jump=field.jump * s,
-        start=field.start + (Fraction(span - 1, 2) - p) * field.jump,
-        projective=(field.projective + span - 2) // s + 1,
-        aligned=field.aligned,
+        field.size + (span - 1) * field.jump,
+        field.jump * s,
+        field.start + (Fraction(span - 1, 2) - p) * field.jump,
+        (field.projective + span - 2) // s + 1,
+        field.aligned,
+        *_step_units(field, window),
     )
 
 
