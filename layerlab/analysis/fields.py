@@ -72,6 +72,11 @@ _ALONG_DIM = frozenset({
 })
 # ops that move positions along a dim (a spatial one: the field is not followed)
 _MOVES = frozenset({"aten.flip", "aten.roll", "aten.transpose", "aten.permute", "aten.t"})
+# ops that read positions given by data (gathers, grid sampling): the field is not followed
+_UNTRACKED = frozenset({
+    "aten.index", "aten.index_select", "aten.gather", "aten.take", "aten.scatter", "aten.scatter_add",
+    "aten.index_put", "aten.grid_sampler_2d", "aten.grid_sampler_3d", "aten.masked_select", "aten.nonzero",
+})
 _UPSAMPLE = {
     "aten.upsample_nearest1d": "nearest", "aten.upsample_nearest2d": "nearest", "aten.upsample_nearest3d": "nearest",
     "aten._upsample_nearest_exact1d": "nearest-exact", "aten._upsample_nearest_exact2d": "nearest-exact",
@@ -211,11 +216,8 @@ class GraphFields:
         args = _arguments(op)
         out = op.outputs[0] if op.outputs else None
         first = op.inputs[0]
-        if packet == "aten.cat":
-            tensors = [t for t in args["tensors"] if id(t) in self.fields]
-            if out is None or out.dim() != self.rank or args["dim"] % self.rank >= 2:
-                return None
-            return self._merge([self.fields[id(t)] for t in tensors])
+        if packet in _UNTRACKED:
+            return None
         if packet in _ALONG_DIM and first.dim() == self.rank and ("dim" in args or len(op.inputs) == 1) and any(
                 d >= 2 for d in _dims(args.get("dim"), first.dim())):
             return self._global(known)
@@ -231,8 +233,9 @@ class GraphFields:
             if source.is_global:
                 return source
             return _Field(tuple(window_step(d, w) for d, w in zip(source.dims, windows)), False, source.warned)
-        # element-wise and shape-keeping ops: where paths meet, the union of their fields
-        if out is None or out.dim() != self.rank:
+        # element-wise and shape-keeping ops (cat along the channels among them): where paths meet, the
+        # union of their fields; a global field stays global whatever the shapes
+        if out is None:
             return None
         size = tuple(out.shape[2:])
         for tensor in op.inputs:

@@ -141,19 +141,20 @@ def test_pooling_and_strided_paths():
 
 
 class Misaligned(nn.Module):
-    """An unpadded 3-tap conv added to a crop that keeps the first positions: centres differ by one."""
+    """A 2-tap conv's first outputs added to a crop that drops the first two positions: output o sees
+    o, o + 1 on one path and o + 2 on the other, centres 0.5 and 2."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(1, 1, 3)
+        self.conv = nn.Conv1d(1, 1, 2)
         self.mix = nn.Conv1d(1, 1, 1)
 
     def forward(self, x):
-        return self.mix(self.conv(x) + x[:, :, :-2])
+        return self.mix(self.conv(x)[:, :, :-1] + x[:, :, 2:])
 
 
 def test_misaligned_paths_are_flagged_and_unioned():
-    rf = check(Misaligned(), (1, 16), [(5,), (0,)])
+    rf = check(Misaligned(), (1, 16), [(5,), (0,), (13,)])
     assert rf["size"] == [3] and rf["start"] == [1] and rf["aligned"] == [False]
     aligned = summary(nn.Sequential(nn.Conv1d(1, 1, 3, padding=1)), (1, 16)).layers[-1].receptive_field
     assert aligned["aligned"] == [True]
@@ -193,6 +194,26 @@ def test_functional_ops_between_modules_are_followed():
     # conv: 3, start 1; pad 1: start 0; max pool 2: size 4, jump 2, start 0.5; slice rows 1: (start
     # 2.5), columns step 2: jump 4
     assert rf["size"] == [4, 4] and rf["jump"] == [2, 4] and rf["start"] == [2.5, 0.5]
+
+
+def test_global_field_survives_functional_ops_and_spatial_cat_is_untracked():
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.weight = nn.Parameter(torch.randn(3, 2 * 6 * 6))
+            self.act = nn.Tanh()
+            self.side = nn.Conv2d(1, 1, 1)
+
+        def forward(self, x):
+            halves = torch.cat([x[:, :, :, :4], x[:, :, :, 4:]], dim=2)  # (B, 1, 16, 4): rows stacked
+            warped = F.grid_sample(x, torch.zeros(x.shape[0], 8, 8, 2, device=x.device), align_corners=False)
+            return self.act(F.linear(self.conv(x).flatten(1), self.weight) * 2), self.side(halves), self.side(warped)
+
+    rows = summary(Head(), (1, 8, 8)).layers
+    assert rows[2].name == "act" and rows[2].receptive_field["global"] is True  # `* 2` after linear keeps it global
+    # a concatenation along a spatial dim, and a sampling grid (positions given by data): not followed
+    assert [(row.name, row.receptive_field) for row in rows[3:5]] == [("side", None), ("side", None)]
 
 
 def test_reshape_to_tokens_is_untracked_until_a_global_layer():
