@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMATS", "COLUMNS", "ALIASES", "DEFAULT_COLUMNS", "Column", "parse_columns", "format_rf",
            "format_shape", "format_count", "to_markdown", "to_csv", "footer_lines", "warning_lines",
-           "fractional_rf_note"]
+           "fractional_rf_note", "row_label"]
 
 FORMATS = ("table", "json", "markdown", "csv")
 
@@ -110,6 +110,11 @@ def _plain(n: int | None) -> str:
     return "" if n is None else str(n)
 
 
+def _macs(row: LayerRow) -> str:
+    """``12,000``; ``≥12,000`` for a row whose work is partly unknown (a lower bound); ``?``."""
+    return f"≥{row.macs:,}" if row.unknown and row.macs is not None else format_count(row.macs)
+
+
 def _flops(row: LayerRow) -> int | None:
     return None if row.macs is None else 2 * row.macs
 
@@ -125,8 +130,8 @@ COLUMNS: dict[str, Column] = {
     "trainable": Column("Trainable", True, lambda r: format_count(r.trainable_params), lambda r: _plain(r.trainable_params),
                         lambda t: t["trainable_params"]),
     "buffers": Column("Buffers", True, lambda r: format_count(r.buffers), lambda r: _plain(r.buffers), lambda t: t["buffers"]),
-    "macs": Column("MACs", True, lambda r: format_count(r.macs), lambda r: _plain(r.macs), lambda t: t["macs"]),
-    "flops": Column("FLOPs", True, lambda r: format_count(_flops(r)), lambda r: _plain(_flops(r)), lambda t: t["flops"]),
+    "macs": Column("MACs", True, lambda r: _macs(r), lambda r: _plain(r.macs), lambda t: t["macs"]),
+    "flops": Column("FLOPs", True, lambda r: ("≥" if r.unknown and r.macs is not None else "") + format_count(_flops(r)), lambda r: _plain(_flops(r)), lambda t: t["flops"]),
     "rf": Column("RF", True, lambda r: format_rf(r.receptive_field), _plain_rf("size")),
     "rf_jump": Column("RF jump", True, lambda r: format_rf(r.receptive_field, "jump"), _plain_rf("jump")),
     "rf_start": Column("RF centre", True, lambda r: format_rf(r.receptive_field, "start"), _plain_rf("start")),
@@ -182,8 +187,14 @@ def parse_columns(columns: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def row_label(row: LayerRow) -> str:
+    """``features.0 (Conv2d)``; a row of functional ops that sums several calls: ``0 (matmul ×3)``."""
+    calls = f" ×{row.calls}" if row.op is not None and row.calls > 1 else ""
+    return f"{row.name} ({row.type}{calls})"
+
+
 def _label(row: LayerRow) -> str:
-    return f"{row.name} ({row.type})" + (" unknown" if row.unknown else "")
+    return row_label(row) + (" unknown" if row.unknown else "")
 
 
 def _cell(text: str) -> str:
@@ -256,7 +267,7 @@ def footer_lines(summary: Summary) -> list[str]:
     was) and the conventions."""
     t = summary.total
     m = t.memory
-    lower = " (lower bound: unknown modules not counted)" if not summary.complete else ""
+    lower = " (lower bound: unknown work not counted)" if not summary.complete else ""
     lines = [
         f"Total params: {t.params:,} ({format_bytes(m['params'], 2)})",
         f"Trainable params: {t.trainable_params:,}  ·  Non-trainable params: {t.non_trainable_params:,}  ·  "

@@ -21,7 +21,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from layerlab.analysis.formats import COLUMNS, footer_lines, format_rf, fractional_rf_note, parse_columns, warning_lines
+from layerlab.analysis.formats import COLUMNS, footer_lines, format_rf, fractional_rf_note, parse_columns, row_label, warning_lines
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -40,7 +40,7 @@ def render(summary: Summary, columns: str | Sequence[str] | None = None) -> Grou
         table.add_column(column.header, justify="right" if column.right else "left")
     for row in summary.layers:
         indent = "  " * max(row.depth - 1, 0)
-        label = Text(f"{indent}{row.name} ({row.type})")
+        label = Text(f"{indent}{row_label(row)}")
         if row.unknown:
             label.append(" unknown", style="bold red")
         table.add_row(label, *(column.text(row) for column in chosen))

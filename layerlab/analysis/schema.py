@@ -49,8 +49,13 @@ class LayerRow:
             dim of the model input, in input pixels) and ``"global"`` (every output sees the whole
             input); ``None`` when not tracked (the input came from an untracked op).
         formulas: arith's filled-in output-size formulas.
-        unknown: layerlab cannot account for this module's work.
+        unknown: layerlab cannot account for this module's work (or all of it: ``unknown_ops``).
         warnings: human-readable notes (unknown module, floor drops rows, never called, ...).
+        op: for a row of functional ops (``torch.matmul``, ``F.interpolate`` ... in a module's own
+            ``forward``): the torch function's name, ``"matmul"``; ``None`` for a module's row.
+        calls: how many calls of ``op`` the row sums (1 for a module's row).
+        unknown_ops: aten ops without a MAC formula that ran in this row -> their call count
+            (``{"aten._fft_r2c.default": 2}``); the row's MACs leave them out.
     """
 
     name: str
@@ -67,6 +72,9 @@ class LayerRow:
     formulas: tuple[str, ...] = ()
     unknown: bool = False
     warnings: list[str] = field(default_factory=list)
+    op: str | None = None
+    calls: int = 1
+    unknown_ops: dict[str, int] = field(default_factory=dict)
 
     def add_report(self, report: LayerReport, batch_size: int) -> None:
         """Take MACs, other ops (both times ``batch_size``), formulas and warnings from arith's report."""
@@ -93,6 +101,9 @@ class LayerRow:
             "formulas": list(self.formulas),
             "unknown": self.unknown,
             "warnings": list(self.warnings),
+            "op": self.op,
+            "calls": self.calls,
+            "unknown_ops": dict(self.unknown_ops),
         }
 
 
@@ -171,10 +182,24 @@ class Summary:
         return not self.unknown
 
     @property
+    def unknown_ops(self) -> dict[str, int]:
+        """Aten ops without a MAC formula, over all rows -> their call count."""
+        found: dict[str, int] = {}
+        for row in self.layers:
+            for name, count in row.unknown_ops.items():
+                found[name] = found.get(name, 0) + count
+        return found
+
+    @property
     def incomplete_note(self) -> str | None:
-        """``"totals are incomplete: 1 unknown module (MyOp)"``, or ``None`` when complete."""
+        """Why the totals are a lower bound, or ``None`` when complete: ``"totals are incomplete:
+        no MAC formula for aten._fft_r2c.default ×1 (in 1 (Spectral))"``; ``"totals are incomplete:
+        1 unknown module (MyOp)"`` for unknown rows without traced ops."""
         if self.complete:
             return None
+        if self.unknown_ops:
+            listed = ", ".join(f"{name} ×{count}" for name, count in self.unknown_ops.items())
+            return f"totals are incomplete: no MAC formula for {listed} (in {', '.join(self.unknown)})"
         types = sorted({entry.split(" (")[-1].rstrip(")") for entry in self.unknown})
         count = len(self.unknown)
         return f"totals are incomplete: {count} unknown module{'s' if count != 1 else ''} ({', '.join(types)})"
@@ -191,6 +216,7 @@ class Summary:
             "total": self.total.to_dict(),
             "complete": self.complete,
             "unknown": list(self.unknown),
+            "unknown_ops": self.unknown_ops,
             "warnings": list(self.warnings),
             "output_shapes": [list(s) for s in self.output_shapes],
             "conventions": {"macs": MACS_CONVENTION, "memory": MEMORY_CONVENTION, "per": "whole batch",

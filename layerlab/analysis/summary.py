@@ -30,8 +30,9 @@ from torch import nn
 from layerlab.analysis.fields import GraphFields
 from layerlab.analysis.memory import measure_memory
 from layerlab.analysis.modules import spec_of
+from layerlab.analysis.ops import OpCount, count_op
 from layerlab.analysis.schema import SCHEMA, LayerRow, Summary, Totals, check_batch_size, memory, totals
-from layerlab.analysis.trace import Call, trace_model
+from layerlab.analysis.trace import Call, Op, Trace, trace_model
 from layerlab.arith import parse_shape
 from layerlab.errors import ArgumentError, LayerlabError
 from layerlab.limits import check_size
@@ -69,29 +70,94 @@ def _depth(name: str) -> int:
     return name.count(".") + 1 if name else 0
 
 
-def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow]:
-    """One row per accountable call; params counted once; unknown modules flagged."""
+class _OpWork:
+    """The traced ops, each counted once (:func:`layerlab.analysis.ops.count_op`), by module call."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.own: dict[int | None, list[Op]] = {}
+        for op in trace.ops:
+            self.own.setdefault(op.call, []).append(op)
+        self.counts: dict[int, OpCount] = {}
+
+    def count(self, op: Op) -> OpCount:
+        if op.index not in self.counts:
+            self.counts[op.index] = count_op(op)
+        return self.counts[op.index]
+
+    def under(self, call: Call) -> list[Op]:
+        """The ops of ``call``'s forward and of every call inside it."""
+        inside = [c.index for c in self.trace.calls if c.index == call.index or call.index in c.parents]
+        return [op for index in inside for op in self.own.get(index, [])]
+
+    def add_to(self, row: LayerRow, ops: list[Op]) -> None:
+        """Add the MACs, other ops and unknown ops of ``ops`` to ``row`` (an unknown op flags it)."""
+        for op in ops:
+            work = self.count(op)
+            if work.kind == "unknown":
+                row.unknown_ops[op.name] = row.unknown_ops.get(op.name, 0) + 1
+                continue
+            row.macs = (row.macs or 0) + work.macs
+            for key, value in work.other_ops.items():
+                row.other_ops[key] = row.other_ops.get(key, 0) + value
+        if row.unknown_ops:
+            row.unknown = True
+            listed = ", ".join(f"{name} ×{count}" for name, count in row.unknown_ops.items())
+            row.warnings.append(f"no MAC formula for {listed}: their work is not counted (MACs are a lower bound)")
+
+    def op_rows(self, call: Call) -> list[tuple[int, LayerRow]]:
+        """Rows for the functional ops of ``call``'s own forward: one per torch function that
+        multiplies and accumulates, resamples or has no formula, with its call count; each with
+        the index of its first op."""
+        groups: dict[str, list[Op]] = {}
+        for op in self.own.get(call.index, []):
+            groups.setdefault(op.function or op.packet, []).append(op)
+        rows = []
+        label = call.name or type(call.module).__name__
+        for function, ops in groups.items():
+            if all(self.count(op).kind == "free" for op in ops):
+                continue
+            first = [op for op in ops if op.function_call == ops[0].function_call]
+            inputs = [t for op in first for t in op.inputs]
+            row = LayerRow(label, function, _depth(call.name) + 1, _first_shape(inputs), _first_shape(first[-1].outputs), macs=0,
+                           op=function, calls=len({op.function_call for op in ops}) if ops[0].function_call is not None else len(ops))
+            self.add_to(row, ops)
+            rows.append((ops[0].index, row))
+        return rows
+
+
+def _readers(trace: Trace, work: _OpWork) -> dict[int, Call]:
+    """id(parameter meta tensor) -> the module call whose own ops read it first."""
+    readers: dict[int, Call] = {}
+    for op in trace.ops:
+        if op.call is not None:
+            for tensor in op.inputs:
+                readers.setdefault(id(tensor), trace.calls[op.call])
+    return readers
+
+
+def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow]:
+    """One row per accountable call and per functional op group, in execution order; params
+    counted once; unknown work flagged."""
     counter = _Counter()
-    rows: list[LayerRow] = []
+    timeline: list[tuple[tuple[int, int], LayerRow]] = []  # (first op, 0 for a call / 1 for ops), row
     units: set[int] = set()  # indices of calls that are rows; their descendants are not
     fields = GraphFields(trace, input_shape)
+    work = _OpWork(trace)
+    ran_children = {call.parents[-1] for call in trace.calls if call.parents}
     for call in trace.calls:
         if any(parent in units for parent in call.parents):
             continue
         module = call.module
         spec = spec_of(module)
-        children = any(True for _ in module.children())
-        own = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
         label = call.name or type(module).__name__
-        if spec is None and children:
-            if own:  # a container with its own parameters: their work is unknown
-                row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs), macs=None, unknown=True)
+        if spec is None and call.index in ran_children:  # a container: its children have rows
+            own = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
+            if own:  # its own parameters get a row; the work of its own forward is in the op rows
+                row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs))
                 counter.take(row, module, recurse=False)
-                row.warnings.append(
-                    f"{type(module).__name__} owns parameters used in its own forward; layerlab counts them "
-                    "but not their work"
-                )
-                rows.append(row)
+                timeline.append(((call.first_op, 0), row))
+            timeline.extend(((first, 1), row) for first, row in work.op_rows(call))
             continue
         units.add(call.index)
         row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs))
@@ -101,24 +167,17 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
             row.warnings.append("called again: its parameters are counted at its first call")
         x = call.inputs[0] if call.inputs else None
         report = None
-        if spec is None:
-            row.macs = None
-            row.unknown = True
-            row.warnings.append(
-                f"unknown module {type(module).__name__}: layerlab has no arithmetic for it (no layer_spec()); "
-                "its parameters are counted, its MACs are not"
-            )
+        if spec is None:  # a leaf (or a module whose children did not run) without a spec: its ops
+            work.add_to(row, work.under(call))
         elif x is None or x.dim() < 2:
-            row.macs = None
-            row.unknown = True
-            row.warnings.append("called without a batched tensor input: not analysed")
+            row.warnings.append("called without a batched tensor input: MACs counted from the ops it ran")
+            work.add_to(row, work.under(call))
         else:
             try:
                 report = spec.analyse(tuple(x.shape[1:]))
             except LayerlabError as err:
-                row.macs = None
-                row.unknown = True
-                row.warnings.append(f"arith cannot analyse it on input {tuple(x.shape)}: {err}")
+                row.warnings.append(f"arith cannot analyse it on input {tuple(x.shape)}: {err}; MACs counted from the ops it ran")
+                work.add_to(row, work.under(call))
             else:
                 row.add_report(report, batch_size)
                 traced = _first_shape(call.outputs)
@@ -128,14 +187,25 @@ def _rows(trace, input_shape: tuple[int, ...], batch_size: int) -> list[LayerRow
                     )
         row.receptive_field, notes = fields.row(call, report)
         row.warnings.extend(note for note in notes if note not in row.warnings)
-        rows.append(row)
+        timeline.append(((call.first_op, 0), row))
+    rows = [row for _, row in sorted(timeline, key=lambda item: item[0])]
     # parameters of modules never called (or called through their weights only, like attention's out_proj)
+    readers = _readers(trace, work)
     for name, module in trace.model.named_modules():
         row = LayerRow(name or type(module).__name__, type(module).__name__, _depth(name), None, None)
         counter.take(row, module, recurse=False)
-        if row.params or row.buffers:
+        if not (row.params or row.buffers):
+            continue
+        prefix = f"{name}." if name else ""
+        reader = next((readers[id(t)] for key, t in trace.parameters.items()
+                       if key.startswith(prefix) and "." not in key[len(prefix):] and id(t) in readers), None)
+        if reader is None:
             row.warnings.append("never called in forward: its parameters are counted, no shapes or work")
-            rows.append(row)
+        else:
+            who = reader.name or type(reader.module).__name__
+            row.warnings.append(f"not called as a module: its parameters are read by the forward of {who!r} "
+                                f"({type(reader.module).__name__}), whose row counts their work")
+        rows.append(row)
     return rows
 
 
@@ -287,5 +357,7 @@ def _fold(rows: list[LayerRow], calls: list[Call], types: dict[str, str], depth:
             head.other_ops[k] = head.other_ops.get(k, 0) + v
         head.receptive_field = row.receptive_field
         head.unknown = head.unknown or row.unknown
+        for k, v in row.unknown_ops.items():
+            head.unknown_ops[k] = head.unknown_ops.get(k, 0) + v
         head.warnings.extend(f"{row.name}: {w}" for w in row.warnings)
     return folded

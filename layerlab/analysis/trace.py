@@ -51,7 +51,7 @@ from torch.utils._pytree import tree_map
 from layerlab.analysis.modules import spec_of
 from layerlab.errors import ArgumentError, LayerlabError, ShapeError
 
-__all__ = ["Call", "Op", "TensorArg", "Trace", "Step", "trace_model", "trace_chain", "tensors_in", "torch_phrased"]
+__all__ = ["Call", "Op", "TensorArg", "Trace", "Step", "trace_model", "record_ops", "trace_chain", "tensors_in", "torch_phrased"]
 
 
 @dataclass
@@ -65,6 +65,8 @@ class Call:
         parents: indices of the calls that were running when this one started, outermost first.
         inputs: the tensors passed in (positional then keyword), meta.
         outputs: the tensors returned, meta (empty until the call returns).
+        first_op: index in ``Trace.ops`` of the first op dispatched after the call started (its
+            own or a later call's when it ran none); orders calls and ops on one timeline.
     """
 
     name: str
@@ -73,6 +75,7 @@ class Call:
     parents: tuple[int, ...]
     inputs: list[torch.Tensor]
     outputs: list[torch.Tensor] = field(default_factory=list)
+    first_op: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,12 @@ class _FunctionRecorder(TorchFunctionMode):
 class _OpRecorder(TorchDispatchMode):
     """Appends an :class:`Op` for every aten op, with the innermost running module call."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch would wrap __torch_dispatch__ in dynamo.disable, whose first call imports
+        # torch._dynamo (seconds); the recorder never runs under torch.compile
+        return False
+
     def __init__(self, ops: list[Op], stack: list[int], functions: _FunctionRecorder) -> None:
         super().__init__()
         self.ops, self.stack, self.functions = ops, stack, functions
@@ -232,6 +241,29 @@ class _OpRecorder(TorchDispatchMode):
         self.ops.append(Op(len(self.ops), str(func), func, marked_args, marked_kwargs, inputs, tensors_in(out), call,
                            functions.current, functions.number))
         return out
+
+
+def record_ops(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[Op]]:
+    """Call ``fn(*args, **kwargs)`` as it is (real tensors, any device, the model's own mode) and record its ops.
+
+    What ``trace_model`` records on meta tensors, for a real run: the kernels torch picks there
+    (CPU flash attention, the fused inference paths of ``nn.TransformerEncoderLayer`` and
+    ``nn.MultiheadAttention``, oneDNN's LSTM) appear as single ops. ``Op.call`` and
+    ``Op.function`` are ``None``: no function mode is entered, as one would switch those fused
+    paths off (they check ``has_torch_function``).
+
+    Returns:
+        ``(fn's result, ops)``.
+
+    Examples:
+        >>> _, ops = record_ops(torch.mm, torch.ones(2, 3), torch.ones(3, 4))
+        >>> [op.name for op in ops]
+        ['aten.mm.default']
+    """
+    ops: list[Op] = []
+    with _OpRecorder(ops, [], _FunctionRecorder()):  # the function recorder is not entered: no names
+        result = fn(*args, **kwargs)
+    return result, ops
 
 
 def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1, dtype: torch.dtype = torch.float32) -> Trace:
@@ -264,7 +296,7 @@ def trace_model(model: nn.Module, input_shape: tuple[int, ...], *, batch_size: i
 
     def pre_hook(name: str):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            calls.append(Call(name, module, len(calls), tuple(stack), tensors_in(args) + tensors_in(kwargs)))
+            calls.append(Call(name, module, len(calls), tuple(stack), tensors_in(args) + tensors_in(kwargs), first_op=len(ops)))
             stack.append(len(calls) - 1)
 
         return hook

@@ -288,7 +288,9 @@ class DenseSpec:
         bias: add a learned bias (default: True).
 
     Shape:
-        ``(*, in_features) -> (*, out_features)``; like torch it acts on the last dim.
+        ``(*, in_features) -> (*, out_features)``; like torch it acts on the last dim (a
+        warning suggests ``Flatten()`` for an input of 3 or more dims per sample, such as a conv's
+        ``(C, H, W)``; a ``(tokens, features)`` input is a transformer's, taken as is).
         params = in·out (+ out), MACs = ∏(*)·in·out.
 
     Examples:
@@ -319,7 +321,7 @@ class DenseSpec:
         if self.in_features is not None and features != self.in_features:
             raise ShapeError(dense_mismatch(self.describe(), self.in_features, shape))
         warnings = ()
-        if len(shape) > 1:
+        if len(shape) > 2:  # feature maps (C, H, W); a (tokens, features) sequence is read as torch does
             flat = "·".join(map(str, shape))
             warnings = (
                 f"{self.describe()} acts on the last dim of the {shape} input (as torch); "

@@ -13,7 +13,7 @@ import pytest
 from layerlab.analysis import stack_summary
 from layerlab.arith import parse_stack
 
-MODULES = ["layerlab.analysis", "layerlab.analysis.modules", "layerlab.analysis.summary", "layerlab.analysis.stack",
+MODULES = ["layerlab.analysis", "layerlab.analysis.modules", "layerlab.analysis.summary", "layerlab.analysis.stack", "layerlab.analysis.ops",
            "layerlab.analysis.trace"]
 
 

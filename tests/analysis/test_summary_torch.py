@@ -181,23 +181,39 @@ class Scaled(nn.Module):
         return self.fc(x) * self.scale
 
 
-def test_unknown_modules_listed_and_totals_incomplete():
+class Spectral(nn.Module):
+    """A leaf whose forward runs an op with no MAC formula (an FFT) and a matmul."""
+
+    def forward(self, x):
+        return torch.fft.rfft(x).abs() @ torch.ones(3, 3)
+
+
+def test_modules_without_spec_are_counted_from_their_ops():
     model = nn.Sequential(nn.Linear(4, 4), MyOp(), Scaled(), nn.Linear(4, 2))
-    s = summary(model, (4,))
+    s = check_against_real(model, (4,))
+    assert s.complete and s.unknown == [] and s.incomplete_note is None
+    assert [(row.name, row.type, row.params, row.macs) for row in s.layers] == [
+        ("0", "Linear", 20, 32), ("1", "MyOp", 0, 0), ("2", "Scaled", 4, 0), ("2.fc", "Linear", 20, 32), ("3", "Linear", 10, 16),
+    ]
+
+
+def test_op_without_formula_is_listed_and_totals_are_a_lower_bound():
+    model = nn.Sequential(nn.Linear(4, 4), Spectral(), nn.Linear(3, 2))
+    s = summary(model, (4,), batch_size=2)
     assert not s.complete
-    assert s.unknown == ["1 (MyOp)", "2 (Scaled)"]
-    assert s.incomplete_note == "totals are incomplete: 2 unknown modules (MyOp, Scaled)"
-    my_op = s.layers[1]
-    assert my_op.unknown and my_op.macs is None and "unknown module MyOp" in my_op.warnings[0]
-    assert s.total.params == sum(p.numel() for p in model.parameters())  # never a silent 0
-    assert "totals are incomplete: 2 unknown modules (MyOp, Scaled)" in str(s)
+    assert s.unknown == ["1 (Spectral)"]
+    assert s.unknown_ops == {"aten._fft_r2c.default": 1}
+    note = "totals are incomplete: no MAC formula for aten._fft_r2c.default ×1 (in 1 (Spectral))"
+    assert s.incomplete_note == note
+    spectral = s.layers[1]
+    assert spectral.unknown and spectral.macs == 2 * 3 * 3  # the matmul is counted, the FFT is not
+    assert "no MAC formula for aten._fft_r2c.default ×1" in spectral.warnings[0]
+    assert s.total.macs == 2 * (16 + 9 + 6)  # a lower bound, never a silent 0
+    text = str(s)
+    assert note in text and "≥18" in text and "lower bound" in text
     data = s.to_dict()
-    assert data["complete"] is False and data["layers"][1]["macs"] is None
-
-
-def test_single_unknown_module_note():
-    s = summary(nn.Sequential(nn.Linear(3, 3), MyOp()), (3,))
-    assert s.incomplete_note == "totals are incomplete: 1 unknown module (MyOp)"
+    assert data["complete"] is False and data["unknown_ops"] == {"aten._fft_r2c.default": 1}
+    assert data["layers"][1]["unknown_ops"] == {"aten._fft_r2c.default": 1}
 
 
 def test_never_called_module_params_are_counted():

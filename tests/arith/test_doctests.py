@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["counts", "elementwise", "receptive", "shape", "sizes", "solve", "specs", "stack"]
+MODULES = ["contraction", "counts", "elementwise", "receptive", "shape", "sizes", "solve", "specs", "stack"]
 
 
 @pytest.mark.parametrize("name", MODULES)
