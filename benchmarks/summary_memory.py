@@ -7,7 +7,7 @@ skip connections, prints a markdown table of
   passes keep (:func:`layerlab.arith.counts.saved_bytes`, from the rows' shapes and kinds),
 * ``measured``: ``measure_memory(...)["saved_for_backward"]``, the distinct tensors autograd kept
   after one real forward in training mode (saved-tensor hooks; parameters and buffers excluded),
-* ``upper bound``: ``activations_training``, the input and every row's output,
+* ``every output kept``: ``activations_training``, the input and every row's output,
 
 and, where the estimate is more than 10 % off, why. The numbers are bytes at float32 and do not
 depend on the machine (no timing). Run::
@@ -68,10 +68,11 @@ WHY = {
     "tiled": "tiled_conv expands its tile weights into one filter bank per output position (the locally "
              "connected weight, ∏out·C_in·k²·C_out elements: 9.4 MiB and 25 MiB here, whatever the batch) and "
              "keeps it for backward; the estimate counts activations only",
-    "transformer": "MultiheadAttention is an unknown row (its input and output only): autograd keeps its q/k/v "
-                   "projection and the attention probabilities (batch·heads·tokens² per layer), inside the module",
-    "lstm": "the LSTM is an unknown row (its input and output only): the CPU kernel keeps a workspace with the "
-            "gates and states of all 20 steps (632 KiB here)",
+    "transformer": "the estimate keeps MultiheadAttention's input and output (a kind without a rule of its own); "
+                   "autograd also keeps its q/k/v projection and the attention probabilities (batch·heads·tokens² "
+                   "per layer), made inside the module",
+    "lstm": "the estimate keeps the LSTM's input and output (a kind without a rule of its own); the CPU kernel "
+            "also keeps a workspace with the gates and states of all 20 steps (632 KiB here)",
 }
 
 
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"| model | input | estimate | measured | difference | upper bound | why |")
+    print(f"| model | input | estimate | measured | difference | every output kept | why |")
     print("|---|---|---:|---:|---:|---:|---|")
     for name, model, shape in models():
         s = summary(model, shape, batch_size=args.batch_size, memory="measure")

@@ -44,9 +44,10 @@ MEMORY_CONVENTION = (
 
 MEASURED_CONVENTION = (
     "saved for backward = the distinct tensors autograd keeps after one real forward in training "
-    "mode (parameters and buffers excluded; views of one storage counted once); allocator peak "
-    "(CUDA only) = torch.cuda.max_memory_allocated during forward+backward, minus what was "
-    "allocated before"
+    "mode (parameters and buffers excluded; views of one storage counted once), estimated from "
+    "what each row's backward keeps by layer kind (its input, its output or nothing; max-pool "
+    "indices, dropout masks); allocator peak (CUDA only) = torch.cuda.max_memory_allocated during "
+    "forward+backward, minus what was allocated before"
 )
 
 DTYPE_BYTES = {
