@@ -1,12 +1,13 @@
 """Training memory: the summary's estimate against one real forward+backward, per model.
 
-For every zoo model (``layerlab.zoo.MODELS``) and three models with attention, a recurrence and
-skip connections, prints a markdown table of
+For every zoo model (``layerlab.zoo.MODELS``, its U-Net with concatenated skips among them) and two
+models with attention and a recurrence, prints a markdown table of
 
 * ``estimate``: ``summary(...).total.memory["activations_saved"]``, what the layers' backward
   passes keep (:func:`layerlab.arith.counts.saved_bytes`, from the rows' shapes and kinds),
-* ``measured``: ``measure_memory(...)["saved_for_backward"]``, the distinct tensors autograd kept
-  after one real forward in training mode (saved-tensor hooks; parameters and buffers excluded),
+* ``measured``: ``summary(..., memory="measure").memory_measured["saved_for_backward"]``, the
+  distinct tensors autograd kept after one real forward in training mode (saved-tensor hooks;
+  parameters and buffers excluded),
 * ``every output kept``: ``activations_training``, the input and every row's output,
 
 and, where the estimate is more than 10 % off, why. The numbers are bytes at float32 and do not
@@ -23,7 +24,6 @@ import torch
 from torch import nn
 
 from layerlab.analysis import summary
-from layerlab.analysis.memory import measure_memory
 from layerlab.zoo import MODELS, build
 
 
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"| model | input | estimate | measured | difference | every output kept | why |")
+    print("| model | input | estimate | measured | difference | every output kept | why |")
     print("|---|---|---:|---:|---:|---:|---|")
     for name, model, shape in models():
         s = summary(model, shape, batch_size=args.batch_size, memory="measure")

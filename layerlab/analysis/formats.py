@@ -78,7 +78,7 @@ def fractional_rf_note(fields: Any) -> str | None:
 
 
 def _aligned(rf: Any) -> str:
-    if rf is None or rf["global"] or "aligned" not in rf:
+    if rf is None or rf["global"]:
         return "—"
     return "yes" if all(rf["aligned"]) else "no"
 
