@@ -10,7 +10,7 @@
 - :func:`resnet50`: ResNet-50 (bottleneck blocks 3-4-6-3, 1000 classes), 25,557,032 params, on
   ``3x224x224``.
 - :func:`vit_base`: a 12-layer transformer (ViT-Base: d=768, 12 heads, feed-forward 3072,
-  16×16 patches), 85,806,568 params, on ``3x224x224``.
+  16×16 patches), 86,414,056 params, on ``3x224x224``.
 
 Hand counts (MACs per sample), ``T`` tokens, ``d`` width, ``F`` feed-forward width:
 

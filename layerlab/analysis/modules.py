@@ -7,7 +7,7 @@ LayerNorm, GroupNorm, Flatten, activations, Dropout*, Identity, Upsample, the sh
 CircularPad*, PixelShuffle, PixelUnshuffle, ChannelShuffle, Unfold, Fold), and their lazy versions
 (``LazyLinear``, ``LazyConv2d``, ...: ``in_features`` / ``in_channels`` stay ``None`` until the
 first forward, and ``analyse`` infers them from the input). Anything else returns ``None``: the
-summary lists it as **unknown**.
+summary counts it from the aten ops its ``forward`` runs (:mod:`layerlab.analysis.ops`).
 """
 
 from __future__ import annotations
@@ -59,14 +59,14 @@ def _inferred(value: int) -> int | None:
 
 
 def spec_of(module: nn.Module):
-    """The :mod:`layerlab.arith.specs` spec of ``module``, or ``None`` if layerlab cannot account for it.
+    """The :mod:`layerlab.arith.specs` spec of ``module``, or ``None`` if arith has no layer for it.
 
     Args:
         module (nn.Module): a layerlab module (has ``layer_spec()``) or a plain ``torch.nn`` layer.
 
     Returns:
-        A spec (``DenseSpec``, ``ConvSpec``, ...) or ``None`` for unknown modules (custom layers,
-        containers, attention, recurrent layers, ...).
+        A spec (``DenseSpec``, ``ConvSpec``, ...) or ``None`` for modules without one (custom
+        layers, containers, attention, recurrent layers, ...).
 
     Examples:
         >>> spec_of(nn.Conv2d(3, 8, 3, padding=1)).analyse((3, 32, 32)).params

@@ -3,20 +3,23 @@
 How it works:
 
 1. The model runs once on ``torch.device("meta")`` tensors (:mod:`layerlab.analysis.trace`), so
-   no memory is used whatever its size; forward hooks record every module call.
+   no memory is used whatever its size; forward hooks record every module call and a dispatch
+   mode every aten op, with the innermost module running it.
 2. The **rows** are the calls of the modules layerlab can describe (:func:`spec_of`: layerlab
-   layers and plain ``torch.nn`` layers; their children are not listed) and of the other leaf
-   modules (listed as **unknown**, with a warning, and the totals flagged incomplete). Containers
+   layers and plain ``torch.nn`` layers; their children are not listed), of the other leaf
+   modules and of modules none of whose children ran (``nn.MultiheadAttention``). Containers
    (``Sequential``, ``ModuleList``, custom modules) are walked; a container that owns parameters
-   itself gets an unknown row for them. Modules never called in ``forward`` get a row with their
-   parameters and a warning.
-3. Each known row's MACs, other ops and formulas come from ``spec.analyse(per-sample input)``;
-   shapes come from the trace; parameters and buffers are counted on the real module, each
-   tensor once (shared/tied parameters are not double counted), so ``total.params`` equals
+   itself gets a row for them, and the functional ops of its own ``forward`` that multiply and
+   accumulate, resample or have no formula get rows under it, one per torch function
+   (``matmul``, ``einsum``, ``scaled_dot_product_attention``, ``interpolate``), with their call
+   count. Modules never called in ``forward`` get a row with their parameters and a warning.
+   Rows are in execution order.
+3. A row with a spec takes MACs, other ops and formulas from ``spec.analyse(per-sample input)``;
+   every other row sums the MACs of the ops that ran in it (:mod:`layerlab.analysis.ops`, each op
+   counted once); an op without a formula flags the row unknown and the totals incomplete.
+   Shapes come from the trace; parameters and buffers are counted on the real module, each tensor
+   once (shared/tied parameters are not double counted), so ``total.params`` equals
    ``sum(p.numel() for p in model.parameters())``.
-
-Functional ops inside a custom ``forward`` (``torch.flatten``, ``F.relu``, ``x + y``) have no module:
-their shapes flow to the next module but they get no row and their work is not counted.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ class _OpWork:
         return rows
 
 
-def _readers(trace: Trace, work: _OpWork) -> dict[int, Call]:
+def _readers(trace: Trace) -> dict[int, Call]:
     """id(parameter meta tensor) -> the module call whose own ops read it first."""
     readers: dict[int, Call] = {}
     for op in trace.ops:
@@ -189,8 +192,8 @@ def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[L
         row.warnings.extend(note for note in notes if note not in row.warnings)
         timeline.append(((call.first_op, 0), row))
     rows = [row for _, row in sorted(timeline, key=lambda item: item[0])]
-    # parameters of modules never called (or called through their weights only, like attention's out_proj)
-    readers = _readers(trace, work)
+    # parameters of modules never called (or whose weights another module's forward reads)
+    readers = _readers(trace)
     for name, module in trace.model.named_modules():
         row = LayerRow(name or type(module).__name__, type(module).__name__, _depth(name), None, None)
         counter.take(row, module, recurse=False)

@@ -46,7 +46,6 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
 
 from layerlab.analysis.modules import spec_of
 from layerlab.errors import ArgumentError, LayerlabError, ShapeError
@@ -228,13 +227,16 @@ class _OpRecorder(TorchDispatchMode):
         kwargs = kwargs or {}
         inputs: list[torch.Tensor] = []
 
-        def mark(value: Any) -> Any:
+        def mark(value: Any) -> Any:  # aten arguments nest at most a list of tensors (cat, stack)
             if isinstance(value, torch.Tensor):
                 inputs.append(value)
                 return TensorArg(len(inputs) - 1)
+            if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+                return type(value)(mark(v) for v in value)
             return value
 
-        marked_args, marked_kwargs = tree_map(mark, (tuple(args), dict(kwargs)))
+        marked_args = tuple(mark(value) for value in args)
+        marked_kwargs = {key: mark(value) for key, value in kwargs.items()}
         out = func(*args, **kwargs)
         call = self.stack[-1] if self.stack else None
         functions = self.functions
