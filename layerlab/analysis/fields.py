@@ -135,8 +135,8 @@ class GraphFields:
         trace: the trace of :func:`~layerlab.analysis.trace.trace_model`.
         input_shape: the per-sample network input ``(C, *spatial)``.
 
-    Call :meth:`row` for the rows in call order; :meth:`of` gives any tensor's field once the ops
-    before it were read.
+    Call :meth:`row` for the rows in call order, then :meth:`of` for any other tensor (the output of
+    a functional op).
     """
 
     def __init__(self, trace: Trace, input_shape: tuple[int, ...]) -> None:
@@ -181,8 +181,10 @@ class GraphFields:
             self.fields[id(tensor)] = field_ if i == 0 else None
         return (None if field_ is None else entry), notes
 
-    def of(self, tensor: torch.Tensor) -> dict[str, Any] | None:
-        """The field of ``tensor`` (JSON-ready; ``None``: untracked or not made from the input)."""
+    def of(self, tensor: torch.Tensor | None) -> dict[str, Any] | None:
+        """The field of ``tensor`` (JSON-ready; ``None``: untracked or not made from the input),
+        once every op not read yet is read (call it after the rows)."""
+        self._read(len(self.trace.ops))
         field_ = self.fields.get(id(tensor))
         return None if field_ is None else self._entry(field_, ())[0]
 

@@ -129,6 +129,12 @@ class _OpWork:
         return rows
 
 
+def _last_output(trace: Trace, op: Op) -> torch.Tensor | None:
+    """The first output of the last op dispatched by the torch-function call that ran ``op``."""
+    same = [o for o in trace.ops[op.index:] if o.function_call == op.function_call] if op.function_call is not None else [op]
+    return same[-1].outputs[0] if same[-1].outputs else None
+
+
 def _readers(trace: Trace) -> dict[int, Call]:
     """id(parameter meta tensor) -> the module call whose own ops read it first."""
     readers: dict[int, Call] = {}
@@ -146,6 +152,7 @@ def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[L
     timeline: list[tuple[tuple[int, int], LayerRow]] = []  # (first op, 0 for a call / 1 for ops), row
     units: set[int] = set()  # indices of calls that are rows; their descendants are not
     fields = GraphFields(trace, input_shape)
+    functional: list[tuple[int, LayerRow]] = []  # the rows of functional ops, with their first op
     work = _OpWork(trace)
     ran_children = {call.parents[-1] for call in trace.calls if call.parents}
     for call in trace.calls:
@@ -160,7 +167,9 @@ def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[L
                 row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs))
                 counter.take(row, module, recurse=False)
                 timeline.append(((call.first_op, 0), row))
-            timeline.extend(((first, 1), row) for first, row in work.op_rows(call))
+            op_rows = work.op_rows(call)
+            timeline.extend(((first, 1), row) for first, row in op_rows)
+            functional.extend(op_rows)
             continue
         units.add(call.index)
         row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs))
@@ -191,6 +200,8 @@ def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[L
         row.receptive_field, notes = fields.row(call, report)
         row.warnings.extend(note for note in notes if note not in row.warnings)
         timeline.append(((call.first_op, 0), row))
+    for first, row in functional:  # the field of a functional op row: that of its first call's output
+        row.receptive_field = fields.of(_last_output(trace, trace.ops[first]))
     rows = [row for _, row in sorted(timeline, key=lambda item: item[0])]
     # parameters of modules never called (or whose weights another module's forward reads)
     readers = _readers(trace)

@@ -116,6 +116,10 @@ class Decoder(nn.Module):
 def test_upsampling_decoder_has_fractional_jumps():
     rf = check(Decoder(), (1, 12, 12), [(20, 20), (24, 16)])
     assert rf["jump"] == [0.25, 0.25]
+    # the row of the functional interpolation has the field of its output: 3 → 3 (nearest ×2, jump
+    # 1/2) → 4 (3×3) → 4.5 (bilinear ×2 reads 2 inputs 1/2 apart)
+    [row] = [row for row in summary(Decoder(), (1, 12, 12)).layers if row.op == "interpolate"]
+    assert row.receptive_field["size"] == [4.5, 4.5] and row.receptive_field["jump"] == [0.25, 0.25]
 
 
 class Pools(nn.Module):
