@@ -21,70 +21,34 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from layerlab.arith.counts import MACS_CONVENTION, MEMORY_CONVENTION, format_bytes
+from layerlab.analysis.formats import COLUMNS, footer_lines, format_rf, fractional_rf_note, parse_columns, row_label, warning_lines
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from layerlab.analysis.summary import Summary
 
 __all__ = ["render", "to_text", "format_rf", "fractional_rf_note"]
 
-FRACTIONAL_RF_NOTE = (
-    "RF {example}: fractional because a transposed conv's field is measured in input pixels, and "
-    "each of its output steps is 1/stride of an input step."
-)
-
-
-def format_rf(rf: Any) -> str:
-    """Receptive field as ``5×5`` (sizes per dim), ``global`` or ``—`` (not tracked, or flat input)."""
-    if rf is None:
-        return "—"
-    if rf["global"]:
-        return "global"
-    return "×".join(f"{size:g}" for size in rf["size"]) or "—"
-
-
-def fractional_rf_note(fields: Any) -> str | None:
-    """The line printed under a table when a receptive field is fractional, else ``None``.
-
-    Args:
-        fields: the rows' receptive fields (``None`` or dicts with ``global`` and ``size``).
-    """
-    for rf in fields:
-        if rf is not None and not rf["global"] and any(size != int(size) for size in rf["size"]):
-            return FRACTIONAL_RF_NOTE.format(example=format_rf(rf))
-    return None
-
-
-def _shape(shape: tuple[int, ...] | None) -> str:
-    return "—" if shape is None else "(" + ", ".join(map(str, shape)) + ")"
-
-
-def _count(n: int | None) -> str:
-    return "?" if n is None else f"{n:,}"
-
-
-def render(summary: Summary) -> Group:
-    """The table, the warnings and the footer as one rich renderable."""
+def render(summary: Summary, columns: str | Sequence[str] | None = None) -> Group:
+    """The table (``columns``: see :func:`~layerlab.analysis.formats.parse_columns`), the warnings
+    and the footer as one rich renderable."""
+    chosen = [COLUMNS[key] for key in parse_columns(columns)]
     table = Table(title=f"{summary.model} on input ({summary.batch_size}, {', '.join(map(str, summary.input_shape))})", title_justify="left")
     table.add_column("Layer (type)", overflow="fold")
-    table.add_column("Input shape")
-    table.add_column("Output shape")
-    table.add_column("Params", justify="right")
-    table.add_column("MACs", justify="right")
-    table.add_column("RF", justify="right")
+    for column in chosen:
+        table.add_column(column.header, justify="right" if column.right else "left")
     for row in summary.layers:
         indent = "  " * max(row.depth - 1, 0)
-        calls = f" ×{row.calls}" if row.op is not None and row.calls > 1 else ""
-        label = Text(f"{indent}{row.name} ({row.type}{calls})")
+        label = Text(f"{indent}{row_label(row)}")
         if row.unknown:
             label.append(" unknown", style="bold red")
-        macs = f"≥{row.macs:,}" if row.unknown and row.macs is not None else _count(row.macs)  # a lower bound
-        table.add_row(label, _shape(row.input_shape), _shape(row.output_shape), _count(row.params), macs, format_rf(row.receptive_field))
+        table.add_row(label, *(column.text(row) for column in chosen))
     parts: list[Any] = [table]
     rf_note = fractional_rf_note(row.receptive_field for row in summary.layers)
     if rf_note:
         parts.append(Text(rf_note))
-    notes = [f"{row.name}: {w}" for row in summary.layers for w in row.warnings] + list(summary.warnings)
+    notes = warning_lines(summary)
     if notes:
         parts.append(Text("Warnings:", style="bold yellow"))
         parts.extend(Text(f"  - {note}", style="yellow") for note in notes)
@@ -94,26 +58,8 @@ def render(summary: Summary) -> Group:
     return Group(*parts)
 
 
-def footer_lines(summary: Summary) -> list[str]:
-    """The Keras-like footer: params, buffers, MACs, FLOPs, memory and the conventions."""
-    t = summary.total
-    m = t.memory
-    lower = " (lower bound: unknown work not counted)" if not summary.complete else ""
-    return [
-        f"Total params: {t.params:,} ({format_bytes(m['params'], 2)})",
-        f"Trainable params: {t.trainable_params:,}  ·  Non-trainable params: {t.non_trainable_params:,}  ·  "
-        f"Buffers: {t.buffers:,} ({format_bytes(m['buffers'], 2)})",
-        f"MACs: {t.macs:,}  ·  FLOPs: {t.flops:,}  (batch of {summary.batch_size}){lower}",
-        f"Memory: input {format_bytes(m['input'], 2)} · activations {format_bytes(m['activations_training'], 2)} training / "
-        f"{format_bytes(m['activations_inference'], 2)} inference · params {format_bytes(m['params'], 2)} · "
-        f"total {format_bytes(m['total'], 2)}",
-        MACS_CONVENTION,
-        f"Memory: {MEMORY_CONVENTION}; total = training activations + params + buffers",
-    ]
-
-
-def to_text(summary: Summary, width: int = 120) -> str:
+def to_text(summary: Summary, width: int = 120, columns: str | Sequence[str] | None = None) -> str:
     """The rendering as plain text (no colours), ``width`` columns wide."""
     buffer = io.StringIO()
-    Console(file=buffer, width=width, color_system=None, force_terminal=False).print(render(summary), soft_wrap=True)
+    Console(file=buffer, width=width, color_system=None, force_terminal=False).print(render(summary, columns), soft_wrap=True)
     return buffer.getvalue()

@@ -13,11 +13,13 @@ Imports no torch, so that ``layerlab shape`` answers without it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
-from layerlab.arith.counts import MACS_CONVENTION, MEMORY_CONVENTION, activation_elements
+from layerlab.analysis.formats import FORMATS, parse_columns, to_csv, to_markdown
+from layerlab.arith.counts import MACS_CONVENTION, MEASURED_CONVENTION, MEMORY_CONVENTION, activation_elements, saved_bytes
 from layerlab.arith.receptive import ReceptiveField
 from layerlab.arith.report import LayerReport
 from layerlab.errors import ArgumentError
@@ -118,7 +120,8 @@ class Totals:
         memory: bytes: ``input``; ``activations_training`` (the input and every row's output,
             kept for backward); ``activations_inference`` (the largest input + output pair of one
             row); ``params``; ``buffers``; ``total`` = activations_training + params + buffers
-            (formulas: :func:`layerlab.arith.counts.activation_elements`).
+            (formulas: :func:`layerlab.arith.counts.activation_elements`); ``activations_saved``
+            (what the layers' backward passes keep, :func:`layerlab.arith.counts.saved_bytes`).
     """
 
     params: int
@@ -157,6 +160,9 @@ class Summary:
         unknown: names (``name (Type)``) of the modules layerlab could not account for.
         warnings: model-level notes (e.g. the output shape).
         output_shapes: shapes of the tensors the model returned.
+        memory_measured: ``None`` (estimate only), or what one real forward+backward measured
+            (:func:`layerlab.analysis.memory.measure_memory`): ``device``, ``saved_for_backward``
+            and ``peak`` in bytes (``peak`` is ``None`` without an allocator that reports one).
     """
 
     model: str
@@ -168,6 +174,7 @@ class Summary:
     unknown: list[str]
     warnings: list[str]
     output_shapes: list[tuple[int, ...]]
+    memory_measured: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:
@@ -212,12 +219,46 @@ class Summary:
             "unknown_ops": self.unknown_ops,
             "warnings": list(self.warnings),
             "output_shapes": [list(s) for s in self.output_shapes],
-            "conventions": {"macs": MACS_CONVENTION, "memory": MEMORY_CONVENTION, "per": "whole batch"},
+            "conventions": {"macs": MACS_CONVENTION, "memory": MEMORY_CONVENTION, "per": "whole batch",
+                            "memory_measured": MEASURED_CONVENTION},
+            "memory_measured": None if self.memory_measured is None else dict(self.memory_measured),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
         """``json.dumps(self.to_dict())``."""
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def to_markdown(self, columns: str | Sequence[str] | None = None) -> str:
+        """A GitHub markdown table of the rows, a total line, the warnings and the footer.
+
+        ``columns``: names such as ``"shape,params,macs,rf"`` (:data:`layerlab.analysis.formats.COLUMNS`).
+        """
+        return to_markdown(self, columns)
+
+    def to_csv(self, columns: str | Sequence[str] | None = None) -> str:
+        """CSV: a header, one line per row, a ``total`` line; plain numbers (no thousands separators)."""
+        return to_csv(self, columns)
+
+    def to_text(self, columns: str | Sequence[str] | None = None, width: int = 120) -> str:
+        """The table as plain text (what ``str(summary)`` prints, with the default columns)."""
+        from layerlab.analysis.render import to_text  # rich is imported only when a summary is shown
+
+        return to_text(self, width, columns)
+
+    def render(self, format: str = "table", columns: str | Sequence[str] | None = None) -> str:
+        """The summary in one of :data:`~layerlab.analysis.formats.FORMATS` (``"table"``, ``"json"``,
+        ``"markdown"``, ``"csv"``) as text; ``columns`` chooses the columns of the three tables
+        (JSON always carries every key).
+
+        Raises:
+            ArgumentError: an unknown format or column.
+        """
+        if format not in FORMATS:
+            raise ArgumentError(f"summary: format must be one of {', '.join(FORMATS)}. Received: format={format!r}")
+        if format == "json":
+            parse_columns(columns)  # a misspelt column is an error in every format
+            return self.to_json() + "\n"
+        return {"table": self.to_text, "markdown": self.to_markdown, "csv": self.to_csv}[format](columns)
 
     def __rich__(self):
         from layerlab.analysis.render import render  # rich is imported only when a summary is shown
@@ -225,9 +266,7 @@ class Summary:
         return render(self)
 
     def __str__(self) -> str:
-        from layerlab.analysis.render import to_text  # rich is imported only when a summary is shown
-
-        return to_text(self)
+        return self.to_text()
 
 
 def memory(input_elements: int, rows: list[LayerRow], item: int, params_bytes: int, buffers_bytes: int) -> dict[str, int]:
@@ -249,6 +288,8 @@ def memory(input_elements: int, rows: list[LayerRow], item: int, params_bytes: i
         "buffers": buffers_bytes,
     }
     result["total"] = result["activations_training"] + result["params"] + result["buffers"]
+    result["activations_saved"] = saved_bytes(
+        input_elements, ((row.type, prod(row.input_shape), prod(row.output_shape)) for row in called), item)
     return result
 
 

@@ -24,19 +24,25 @@ How it works:
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
 
+from layerlab.analysis.fields import GraphFields
+from layerlab.analysis.memory import measure_memory
 from layerlab.analysis.modules import spec_of
 from layerlab.analysis.ops import OpCount, count_op
-from layerlab.analysis.schema import SCHEMA, LayerRow, Summary, Totals, check_batch_size, field_entry, memory, totals
+from layerlab.analysis.schema import SCHEMA, LayerRow, Summary, Totals, check_batch_size, memory, totals
 from layerlab.analysis.trace import Call, Op, Trace, trace_model
-from layerlab.arith import GLOBAL, parse_shape, receptive_field
+from layerlab.arith import parse_shape
 from layerlab.errors import ArgumentError, LayerlabError
+from layerlab.limits import check_size
 
 __all__ = ["summary", "Summary", "LayerRow", "Totals", "SCHEMA"]
+
+MEMORY_MODES = ("estimate", "measure")
 
 # --- building the rows --------------------------------------------------------------------------
 
@@ -65,48 +71,6 @@ class _Counter:
 
 def _depth(name: str) -> int:
     return name.count(".") + 1 if name else 0
-
-
-class _Fields:
-    """Receptive fields along the traced tensors.
-
-    Each row's output remembers the chain of reports that produced it (``None``: untracked, e.g.
-    after an unknown module). A row continues the chain of its input; an input made by a functional
-    op (no module) continues the latest row's chain when it has that output's shape (``F.relu``,
-    ``x + skip``), else it is untracked (``torch.cat``) — except for layers whose field is global.
-    Field warnings (field larger than the input) are given once per chain, where they first appear.
-    """
-
-    def __init__(self, x: torch.Tensor, input_shape: tuple[int, ...]) -> None:
-        self.input_shape = input_shape
-        self.chains: dict[int, tuple | None] = {id(x): ()}  # id(tensor) -> the reports that produced it
-        self.warned: dict[int, bool] = {id(x): False}
-        self.keep = [x]  # holds the tensors so that their ids stay unique
-        self.last: torch.Tensor | None = None
-
-    def _chain_of(self, x: torch.Tensor | None) -> tuple[tuple | None, bool]:
-        if x is None:
-            return None, False
-        if id(x) in self.chains:
-            return self.chains[id(x)], self.warned[id(x)]
-        if self.last is not None and self.last.shape == x.shape:
-            return self.chains[id(self.last)], self.warned[id(self.last)]
-        return None, False
-
-    def step(self, x, report, out) -> tuple[dict[str, Any] | None, list[str]]:
-        """The field of a row (JSON-ready, or ``None``) and its new warnings; records ``out``."""
-        before, warned = self._chain_of(x)
-        if before is None and report is not None and report.window == GLOBAL:
-            before = ()  # a global field does not depend on the layers before
-        chain = None if before is None or report is None else (*before, report)
-        field_, notes = None, []
-        if chain is not None:
-            field_, notes, warned = field_entry(receptive_field(list(chain), self.input_shape)[-1], warned)
-        if out is not None:
-            self.chains[id(out)], self.warned[id(out)] = chain, warned
-            self.keep.append(out)
-            self.last = out
-        return field_, notes
 
 
 class _OpWork:
@@ -165,6 +129,12 @@ class _OpWork:
         return rows
 
 
+def _last_output(trace: Trace, op: Op) -> torch.Tensor | None:
+    """The first output of the last op dispatched by the torch-function call that ran ``op``."""
+    same = [o for o in trace.ops[op.index:] if o.function_call == op.function_call] if op.function_call is not None else [op]
+    return same[-1].outputs[0] if same[-1].outputs else None
+
+
 def _readers(trace: Trace) -> dict[int, Call]:
     """id(parameter meta tensor) -> the module call whose own ops read it first."""
     readers: dict[int, Call] = {}
@@ -181,7 +151,8 @@ def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[L
     counter = _Counter()
     timeline: list[tuple[tuple[int, int], LayerRow]] = []  # (first op, 0 for a call / 1 for ops), row
     units: set[int] = set()  # indices of calls that are rows; their descendants are not
-    fields = _Fields(trace.input, input_shape)
+    fields = GraphFields(trace, input_shape)
+    functional: list[tuple[int, LayerRow]] = []  # the rows of functional ops, with their first op
     work = _OpWork(trace)
     ran_children = {call.parents[-1] for call in trace.calls if call.parents}
     for call in trace.calls:
@@ -196,7 +167,9 @@ def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[L
                 row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs))
                 counter.take(row, module, recurse=False)
                 timeline.append(((call.first_op, 0), row))
-            timeline.extend(((first, 1), row) for first, row in work.op_rows(call))
+            op_rows = work.op_rows(call)
+            timeline.extend(((first, 1), row) for first, row in op_rows)
+            functional.extend(op_rows)
             continue
         units.add(call.index)
         row = LayerRow(label, type(module).__name__, _depth(call.name), _first_shape(call.inputs), _first_shape(call.outputs))
@@ -205,7 +178,6 @@ def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[L
         if not first_call and any(True for _ in module.parameters()):
             row.warnings.append("called again: its parameters are counted at its first call")
         x = call.inputs[0] if call.inputs else None
-        out = call.outputs[0] if call.outputs else None
         report = None
         if spec is None:  # a leaf (or a module whose children did not run) without a spec: its ops
             work.add_to(row, work.under(call))
@@ -225,9 +197,11 @@ def _rows(trace: Trace, input_shape: tuple[int, ...], batch_size: int) -> list[L
                     row.warnings.append(
                         f"arith predicts output {report.output_shape} per sample, the module returned {traced[1:]}"
                     )
-        row.receptive_field, notes = fields.step(x, report, out)
+        row.receptive_field, notes = fields.row(call, report)
         row.warnings.extend(note for note in notes if note not in row.warnings)
         timeline.append(((call.first_op, 0), row))
+    for first, row in functional:  # the field of a functional op row: that of its first call's output
+        row.receptive_field = fields.of(_last_output(trace, trace.ops[first]))
     rows = [row for _, row in sorted(timeline, key=lambda item: item[0])]
     # parameters of modules never called (or whose weights another module's forward reads)
     readers = _readers(trace)
@@ -256,6 +230,7 @@ def summary(
     batch_size: int = 1,
     dtype: torch.dtype = torch.float32,
     depth: int | None = None,
+    memory: str = "estimate",
 ) -> Summary:
     """Per-layer shapes, parameters, MACs and receptive fields of ``model`` on one input shape.
 
@@ -270,15 +245,21 @@ def summary(
         dtype (torch.dtype): dtype of the input, used for the input/activation memory
             (default: torch.float32).
         depth (int, optional): fold rows deeper than ``depth`` into their ancestor at that depth
-            (``depth=1``: one row per top-level child); ``None`` lists every layer (default: None).
+            (``depth=1``: one row per top-level child; ``depth=0``: one row, the model); ``None``
+            lists every layer (default: None).
+        memory (str): ``"estimate"``: memory from the rows' shapes only; ``"measure"``: also run one
+            real forward+backward (:func:`layerlab.analysis.memory.measure_memory`, the model needs
+            real parameters) and add ``memory_measured`` (default: "estimate").
 
     Returns:
         :class:`Summary` with ``layers``, ``total``, ``unknown``, ``complete``, ``to_dict()``,
         ``to_json()``, ``str()`` (table) and rich rendering.
 
     Raises:
-        ArgumentError: bad ``input_shape``, ``batch_size``, ``dtype`` or ``depth``.
+        ArgumentError: bad ``input_shape``, ``batch_size``, ``dtype``, ``depth`` or ``memory``.
         ShapeError: the model does not accept the input; names the module that failed.
+        SizeLimitError: ``memory="measure"`` would need more than ``$LAYERLAB_MAX_BYTES`` of
+            activations (estimated first; nothing is allocated).
 
     Shape:
         input ``(batch_size, *input_shape)``.
@@ -293,8 +274,11 @@ def summary(
     check_batch_size("summary", batch_size)
     if not isinstance(dtype, torch.dtype):
         raise ArgumentError(f"summary: dtype must be a torch.dtype such as torch.float32. Received: dtype={dtype!r}")
-    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
-        raise ArgumentError(f"summary: depth must be a positive integer or None (all layers). Received: depth={depth!r}")
+    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
+        raise ArgumentError(f"summary: depth must be a non-negative integer (0: one row for the whole model) or None "
+                            f"(all layers). Received: depth={depth!r}")
+    if memory not in MEMORY_MODES:
+        raise ArgumentError(f"summary: memory must be one of {', '.join(map(repr, MEMORY_MODES))}. Received: memory={memory!r}")
     if not isinstance(model, nn.Module):
         raise ArgumentError(f"summary: model must be a torch.nn.Module, got {type(model).__name__}")
     trace = trace_model(model, shape, batch_size=batch_size, dtype=dtype)
@@ -303,6 +287,15 @@ def summary(
     if trace.model is not model:
         warnings.append("lazy modules were traced on a meta copy: the model's own lazy modules stay uninitialised")
     total = _totals(trace, rows, dtype)
+    measured = None
+    if memory == "measure":
+        item = torch.empty((), dtype=dtype, device="meta").element_size()
+        check_size(f"summary(memory='measure') of {type(model).__name__} on input {(batch_size, *shape)}",
+                   total.memory["activations_training"] // item, item,
+                   hint="Measure at a smaller batch_size, or use memory='estimate'")
+        # a lazy model is measured on a copy, so that the user's lazy modules stay uninitialised
+        measured = measure_memory(copy.deepcopy(model) if trace.model is not model else model, shape,
+                                  batch_size=batch_size, dtype=dtype)
     if depth is not None:
         types = {name: type(module).__name__ for name, module in trace.model.named_modules()}
         rows = _fold(rows, trace.calls, types, depth)
@@ -317,6 +310,7 @@ def summary(
         unknown=unknown,
         warnings=warnings,
         output_shapes=[tuple(t.shape) for t in trace.output],
+        memory_measured=measured,
     )
 
 
@@ -361,10 +355,10 @@ def _fold(rows: list[LayerRow], calls: list[Call], types: dict[str, str], depth:
             continue
         key = ".".join(row.name.split(".")[:depth])
         head = folded[-1] if folded else None
-        if head is None or id(head) not in heads or head.name != key:
+        if head is None or id(head) not in heads or head.name != (key or types[key]):
             # a container that is never called itself (ModuleList) takes its children's shapes
             inp, out = shapes.get(key, (row.input_shape, None))
-            head = LayerRow(key, types[key], depth, inp, out)
+            head = LayerRow(key or types[key], types[key], depth, inp, out)
             heads.add(id(head))
             folded.append(head)
         if key not in shapes:

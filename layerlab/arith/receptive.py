@@ -28,6 +28,29 @@ k_eff``; conv/pool: ``P_out = floor((P_in + k_eff − 2)/s) + 1`` (the largest o
 
 Dense, flatten and global pooling make the field global (the whole input). Shape-preserving layers
 (activations, dropout, normalisation: its statistics are ignored) leave it unchanged.
+
+Exact fields per output unit: after upsampling the recursion's ``start + o·j`` is the centre of
+output ``o`` only at multiples of the stride, and ``r`` is a fraction. Alongside it, every dim keeps
+the exact input range of each output, which repeats with a **period** ``P`` (1 for a network
+without upsampling): output ``o = q·P + u`` sees input pixels ``units[u] + q·P·j`` (first and
+last, padding included, ``P·j`` an integer). A window moves them exactly: output ``o`` of a
+conv/pool reads layer inputs ``o·s − p + t·d``; of a transposed window, inputs ``(o + p − t·d)/s``
+where that is an integer; the new units are the union of those inputs' units, with period
+``P / gcd(P, s)`` (conv) or ``P·s`` (transposed).
+
+Graphs with several paths (residual additions, concatenations; Araujo et al., section "Handling
+multiple paths"): where paths meet, each path ``p`` brings output 0's field ``[start_p − (r_p −
+1)/2, start_p + (r_p − 1)/2]`` with the same jump ``j`` (tensors that are added or concatenated
+along channels have the same spatial size, so their paths have the same jump), and the merged
+field is their union (:func:`merge_fields`)::
+
+    lo = min_p (start_p − (r_p − 1)/2),   hi = max_p (start_p + (r_p − 1)/2)
+    r = hi − lo + 1,   start = (lo + hi)/2,   j unchanged,   P = max_p P_p
+
+``r`` is the largest path's field when the paths are **aligned** (every path's field has the same
+centre, so that ``start + o·j`` is the centre of output ``o``'s field on every path); a path
+whose centre differs (an unpadded branch added to a padded one) makes the field ``aligned=False``,
+and stays so downstream, as a later layer moves every path's centre by the same amount.
 """
 
 from __future__ import annotations
@@ -35,7 +58,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from math import gcd
+from math import gcd, lcm
 
 from layerlab.arith._args import check_input_shape
 from layerlab.arith.report import GLOBAL, LayerReport, Window
@@ -50,14 +73,39 @@ class FieldDim:
     Attributes:
         size: receptive field size ``r``.
         jump: distance ``j`` between adjacent outputs (a fraction after upsampling).
-        start: centre of output 0's field (may be negative: it lies in the padding).
+        start: centre of output 0's field (may be negative: it lies in the padding); output ``o``
+            is centred at ``start + o·jump``.
         projective: extent ``P`` of the outputs one input pixel reaches.
+        aligned: every path from the input has its field centred at ``start`` (see
+            :func:`merge_fields`); always true for a chain of layers.
+        period: ``P``, outputs per repeat of the exact ranges (1 without upsampling).
+        units: the exact ``(first, last)`` input pixel of outputs ``0 … P−1`` (``None``: an
+            output that only gets a bias); ``()`` when not followed (a global field).
     """
 
     size: Fraction
     jump: Fraction
     start: Fraction
     projective: Fraction
+    aligned: bool = True
+    period: int = 1
+    units: tuple[tuple[int, int] | None, ...] = ()
+
+    def unit(self, o: int) -> tuple[int, int] | None:
+        """The exact ``(first, last)`` input pixel that output ``o`` sees (padding included).
+
+        Examples:
+            >>> from layerlab.arith import ConvSpec
+            >>> d = receptive_field([ConvSpec(1, 1, 3, stride=2).analyse((1, 9))], (1, 9))[-1].dims[0]
+            >>> d.unit(0), d.unit(3)
+            ((0, 2), (6, 8))
+        """
+        if not self.units:
+            return None
+        q, u = divmod(o, self.period)
+        shift = int(self.jump * self.period) * q
+        span = self.units[u]
+        return None if span is None else (span[0] + shift, span[1] + shift)
 
 
 @dataclass(frozen=True)
@@ -80,7 +128,8 @@ class ReceptiveField:
 
     def as_dict(self) -> dict:
         """JSON-ready: ``size``, ``jump``, ``start``, ``projective`` lists (ints or floats),
-        ``global``, ``warnings``."""
+        ``aligned`` (list of bools), ``period`` (list of ints), ``units`` (per dim, the ``[first,
+        last]`` input pixel of outputs ``0 … P−1``, or ``null``), ``global``, ``warnings``."""
         def number(value: Fraction):
             return int(value) if value.denominator == 1 else float(value)
 
@@ -89,6 +138,9 @@ class ReceptiveField:
             "jump": [number(d.jump) for d in self.dims],
             "start": [number(d.start) for d in self.dims],
             "projective": [number(d.projective) for d in self.dims],
+            "aligned": [d.aligned for d in self.dims],
+            "period": [d.period for d in self.dims],
+            "units": [[None if u is None else list(u) for u in d.units] for d in self.dims],
             "global": self.is_global,
             "warnings": list(self.warnings),
         }
@@ -141,50 +193,142 @@ def receptive_field(reports: Sequence[LayerReport], input_shape) -> list[Recepti
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else check_input_shape(
         "receptive_field", input_shape)
     spatial = shape[1:]
-    names = DIM_NAMES.get(len(spatial), tuple(f"dim{i}" for i in range(len(spatial))))
-    one, zero = Fraction(1), Fraction(0)
-    dims = [FieldDim(one, one, zero, one) for _ in spatial]
-    is_global = False
+    dims, is_global = input_dims(spatial), False
     fields = []
     for index, report in enumerate(reports, start=1):
-        warnings = []
-        window = report.window
-        if window == GLOBAL or is_global:
-            is_global = True
-            dims = [FieldDim(Fraction(n), Fraction(n), Fraction(n - 1, 2), Fraction(n)) for n in spatial]
-        elif window is None:
-            if report.input_shape != report.output_shape:
-                warnings.extend(report.warnings)
-        elif len(window) != len(dims):
-            warnings.append(f"{report.kind}: {len(window)} spatial dims, the input has {len(dims)}; "
-                            f"field not tracked")
-        else:
-            dims = [_step(d, w) for d, w in zip(dims, window)]
-        for name, n, d in zip(names, spatial, dims):
-            if not is_global and d.size > n:
-                warnings.append(f"{name}: receptive field {_show(d.size)} > input {n}: part of it "
-                                f"lies in the padding")
-        fields.append(ReceptiveField(index, report.kind, tuple(dims), is_global, tuple(warnings)))
+        dims, is_global, warnings = layer_field(dims, is_global, report, spatial)
+        warnings += oversize_warnings(dims, is_global, spatial)
+        fields.append(ReceptiveField(index, report.kind, dims, is_global, tuple(warnings)))
     return fields
 
 
-def _step(field: FieldDim, window: Window) -> FieldDim:
-    """One layer of the recursion (see the module docstring)."""
+def input_dims(spatial: Sequence[int]) -> tuple[FieldDim, ...]:
+    """The field of the network input itself: ``r = 1, j = 1, start = 0, P = 1`` per spatial dim."""
+    one, zero = Fraction(1), Fraction(0)
+    return tuple(FieldDim(one, one, zero, one, units=((0, 0),)) for _ in spatial)
+
+
+def global_dims(spatial: Sequence[int]) -> tuple[FieldDim, ...]:
+    """A global field: every output sees the whole input ``n`` (``r = j = P = n``, centre ``(n − 1)/2``)."""
+    return tuple(FieldDim(Fraction(n), Fraction(n), Fraction(n - 1, 2), Fraction(n)) for n in spatial)
+
+
+def layer_field(dims: Sequence[FieldDim], is_global: bool, report: LayerReport,
+                spatial: Sequence[int]) -> tuple[tuple[FieldDim, ...], bool, list[str]]:
+    """One layer of the recursion: the field after ``report``'s layer given the field before it.
+
+    Args:
+        dims, is_global: the field before the layer.
+        report: the layer's report (its ``window``).
+        spatial: the network input's spatial sizes (for a global field).
+
+    Returns:
+        ``(dims, is_global, warnings)``; the warnings are the layer's own (a shape change the
+        field does not follow, a window with another number of dims), not :func:`oversize_warnings`.
+    """
+    warnings: list[str] = []
+    window = report.window
+    if window == GLOBAL or is_global:
+        return global_dims(spatial), True, warnings
+    if window is None:
+        if report.input_shape != report.output_shape:
+            warnings.extend(report.warnings)
+        return tuple(dims), False, warnings
+    if len(window) != len(dims):
+        warnings.append(f"{report.kind}: {len(window)} spatial dims, the input has {len(dims)}; field not tracked")
+        return tuple(dims), False, warnings
+    return tuple(window_step(d, w) for d, w in zip(dims, window)), False, warnings
+
+
+def oversize_warnings(dims: Sequence[FieldDim], is_global: bool, spatial: Sequence[int]) -> list[str]:
+    """``"H: receptive field 7 > input 6: part of it lies in the padding"`` for each dim where it does."""
+    if is_global:
+        return []
+    names = DIM_NAMES.get(len(spatial), tuple(f"dim{i}" for i in range(len(spatial))))
+    return [f"{name}: receptive field {_show(d.size)} > input {n}: part of it lies in the padding"
+            for name, n, d in zip(names, spatial, dims) if d.size > n]
+
+
+def merge_fields(branches: Sequence[Sequence[FieldDim]]) -> tuple[FieldDim, ...] | None:
+    """The field where paths meet (an addition, a concatenation along channels): per dim, the
+    union of the paths' fields of output 0, aligned when every path is aligned and centred alike
+    (see the module docstring). ``None`` when the paths' jumps differ (no common output grid).
+
+    Examples:
+        >>> from layerlab.arith import ConvSpec
+        >>> a = receptive_field([ConvSpec(1, 1, 3, padding=1).analyse((1, 9))], (1, 9))[-1].dims
+        >>> b = receptive_field([ConvSpec(1, 1, 1).analyse((1, 9))], (1, 9))[-1].dims
+        >>> [(int(d.size), d.start, d.aligned) for d in merge_fields([a, b])]  # a residual 3-tap conv
+        [(3, Fraction(0, 1), True)]
+    """
+    merged = []
+    for paths in zip(*branches):
+        if len({d.jump for d in paths}) != 1:
+            return None
+        lo = min(d.start - (d.size - 1) / 2 for d in paths)
+        hi = max(d.start + (d.size - 1) / 2 for d in paths)
+        aligned = all(d.aligned for d in paths) and len({d.start for d in paths}) == 1
+        period, units = _merge_units(paths)
+        merged.append(FieldDim(hi - lo + 1, paths[0].jump, (lo + hi) / 2, max(d.projective for d in paths), aligned,
+                               period, units))
+    return tuple(merged)
+
+
+def _union(spans) -> tuple[int, int] | None:
+    spans = [span for span in spans if span is not None]
+    return (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
+
+
+def _merge_units(paths: Sequence[FieldDim]) -> tuple[int, tuple]:
+    """The exact ranges where paths meet: per output, the union of the paths' ranges."""
+    if any(not d.units for d in paths):
+        return 1, ()
+    period = lcm(*(d.period for d in paths))
+    return period, tuple(_union(d.unit(o) for d in paths) for o in range(period))
+
+
+def _step_units(field: FieldDim, window: Window) -> tuple[int, tuple]:
+    """The exact ranges after a window (see the module docstring)."""
+    if not field.units:
+        return 1, ()
+    k, s, p, d = window.kernel_size, window.stride, window.padding, window.dilation
+    if window.transposed:
+        period = field.period * s
+        units = tuple(_union(field.unit((o + p - t * d) // s) for t in range(k) if (o + p - t * d) % s == 0)
+                      for o in range(period))
+    else:
+        period = field.period // gcd(field.period, s)
+        units = tuple(_union(field.unit(o * s - p + t * d) for t in range(k)) for o in range(period))
+    return period, units
+
+
+def window_step(field: FieldDim, window: Window) -> FieldDim:
+    """One windowed layer of the recursion for one dim (see the module docstring).
+
+    Examples:
+        >>> d = window_step(FieldDim(Fraction(3), Fraction(1), Fraction(1), Fraction(3)), Window(3, 2, 1))
+        >>> int(d.size), int(d.jump), int(d.start), int(d.projective)
+        (5, 2, 1, 3)
+    """
     span = effective_kernel(window.kernel_size, window.dilation)
     s, p = window.stride, window.padding
     if window.transposed:
         inputs, centre = transposed_span(window.kernel_size, s, window.dilation, p)
         return FieldDim(
-            size=field.size + (inputs - 1) * field.jump,
-            jump=field.jump / s,
-            start=field.start + centre * field.jump,
-            projective=(field.projective - 1) * s + span,
+            field.size + (inputs - 1) * field.jump,  # size
+            field.jump / s,  # jump
+            field.start + centre * field.jump,  # start
+            (field.projective - 1) * s + span,  # projective
+            field.aligned,
+            *_step_units(field, window),  # period, units
         )
     return FieldDim(
-        size=field.size + (span - 1) * field.jump,
-        jump=field.jump * s,
-        start=field.start + (Fraction(span - 1, 2) - p) * field.jump,
-        projective=(field.projective + span - 2) // s + 1,
+        field.size + (span - 1) * field.jump,
+        field.jump * s,
+        field.start + (Fraction(span - 1, 2) - p) * field.jump,
+        (field.projective + span - 2) // s + 1,
+        field.aligned,
+        *_step_units(field, window),
     )
 
 

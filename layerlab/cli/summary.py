@@ -4,6 +4,8 @@ Examples::
 
     layerlab summary path/to/model.py:build --input 3x32x32
     layerlab summary mypkg.models:Net --input 1x28x28 --depth 1 --json
+    layerlab summary model.py:build --input 3x32x32 --format markdown --columns shape,params,macs,rf
+    layerlab summary model.py:build --input 3x32x32 --batch-size 32 --memory measure
 
 ``TARGET`` is ``FILE.py:NAME`` or ``package.module:NAME``; ``NAME`` is an ``nn.Module`` instance, a
 class, or a zero-argument function returning the model. **This runs your own code**, exactly as
@@ -12,12 +14,15 @@ importing the file would (its top level, then ``NAME()``): only point it at file
 The model is built under ``torch.device("meta")`` (``--device meta``, the default), so parameters
 take no memory and huge models work; if your builder needs real tensors (it reads weights, calls
 ``.item()`` ...) use ``--device cpu``. Shapes come from one forward pass on meta tensors.
+``--memory measure`` also runs one real forward+backward at the batch size, so the model is built
+on cpu unless ``--device`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from layerlab.analysis.formats import COLUMNS, DEFAULT_COLUMNS, FORMATS
 from layerlab.cli.helptext import description
 
 HELP = "per-layer shapes, params, MACs and receptive fields of a PyTorch model (FILE.py:NAME)"
@@ -37,38 +42,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     model.add_argument("--input", required=True, metavar="SHAPE", help="per-sample input shape, e.g. 3x32x32 (default: none, required)")
     model.add_argument(
-        "--device", choices=("meta", "cpu"), default="meta",
-        help="device the model is built on: meta allocates nothing (default: meta)",
+        "--device", choices=("meta", "cpu"), default=None,
+        help="device the model is built on: meta allocates nothing (default: meta; cpu with --memory measure)",
     )
     table = parser.add_argument_group("table")
     table.add_argument("--batch-size", type=int, default=1, help="batch dimension; MACs and memory are per batch (default: 1)")
-    table.add_argument("--depth", type=int, default=None, help="fold layers deeper than this into their parent (default: all layers)")
-    table.add_argument("--json", action="store_true", help="print the JSON document (docs/summary.md) instead of the table (default: off)")
+    table.add_argument(
+        "--depth", type=int, default=None,
+        help="fold layers deeper than this into their ancestor at this depth, counts summed; 0: one row (default: all layers)",
+    )
+    table.add_argument(
+        "--format", choices=FORMATS, default="table",
+        help="table, json (the full document, docs/summary.md), markdown or csv (default: table)",
+    )
+    table.add_argument("--json", action="store_const", dest="format", const="json", help="same as --format json (default: off)")
+    table.add_argument(
+        "--columns", metavar="LIST", default=None,
+        help=f"comma-separated columns of the table, markdown and csv: {', '.join(COLUMNS)}; shape = input,output "
+             f"(default: {','.join(DEFAULT_COLUMNS)})",
+    )
+    table.add_argument(
+        "--memory", choices=("estimate", "measure"), default="estimate",
+        help="estimate from the shapes, or also measure one real forward+backward on cpu (default: estimate)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerlab.analysis.formats import parse_columns
     from layerlab.arith import parse_shape
 
     shape = parse_shape(args.input)  # before importing torch: a typo fails at once
+    parse_columns(args.columns)
+    device = args.device or ("cpu" if args.memory == "measure" else "meta")
 
     import torch
     from rich.console import Console
 
     from layerlab.analysis import summary
+    from layerlab.analysis.render import render
     from layerlab.cli.loading import load_model
     from layerlab.errors import ArgumentError
 
     try:
-        with torch.device(args.device):
+        with torch.device(device):
             model = load_model(args.target)
     except ArgumentError as err:
-        if args.device == "meta" and "meta" in str(err.__cause__):
+        if device == "meta" and "meta" in str(err.__cause__):
             raise ArgumentError(f"{err} (the model is built on the meta device; if it needs real tensors, add --device cpu)") from err
         raise
-    result = summary(model, shape, batch_size=args.batch_size, depth=args.depth)
-    if args.json:
-        print(result.to_json())
+    result = summary(model, shape, batch_size=args.batch_size, depth=args.depth, memory=args.memory)
+    if args.format == "table":
+        Console().print(render(result, args.columns), soft_wrap=True)
     else:
-        Console().print(result, soft_wrap=True)
+        print(result.render(args.format, args.columns), end="")
     return 0

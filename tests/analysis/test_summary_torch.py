@@ -390,7 +390,9 @@ def test_multi_input_model_error():
         ({"input_shape": (3, 0)}, r"summary: input_shape must be a non-empty tuple of positive ints.*Received: input_shape=\(3, 0\)"),
         ({"input_shape": "3xx3"}, r"shape '3xx3': size 2 is empty"),
         ({"input_shape": (3,), "batch_size": 0}, r"summary: batch_size must be a positive integer. Received: batch_size=0"),
-        ({"input_shape": (3,), "depth": 0}, r"summary: depth must be a positive integer or None \(all layers\). Received: depth=0"),
+        ({"input_shape": (3,), "depth": -1}, r"summary: depth must be a non-negative integer \(0: one row for the whole "
+                                             r"model\) or None \(all layers\). Received: depth=-1"),
+        ({"input_shape": (3,), "memory": "exact"}, r"summary: memory must be one of 'estimate', 'measure'. Received: memory='exact'"),
         ({"input_shape": (3,), "dtype": "float32"}, r"summary: dtype must be a torch.dtype such as torch.float32. Received: dtype='float32'"),
     ],
 )
@@ -414,7 +416,7 @@ def test_data_dependent_forward_is_explained():
         summary(nn.Sequential(ReadsValues()), (3,))
 
 
-def test_receptive_field_untracked_after_concat_and_warned_once():
+def test_receptive_field_through_pad_and_concat_warned_once():
     class Skip(nn.Module):
         def __init__(self):
             super().__init__()
@@ -430,9 +432,12 @@ def test_receptive_field_untracked_after_concat_and_warned_once():
 
     s = summary(Skip(), (1, 6, 6))
     fields = {row.name: row.receptive_field for row in s.layers}
-    assert fields["a"]["size"] == [5, 5]
-    assert fields["b"] is None  # F.pad changed the shape: untracked, not guessed
-    assert fields["c"] is None and fields["d"] is None  # after torch.cat, and what follows from it
+    assert fields["a"]["size"] == [5, 5] and fields["a"]["start"] == [2, 2]
+    assert fields["b"]["size"] == [9, 9] and fields["b"]["start"] == [2, 2]  # F.pad moved the start back by 2
+    assert fields["c"] == fields["d"] == fields["b"]  # the union of [0, 4] and [-2, 6], both centred at 2
+    assert fields["d"]["aligned"] == [True, True]
+    warned = [row.name for row in s.layers if any("receptive field" in w for w in row.warnings)]
+    assert warned == ["b"]  # 9 > 6 first at b, not repeated after the concatenation
     s = summary(nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(3)], nn.Conv2d(1, 1, 1)), (1, 6, 6))
     warned = [row.name for row in s.layers if any("receptive field" in w for w in row.warnings)]
     assert warned == ["2"]  # 7 > 6 first at the third conv, not repeated after it

@@ -183,7 +183,7 @@ def test_global_layers_and_warnings():
     assert fields[2].as_dict() == fields[1].as_dict()  # ReLU keeps the field
     assert [f.is_global for f in fields] == [False, False, False, True, True]
     assert fields[4].as_dict() == {"size": [10, 10], "jump": [10, 10], "start": [4.5, 4.5],
-                                   "projective": [10, 10], "global": True, "warnings": []}
+                                   "projective": [10, 10], "aligned": [True, True], "period": [1, 1], "units": [[], []], "global": True, "warnings": []}
 
 
 def test_transposed_span_with_empty_outputs():
