@@ -6,6 +6,7 @@
   :func:`dense_to_conv`: exact conversions (same outputs and gradients).
 - :func:`convert_model`: every conv of a nested model to local or dense.
 - :func:`local_to_conv`, :func:`dense_to_local`: projections back, returning ``(module, loss)``.
+- :func:`from_keras`: a Keras 2 ``.h5`` / ``.keras`` model file → a layerlab model with the same outputs.
 - Memory is estimated first; past ``max_bytes`` / ``$LAYERLAB_MAX_BYTES`` (default 2 GiB) a
   :class:`~layerlab.errors.SizeLimitError` is raised before anything is allocated.
 """
@@ -13,10 +14,12 @@
 from layerlab.convert.layers import conv_to_dense, conv_to_local, dense_to_conv, local_to_dense, tiled_to_local
 from layerlab.limits import DEFAULT_MAX_BYTES, max_bytes_limit
 from layerlab.convert.matrix import dense_bias, dense_matrix
+from layerlab.convert.keras import from_keras
 from layerlab.convert.model import convert_model
 from layerlab.convert.project import dense_to_local, local_to_conv
 
 __all__ = [
     "dense_matrix", "dense_bias", "conv_to_local", "tiled_to_local", "local_to_dense", "conv_to_dense",
     "dense_to_conv", "convert_model", "local_to_conv", "dense_to_local", "max_bytes_limit", "DEFAULT_MAX_BYTES",
+    "from_keras",
 ]
