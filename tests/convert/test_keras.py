@@ -1,0 +1,178 @@
+"""from_keras: Keras 2 model files (written by tf-keras 2.21, keras_fixtures/make_fixtures.py) converted
+with h5py only, each reproduced to 1e-5; the layout, the unsupported-layer error and bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from layerlab.cli.main import main
+from layerlab.convert import from_keras
+from layerlab.convert.keras.model import load_keras
+from layerlab.errors import ArgumentError, DataError
+
+FIXTURES = Path(__file__).parent / "keras_fixtures"
+
+# name -> file suffix; every Keras model that make_fixtures.py writes with its reference output
+MODELS = {
+    **{f"lc{n}d_impl{impl}_{fmt}": ".h5" for n in (1, 2) for impl in (1, 2, 3) for fmt in ("last", "first")},
+    "lc2d_same_impl2_last": ".h5", "lc2d_same_impl3_first": ".h5", "lc1d_same_impl2_first": ".h5",
+    "lc1d_same_impl3_last": ".h5", "lc_classifier": ".keras",
+    "conv2d_sequential": ".h5", "conv1d_functional": ".keras", "conv3d_groups": ".h5", "layout_moves": ".h5",
+    "global_keepdims": ".h5", "conv2d_channels_first": ".h5", "conv_pool_first_map": ".h5",
+    "dense_reshape": ".h5", "activations": ".keras",
+}
+
+
+def _reference(name: str) -> tuple[torch.Tensor, np.ndarray]:
+    data = np.load(FIXTURES / f"{name}.npz")
+    return torch.from_numpy(data["x"]), data["y"]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_fixture_is_reproduced_to_1e_5(name):
+    model = from_keras(FIXTURES / f"{name}{MODELS[name]}")
+    x, expected = _reference(name)
+    with torch.no_grad():
+        y = model(x).numpy()
+    assert y.shape == expected.shape
+    assert np.abs(y - expected).max() <= 1e-5
+    assert not model.training
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+
+
+def test_channels_first_input_layout_takes_torch_order():
+    x, expected = _reference("lc_classifier")
+    model, shape = load_keras(FIXTURES / "lc_classifier.keras", input_layout="channels_first")
+    assert shape == (1, 8, 8)
+    with torch.no_grad():
+        assert np.abs(model(x.permute(0, 3, 1, 2)).numpy() - expected).max() <= 1e-5
+    # a channels_first Keras model already takes torch's order: nothing moves
+    x, expected = _reference("conv2d_channels_first")
+    model, shape = load_keras(FIXTURES / "conv2d_channels_first.h5", input_layout="channels_first")
+    assert shape == (2, 9, 8)
+    with torch.no_grad():
+        assert np.abs(model(x).numpy() - expected).max() <= 1e-5
+
+
+def test_children_are_named_after_the_keras_layers_and_permute_only_where_needed():
+    model = from_keras(FIXTURES / "conv2d_sequential.h5")
+    names = [name for name, _ in model.named_children()]
+    assert names[0] == "conv2d" and names[-1] == "dense_1"
+    permutes = [name for name, m in model.named_modules() if type(m).__name__ == "Permute"]
+    assert permutes == ["conv2d.0", "flatten_1.0"]  # into channels first once, back before Flatten
+
+
+def test_unsupported_layers_are_named_in_one_error():
+    with pytest.raises(DataError, match=r"cannot convert 3 layer\(s\): 'lstm' \(LSTM\), 'add' \(Add\), "
+                                        r"'leaky_re_lu' \(LeakyReLU\)\. from_keras converts the Keras layers "
+                                        r"InputLayer, Dense, Conv1D.*LocallyConnected2D"):
+        from_keras(FIXTURES / "unsupported.h5")
+
+
+def test_input_layout_is_checked():
+    with pytest.raises(ArgumentError, match=r"from_keras: input_layout must be one of \('keras', 'channels_first'\)\. "
+                                            r"Received: input_layout='nhwc'"):
+        from_keras(FIXTURES / "dense_reshape.h5", input_layout="nhwc")
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(DataError, match=r"'.*nope\.h5' does not exist or is not a file; check the path"):
+        from_keras(tmp_path / "nope.h5")
+    text = tmp_path / "model.h5"
+    text.write_text("not a model")
+    with pytest.raises(DataError, match=r"is neither an HDF5 file \(Keras 2's \.h5\) nor a zip file \(\.keras\): it "
+                                        r"starts with b'not a mo'"):
+        from_keras(text)
+    archive = tmp_path / "model.keras"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("other.txt", "x")
+    with pytest.raises(DataError, match=r"a zip file without config\.json: not a \.keras model"):
+        from_keras(archive)
+
+
+def test_weights_only_and_damaged_configs(tmp_path):
+    weights_only = tmp_path / "weights.h5"
+    with h5py.File(weights_only, "w") as f:
+        f.attrs["layer_names"] = ["dense"]
+    with pytest.raises(DataError, match=r"has no model_config attribute \(its attributes: layer_names\): it holds "
+                                        r"weights only \(model\.save_weights\)"):
+        from_keras(weights_only)
+    broken = tmp_path / "broken.h5"
+    shutil.copy(FIXTURES / "dense_reshape.h5", broken)
+    with h5py.File(broken, "r+") as f:
+        f.attrs["model_config"] = "{not json"
+    with pytest.raises(DataError, match=r"model_config is not valid JSON"):
+        from_keras(broken)
+
+
+def test_truncated_file(tmp_path):
+    data = (FIXTURES / "lc2d_impl2_last.h5").read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"truncated or damaged"):
+        from_keras(cut)
+
+
+def _dense_file(path: Path, inputs: int, units: int, kernel_shape: tuple[int, int]) -> None:
+    """A Keras-2-style .h5 of one Dense layer whose kernel is declared (chunked, never written) with kernel_shape."""
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, inputs], "name": "in"}},
+        {"class_name": "Dense", "config": {"name": "dense", "units": units, "use_bias": False}}]}}
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        group = f.create_group("model_weights/dense")
+        group.attrs["weight_names"] = ["dense/kernel:0"]
+        group.create_dataset("dense/kernel:0", shape=kernel_shape, dtype="float32", chunks=(1, 1))
+
+
+def test_huge_declared_shapes_are_refused_before_reading(tmp_path):
+    huge = tmp_path / "huge.h5"
+    _dense_file(huge, 100_000, 100_000, (100_000, 100_000))  # 40 GB declared in a file of a few KB
+    with pytest.raises(DataError, match=r"layer 'dense': weight 'kernel' declares 40,000,000,000 bytes of data, more "
+                                        r"than the [0-9,]+ bytes the file holds"):
+        from_keras(huge)
+    mismatch = tmp_path / "mismatch.h5"
+    _dense_file(mismatch, 10**12, 4, (3, 4))  # a config that asks for a 10^12-feature input
+    with pytest.raises(DataError, match=r"layer 'dense': weight 'kernel' has shape \(3, 4\), but the layer's config "
+                                        r"and input shape imply \(1000000000000, 4\)"):
+        from_keras(mismatch)
+
+
+def test_missing_weights_and_unknown_input_size(tmp_path):
+    path = tmp_path / "model.h5"
+    shutil.copy(FIXTURES / "dense_reshape.h5", path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        dense = next(e["config"]["name"] for e in config["config"]["layers"] if e["class_name"] == "Dense")
+        del f[f"model_weights/{dense}/{dense}/bias:0"]
+    with pytest.raises(DataError, match=rf"layer '{dense}': weight '{dense}/bias:0' is missing from the file"):
+        from_keras(path)
+    config["config"]["layers"][0]["config"]["batch_input_shape"] = [None, None]
+    with h5py.File(path, "r+") as f:
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(DataError, match=r"the input shape of layer '.*' is \[None, None\]; layerlab needs a fixed size"):
+        from_keras(path)
+
+
+def test_summary_reads_a_keras_file(capsys):
+    assert main(["summary", str(FIXTURES / "lc_classifier.keras"), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["input_shape"] == [1, 8, 8]
+    rows = {row["name"]: row for row in document["layers"]}
+    assert rows["locally_connected2d_8.0"]["type"] == "LocallyConnected2d"
+    assert rows["locally_connected2d_8.0"]["params"] == 9 * 9 * 4 + 3 * 3 * 4
+    assert main(["summary", str(FIXTURES / "dense_reshape.h5"), "--input", "12"]) == 0
+    assert "Total params" in capsys.readouterr().out
+
+
+def test_summary_needs_input_for_python_targets(tmp_path, capsys):
+    assert main(["summary", f"{tmp_path / 'model.py'}:build"]) == 2
+    assert "error: --input is required for a Python model" in capsys.readouterr().err
