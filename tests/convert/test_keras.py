@@ -26,7 +26,7 @@ MODELS = {
     "lc2d_same_impl2_last": ".h5", "lc2d_same_impl3_first": ".h5", "lc1d_same_impl2_first": ".h5",
     "lc1d_same_impl3_last": ".h5", "lc_classifier": ".keras",
     "conv2d_sequential": ".h5", "conv1d_functional": ".keras", "conv3d_groups": ".h5", "layout_moves": ".h5",
-    "global_keepdims": ".h5", "conv2d_channels_first": ".h5", "conv_pool_first_map": ".h5",
+    "global_keepdims": ".h5", "pool_same_even": ".h5", "conv2d_channels_first": ".h5", "conv_pool_first_map": ".h5",
     "dense_reshape": ".h5", "activations": ".keras",
 }
 

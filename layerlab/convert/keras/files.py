@@ -9,8 +9,7 @@ Two containers:
   weights are ``layers/<key>/vars/0, 1, ...`` in the layer's own order (trainable weights first,
   then the others: a BatchNormalization's gamma, beta, moving_mean, moving_variance). ``<key>`` is
   not the layer's name but its class name in snake case, numbered in the order of ``model.layers``
-  (``dense``, ``dense_1``, ...; Keras's ``saving_lib``); a Sequential model's ``model.layers``
-  leaves its InputLayer out, a functional model's keeps it.
+  (``dense``, ``dense_1``, ...; Keras's ``saving_lib``).
 
 A file is read lazily: opening it reads the config only; a layer's arrays are read when it is
 converted, each one after its declared shape was checked against the shape the layer's config
@@ -169,12 +168,9 @@ def _saving_lib_keys(config: dict) -> dict[str, str]:
     """Layer name -> its group in a ``.keras`` weights file (see the module docstring)."""
     body = config.get("config")
     entries = body.get("layers") if isinstance(body, dict) else body
-    sequential = config.get("class_name") == "Sequential"
     keys, used = {}, {}
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
-            continue
-        if sequential and entry["class_name"] == "InputLayer":
             continue
         key = _snake_case(entry["class_name"])
         used[key] = used.get(key, -1) + 1

@@ -109,6 +109,9 @@ def convolutions() -> None:
     save("global_keepdims", sequential(
         (5, 4, 3), L.Conv2D(3, 3, padding="same", activation="softmax"), L.GlobalAveragePooling2D(keepdims=True),
         L.Activation("elu")))
+    save("pool_same_even", sequential(
+        (5, 4, 2), L.AveragePooling2D(3, strides=1, padding="same"), L.MaxPooling2D(3, strides=2, padding="same"),
+        L.Flatten()))
     # channels_first conv and pooling: the reference runs their channels_last twin
     save("conv2d_channels_first", sequential(
         (2, 9, 8), L.Conv2D(3, 3, strides=2, padding="same", data_format="channels_first"),
