@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_truncated_file(tmp_path):
         from_keras(cut)
 
 
-def _dense_file(path: Path, inputs: int, units: int, kernel_shape: tuple[int, int]) -> None:
+def _dense_file(path: Path, inputs: int, units: int, kernel_shape: tuple[int, int], dtype: str = "float32") -> None:
     """A Keras-2-style .h5 of one Dense layer whose kernel is declared (chunked, never written) with kernel_shape."""
     config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
         {"class_name": "InputLayer", "config": {"batch_input_shape": [None, inputs], "name": "in"}},
@@ -130,7 +131,7 @@ def _dense_file(path: Path, inputs: int, units: int, kernel_shape: tuple[int, in
         f.attrs["model_config"] = json.dumps(config)
         group = f.create_group("model_weights/dense")
         group.attrs["weight_names"] = ["dense/kernel:0"]
-        group.create_dataset("dense/kernel:0", shape=kernel_shape, dtype="float32", chunks=(1, 1))
+        group.create_dataset("dense/kernel:0", shape=kernel_shape, dtype=dtype, chunks=(1, 1))
 
 
 def test_huge_declared_shapes_are_refused_before_reading(tmp_path):
@@ -176,3 +177,133 @@ def test_summary_reads_a_keras_file(capsys):
 def test_summary_needs_input_for_python_targets(tmp_path, capsys):
     assert main(["summary", f"{tmp_path / 'model.py'}:build"]) == 2
     assert "error: --input is required for a Python model" in capsys.readouterr().err
+
+
+def _edited(tmp_path: Path, name: str, edit) -> Path:
+    """A copy of fixture ``name`` (.h5) whose model_config went through ``edit(config)``."""
+    path = tmp_path / name
+    shutil.copy(FIXTURES / name, path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        edit(config)
+        f.attrs["model_config"] = json.dumps(config)
+    return path
+
+
+def _set(class_name: str, **values):
+    """An edit that updates the config of the first layer of ``class_name``."""
+    def edit(config):
+        next(e for e in config["config"]["layers"] if e["class_name"] == class_name)["config"].update(values)
+    return edit
+
+
+def _model(**values):
+    def edit(config):
+        config.update(values)
+    return edit
+
+
+def _body(**values):
+    def edit(config):
+        config["config"].update(values)
+    return edit
+
+
+def _twice(class_name: str):
+    def edit(config):
+        entry = next(e for e in config["config"]["layers"] if e["class_name"] == class_name)
+        entry["inbound_nodes"] = entry["inbound_nodes"] * 2
+    return edit
+
+
+def _branch(config):
+    layers = config["config"]["layers"]
+    layers.append({"class_name": "Dropout", "name": "extra", "config": {"name": "extra", "rate": 0.1},
+                   "inbound_nodes": [[[layers[0]["name"], 0, 0, {}]]]})
+
+
+CONV, DENSE, LC = "conv2d_sequential.h5", "dense_reshape.h5", "lc2d_impl1_last.h5"
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    (CONV, _set("Conv2D", kernel_size="abc"), r"layer 'conv2d' \(Conv2D\): kernel_size must be 2 int\(s\) >= 1, the "
+                                              r"config has 'abc'; the file is damaged"),
+    (CONV, _set("Conv2D", filters=0), r"\(Conv2D\): filters must be an int >= 1, the config has 0; the file is damaged"),
+    (CONV, _set("Conv2D", padding="full"), r"\(Conv2D\): padding='full' is not supported; layerlab converts padding in "
+                                           r"\['valid', 'same'\]"),
+    (CONV, _set("Conv2D", activation="hard_sigmoid"), r"\(Conv2D\): activation 'hard_sigmoid' is not supported; layerlab "
+                                                      r"converts linear, softmax, relu, sigmoid"),
+    (CONV, _set("Conv2D", use_bias="yes"), r"\(Conv2D\): use_bias must be true or false, the config has 'yes'"),
+    (CONV, _set("Conv2D", groups=3), r"\(Conv2D\): groups=3 must divide the 2 input channels and the 4 filters"),
+    (CONV, _set("Conv2D", kernel_size=[20, 20], padding="valid"),
+     r"\(Conv2D\): its window \(kernel \(20, 20\), dilation \(1, 1\)\) does not fit the input of size \(9, 9\)"),
+    (CONV, _set("InputLayer", batch_input_shape=[None, 81, 2]),
+     r"\(Conv2D\): expects a 3-d per-sample input \(batch excluded\), gets shape \(81, 2\)"),
+    (CONV, _set("BatchNormalization", axis=0), r"\(BatchNormalization\): axis=0 is not supported on a per-sample input of "
+                                               r"shape \(5, 5, 4\); layerlab converts one axis other than the batch"),
+    (CONV, _set("BatchNormalization", epsilon="x"), r"\(BatchNormalization\): epsilon must be a number, the config has 'x'"),
+    (CONV, _set("Dropout", rate=2), r"\(Dropout\): rate must be in \[0, 1\], the config has 2\.0"),
+    (LC, _set("LocallyConnected2D", padding="same"), r"\(LocallyConnected2D\): padding='same' with implementation=1, which "
+                                                     r"Keras itself refuses"),
+    (DENSE, _set("Reshape", target_shape=[5, 7]), r"\(Reshape\): target_shape \(5, 7\) does not hold the 24 elements of its "
+                                                  r"input \(24,\)"),
+    (DENSE, _set("Reshape", target_shape="x"), r"\(Reshape\): target_shape must be positive ints \(at most one -1\), the "
+                                               r"config has 'x'"),
+    (DENSE, _set("Softmax", axis=0), r"\(Softmax\): axis=0 is not supported on a per-sample input of shape \(4, 3\)"),
+    (CONV, _model(class_name="MyModel"), r"the model is a 'MyModel', layerlab converts Sequential, Functional, Model "
+                                         r"models \(a subclassed model has no layer config"),
+    (CONV, _body(layers="none"), r"the model config has no list of layers with class_name and config"),
+    (CONV, _body(layers=[]), r"the model has no layers"),
+    (DENSE, _body(input_layers=[["a", 0, 0], ["b", 0, 0]]), r"the model has 2 input\(s\) and 1 output\(s\); layerlab "
+                                                            r"converts models with one input and one output"),
+    (DENSE, _twice("Reshape"), r"\(Reshape\): is called 2 time\(s\) on 2 input\(s\); layerlab converts layers called once"),
+    (DENSE, _body(output_layers=[["nowhere", 0, 0]]), r"the output is not connected to the input through the model's "
+                                                       r"layers"),
+    (DENSE, _branch, r"layers \['extra'\] are not on the path from the input to the output \(branches\)"),
+])
+def test_config_errors_are_pinned(tmp_path, name, edit, message):
+    with pytest.raises(DataError, match=message):
+        from_keras(_edited(tmp_path, name, edit))
+
+
+def test_weight_errors_are_pinned(tmp_path, monkeypatch):
+    path = tmp_path / "names.h5"
+    shutil.copy(FIXTURES / CONV, path)
+    with h5py.File(path, "r+") as f:
+        group = f["model_weights/conv2d"]
+        group.attrs["weight_names"] = ["conv2d/kernel:0"]
+    with pytest.raises(DataError, match=r"layer 'conv2d' holds the weights \['kernel'\], but its config implies "
+                                        r"\['kernel', 'bias'\]: the file's config and weights disagree"):
+        from_keras(path)
+    # a .keras file: weights are matched by count and order
+    archive = tmp_path / "model.keras"
+    with zipfile.ZipFile(FIXTURES / "lc_classifier.keras") as source, zipfile.ZipFile(archive, "w") as target:
+        config = json.loads(source.read("config.json"))
+        next(e for e in config["config"]["layers"] if e["class_name"] == "Dense")["config"]["use_bias"] = False
+        target.writestr("config.json", json.dumps(config))
+        target.writestr("model.weights.h5", source.read("model.weights.h5"))
+    with pytest.raises(DataError, match=r"layer 'dense' holds 2 weight\(s\), but its config implies 1 \(kernel\)"):
+        from_keras(archive)
+    integers = tmp_path / "int.h5"
+    _dense_file(integers, 3, 4, (3, 4), dtype="int32")
+    with pytest.raises(DataError, match=r"weight 'kernel' has dtype int32, expected floating point numbers"):
+        from_keras(integers)
+
+
+def test_file_errors_are_pinned(tmp_path, monkeypatch):
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(DataError, match=r"cannot be opened as HDF5 \(.*\): the file is truncated or damaged"):
+        from_keras(damaged)
+    not_zip = tmp_path / "damaged.keras"
+    not_zip.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    with pytest.raises(DataError, match=r"cannot be read as a \.keras zip \(BadZipFile: .*\): the file is truncated"):
+        from_keras(not_zip)
+    other = _edited(tmp_path, DENSE, lambda config: config.clear())
+    with pytest.raises(DataError, match=r"model_config is not a Keras model config \(expected an object with "
+                                        r"'class_name' and 'config'\)"):
+        from_keras(other)
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if h5py were not installed
+    with pytest.raises(DataError, match=r"reading a Keras file needs h5py, which is not installed: "
+                                        r"pip install 'layerlab\[keras\]' \(h5py\)"):
+        from_keras(FIXTURES / CONV)

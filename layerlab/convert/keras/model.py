@@ -18,7 +18,7 @@ from torch import nn
 from layerlab.convert.keras.files import open_keras_file
 from layerlab.convert.keras.layers import CONVERTERS, KerasLayer, Step, Tensor, channels_first_order, keras_order
 from layerlab.convert.keras.modules import Permute
-from layerlab.errors import ArgumentError, DataError, LayerlabError
+from layerlab.errors import ArgumentError, DataError
 
 __all__ = ["from_keras", "load_keras", "SUPPORTED", "INPUT_LAYOUTS"]
 
@@ -68,12 +68,7 @@ def load_keras(path: str | os.PathLike, *, input_layout: str = "keras") -> tuple
         children: OrderedDict[str, nn.Module] = OrderedDict()
         for layer in layers:
             step = Step(layer, x)
-            try:
-                x = CONVERTERS[layer.class_name](layer, step)
-            except DataError:
-                raise
-            except LayerlabError as err:  # an argument layerlab's own layers refuse
-                raise layer.fail(f"{err}; the file's config is inconsistent") from None
+            x = CONVERTERS[layer.class_name](layer, step)
             children[_module_name(layer.name, children)] = _assemble(step.parts)
         if x.order != keras_order(x.rank):
             children["to_keras_layout"] = Permute(tuple(x.dim_of(a) for a in keras_order(x.rank)))
