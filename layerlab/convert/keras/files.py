@@ -101,8 +101,7 @@ class KerasFile:
         self.close()
 
     def close(self) -> None:
-        for handle in reversed(self._handles):
-            handle.close()
+        _close(self._handles)
         self._handles = []
 
     def weights(self, layer: str, expected: list[str]) -> LayerWeights:
@@ -233,27 +232,35 @@ def _open_h5(path: str, h5py) -> KerasFile:
 
 
 def _open_zip(path: str, h5py) -> KerasFile:
+    handles: list = []  # closed again when the file turns out unusable
     try:
         archive = zipfile.ZipFile(path)
+        handles.append(archive)
         names = set(archive.namelist())
         if "config.json" not in names:
-            archive.close()
             raise DataError(f"{path!r} is a zip file without config.json: not a .keras model; save the model with "
                             "model.save('model.keras')")
         info = archive.getinfo("config.json")
         check_size(f"{path}: config.json", info.file_size, 1, hint="Give a Keras model file")
         config = _json(path, archive.read("config.json").decode("utf-8", "replace"), "config.json")
         if "model.weights.h5" not in names:
-            return KerasFile(path, config, None, False, 0, [archive])
+            return KerasFile(path, config, None, False, 0, handles)
         info = archive.getinfo("model.weights.h5")
-        stream = archive.open(info)
-        handle = h5py.File(stream, "r")
-    except DataError:
-        raise
+        handles.append(archive.open(info))
+        handles.append(h5py.File(handles[-1], "r"))
+        return KerasFile(path, config, handles[-1], False, info.file_size, handles)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError) as err:
+        _close(handles)
         raise DataError(f"{path!r} cannot be read as a .keras zip ({type(err).__name__}: {err}): the file is "
                         "truncated or damaged; save the model again") from None
-    return KerasFile(path, config, handle, False, info.file_size, [archive, stream, handle])
+    except BaseException:
+        _close(handles)
+        raise
+
+
+def _close(handles: list) -> None:
+    for handle in reversed(handles):
+        handle.close()
 
 
 def _json(path: str, text: str, what: str) -> dict:
