@@ -307,3 +307,33 @@ def test_file_errors_are_pinned(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"reading a Keras file needs h5py, which is not installed: "
                                         r"pip install 'layerlab\[keras\]' \(h5py\)"):
         from_keras(FIXTURES / CONV)
+
+
+def _sequential_file(path: Path, shape: list, layers: list[dict], weights: dict[str, tuple]) -> Path:
+    """A Keras-2-style .h5 Sequential model; ``weights``: layer name -> declared kernel shape (never written)."""
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, *shape], "name": "in"}}, *layers]}}
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        for name, shape in weights.items():
+            group = f.create_group(f"model_weights/{name}")
+            group.attrs["weight_names"] = [f"{name}/kernel:0"]
+            group.create_dataset(f"{name}/kernel:0", shape=shape, dtype="float32", chunks=True)
+    return path
+
+
+def test_huge_configs_allocate_nothing_their_file_cannot_hold(tmp_path):
+    # a 10^5 × 10^5 LocallyConnected2D (implementation 3) whose kernel holds 9 values: refused on the
+    # kernel's declared size, before the 10^10-position local weight (or its indices) exists
+    local = {"class_name": "LocallyConnected2D", "config": {
+        "name": "lc", "filters": 1, "kernel_size": [3, 3], "implementation": 3, "use_bias": False}}
+    path = _sequential_file(tmp_path / "lc.h5", [100_000, 100_000, 1], [local], {"lc": (9,)})
+    with pytest.raises(DataError, match=r"layer 'lc': weight 'kernel' has shape \(9,\), but the layer's config and "
+                                        r"input shape imply \(89996400036,\)"):  # 99998² positions × 9 taps
+        from_keras(path)
+    # 'same' average pooling of a 10^6 × 10^6 input: the per-position factors are kept per dim (2·10^6
+    # values), not as a 10^12-value map
+    pool = {"class_name": "AveragePooling2D", "config": {"name": "pool", "pool_size": [2, 2], "strides": [1, 1],
+                                                         "padding": "same"}}
+    model = from_keras(_sequential_file(tmp_path / "pool.h5", [10**6, 10**6, 1], [pool], {}))
+    assert sum(b.numel() for b in model.buffers()) == 2 * 10**6

@@ -46,6 +46,7 @@ from layerlab.arith.sizes import effective_kernel, output_size
 from layerlab.convert.keras.files import KerasFile
 from layerlab.convert.keras.modules import KerasReLU, Permute, Rescale
 from layerlab.errors import DataError
+from layerlab.limits import check_size
 
 __all__ = ["CONVERTERS", "KerasLayer", "Step", "Tensor", "keras_order", "ACTIVATIONS"]
 
@@ -218,6 +219,17 @@ def local_same_pads(in_size: int, k: int, s: int) -> tuple[int, int]:
     return k // 2, max(0, (out - 1) * s + k - k // 2 - in_size)
 
 
+def _inside_counts(out_size, s, pads, k, spatial) -> list[np.ndarray]:
+    """Per dim, how many of the ``k`` taps of each output's window ``[o·s − left, o·s − left + k)`` fall
+    inside the input ``[0, size)``."""
+    check_size("the windows of a layer", sum(out_size), 8, hint="Convert a model with smaller inputs")
+    counts = []
+    for m, ss, (left, _), kk, size in zip(out_size, s, pads, k, spatial):
+        start = np.arange(m, dtype=np.int64) * ss - left
+        counts.append(np.minimum(start + kk, size) - np.maximum(start, 0))
+    return counts
+
+
 def _out_sizes(layer: KerasLayer, spatial, k, s, pads, d=None) -> tuple[int, ...]:
     d = d or (1,) * len(k)
     out = tuple(output_size(i, kk, ss, p, dd) for i, kk, ss, p, dd in zip(spatial, k, s, pads, d))
@@ -290,8 +302,17 @@ def _local_kernel(layer, weights, impl, last, channels, spatial, filters, k, s, 
             return kernel.reshape(*out_size, *k, channels, filters).transpose(
                 *range(n), 2 * n, *range(n, 2 * n), 2 * n + 1)
         return kernel.reshape(*out_size, channels, *k, filters)
-    # positions p, channel c, taps t, filter o over the weight's shape; input position p·s − left + t
+    in_dims, out_dims = ((*spatial, channels), (*out_size, filters)) if last else ((channels, *spatial), (filters, *out_size))
+    # read first: the declared kernel is checked against the file before anything its size is allocated
+    if impl == 2:
+        kernel = weights.read("kernel", (*in_dims, *out_dims)).reshape(math.prod(in_dims), math.prod(out_dims))
+    else:  # implementation 3: one value per input element inside a window, for every channel pair
+        inside_taps = math.prod(int(c.sum()) for c in _inside_counts(out_size, s, pads, k, spatial))
+        values = weights.read("kernel", (inside_taps * channels * filters,))
     full = (*out_size, channels, *k, filters)
+    check_size(f"{layer.who}: the local weight and its indices", math.prod(full), 4 + 3 * 8,
+               hint="Convert a model with smaller LocallyConnected layers")
+    # positions p, channel c, taps t, filter o over the weight's shape; input position p·s − left + t
     grid = np.ogrid[tuple(slice(0, m) for m in full)]
     p, c, t, o = grid[:n], grid[n], grid[n + 1 : 2 * n + 1], grid[2 * n + 1]
     q = [p[i] * s[i] - pads[i][0] + t[i] for i in range(n)]
@@ -299,18 +320,15 @@ def _local_kernel(layer, weights, impl, last, channels, spatial, filters, k, s, 
     for i in range(n):
         inside = inside & (q[i] >= 0) & (q[i] < spatial[i])
     q = [np.clip(q[i], 0, spatial[i] - 1) for i in range(n)]
-    in_dims, out_dims = ((*spatial, channels), (*out_size, filters)) if last else ((channels, *spatial), (filters, *out_size))
     in_index = _ravel([*q, c] if last else [c, *q], in_dims)
     out_index = _ravel([*p, o] if last else [o, *p], out_dims)
     inside, in_index, out_index = np.broadcast_arrays(inside, in_index, out_index)
     weight = np.zeros(full, dtype=np.float32)
-    if impl == 2:
-        kernel = weights.read("kernel", (*in_dims, *out_dims)).reshape(math.prod(in_dims), math.prod(out_dims))
+    if impl == 2:  # Keras multiplies its dense kernel by the windows' mask: read inside the windows only
         weight[inside] = kernel[in_index[inside], out_index[inside]]
         return weight
     # implementation 3: the values of the sparse (output, input) matrix, its indices sorted
     keys = out_index[inside] * math.prod(in_dims) + in_index[inside]
-    values = weights.read("kernel", (keys.size,))
     rank = np.empty(keys.size, dtype=np.int64)
     rank[np.argsort(keys, kind="stable")] = np.arange(keys.size)
     weight[inside] = values[rank]
@@ -359,12 +377,8 @@ def pool(layer: KerasLayer, step: Step, n: int, op: str) -> Tensor:
     else:
         step.add(getattr(lnn, f"AvgPool{n}d")(k, s, padding, count_include_pad=False))
         if not even:  # the zero padding was counted: scale each mean to the input elements of its window
-            counts = [np.array([min(o * ss - left + kk, size) - max(o * ss - left, 0) for o in range(m)])
-                      for m, ss, (left, _), kk, size in zip(out_size, s, pads, k, spatial)]
-            inside = counts[0]
-            for c in counts[1:]:
-                inside = np.multiply.outer(inside, c)
-            step.add(Rescale(torch.from_numpy((math.prod(k) / inside).astype(np.float32))))
+            counts = _inside_counts(out_size, s, pads, k, spatial)
+            step.add(Rescale([torch.from_numpy((kk / c).astype(np.float32)) for kk, c in zip(k, counts)]))
     return _map_tensor(last, channels, out_size, step.x.order)
 
 

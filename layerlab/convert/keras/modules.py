@@ -76,19 +76,24 @@ class KerasReLU(nn.Module):
 
 
 class Rescale(nn.Module):
-    """``x · factor``, ``factor`` a fixed ``(*spatial)`` map broadcast over batch and channels.
+    """``x · f_1 ⊗ … ⊗ f_n``: one fixed factor per position of each spatial dim, multiplied over the dims
+    and broadcast over batch and channels (``f_d`` holds as many values as the dim has positions).
 
-    After a zero-padded ``AvgPool``, ``factor = kernel elements / input elements in the window``
-    turns the mean over the padded window into the mean over the input elements only.
+    After a zero-padded ``AvgPool``, ``f_d = k_d / (taps of the window inside the input)`` turns the
+    mean over the padded window into the mean over the input elements only.
     """
 
-    def __init__(self, factor: torch.Tensor) -> None:
+    def __init__(self, factors: list[torch.Tensor]) -> None:
         super().__init__()
-        self.register_buffer("factor", factor)
+        self.ndim = len(factors)
+        for d, factor in enumerate(factors):  # factor d broadcast along spatial dim d of (B, C, *spatial)
+            self.register_buffer(f"factor{d}", factor.reshape(-1, *(1,) * (self.ndim - 1 - d)))
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return input * self.factor
+        for d in range(self.ndim):
+            input = input * getattr(self, f"factor{d}")
+        return input
 
     def layer_spec(self) -> ElementwiseSpec:
-        """An element-wise multiply (one op per element)."""
-        return ElementwiseSpec(name="Rescale", ops_per_element=1)
+        """An element-wise multiply (one op per factor and element)."""
+        return ElementwiseSpec(name="Rescale", ops_per_element=self.ndim)
