@@ -13,6 +13,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from layerlab.cli.main import main
 from layerlab.convert import from_keras
@@ -337,3 +339,30 @@ def test_huge_configs_allocate_nothing_their_file_cannot_hold(tmp_path):
                                                          "padding": "same"}}
     model = from_keras(_sequential_file(tmp_path / "pool.h5", [10**6, 10**6, 1], [pool], {}))
     assert sum(b.numel() for b in model.buffers()) == 2 * 10**6
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flips=st.lists(st.tuples(st.integers(0, 10**9), st.integers(1, 255)), min_size=1, max_size=8))
+def test_damaged_keras_zip_converts_or_raises_data_error(tmp_path, flips):
+    data = bytearray((FIXTURES / "lc_classifier.keras").read_bytes())
+    for position, xor in flips:
+        data[position % len(data)] ^= xor
+    path = tmp_path / "damaged.keras"
+    path.write_bytes(bytes(data))
+    try:
+        from_keras(path)
+    except DataError:
+        pass
+
+
+def test_keras_zip_with_altered_weights_is_refused(tmp_path):
+    data = (FIXTURES / "lc_classifier.keras").read_bytes()
+    with zipfile.ZipFile(FIXTURES / "lc_classifier.keras") as archive, \
+            h5py.File(archive.open("model.weights.h5"), "r") as weights:
+        bias = weights["layers/dense/vars/1"][()].tobytes()
+    at = data.index(bias)  # the stored (uncompressed) member holds the array's bytes as they are
+    path = tmp_path / "altered.keras"
+    path.write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+    with pytest.raises(DataError, match=r"cannot be read as a \.keras zip \(BadZipFile: Bad CRC-32 for file "
+                                        r"'model\.weights\.h5'\): the file is truncated or damaged"):
+        from_keras(path)

@@ -246,6 +246,9 @@ def _open_zip(path: str, h5py) -> KerasFile:
         if "model.weights.h5" not in names:
             return KerasFile(path, config, None, False, 0, handles)
         info = archive.getinfo("model.weights.h5")
+        with archive.open(info) as member:  # one pass checks the CRC: a damaged member never reaches libhdf5
+            while member.read(1 << 20):
+                pass
         handles.append(archive.open(info))
         handles.append(h5py.File(handles[-1], "r"))
         return KerasFile(path, config, handles[-1], False, info.file_size, handles)
