@@ -48,7 +48,7 @@ from layerlab.convert.keras.modules import KerasReLU, Permute, Rescale
 from layerlab.errors import DataError
 from layerlab.limits import check_size
 
-__all__ = ["CONVERTERS", "KerasLayer", "Step", "Tensor", "keras_order", "ACTIVATIONS"]
+__all__ = ["CONVERTERS", "KerasLayer", "Step", "Tensor", "keras_order", "channels_first_order", "ACTIVATIONS"]
 
 
 @dataclass(frozen=True)
