@@ -2,16 +2,16 @@
 
 ``PadSpec`` (torch ``ZeroPad*d``, ``ConstantPad*d``, ``ReflectionPad*d``, ``ReplicationPad*d``,
 ``CircularPad*d``), ``UnflattenSpec`` (``Unflatten``), ``PixelShuffleSpec`` (``PixelShuffle`` and
-``PixelUnshuffle``), ``ChannelShuffleSpec`` (``ChannelShuffle``) and ``UnfoldSpec`` (``Unfold``,
-``Fold``). Shapes are per sample,
+``PixelUnshuffle``), ``ChannelShuffleSpec`` (``ChannelShuffle``), ``UnfoldSpec`` (``Unfold``,
+``Fold``) and ``PermuteSpec`` (a permutation of the per-sample dims, e.g. channels last to first). Shapes are per sample,
 ``(C, *spatial)``; torch dims (``Unflatten``'s ``dim``) count the batch as dim 0.
 
 Receptive fields: padding is a window of one tap whose start moves left by the padding
 (``Window(1, 1, left)``); ``PixelUnshuffle(r)`` reads an ``r×r`` block per output position, a window
 ``k = s = r``; ``PixelShuffle(r)`` sends each input position to ``r×r`` outputs, the window of
 nearest upsampling (transposed, ``k = s = r``); a channel shuffle keeps every position's field; an
-unflatten that changes the spatial layout, and ``Unfold``/``Fold`` (positions flattened into
-columns), make the field global.
+unflatten that changes the spatial layout, a permutation that moves dims, and ``Unfold``/``Fold``
+(positions flattened into columns), make the field global.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from layerlab.arith.report import GLOBAL, LayerReport, Window
 from layerlab.arith.sizes import window_output_sizes
 from layerlab.errors import ArgumentError, ShapeError
 
-__all__ = ["PAD_MODES", "PadSpec", "UnflattenSpec", "PixelShuffleSpec", "ChannelShuffleSpec", "UnfoldSpec"]
+__all__ = ["PAD_MODES", "PadSpec", "UnflattenSpec", "PixelShuffleSpec", "ChannelShuffleSpec", "UnfoldSpec", "PermuteSpec"]
 
 # torch class prefix -> padding mode; reflect needs padding < size, circular padding <= size
 PAD_MODES = {"Zero": "constant", "Constant": "constant", "Reflection": "reflect", "Replication": "replicate",
@@ -300,3 +300,38 @@ class UnfoldSpec:
         out = (shape[0] // prod(k), *size)
         formula = f"C: {shape[0]} / ({k[0]}·{k[1]}) = {out[0]}; L: {shape[1]} blocks = {blocks[0]}·{blocks[1]}"
         return _report(self, shape, out, [formula], GLOBAL)
+
+
+@dataclass(frozen=True)
+class PermuteSpec:
+    """Reorder the per-sample dims (``x.permute(0, *dims)``, torch dims: 0 is the batch).
+
+    Args:
+        dims: a permutation of ``1..rank`` (torch dims of the per-sample dims, batch excluded).
+
+    Shape:
+        ``(H, W, C) -> (C, H, W)`` for ``dims=(3, 1, 2)`` (channels last to channels first).
+    """
+
+    dims: tuple[int, ...]
+
+    def __post_init__(self):
+        if not isinstance(self.dims, tuple) or sorted(self.dims) != list(range(1, len(self.dims) + 1)):
+            raise ArgumentError(f"Permute: dims must be a permutation of 1..rank (0 is the batch). "
+                                f"Received: dims={self.dims!r}")
+
+    @property
+    def name(self) -> str:
+        return "Permute"
+
+    def describe(self) -> str:
+        return f"Permute(0, {', '.join(map(str, self.dims))})"
+
+    def analyse(self, input_shape) -> LayerReport:
+        shape = check_input_shape(self.name, input_shape)
+        if len(shape) != len(self.dims):
+            raise ShapeError(f"{self.describe()} expects a per-sample input with {len(self.dims)} dims, gets {shape} "
+                             f"with {len(shape)}.")
+        out = tuple(shape[d - 1] for d in self.dims)
+        moved = self.dims != tuple(range(1, len(self.dims) + 1))
+        return _report(self, shape, out, [f"dims {self.dims}: {shape} -> {out}"], GLOBAL if moved else None)

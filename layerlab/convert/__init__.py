@@ -8,6 +8,7 @@
   low-rank one of rank ``∏out_size``).
 - :func:`convert_model`: every conv of a nested model to local or dense.
 - :func:`local_to_conv`, :func:`dense_to_local`: projections back, returning ``(module, loss)``.
+- :func:`from_keras`: a Keras 2 ``.h5`` / ``.keras`` model file → a layerlab model with the same outputs.
 - Memory is estimated first; past ``max_bytes`` / ``$LAYERLAB_MAX_BYTES`` (default 2 GiB) a
   :class:`~layerlab.errors.SizeLimitError` is raised before anything is allocated.
 """
@@ -17,6 +18,7 @@ from layerlab.convert.layers import conv_transpose_to_local
 from layerlab.convert.layers import local_to_lowrank, lowrank_to_local
 from layerlab.limits import DEFAULT_MAX_BYTES, max_bytes_limit
 from layerlab.convert.matrix import dense_bias, dense_matrix
+from layerlab.convert.keras import from_keras
 from layerlab.convert.model import convert_model
 from layerlab.convert.project import dense_to_local, local_to_conv
 
@@ -25,4 +27,5 @@ __all__ = [
     "dense_to_conv", "convert_model", "local_to_conv", "dense_to_local", "max_bytes_limit", "DEFAULT_MAX_BYTES",
     "conv_transpose_to_local",
     "lowrank_to_local", "local_to_lowrank",
+    "from_keras",
 ]

@@ -9,7 +9,8 @@ from torch import nn
 
 from layerlab.analysis import spec_of, summary
 from layerlab.arith import analyse_stack, parse_layer, receptive_field
-from layerlab.arith.reshape import ChannelShuffleSpec, PadSpec, PixelShuffleSpec, UnflattenSpec, UnfoldSpec
+from layerlab.arith.report import GLOBAL
+from layerlab.arith.reshape import ChannelShuffleSpec, PadSpec, PermuteSpec, PixelShuffleSpec, UnflattenSpec, UnfoldSpec
 from layerlab.errors import ArgumentError, ShapeError
 
 CASES = [
@@ -86,6 +87,8 @@ def test_field_is_the_gradient_support_of_an_inner_output(modules):
     (lambda: PixelShuffleSpec(0), r"PixelShuffle: the factor must be a positive int\. Received: 0"),
     (lambda: ChannelShuffleSpec(0), r"ChannelShuffle: groups must be a positive int\. Received: groups=0"),
     (lambda: UnflattenSpec(0, (2, 2)).analyse((4,)), r"Unflatten\(0, \(2, 2\)\): dim 0 is the batch.*Fix: dim=1"),
+    (lambda: PermuteSpec((0, 2, 1)), r"Permute: dims must be a permutation of 1\.\.rank \(0 is the batch\)\. "
+                                     r"Received: dims=\(0, 2, 1\)"),
 ])
 def test_argument_errors_are_pinned(make, message):
     with pytest.raises(ArgumentError, match=message):
@@ -107,7 +110,16 @@ def test_argument_errors_are_pinned(make, message):
     (UnfoldSpec(3, output_size=(6, 7)), (18, 21), r"Fold\(output_size=\(6, 7\), kernel_size=3\) expects a per-sample input "
                                                  r"\(C·3·3, 20\) \(20 blocks fit in 6×7\), gets \(18, 21\)\."),
     (UnfoldSpec(5), (1, 4, 4), r"Unfold\(kernel_size=5\): the input's spatial size \(4, 4\) is too small"),
+    (PermuteSpec((2, 1)), (3, 4, 5), r"Permute\(0, 2, 1\) expects a per-sample input with 2 dims, gets \(3, 4, 5\) with 3\."),
 ])
 def test_shape_errors_are_pinned(spec, shape, message):
     with pytest.raises(ShapeError, match=message):
         spec.analyse(shape)
+
+
+def test_permute_moves_dims_like_torch_and_a_move_makes_the_field_global():
+    x = torch.randn(2, 28, 27, 3)
+    report = PermuteSpec((3, 1, 2)).analyse((28, 27, 3))
+    assert report.output_shape == tuple(x.permute(0, 3, 1, 2).shape[1:]) == (3, 28, 27)
+    assert report.window == GLOBAL and report.params == report.macs == 0
+    assert PermuteSpec((1, 2)).analyse((4, 5)).window is None  # nothing moves

@@ -3,7 +3,8 @@
 A page is read top to bottom; each fenced block is one of:
 
 - **python**: executed, the page's blocks sharing one namespace and one working directory (a fresh
-  ``tmp_path``, so ``runs/...`` lands there). A block made of ``>>>`` lines is a doctest (ELLIPSIS,
+  ``tmp_path``, so ``runs/...`` lands there; its ``tests`` links to the repository's, so a page can
+  name a committed test fixture by its path from the repository root). A block made of ``>>>`` lines is a doctest (ELLIPSIS,
   NORMALIZE_WHITESPACE). A block whose first line is ``# NAME.py`` (on any page) is written to
   ``NAME.py`` in the working directory of every page before it runs.
 - **console**: a block whose first line starts with ``$ `` (tagged ``console``, ``text`` or not at
@@ -262,6 +263,7 @@ def test_every_layer_kind_has_a_page():
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_page_runs_and_prints_what_it_shows(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
     monkeypatch.setenv("COLUMNS", "100")  # the width of the terminal the pages show
     monkeypatch.delenv("LAYERLAB_MAX_BYTES", raising=False)  # the pages show the default limit
     skipped = run_page(page)
