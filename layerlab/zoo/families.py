@@ -99,10 +99,12 @@ def lcn(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> n
                                                        bias=True, input_size=s.spatial))
 
 
-def tiled(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Sequential:
-    """``cnn``'s architecture with tiled convolutions (weights shared between positions equal mod 2)."""
+def tiled(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, *,
+          tile_size: int = TILE) -> nn.Sequential:
+    """``cnn``'s architecture with tiled convolutions: weights shared between positions equal modulo
+    ``tile_size`` (an int, the same along every spatial dim; default 2), bias per channel and tile position."""
     return _lenet_style("tiled", input_shape, num_classes, width,
-                        lambda ndim, s, c: TILED[ndim](s.channels, c, KERNEL, tile_size=TILE,
+                        lambda ndim, s, c: TILED[ndim](s.channels, c, KERNEL, tile_size=tile_size,
                                                        padding=KERNEL // 2, bias=True))
 
 
