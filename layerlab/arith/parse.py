@@ -215,6 +215,16 @@ def _tiled(ndim: int) -> _Layer:
     )
 
 
+def _lowrank(ndim: int) -> _Layer:
+    return _Layer(
+        positional=("out_channels", "kernel_size", "rank", "stride", "padding", "dilation", "groups", "bias"),
+        keywords={**_CONV_KW, "rank": _int, "bias": _local_bias, "combining": _choice(*specs.LOWRANK_COMBINING),
+                  "normalize": _optional(_choice(*(n for n in specs.LOWRANK_NORMALIZE if n is not None)))},
+        build=lambda v: specs.LowRankLocalSpec(ndim=ndim, **v),
+        required=("out_channels", "kernel_size", "rank"),
+    )
+
+
 def _max_pool(ndim: int) -> _Layer:
     return _Layer(
         positional=("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"),
@@ -348,6 +358,7 @@ def _table() -> dict[str, _Layer]:
         table[f"ConvTranspose{n}d"] = _input_first(_conv_transpose(n))
         table[f"LocallyConnected{n}d"] = _input_first(_local(n))
         table[f"TiledConv{n}d"] = _input_first(_tiled(n))
+        table[f"LowRankLocallyConnected{n}d"] = _input_first(_lowrank(n))
         table[f"MaxPool{n}d"] = _max_pool(n)
         table[f"AvgPool{n}d"] = _avg_pool(n)
         table[f"AdaptiveAvgPool{n}d"] = _adaptive_pool(n, "avg")
@@ -445,7 +456,8 @@ LAYER_NAMES: tuple[str, ...] = tuple(sorted(_LAYERS))
 # example values of required arguments, for the "needs ..." message
 _EXAMPLES = {"out_features": 10, "out_channels": 64, "kernel_size": 3, "tile_size": 2, "output_size": 1, "num_groups": 8,
              "dim": 1, "unflattened_size": (1, 28, 28), "upscale_factor": 2, "downscale_factor": 2, "groups": 2,
-             "padding": 1}
+             "padding": 1,
+             "rank": 4}
 
 
 def _where(text: str, node: ast.AST) -> str:

@@ -55,6 +55,7 @@ __all__ = [
     "ConvSpec",
     "LocalSpec",
     "TiledSpec",
+    "LowRankLocalSpec",
     "ConvTransposeSpec",
     "PoolSpec",
     "AdaptivePoolSpec",
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 LOCAL_BIAS = ("location", "shared", None)
+LOWRANK_COMBINING = ("factorized", "full")
+LOWRANK_NORMALIZE = ("softmax", "l2", None)
 POOL_OPS = ("max", "avg")
 NORM_KINDS = ("batch", "layer", "group", "instance")
 UPSAMPLE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
@@ -559,6 +562,104 @@ class TiledSpec:
             bias_count=bias_count,
             warnings=unused,
         )
+
+
+@dataclass(frozen=True)
+class LowRankLocalSpec:
+    """Low-rank locally connected layer (Elsayed et al. 2020): ``rank`` basis filter banks (each a
+    conv kernel) mixed at every output position by ``rank`` combining weights.
+
+    Args:
+        ndim, out_channels, kernel_size: as :class:`ConvSpec`.
+        rank: number of basis filter banks ``R``.
+        in_channels, stride, padding, dilation, groups: as :class:`ConvSpec`.
+        bias: ``"location"`` (one bias per basis bank and channel, ``R·C_out``, mixed by the
+            combining weights like the kernels), ``"shared"`` (``C_out``, added after the mix) or
+            ``None`` (default: "location").
+        combining: ``"factorized"`` (per position the sum of a per-row and a per-column weight
+            vector: ``R·Σout`` weights) or ``"full"`` (one vector per position: ``R·∏out``)
+            (default: "factorized").
+        normalize: ``"softmax"`` (the weights at a position sum to 1), ``"l2"`` (unit norm) or
+            ``None`` (default: "softmax").
+
+    Shape:
+        ``(C_in, *in) -> (C_out, *out)``, ``out`` as a conv.
+        params = R·C_out·(C_in/g)·∏k + (R·Σout | R·∏out) + (R·C_out | C_out | 0);
+        MACs = those of a conv with R·C_out outputs: R·C_out·∏out·(C_in/g)·∏k; the mix over the
+        bases is ``other_ops["combine"]`` = R·C_out·∏out multiply-adds. The normalisation of the
+        combining weights does not depend on the sample and is not counted.
+
+    Examples:
+        >>> r = LowRankLocalSpec(2, 8, 3, rank=4).analyse((1, 6, 6))
+        >>> r.params  # 4·8·(1·9) + 4·(4 + 4) + 4·8
+        352
+        >>> r.macs, r.other_ops["combine"]
+        (4608, 512)
+    """
+
+    ndim: int
+    out_channels: int
+    kernel_size: int | tuple[int, ...]
+    rank: int
+    in_channels: int | None = None
+    stride: int | tuple[int, ...] = 1
+    padding: int | tuple[int, ...] | str = 0
+    dilation: int | tuple[int, ...] = 1
+    groups: int = 1
+    bias: str | None = "location"
+    combining: str = "factorized"
+    normalize: str | None = "softmax"
+
+    def __post_init__(self):
+        who = _windowed_init(self, "LowRankLocalSpec")
+        _set(self, rank=positive_int(who, "rank", self.rank),
+             padding=_conv_padding(who, self.padding, self.kernel_size, self.stride,
+                                   self.dilation, self.ndim))
+        choice(who, "bias", self.bias, LOCAL_BIAS)
+        choice(who, "combining", self.combining, LOWRANK_COMBINING)
+        choice(who, "normalize", self.normalize, LOWRANK_NORMALIZE)
+
+    @property
+    def name(self) -> str:
+        return f"LowRankLocallyConnected{self.ndim}d"
+
+    def padding_pairs(self) -> tuple[tuple[int, int], ...]:
+        """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
+        return padding_pairs(self.padding, self.kernel_size, self.dilation)
+
+    def describe(self) -> str:
+        return _windowed_describe(self, [
+            ("rank", self.rank, None),
+            ("padding", self.padding, (0,) * self.ndim), ("dilation", self.dilation, (1,) * self.ndim),
+            ("groups", self.groups, 1), ("bias", self.bias, "location"),
+            ("combining", self.combining, "factorized"), ("normalize", self.normalize, "softmax"),
+        ])
+
+    def combining_count(self, out: tuple[int, ...]) -> int:
+        """Combining weights for output size ``out``: ``R·Σout`` (factorized) or ``R·∏out`` (full)."""
+        return self.rank * (sum(out) if self.combining == "factorized" else prod(out))
+
+    def analyse(self, input_shape) -> LayerReport:
+        rank, c_out = self.rank, self.out_channels
+
+        def bias_count(out):
+            return {"location": rank * c_out, "shared": c_out, None: 0}[self.bias]
+
+        report = _windowed_report(
+            self, input_shape,
+            kind_params=lambda c_in, out: (rank * (c_in // self.groups) * prod(self.kernel_size) * c_out
+                                           + self.combining_count(out)),
+            bias_count=bias_count,
+        )
+        positions = prod(report.output_shape[1:])
+        other = {"combine": rank * c_out * positions}
+        if self.bias is not None:
+            other["bias_add"] = (rank if self.bias == "location" else 1) * c_out * positions
+        redundant = (
+            (f"rank {rank} > {positions} output positions: a rank of {positions} already gives every "
+             "position its own filter bank",) if rank > positions else ()
+        )
+        return replace(report, macs=rank * report.macs, other_ops=other, warnings=report.warnings + redundant)
 
 
 # ----------------------------------------------------------------------------- transposed conv

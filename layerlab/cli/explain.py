@@ -6,6 +6,7 @@ Examples::
     layerlab explain local2d --input 1x6x6 --out-channels 1 --kernel 3
     layerlab explain dense --input 9 --out-features 4
     layerlab explain convtranspose2d --input 1x4x4 --out-channels 1 --kernel 3 --stride 2
+    layerlab explain lowrank2d --input 1x6x6 --out-channels 1 --kernel 3 --rank 2
     layerlab explain family --input 3x32x32 --out-channels 32 --kernel 3 --padding same
     layerlab explain rf model.py:build --input 1x28x28 --output-index 0,3,3
     layerlab explain coverage --kernel 3 --stride 2
@@ -52,7 +53,8 @@ RENAMED_COMMANDS = {"compare": "family"}
 NAME_PARTS = (("target", ""), ("input", ""), ("out_channels", "c"), ("out_features", "f"), ("kernel", "k"),
               ("stride", "s"), ("padding", "p"), ("dilation", "d"), ("groups", "g"), ("output_padding", "op"),
               ("no_bias", "nobias"), ("seed", "seed"), ("layer", "layer"), ("output_index", "out"),
-              ("input_index", "in"), ("channel", "ch"), ("max_tiles", "tiles"), ("max_pixels", "px"))
+              ("input_index", "in"), ("channel", "ch"), ("max_tiles", "tiles"), ("max_pixels", "px"),
+              ("rank", "r"))
 # longest file name stem; a longer one is cut and ends in a hash of the whole, so names stay distinct
 MAX_NAME = 120
 # Namespace entries that are bookkeeping of the parser, not arguments of the record
@@ -65,6 +67,8 @@ LAYER_COMMANDS = {
     "local2d": "the dense-equivalent matrix of a LocallyConnected2d: a different weight at every position",
     "dense": "the weight matrix of a Dense layer on the flattened input",
     "convtranspose2d": "the dense-equivalent matrix of a ConvTranspose2d (the transpose of a conv's)",
+    "lowrank2d": "the dense-equivalent matrix of a LowRankLocallyConnected2d: local connectivity from rank "
+                 "conv kernels mixed per position",
 }
 
 
@@ -96,7 +100,7 @@ def _input(group, *, help: str, metavar: str = "SHAPE", default: str | None = No
         choice.add_argument(old, dest=new[2:], default=default, metavar=metavar, action=_Renamed, help=argparse.SUPPRESS)
 
 
-def _window(parser: argparse.ArgumentParser, *, transposed: bool = False) -> None:
+def _window(parser: argparse.ArgumentParser, *, transposed: bool = False, rank: bool = False) -> None:
     layer = parser.add_argument_group("layer")
     _input(layer, help="per-sample input shape C×H×W, e.g. 1x6x6 (default: none, required)")
     layer.add_argument("--out-channels", type=int, required=True, help="number of filters (default: none, required)")
@@ -108,6 +112,8 @@ def _window(parser: argparse.ArgumentParser, *, transposed: bool = False) -> Non
     layer.add_argument("--groups", type=int, default=1, help="channel groups (default: 1)")
     if transposed:
         layer.add_argument("--output-padding", default="0", help="extra output rows/columns, P or PHxPW (default: 0)")
+    if rank:
+        layer.add_argument("--rank", type=int, default=2, help="basis conv kernels mixed at every position (default: 2)")
     layer.add_argument("--no-bias", action="store_true", help="build the layer without bias (default: with bias)")
     layer.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
 
@@ -127,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             layer.add_argument("--no-bias", action="store_true", help="build the layer without bias (default: with bias)")
             layer.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
         else:
-            _window(sub, transposed=name == "convtranspose2d")
+            _window(sub, transposed=name == "convtranspose2d", rank=name == "lowrank2d")
         _common(sub, matrix=True)
         sub.set_defaults(func=run)
     text = "the family of one geometry: conv, local and dense matrices side by side, weight counts in the titles"
@@ -215,7 +221,7 @@ def _padding(text: str, ndim: int, allow_words: bool = True):
 
 
 def _build_layer(args):
-    """The layer of conv2d / local2d / dense / convtranspose2d / family and its input shape.
+    """The layer of conv2d / local2d / lowrank2d / dense / convtranspose2d / family and its input shape.
 
     Built once on the meta device to count its parameters against the memory limit, then for real.
     """
@@ -248,6 +254,10 @@ def _new_layer(args):
     if args.what == "convtranspose2d":
         layer = lnn.ConvTranspose2d(shape[0], args.out_channels, kernel, padding=_padding(args.padding, 2, False),
                                     output_padding=_ints(args.output_padding, "output-padding", 2), bias=bias, **common)
+    elif args.what == "lowrank2d":
+        layer = lnn.LowRankLocallyConnected2d(shape[0], args.out_channels, kernel, args.rank,
+                                              padding=_padding(args.padding, 2), bias=bias, input_size=shape[1:],
+                                              **common)
     elif args.what == "local2d":
         layer = lnn.LocallyConnected2d(shape[0], args.out_channels, kernel, padding=_padding(args.padding, 2),
                                        bias=bias, input_size=shape[1:], **common)
@@ -362,6 +372,7 @@ def _filters(args):
 
 HANDLERS = {"conv2d": _matrix, "local2d": _matrix, "dense": _matrix, "convtranspose2d": _matrix,
             "family": _family, "rf": _rf, "coverage": _coverage, "filters": _filters}
+HANDLERS["lowrank2d"] = _matrix
 
 
 def _rows(numbers: dict, prefix: str = ""):

@@ -157,7 +157,7 @@ def conv_family_entries(geometry: LayerGeometry, in_size, weight: torch.Tensor) 
     The weight layouts are torch's ``(C_out, C_in/groups, *k)`` for convs,
     ``(C_in, C_out/groups, *k)`` for transposed convs, and the location-major
     ``(*out_size | *tile_size, groups, C_in/groups, *k, C_out/groups)`` of Contract 3 for local and
-    tiled layers. No bias (see :func:`layerlab.convert.dense_bias`).
+    tiled layers (and low-rank ones, whose per-position weight is materialised first). No bias (see :func:`layerlab.convert.dense_bias`).
     """
     in_size = tuple(in_size)
     out_size = geometry.output_size(in_size)
@@ -185,7 +185,7 @@ def conv_family_entries(geometry: LayerGeometry, in_size, weight: torch.Tensor) 
     if geometry.kind in ("conv", "transpose"):
         tie = ((g * og + o) * cg + c) * K + kv
     else:
-        position = lv if geometry.kind == "local" else tile_position(out_size, geometry.tile_size)[lv]
+        position = lv if geometry.kind in ("local", "lowrank") else tile_position(out_size, geometry.tile_size)[lv]
         tie = (((position * groups + g) * cg + c) * K + kv) * og + o
     tie = tie.expand(full).reshape(-1)
     shape = (c_out * L, c_in * l_in)

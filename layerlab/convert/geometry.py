@@ -1,7 +1,7 @@
 """Window geometry of conv-like layers for the index arithmetic of the conversions and pictures.
 
 A :class:`LayerGeometry` is a thin, all-dimensions view of a conv-family layer (``Conv*``,
-``ConvTranspose*``, ``LocallyConnected*``, ``TiledConv*``) read off its :mod:`layerlab.arith` spec
+``ConvTranspose*``, ``LocallyConnected*``, ``TiledConv*``, ``LowRankLocallyConnected*``) read off its :mod:`layerlab.arith` spec
 (:func:`layerlab.analysis.spec_of`): torch's argument names, one int per spatial dimension, the
 padding resolved to explicit ``(left, right)`` amounts by :func:`layerlab.arith.padding_pairs`
 (``'same'`` as torch: the odd extra on the right). Output sizes come from
@@ -22,6 +22,7 @@ from layerlab.arith import (
     ConvSpec,
     ConvTransposeSpec,
     LocalSpec,
+    LowRankLocalSpec,
     TiledSpec,
     output_sizes,
     transposed_output_size,
@@ -32,7 +33,8 @@ from layerlab.errors import ArgumentError, ShapeError
 __all__ = ["LayerGeometry", "geometry_of", "check_input"]
 
 # the arith spec of each conv-family kind
-_KINDS = {ConvSpec: "conv", ConvTransposeSpec: "transpose", LocalSpec: "local", TiledSpec: "tiled"}
+_KINDS = {ConvSpec: "conv", ConvTransposeSpec: "transpose", LocalSpec: "local", TiledSpec: "tiled",
+          LowRankLocalSpec: "lowrank"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class LayerGeometry:
     """Everything that fixes the connectivity of a conv-like layer.
 
     Attributes:
-        kind: ``"conv"``, ``"transpose"``, ``"local"`` or ``"tiled"``.
+        kind: ``"conv"``, ``"transpose"``, ``"local"``, ``"tiled"`` or ``"lowrank"``.
         in_channels, out_channels, groups: as in torch.
         kernel_size, stride, dilation: one int per spatial dimension.
         pad_left, pad_right: padding before / after each spatial dimension
@@ -48,7 +50,7 @@ class LayerGeometry:
         padding_mode: one of :data:`layerlab.arith.PADDING_MODES`.
         output_padding: transposed conv only (zeros otherwise).
         tile_size: tiled conv only (``None`` otherwise).
-        input_size: spatial input size stored by the layer (local and tiled layers), else ``None``.
+        input_size: spatial input size stored by the layer (local, tiled and low-rank layers), else ``None``.
     """
 
     kind: str

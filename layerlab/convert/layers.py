@@ -1,4 +1,4 @@
-"""Exact conversions between layer types: conv → local → dense, tiled → local, dense → conv (FCN).
+"""Exact conversions between layer types: conv → local → dense, tiled/low-rank ↔ local, dense → conv (FCN).
 
 Every conversion returns a new module whose output equals the original's (to float rounding;
 exactly in float64 up to summation order): the *same* linear map written with less sharing.
@@ -6,6 +6,8 @@ exactly in float64 up to summation order): the *same* linear map written with le
 - :func:`conv_to_local`: copy the conv's filter to every output position (conv bias → the local
   layer's ``"shared"`` bias, so it stays compact).
 - :func:`tiled_to_local`: position ``p`` gets the filter bank ``weight[p mod tile_size]``.
+- :func:`lowrank_to_local`: position ``p`` gets its mixed filter bank ``Σ_r α[p, r]·weight[r]``;
+  :func:`local_to_lowrank` writes any local layer as a low-rank one of rank ``∏out_size``.
 - :func:`local_to_dense` / :func:`conv_to_dense`: the dense-equivalent matrix
   (:func:`~layerlab.convert.dense_matrix`) as a :class:`~layerlab.nn.Dense` on ``x.flatten(1)``.
 - :func:`dense_to_conv`: a Dense after ``Flatten`` of ``C×H×W`` is a conv with kernel ``H×W``
@@ -26,6 +28,7 @@ from layerlab.convert.entries import tile_position
 from layerlab.convert.geometry import check_input, geometry_of
 from layerlab.convert.matrix import dense_bias, dense_matrix
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.functional.lowrank import lowrank_local_bias, lowrank_local_weight
 from layerlab.limits import check_size
 from layerlab.nn import (
     Conv1d,
@@ -35,9 +38,13 @@ from layerlab.nn import (
     LocallyConnected1d,
     LocallyConnected2d,
     LocallyConnected3d,
+    LowRankLocallyConnected1d,
+    LowRankLocallyConnected2d,
+    LowRankLocallyConnected3d,
 )
 
-__all__ = ["conv_to_local", "tiled_to_local", "local_to_dense", "conv_to_dense", "dense_to_conv"]
+__all__ = ["conv_to_local", "tiled_to_local", "lowrank_to_local", "local_to_lowrank", "local_to_dense",
+           "conv_to_dense", "dense_to_conv"]
 
 
 def _spatial(input_size, ndim: int, who: str) -> tuple[int, ...]:
@@ -50,7 +57,7 @@ def _geometry(layer, kinds: tuple[str, ...], who: str):
     geometry = geometry_of(layer)
     if geometry is None or geometry.kind not in kinds:
         names = {"conv": "Conv1d/2d/3d", "transpose": "ConvTranspose1d/2d/3d", "local": "LocallyConnected1d/2d/3d",
-                 "tiled": "TiledConv1d/2d/3d"}
+                 "tiled": "TiledConv1d/2d/3d", "lowrank": "LowRankLocallyConnected1d/2d/3d"}
         raise ArgumentError(
             f"{who}: expected a {' or '.join(names[k] for k in kinds)} layer (torch.nn or layerlab). "
             f"Received: {layer!r}"
@@ -181,6 +188,79 @@ def tiled_to_local(tiled, input_size=None, *, max_bytes: int | None = None) -> n
     return _new_local(tiled, geometry, size, mode, weight, bias)
 
 
+def lowrank_to_local(lowrank, *, max_bytes: int | None = None) -> nn.Module:
+    """The locally connected layer equal to a low-rank one (exact).
+
+    Position ``p`` gets the mixed filter bank ``Σ_r α[p, r]·weight[r]`` and, for the default bias,
+    ``Σ_r α[p, r]·bias[r]`` (a ``"location"`` bias); a ``"shared"`` bias stays shared.
+
+    Args:
+        lowrank: ``LowRankLocallyConnected{1,2,3}d`` with a known input size (built with
+            ``input_size`` or called once).
+        max_bytes: memory limit for the local weight (default: ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
+
+    Returns:
+        ``LocallyConnected{1,2,3}d`` with the same ``input_size``.
+
+    Examples:
+        >>> from layerlab.nn import LowRankLocallyConnected2d
+        >>> lowrank_to_local(LowRankLocallyConnected2d(3, 8, 3, rank=2, input_size=6)).weight.shape
+        torch.Size([4, 4, 1, 3, 3, 3, 8])
+    """
+    who = "lowrank_to_local"
+    geometry = _geometry(lowrank, ("lowrank",), who)
+    out_size = geometry.output_size(geometry.input_size)
+    _check_local_size(lowrank, geometry, out_size, lowrank.weight.dtype, max_bytes, who)
+    with torch.no_grad():
+        alpha = lowrank.combining_weights()
+        weight = lowrank_local_weight(lowrank.weight.detach(), alpha, geometry.groups)
+        bias = lowrank_local_bias(lowrank.bias, alpha)
+        bias = None if bias is None else bias.detach().clone()
+    return _new_local(lowrank, geometry, geometry.input_size, lowrank.bias_mode, weight, bias)
+
+
+def local_to_lowrank(local) -> nn.Module:
+    """The low-rank layer of rank ``∏out_size`` equal to a locally connected layer (exact).
+
+    One basis bank per output position (``weight[p]`` = the local filter bank at ``p``, in conv
+    layout) and ``combining="full", normalize=None`` logits set to the identity, so position ``p``
+    mixes only its own bank: every local layer is a low-rank layer of full rank. A ``"location"``
+    bias becomes the per-basis bias, a ``"shared"`` one stays shared.
+
+    Args:
+        local: ``LocallyConnected{1,2,3}d`` with a known input size.
+
+    Returns:
+        ``LowRankLocallyConnected{1,2,3}d`` with ``rank = ∏out_size``.
+
+    Examples:
+        >>> from layerlab.nn import LocallyConnected1d
+        >>> local_to_lowrank(LocallyConnected1d(2, 4, 3, input_size=10)).weight.shape  # (R, C_out, C_in, k)
+        torch.Size([8, 4, 2, 3])
+    """
+    geometry = _geometry(local, ("local",), "local_to_lowrank")
+    ndim = geometry.ndim
+    out_size = tuple(local.weight.shape[:ndim])
+    positions = math.prod(out_size)
+    lowrank = (LowRankLocallyConnected1d, LowRankLocallyConnected2d, LowRankLocallyConnected3d)[ndim - 1](
+        geometry.in_channels, geometry.out_channels, geometry.kernel_size, positions, stride=geometry.stride,
+        padding=_padding_arg(local), dilation=geometry.dilation, groups=geometry.groups,
+        bias={"location": True, "shared": "shared", None: False}[local.bias_mode],
+        padding_mode=geometry.padding_mode, input_size=geometry.input_size, combining="full", normalize=None,
+        device="meta", dtype=local.weight.dtype,
+    )
+    with torch.no_grad():
+        # (*out, G, C_in/G, *k, O_g) -> (L, G, O_g, C_in/G, *k) -> (L, C_out, C_in/G, *k)
+        bank = local.weight.detach().flatten(0, ndim - 1).movedim(-1, 2).flatten(1, 2)
+        lowrank.weight = nn.Parameter(bank.contiguous())
+        if local.bias is not None:
+            bias = local.bias.detach()
+            lowrank.bias = nn.Parameter(bias.flatten(1).T.contiguous() if bias.dim() > 1 else bias.clone())
+        identity = torch.eye(positions, dtype=local.weight.dtype, device=local.weight.device)
+        setattr(lowrank, lowrank._combining_names()[0], nn.Parameter(identity.reshape(*out_size, positions)))
+    return lowrank
+
+
 def _dense_from(layer, input_shape, max_bytes):
     """A Dense holding ``dense_matrix(layer)`` and ``dense_bias(layer)`` (size-checked first)."""
     matrix = dense_matrix(layer, input_shape, max_bytes=max_bytes)
@@ -194,13 +274,14 @@ def _dense_from(layer, input_shape, max_bytes):
 
 
 def local_to_dense(local, *, max_bytes: int | None = None) -> nn.Module:
-    """The Dense layer equal to a locally connected layer on ``x.flatten(1)`` (exact).
+    """The Dense layer equal to a locally connected (or low-rank local) layer on ``x.flatten(1)`` (exact).
 
     Its weight is the local layer's dense-equivalent matrix: the local weights inside the windows,
     zeros elsewhere (local ⊂ dense). A location bias becomes the Dense bias as is.
 
     Args:
-        local: ``LocallyConnected{1,2,3}d`` (its ``input_size`` fixes the shapes).
+        local: ``LocallyConnected{1,2,3}d`` or ``LowRankLocallyConnected{1,2,3}d`` (its
+            ``input_size`` fixes the shapes).
         max_bytes: memory limit (default: ``$LAYERLAB_MAX_BYTES`` or 2 GiB).
 
     Shape:
@@ -212,7 +293,7 @@ def local_to_dense(local, *, max_bytes: int | None = None) -> nn.Module:
         >>> local_to_dense(LocallyConnected2d(1, 2, 3, input_size=(6, 6)))
         Dense(32, in_features=36, bias=True)
     """
-    geometry = _geometry(local, ("local",), "local_to_dense")
+    geometry = _geometry(local, ("local", "lowrank"), "local_to_dense")
     return _dense_from(local, (geometry.in_channels, *geometry.input_size), max_bytes)
 
 

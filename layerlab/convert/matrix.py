@@ -7,7 +7,7 @@ arithmetic (:mod:`layerlab.convert.entries`); ``sparse=True`` builds a COO tenso
 forming the dense one. Memory is estimated first (:mod:`layerlab.limits`).
 
 Supported layers: ``Linear``/``Dense`` (on ``(..., in_features)``), ``Conv*d``,
-``ConvTranspose*d``, ``LocallyConnected*d``, ``TiledConv*d``, ``AvgPool*d``,
+``ConvTranspose*d``, ``LocallyConnected*d``, ``TiledConv*d``, ``LowRankLocallyConnected*d``, ``AvgPool*d``,
 ``AdaptiveAvgPool*d``, ``BatchNorm*d`` in eval mode with running statistics, and the identities
 ``Flatten``, ``Unflatten``, ``Identity`` and ``Dropout*`` in eval mode.
 """
@@ -31,12 +31,13 @@ from layerlab.convert.entries import (
 )
 from layerlab.convert.geometry import check_input, geometry_of
 from layerlab.errors import ArgumentError, ShapeError
+from layerlab.functional.lowrank import lowrank_local_bias, lowrank_local_weight
 from layerlab.limits import check_size, format_bytes
 
 __all__ = ["dense_matrix", "dense_bias", "layer_entries", "estimate_entries", "SUPPORTED"]
 
 SUPPORTED = ("Linear/Dense, Conv1d/2d/3d, ConvTranspose1d/2d/3d, LocallyConnected1d/2d/3d, "
-             "TiledConv1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, GlobalAvgPool, BatchNorm1d/2d/3d in eval "
+             "TiledConv1d/2d/3d, LowRankLocallyConnected1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvgPool1d/2d/3d, GlobalAvgPool, BatchNorm1d/2d/3d in eval "
              "mode, Flatten, Unflatten, Identity, Dropout in eval mode")
 
 _IDENTITIES = (nn.Flatten, nn.Unflatten, nn.Identity)
@@ -209,8 +210,17 @@ def _dense_entries(layer, shape) -> Entries:
     )
 
 
+def _conv_weight(layer, geometry) -> torch.Tensor:
+    """The weight in the layout of :func:`conv_family_entries` (a low-rank layer's per position)."""
+    if geometry.kind == "lowrank":
+        return lowrank_local_weight(layer.weight, layer.combining_weights(), geometry.groups)
+    return layer.weight
+
+
 def _conv_offset(layer, geometry, in_size) -> torch.Tensor | None:
     bias = getattr(layer, "bias", None)
+    if geometry.kind == "lowrank" and bias is not None:
+        bias = lowrank_local_bias(bias, layer.combining_weights())  # (C_out, *out_size) or (C_out,)
     if bias is None:
         return None
     out = geometry.output_size(in_size)
@@ -252,7 +262,7 @@ def _entries_unchecked(layer, shape, dtype) -> Entries:
     if kind == "conv":
         geometry = geometry_of(layer)
         check_input(geometry, shape, repr(layer))
-        entries = conv_family_entries(geometry, shape[1:], layer.weight)
+        entries = conv_family_entries(geometry, shape[1:], _conv_weight(layer, geometry))
         offset = _conv_offset(layer, geometry, shape[1:])
         return Entries(entries.rows, entries.cols, entries.values, entries.tie, entries.shape, offset)
     if kind == "avgpool":
@@ -309,6 +319,7 @@ def dense_matrix(layer, input_shape, *, sparse: bool = False, max_bytes: int | N
 
     Args:
         layer: a linear module: Linear/Dense, Conv*, ConvTranspose*, LocallyConnected*, TiledConv*,
+            LowRankLocallyConnected*,
             AvgPool*, AdaptiveAvgPool*, BatchNorm* (eval mode), Flatten, Identity, Dropout (eval).
         input_shape: per-sample input shape without batch dimension, e.g. ``(3, 32, 32)``.
         sparse: return a coalesced ``torch.sparse_coo_tensor`` built without the dense form

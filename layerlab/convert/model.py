@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from layerlab.convert.geometry import geometry_of
-from layerlab.convert.layers import _dense_from, conv_to_local, tiled_to_local
+from layerlab.convert.layers import _dense_from, conv_to_local, lowrank_to_local, tiled_to_local
 from layerlab.convert.matrix import estimate_entries
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.limits import check_size
@@ -90,6 +90,8 @@ def _replacement(module, name, shapes, to, max_bytes):
         )
     shape = shapes[id(module)][0]
     if to == "local":
+        if geometry.kind == "lowrank":
+            return lowrank_to_local(module, max_bytes=max_bytes)
         convert = conv_to_local if geometry.kind == "conv" else tiled_to_local
         return convert(module, shape[1:], max_bytes=max_bytes)
     dense = _dense_from(module, shape, max_bytes)

@@ -18,6 +18,8 @@ Weight layouts:
            docs/ARCHITECTURE.md Contract 3).
     tiled  ``(*tile_size, groups, C_in/groups, *kernel_size, C_out/groups)``: output position
            ``p`` uses the filter bank ``weight[p mod tile_size]``.
+    low-rank ``(R, C_out, C_in/groups, *kernel_size)`` basis banks and combining weights
+           ``α (*out_size, R)``: output position ``p`` uses ``Σ_r α[p, r]·weight[r]``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from layerlab.arith import effective_kernel, output_sizes
 from layerlab.arith._args import ntuple
 from layerlab.errors import ArgumentError, ShapeError
 
-__all__ = ["conv_reference", "local_conv_reference", "tiled_conv_reference"]
+__all__ = ["conv_reference", "local_conv_reference", "lowrank_local_conv_reference", "tiled_conv_reference"]
 
 IntOrTuple = int | Sequence[int]
 
@@ -221,4 +223,57 @@ def tiled_conv_reference(
         input, kernel_size, out_channels, groups, stride, padding, dilation,
         lambda position, g, o: weight[(*(p % t for p, t in zip(position, tile)), g, ..., o)],
         _bias_fn(bias, tile),
+    )
+
+
+def lowrank_local_conv_reference(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    combining: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """Naive N-d low-rank locally connected op: output position ``p`` uses the filter bank
+    ``Σ_r α[p, r]·weight[r]`` and the bias ``Σ_r α[p, r]·bias[r]``, float64.
+
+    The filter of every position, group and channel is summed over the bases in a Python loop.
+
+    Args:
+        input: ``(B, C_in, *in_size)``.
+        weight: ``(R, C_out, C_in/groups, *kernel_size)`` basis filter banks.
+        combining: ``α``, ``(*out_size, R)``.
+        bias: None, ``(R, C_out)`` (mixed by ``α``) or ``(C_out,)`` (shared). Default: None.
+        stride, padding, dilation: int or tuple of ``ndim`` ints. Defaults: 1, 0, 1.
+        groups: Default: 1.
+
+    Shape:
+        Output ``(B, C_out, *out_size)``; ``out_size`` from the conv formula must equal
+        ``combining.shape[:-1]``.
+
+    Examples:
+        >>> x, w = torch.randn(1, 2, 5, 5), torch.randn(2, 4, 2, 3, 3)
+        >>> lowrank_local_conv_reference(x, w, torch.rand(3, 3, 2)).shape
+        torch.Size([1, 4, 3, 3])
+    """
+    rank, out_channels = weight.shape[:2]
+    kernel_size = tuple(weight.shape[3:])
+    cout_g = out_channels // groups
+    weight, combining = weight.to(torch.float64), combining.to(torch.float64)
+
+    def filter_at(position, g, o):
+        return sum(combining[(*position, r)] * weight[r, g * cout_g + o] for r in range(rank))
+
+    def bias_at(position, channel):
+        if bias is None:
+            return 0.0
+        if bias.dim() == 1:
+            return bias[channel].to(torch.float64)
+        return sum(combining[(*position, r)] * bias[r, channel].to(torch.float64) for r in range(rank))
+
+    return _loop(
+        input, kernel_size, out_channels, groups, stride, padding, dilation, filter_at, bias_at,
+        weight_out_size=tuple(combining.shape[:-1]),
     )

@@ -190,7 +190,7 @@ def test_conversion_errors_are_named():
     with pytest.raises(ArgumentError, match=r"in_channels is not known yet \(lazy layer\). Received: "
                        r"in_channels=0; run one forward pass first"):
         conv_to_local(nn.LazyConv2d(3, 3), (4, 4))
-    with pytest.raises(ArgumentError, match=r"local_to_dense: expected a LocallyConnected1d/2d/3d layer"):
+    with pytest.raises(ArgumentError, match=r"local_to_dense: expected a LocallyConnected1d/2d/3d or LowRankLocallyConnected1d/2d/3d layer"):
         local_to_dense(conv)
     with pytest.raises(ArgumentError, match=r"conv_to_dense: expected a Conv1d/2d/3d or ConvTranspose1d/2d/3d"):
         conv_to_dense(nn.Linear(3, 3), (4,))
