@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 import layerlab
+from layerlab.arith import ConvSpec, LocalSpec, LowRankLocalSpec, TiledSpec
 from layerlab.data import Dataset, load_dataset
 from layerlab.errors import ArgumentError, DataError, LayerlabError
 from layerlab.experiments.compare import (
@@ -127,14 +128,14 @@ def filter_banks(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         if not hasattr(module, "layer_spec") or not any(True for _ in module.parameters(recurse=False)):
             continue
         spec = module.layer_spec()
-        if not hasattr(spec, "kernel_size"):
+        if not isinstance(spec, (ConvSpec, TiledSpec, LowRankLocalSpec, LocalSpec)):
             break
         positions = spec.analyse(input_shape).output_shape[1:]
-        if hasattr(spec, "tile_size"):
+        if isinstance(spec, TiledSpec):
             return math.prod(min(t, n) for t, n in zip(spec.tile_size, positions))
-        if hasattr(spec, "rank"):
+        if isinstance(spec, LowRankLocalSpec):
             return min(spec.rank, math.prod(positions))
-        if type(spec).__name__ == "LocalSpec":
+        if isinstance(spec, LocalSpec):
             return math.prod(positions)
         return 1
     raise ArgumentError(f"filter_banks needs a model whose first layer with weights is a convolution, tiled, "

@@ -23,6 +23,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn": families.cnn,
     "lcn": families.lcn,
     "tiled": families.tiled,
+    "lowrank": families.lowrank,
     "allconv": families.allconv,
     "lenet5": classic.lenet5,
     "tf_cifar10": classic.tf_cifar10,
