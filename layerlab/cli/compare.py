@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         args.models = DEFAULT_MODELS if args.models is None else args.models
         args.seeds = 1 if args.seeds is None else args.seeds
     else:
-        given = [flag for flag, on in (("--model", args.models is not None), ("--params", args.params is not None)) if on]
+        given = [flag for flag, on in (("--model", args.models is not None), ("--params", args.params is not None))
+                 if on]
         if given:
             raise ArgumentError(f"--sweep {args.sweep} trains its own models (cnn, tiled, lowrank, lcn at the cnn's "
                                 f"MACs). Received: {' '.join(given)}; leave it out (--width scales them all)")

@@ -171,8 +171,8 @@ def sweep_markdown(result: SweepResult) -> str:
             continue
         macs = "?" if row["macs"] is None else f"{row['macs']:,} ({row['macs_vs_cnn']:.3f})" \
             if row["macs_vs_cnn"] is not None else f"{row['macs']:,}"
-        cells = [point.label, point.family, str(row["filter_banks"] or "?"),
-                 "?" if row["params"] is None else f"{row['params']:,}", macs, _accuracy(rows.get((point.label, False)))]
+        cells = [point.label, point.family, str(row["filter_banks"] or "?"), _count(row["params"]), macs,
+                 _accuracy(rows.get((point.label, False)))]
         if permute:
             cells.append(_accuracy(rows.get((point.label, True))))
         lines.append("| " + " | ".join(cells) + " |")

@@ -125,7 +125,7 @@ def filter_banks(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         [1, 2, 40]
     """
     for module in model.modules():
-        if not hasattr(module, "layer_spec") or not any(True for _ in module.parameters(recurse=False)):
+        if not hasattr(module, "layer_spec") or not _has_weights(module):
             continue
         spec = module.layer_spec()
         if not isinstance(spec, (ConvSpec, TiledSpec, LowRankLocalSpec, LocalSpec)):
@@ -138,9 +138,13 @@ def filter_banks(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         if isinstance(spec, LocalSpec):
             return math.prod(positions)
         return 1
+    first = next((type(m).__name__ for m in model.modules() if _has_weights(m)), "no weights")
     raise ArgumentError(f"filter_banks needs a model whose first layer with weights is a convolution, tiled, "
-                        f"low-rank or locally connected layer. Received: {type(model).__name__} "
-                        f"({next((type(m).__name__ for m in model.modules() if any(m.parameters(False))), 'no weights')})")
+                        f"low-rank or locally connected layer. Received: {type(model).__name__} (first: {first})")
+
+
+def _has_weights(module: nn.Module) -> bool:
+    return next(module.parameters(recurse=False), None) is not None
 
 
 @dataclass

@@ -123,6 +123,14 @@ def tiled(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, *,
                                                        padding=KERNEL // 2, bias=True))
 
 
+def _lowrank_layer(rank: int):
+    """The ``make_layer`` of ``lowrank``'s window layers: ``LowRankLocallyConnected(c, k=5, pad=2, rank)``."""
+    def make_layer(ndim: int, s: Stack, c: int) -> nn.Module:
+        return LOWRANK[ndim](s.channels, c, KERNEL, rank, padding=KERNEL // 2, input_size=s.spatial)
+
+    return make_layer
+
+
 def lowrank(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, *,
             rank: int = RANK) -> nn.Sequential:
     """``cnn``'s architecture with low-rank locally connected layers, at the ``cnn``'s MACs.
@@ -138,10 +146,7 @@ def lowrank(input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, 
         >>> lowrank((1, 40), 10, rank=4)(torch.randn(2, 1, 40)).shape
         torch.Size([2, 10])
     """
-
-    def make_layer(ndim, s, c):
-        return LOWRANK[ndim](s.channels, c, KERNEL, rank, padding=KERNEL // 2, input_size=s.spatial)
-
+    make_layer = _lowrank_layer(rank)
     with torch.device("meta"):  # MACs from the layer specs: shapes only, nothing allocated
         target = _lenet_stack("lowrank", input_shape, num_classes, width, _conv_layer).macs
 

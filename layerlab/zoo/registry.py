@@ -105,8 +105,9 @@ def _checked(name: str, input_shape, num_classes, width, options=None) -> tuple[
     known = model_options(name)
     unknown = sorted(set(options or ()) - set(known))
     if unknown:
-        raise ArgumentError(f"zoo model {name!r} takes {'the options ' + ', '.join(known) if known else 'no options'}. Received: "
-                            f"{', '.join(unknown)}; leave them out or pick a model that takes them")
+        takes = f"the options {', '.join(known)}" if known else "no options"
+        raise ArgumentError(f"zoo model {name!r} takes {takes}. Received: {', '.join(unknown)}; leave them out or pick "
+                            "a model that takes them")
     return check_build_args(name, input_shape, num_classes, width)
 
 

@@ -109,7 +109,7 @@ def test_one_failing_model_is_reported_the_others_finish_and_the_exit_code_is_1(
     (["--threads", "20000"], r"layerlab compare: error: --threads must be an integer from 1 to 1024. Received: "
                              r"--threads 20000"),
     (["--dataset", ""], r"layerlab compare: error: --dataset must be a built-in data set name \(mnist1d, mnist, "
-                        r"digits\) or a path. Received: --dataset ''"),
+                        r"digits, poskeys\) or a path. Received: --dataset ''"),
     (["--epochs", "0"], r"layerlab compare: error: TrainConfig.epochs must be a positive integer. Received: epochs=0"),
     (["--seeds", "0"], r"layerlab compare: error: seeds must be a positive integer"),
     (["--width", "inf"], r"layerlab compare: error: width must be a positive finite number \(1.0 = the documented "

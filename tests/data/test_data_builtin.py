@@ -137,7 +137,7 @@ def test_bad_seed(seed):
 
 
 def test_bad_name_type():
-    with pytest.raises(ArgumentError, match=r"name_or_path must be a built-in name \(mnist1d, mnist, digits\) "
+    with pytest.raises(ArgumentError, match=r"name_or_path must be a built-in name \(mnist1d, mnist, digits, poskeys\) "
                                             r"or a path\. Received: 42 of type int"):
         load_dataset(42)
 
@@ -145,7 +145,7 @@ def test_bad_name_type():
 def test_unknown_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=r"cifar11: no such file or folder, and not a built-in data set name "
-                                        r"\(mnist1d, mnist, digits\); check the path"):
+                                        r"\(mnist1d, mnist, digits, poskeys\); check the path"):
         load_dataset("cifar11")
 
 
