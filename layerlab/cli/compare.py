@@ -75,9 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sweep.add_argument("--sweep", choices=SWEEPS, default=None,
                        help="train the sharing axis cnn -> tiled -> lowrank -> lcn instead of --model and plot "
                             "accuracy against filter banks (default: off)")
-    sweep.add_argument("--tiles", type=_int_list, default=DEFAULT_TILES, metavar="T,...",
+    sweep.add_argument("--tiles", type=_int_list, default=None, metavar="T,...",
                        help=f"tile sizes of the tiled points, each >= 2 (default: {','.join(map(str, DEFAULT_TILES))})")
-    sweep.add_argument("--ranks", type=_int_list, default=DEFAULT_RANKS, metavar="R,...",
+    sweep.add_argument("--ranks", type=_int_list, default=None, metavar="R,...",
                        help=f"ranks of the lowrank points, each >= 2 (default: {','.join(map(str, DEFAULT_RANKS))})")
     sweep.add_argument("--resume", action="store_true",
                        help="continue the sweep saved in --out: keep its finished trainings, train the others "
@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     check_threads(args.threads)
     check_dataset_argument(args.dataset)
     if args.sweep is None:
-        unused = [flag for flag, on in (("--resume", args.resume), ("--tiles", args.tiles != DEFAULT_TILES),
-                                        ("--ranks", args.ranks != DEFAULT_RANKS)) if on]
+        unused = [flag for flag, on in (("--tiles", args.tiles is not None), ("--ranks", args.ranks is not None),
+                                        ("--resume", args.resume)) if on]
         if unused:
             raise ArgumentError(f"{', '.join(unused)} belong(s) to --sweep. Received: {' '.join(unused)} without "
                                 f"--sweep; add --sweep sharing or leave them out")
@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
             raise ArgumentError("--resume continues the sweep saved in --out. Received: --resume without --out; "
                                 "add --out DIR")
         args.seeds = DEFAULT_SWEEP_SEEDS if args.seeds is None else args.seeds
+        args.tiles = DEFAULT_TILES if args.tiles is None else args.tiles
+        args.ranks = DEFAULT_RANKS if args.ranks is None else args.ranks
     recipe = dataclasses.replace(DEFAULT_RECIPE, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                  optimizer=args.optimizer, weight_decay=args.weight_decay, device=args.device,
                                  warmup_epochs=default_warmup(args.epochs))

@@ -36,7 +36,8 @@ import numpy as np
 from layerlab.data.cache import cached_arrays
 from layerlab.data.dataset import Dataset, stratified_split
 
-__all__ = ["BUILTIN", "POSKEYS", "load_digits", "load_mnist", "load_mnist1d", "load_poskeys", "make_poskeys"]
+__all__ = ["BUILTIN", "POSKEYS", "load_digits", "load_mnist", "load_mnist1d", "load_poskeys", "make_poskeys",
+           "poskeys_parts"]
 
 DIGIT_CLASSES = [str(k) for k in range(10)]
 MNIST1D_SHAPES = {"x": (4000, 1, 40), "y": (4000,), "x_test": (1000, 1, 40), "y_test": (1000,)}
@@ -137,6 +138,12 @@ def make_poskeys(seed: int = 0) -> Dataset:
         >>> ds.input_shape, ds.num_classes, len(ds.y_train), len(ds.y_test)
         ((4, 32), 4, 4000, 1000)
     """
+    return poskeys_parts(seed)[0]
+
+
+def poskeys_parts(seed: int = 0) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """:func:`make_poskeys` with what made it: ``(dataset, key, slot)``, ``key`` of shape
+    ``(S, K, C, w)`` and ``slot`` ``(train + test,)``, the slot of every sample (training split first)."""
     channels, length, width, classes = (POSKEYS[k] for k in ("channels", "length", "key_width", "classes"))
     slots, n = length - width + 1, POSKEYS["train"] + POSKEYS["test"]
     rng = np.random.default_rng(seed)
@@ -149,7 +156,8 @@ def make_poskeys(seed: int = 0) -> Dataset:
     x[np.arange(n)[:, None, None], np.arange(channels)[None, :, None], where[:, None, :]] += keys[slot, y]
     x, y = x.astype(np.float32), y.astype(np.int64)
     cut = POSKEYS["train"]
-    return Dataset("poskeys", x[:cut], y[:cut], x[cut:], y[cut:], [str(c) for c in range(classes)])
+    dataset = Dataset("poskeys", x[:cut], y[:cut], x[cut:], y[cut:], [str(c) for c in range(classes)])
+    return dataset, keys, slot
 
 
 def load_poskeys(seed: int) -> Dataset:
