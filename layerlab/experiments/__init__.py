@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "SweepPoint": "layerlab.experiments.sweep",
     "SweepResult": "layerlab.experiments.sweep",
     "filter_banks": "layerlab.experiments.sweep",
+    "load_sweep": "layerlab.experiments.sweep",
     "run_sweep": "layerlab.experiments.sweep",
     "sharing_points": "layerlab.experiments.sweep",
     "sweep_markdown": "layerlab.experiments.report",

@@ -55,8 +55,8 @@ from layerlab.train.metrics import write_text_atomic
 from layerlab.train.rundir import printable
 from layerlab.zoo import build
 
-__all__ = ["SweepPoint", "SweepResult", "sharing_points", "filter_banks", "run_sweep", "RUNS_LOG", "ARGS_FILE",
-           "SCHEMA", "RESUME_KEYS"]
+__all__ = ["SweepPoint", "SweepResult", "sharing_points", "filter_banks", "run_sweep", "load_sweep", "RUNS_LOG",
+           "ARGS_FILE", "SCHEMA", "RESUME_KEYS"]
 
 SCHEMA = "layerlab.sweep/1"
 RUNS_LOG = "runs.jsonl"
@@ -292,6 +292,32 @@ def run_sweep(dataset: str | os.PathLike | Dataset = "mnist1d", *, sweep: str = 
                                             for seed in range(seeds))}
     compare.runs.sort(key=lambda r: order[(r.model, r.permuted, r.seed)])
     return result
+
+
+def load_sweep(path: str | os.PathLike) -> SweepResult:
+    """The :class:`SweepResult` saved in a sweep's ``results.json`` (schema ``layerlab.sweep/1``), without
+    the per-epoch histories (they are in ``history.csv``): its table and ``sharing.png`` can be redrawn.
+
+    Raises:
+        DataError: the file is missing, not JSON, or not a sweep's ``results.json``.
+    """
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the sweep results {path} ({type(err).__name__}: {err}); pass the "
+                        f"results.json of a 'layerlab compare --sweep' run") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise DataError(f"{path} is not a sweep's results.json: expected schema {SCHEMA!r}. Received: {found!r}")
+    fields = {f.name for f in dataclasses.fields(RunRecord)}
+    compare = CompareResult(dataset=document["dataset"], args=document["args"],
+                            runs=[RunRecord(**{k: v for k, v in r.items() if k in fields}) for r in document["runs"]],
+                            permutation=None, wall_seconds=document["wall_seconds"],
+                            interrupted=document["interrupted"])
+    points = [SweepPoint(p["label"], p["family"], p["model"], tuple(p["options"].items()))
+              for p in document["args"]["points"]]
+    banks = {p["label"]: p["filter_banks"] for p in document["args"]["points"] if p["filter_banks"] is not None}
+    return SweepResult(compare, points, banks, document["resumed"])
 
 
 def _build_point(point: SweepPoint, data: Dataset, width: float) -> tuple[nn.Module, float]:

@@ -6,13 +6,18 @@ import csv
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
+from matplotlib.image import imread
 
 import layerlab.experiments.compare as compare_module
 from layerlab.errors import ArgumentError, DataError
-from layerlab.experiments import DEFAULT_RECIPE, filter_banks, run_sweep, sharing_points, write_sweep_outputs
+from layerlab.experiments import (
+    DEFAULT_RECIPE, filter_banks, load_sweep, run_sweep, sharing_points, sweep_markdown, write_sweep_outputs,
+)
 from layerlab.experiments.sweep import RUNS_LOG
+from layerlab.viz.sweep import plot_sharing
 from layerlab.zoo import build
 
 TINY = dataclasses.replace(DEFAULT_RECIPE, epochs=1, batch_size=32, warmup_epochs=0)
@@ -110,6 +115,20 @@ def test_table_json_and_plot_are_written(toy_signals, tmp_path):
     assert table[2].startswith("| cnn | convolution | 1 |") and f"| {accuracy:.1f}% ± " in table[2]
     png = (tmp_path / "out" / "sharing.png").read_bytes()
     assert png[:4] == b"\x89PNG" and len(png) > 10_000
+    # the saved results redraw the same table and picture
+    loaded = load_sweep(tmp_path / "out" / "results.json")
+    assert loaded.rows == result.rows and sweep_markdown(loaded) == sweep_markdown(result)
+    plot_sharing(loaded, tmp_path / "again.png")
+    assert np.array_equal(imread(tmp_path / "again.png"), imread(tmp_path / "out" / "sharing.png"))
+
+
+def test_load_sweep_refuses_other_files(tmp_path):
+    (tmp_path / "compare.json").write_text(json.dumps({"schema": "layerlab.compare/1"}))
+    with pytest.raises(DataError, match=r"compare.json is not a sweep's results.json: expected schema "
+                                        r"'layerlab.sweep/1'. Received: 'layerlab.compare/1'"):
+        load_sweep(tmp_path / "compare.json")
+    with pytest.raises(DataError, match=r"cannot read the sweep results .*missing.json \(FileNotFoundError: "):
+        load_sweep(tmp_path / "missing.json")
 
 
 def _fit_stopping_at(monkeypatch, call: int):
