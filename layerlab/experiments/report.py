@@ -189,13 +189,14 @@ def _accuracy(row: dict | None) -> str:
 
 
 def sweep_table(result: SweepResult) -> Table:
-    """The rich table of a sweep: point, family, filter banks, params, MACs, accuracy original/shuffled."""
+    """The rich table of a sweep: point, filter banks, params, MACs, test accuracy original/shuffled (the
+    family is in the point's name; ``results.md`` has a column for it)."""
     compare, seeds = result.compare, len(result.compare.args["seeds"])
     table = Table(title=f"layerlab compare --sweep {compare.args['sweep']}: {compare.dataset['name']} "
                         f"({compare.dataset['train_samples']:,} train / {compare.dataset['test_samples']:,} test, "
                         f"{seeds} seed{'s' if seeds != 1 else ''})")
-    for name in ("point", "family", "filter banks", "params", "MACs"):
-        table.add_column(name, justify="left" if name in ("point", "family") else "right")
+    for name in ("point", "filter banks", "params", "MACs"):
+        table.add_column(name, justify="left" if name == "point" else "right")
     table.add_column("original", justify="right")
     if compare.args["permute_pixels"]:
         table.add_column("shuffled", justify="right")
@@ -204,8 +205,8 @@ def sweep_table(result: SweepResult) -> Table:
         row = rows.get((point.label, False)) or rows.get((point.label, True))
         if row is None:
             continue
-        cells = [point.label, point.family, str(row["filter_banks"] or "?"), _count(row["params"]),
-                 _count(row["macs"]), _accuracy(rows.get((point.label, False)))]
+        cells = [point.label, str(row["filter_banks"] or "?"), _count(row["params"]), _count(row["macs"]),
+                 _accuracy(rows.get((point.label, False)))]
         if compare.args["permute_pixels"]:
             cells.append(_accuracy(rows.get((point.label, True))))
         table.add_row(*cells)
