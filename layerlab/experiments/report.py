@@ -172,19 +172,21 @@ def sweep_markdown(result: SweepResult) -> str:
         macs = "?" if row["macs"] is None else f"{row['macs']:,} ({row['macs_vs_cnn']:.3f})" \
             if row["macs_vs_cnn"] is not None else f"{row['macs']:,}"
         cells = [point.label, point.family, str(row["filter_banks"] or "?"), _count(row["params"]), macs,
-                 _accuracy(rows.get((point.label, False)))]
+                 _accuracy(rows.get((point.label, False)), seeds)]
         if permute:
-            cells.append(_accuracy(rows.get((point.label, True))))
+            cells.append(_accuracy(rows.get((point.label, True)), seeds))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _accuracy(row: dict | None) -> str:
+def _accuracy(row: dict | None, seeds: int) -> str:
+    """``"93.2% ± 0.5"``; says how many seeds when fewer than the ``seeds`` planned finished."""
     if row is None or row["test_accuracy"] is None:
         return "failed" if row is not None else "–"
     std = f" ± {100 * row['test_accuracy_std']:.1f}" if row["test_accuracy_std"] is not None else ""
-    failed = f" ({row['failed_seeds']} failed)" if row["failed_seeds"] else ""
-    return f"{100 * row['test_accuracy']:.1f}%{std}{failed}"
+    failed = f", {row['failed_seeds']} failed" if row["failed_seeds"] else ""
+    count = f" ({row['seeds']} of {seeds} seeds{failed})" if row["seeds"] < seeds else ""
+    return f"{100 * row['test_accuracy']:.1f}%{std}{count}"
 
 
 
@@ -206,9 +208,9 @@ def sweep_table(result: SweepResult) -> Table:
         if row is None:
             continue
         cells = [point.label, str(row["filter_banks"] or "?"), _count(row["params"]), _count(row["macs"]),
-                 _accuracy(rows.get((point.label, False)))]
+                 _accuracy(rows.get((point.label, False)), seeds)]
         if compare.args["permute_pixels"]:
-            cells.append(_accuracy(rows.get((point.label, True))))
+            cells.append(_accuracy(rows.get((point.label, True)), seeds))
         table.add_row(*cells)
     return table
 

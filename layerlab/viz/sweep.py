@@ -27,7 +27,7 @@ _MARKERS = {"convolution": "s", "tiled": "^", "low-rank local": "o", "locally co
 
 def sharing_figure(result) -> Figure:
     """Accuracy (%) against filter banks (log scale) for a :class:`~layerlab.experiments.sweep.SweepResult`."""
-    figure = new_figure(7.0, 4.6)
+    figure = new_figure(9.0, 4.6)
     ax = figure.add_subplot()
     rows = {(r["model"], r["permuted"]): r for r in result.rows
             if r["status"] == "ok" and r["filter_banks"] is not None}
@@ -62,8 +62,8 @@ def sharing_figure(result) -> Figure:
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, alpha=0.3)
     if ax.has_data():
-        ax.legend(fontsize=7, title="■ cnn  ▲ tiled (tile)  ● lowrank (rank)  ◆ lcn; hollow = shuffled",
-                  title_fontsize=7)
+        ax.legend(fontsize=7, title="■ cnn  ▲ tiled (tile)  ● lowrank (rank)\n◆ lcn; hollow = shuffled",
+                  title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     failed = sorted({f"{f['model']}{' (shuffled)' if f['permuted'] else ''}" for f in result.compare.failures})
     note = f"\nfailed, not shown: {', '.join(failed)}" if failed else ""
     ax.set_title(f"accuracy vs weight sharing — {result.compare.dataset['name']}, "
