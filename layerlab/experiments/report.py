@@ -13,7 +13,8 @@ Files written to the output folder:
 ``shuffled_vs_original.png`` test accuracy with and without shuffled positions, per model
 =========================  ======================================================================
 
-The data files come first; a plot that cannot be drawn never takes them with it (it is reported
+A sweep (:func:`write_sweep_outputs`) writes the same files, ``results.json``/``.csv`` in its own schema,
+plus ``results.md`` and ``sharing.png``. The data files come first; a plot that cannot be drawn never takes them with it (it is reported
 through ``log``). :func:`expected_output_bytes` is the room ``layerlab compare`` asks the output
 folder for before it trains anything.
 """
