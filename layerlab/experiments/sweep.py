@@ -192,8 +192,8 @@ def run_sweep(dataset: str | os.PathLike | Dataset = "mnist1d", *, sweep: str = 
               tiles: tuple[int, ...] = DEFAULT_TILES, ranks: tuple[int, ...] = DEFAULT_RANKS,
               seeds: int = DEFAULT_SWEEP_SEEDS, width: float = 1.0, recipe: TrainConfig = DEFAULT_RECIPE,
               permute_pixels: bool = True, permutation_seed: int = 0, limit: int | None = None,
-              out_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
-              log: Callable[[str], None] | None = None) -> SweepResult:
+              out_dir: str | os.PathLike | None = None, resume: bool = False, train: bool = True,
+              progress: bool = True, log: Callable[[str], None] | None = None) -> SweepResult:
     """Train every point of the sharing axis (:func:`sharing_points`) with one recipe, ``seeds`` seeds each.
 
     Every point is trained on the data and, with ``permute_pixels``, on the data with its positions
@@ -216,6 +216,8 @@ def run_sweep(dataset: str | os.PathLike | Dataset = "mnist1d", *, sweep: str = 
         resume: reload the finished trainings of ``out_dir/runs.jsonl`` and train only the others;
             the recipe, data set, limit, width and permutation must be those of the saved sweep.
             Default: ``False``.
+        train: ``False`` trains nothing: with ``resume``, the result holds the saved trainings of
+            the planned points and seeds, to report a sweep that is unfinished. Default: ``True``.
 
     Returns:
         :class:`SweepResult`.
@@ -237,6 +239,8 @@ def run_sweep(dataset: str | os.PathLike | Dataset = "mnist1d", *, sweep: str = 
         raise ArgumentError(f"recipe must be a TrainConfig. Received: recipe={recipe!r}")
     if resume and out_dir is None:
         raise ArgumentError("resume=True needs out_dir, the folder that holds runs.jsonl (--out DIR)")
+    if not train and not resume:
+        raise ArgumentError("train=False reports the trainings saved in out_dir; it needs resume=True and out_dir")
     resolve_device(recipe.device)
     if isinstance(dataset, Dataset) and limit is not None:
         raise ArgumentError("limit applies to data loaded by name or path; subsample a Dataset object yourself")
@@ -278,7 +282,8 @@ def run_sweep(dataset: str | os.PathLike | Dataset = "mnist1d", *, sweep: str = 
     done = {(r.model, r.permuted, r.seed) for r in compare.runs}
     makers = {p.label: functools.partial(_build_point, p, data, width) for p in points}
     plan = [Training(p.label, permuted, variant, seed, makers[p.label]) for p in points
-            for permuted, variant in variants for seed in range(seeds) if (p.label, permuted, seed) not in done]
+            for permuted, variant in variants for seed in range(seeds)
+            if train and (p.label, permuted, seed) not in done]
     if log is not None:
         if result.resumed:
             log(f"resumed: {result.resumed} finished training(s) loaded from {saver.path}, {len(plan)} to train")

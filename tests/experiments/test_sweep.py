@@ -154,6 +154,10 @@ def test_a_stopped_sweep_keeps_its_finished_trainings_and_resume_trains_only_the
     assert "3 of 8 trainings finished" in stopped.compare.interrupted
     assert len((out / RUNS_LOG).read_text().splitlines()) == 3  # saved as they finished
     monkeypatch.undo()
+    calls = _fit_stopping_at(monkeypatch, 0)
+    report = _sweep(toy_signals, out_dir=out, resume=True, train=False)  # the unfinished sweep, as it stands
+    assert calls == [] and report.resumed == 3 and [r["seeds"] for r in report.rows] == [1, 1, 1]
+    monkeypatch.undo()
     with pytest.raises(ArgumentError, match=r"holds 3 finished training\(s\) of a sweep; continue it with --resume "
                                             r"\(resume=True\), or choose another --out"):
         _sweep(toy_signals, out_dir=out)
@@ -198,6 +202,7 @@ def test_a_line_cut_short_by_a_crash_is_trained_again_and_a_corrupt_one_is_refus
     ({"seeds": 0}, r"seeds must be a positive integer \(number of seeds per point\). Received: seeds=0"),
     ({"resume": True}, r"resume=True needs out_dir, the folder that holds runs.jsonl \(--out DIR\)"),
     ({"ranks": (0,)}, r"ranks must be integers of at least 2 .*Received: ranks=0"),
+    ({"train": False}, r"train=False reports the trainings saved in out_dir; it needs resume=True and out_dir"),
 ])
 def test_bad_sweep_arguments(toy_signals, kwargs, message):
     with pytest.raises(ArgumentError, match=message):
