@@ -76,9 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="train the sharing axis cnn -> tiled -> lowrank -> lcn instead of --model and plot "
                             "accuracy against filter banks (default: off)")
     sweep.add_argument("--tiles", type=_int_list, default=None, metavar="T,...",
-                       help=f"tile sizes of the tiled points, each >= 2 (default: {','.join(map(str, DEFAULT_TILES))})")
+                       help=f"tile sizes of the tiled points, each >= 2; none leaves them out (default: "
+                            f"{','.join(map(str, DEFAULT_TILES))})")
     sweep.add_argument("--ranks", type=_int_list, default=None, metavar="R,...",
-                       help=f"ranks of the lowrank points, each >= 2 (default: {','.join(map(str, DEFAULT_RANKS))})")
+                       help=f"ranks of the lowrank points, each >= 2; none leaves them out (default: "
+                            f"{','.join(map(str, DEFAULT_RANKS))})")
     sweep.add_argument("--resume", action="store_true",
                        help="continue the sweep saved in --out: keep its finished trainings, train the others "
                             "(default: off)")
@@ -108,11 +110,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _int_list(text: str) -> tuple[int, ...]:
-    """``"2,4"`` → ``(2, 4)`` (argparse type of --tiles and --ranks; the values are checked by the sweep)."""
+    """``"2,4"`` → ``(2, 4)``, ``"none"`` → ``()`` (argparse type of --tiles and --ranks; the sweep checks the
+    values)."""
+    if text.strip().lower() == "none":
+        return ()
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 2,4. Received: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 2,4, or none. Received: "
+                                         f"{text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -192,6 +192,7 @@ def test_a_long_run_announces_its_estimate_before_it_trains_and_prints_a_line_pe
 def test_sweep_sharing_end_to_end_with_three_seeds_by_default(tmp_path, npz, capsys):
     out = tmp_path / "out"
     argv = ["compare", "--sweep", "sharing", "--dataset", npz, "--tiles", "2", "--ranks", "2", *TINY, "--out", str(out)]
+    assert build_parser().parse_args([*argv[:3], "--ranks", "none"]).ranks == ()  # leaves the family out
     code = main([*argv, "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -231,7 +232,7 @@ def test_bad_sweep_arguments_exit_2_with_the_reason(npz, capsys, argv, message):
 
 @pytest.mark.parametrize("argv, message", [
     (["--sweep", "sharing", "--ranks", "4,x"], r"layerlab compare: error: argument --ranks: expected comma-separated "
-                                               r"integers, e.g. 2,4. Received: '4,x'"),
+                                               r"integers, e.g. 2,4, or none. Received: '4,x'"),
     (["--sweep", "width"], r"layerlab compare: error: argument --sweep: invalid choice: 'width' \(choose from "
                            r"'?sharing'?\)"),
 ])
@@ -244,7 +245,8 @@ def test_unparsable_sweep_arguments_are_usage_errors(capsys, argv, message):
 def test_help_shows_the_sweep_and_its_defaults():
     text = build_parser("compare")._subparsers._group_actions[0].choices["compare"].format_help()
     flat = " ".join(text.split())
-    for expected in ("--sweep {sharing}", "--tiles T,...", "--ranks R,...", "tile sizes of the tiled points, each >= 2 "
-                     "(default: 2,4)", "ranks of the lowrank points, each >= 2 (default: 2,4,8)",
+    for expected in ("--sweep {sharing}", "--tiles T,...", "--ranks R,...", "tile sizes of the tiled points, each >= 2; "
+                     "none leaves them out (default: 2,4)", "ranks of the lowrank points, each >= 2; none leaves them "
+                     "out (default: 2,4,8)",
                      "(default: 1; 3 with --sweep)", "--resume continues a stopped sweep in the same --out"):
         assert expected in flat, expected

@@ -155,8 +155,10 @@ def test_a_stopped_sweep_keeps_its_finished_trainings_and_resume_trains_only_the
     assert len((out / RUNS_LOG).read_text().splitlines()) == 3  # saved as they finished
     monkeypatch.undo()
     calls = _fit_stopping_at(monkeypatch, 0)
-    report = _sweep(toy_signals, out_dir=out, resume=True, train=False)  # the unfinished sweep, as it stands
+    # the unfinished sweep as it stands, planned with 2 seeds: the table says how many finished
+    report = _sweep(toy_signals, out_dir=out, resume=True, train=False, seeds=2)
     assert calls == [] and report.resumed == 3 and [r["seeds"] for r in report.rows] == [1, 1, 1]
+    assert sweep_markdown(report).splitlines()[2].count("% (1 of 2 seeds) |") == 2  # cnn, original and shuffled
     monkeypatch.undo()
     with pytest.raises(ArgumentError, match=r"holds 3 finished training\(s\) of a sweep; continue it with --resume "
                                             r"\(resume=True\), or choose another --out"):
