@@ -6,7 +6,7 @@ Examples (wall times on 2 cores)::
     layerlab compare --out runs/compare                 # the main job: MNIST-1D, 8 trainings, ~1 min
     layerlab compare --dataset mnist --seeds 3 --epochs 10 --out runs/mnist        # 24 trainings, 15 min
     layerlab compare --dataset path/to/data.npz --model mlp,cnn --no-permute-pixels --json
-    layerlab compare --sweep sharing --dataset poskeys --out runs/poskeys   # 42 trainings, ~8 min
+    layerlab compare --sweep sharing --dataset poskeys --out runs/poskeys   # 42 trainings, ~10 min
 
 --sweep sharing trains the axis convolution (cnn) -> tiled (--tiles) -> low-rank locally connected
 (--ranks) -> locally connected (lcn), all with cnn's skeleton at the cnn's MACs and one recipe,
