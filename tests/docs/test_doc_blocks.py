@@ -55,7 +55,7 @@ NOT_RUN = {
     "docs/benchmarks.md": ["benchmark output, minutes", "benchmark output, 78 s"],
     "docs/cli.md": ["usage synopsis"] * 2,
     "docs/compare.md": ["trains 8 models, about 1 min", "trains 24 models, about 2 min",
-                        "the four sweeps of this section, 6 to 60 min each on a busy 2-core machine", "usage synopsis",
+                        "the four sweeps of this section, up to an hour each on a busy 2-core machine", "usage synopsis",
                         "schema example with values of the default run"],
     "docs/summary.md": ["signatures"],
     "docs/zoo.md": ["trains 12 models, 73 s of CPU time"],
