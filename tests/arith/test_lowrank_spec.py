@@ -29,13 +29,15 @@ CONFIGS = [
 class _MulCounter(TorchDispatchMode):
     """Elements written by element-wise products (the mix of the bases)."""
 
+    PRODUCTS = (torch.ops.aten.mul.Tensor, torch.ops.aten.addcmul.default, torch.ops.aten.addcmul_.default)
+
     def __init__(self):
         super().__init__()
         self.elements = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func is torch.ops.aten.mul.Tensor:
+        if func in self.PRODUCTS:
             self.elements += out.numel()
         return out
 
@@ -69,6 +71,7 @@ def test_params_by_hand_and_redundant_rank_warning():
     full = LowRankLocalSpec(2, 8, 3, rank=4, combining="full", bias="shared").analyse((1, 6, 6))
     assert full.params == 4 * 8 * 9 + 4 * 16 + 8
     assert full.warnings == ()
+    assert LowRankLocalSpec(1, 2, 3, rank=8).analyse((1, 10)).warnings == ()  # rank = positions: the local end
     many = LowRankLocalSpec(1, 2, 3, rank=9).analyse((1, 10))  # 8 positions
     assert many.warnings == ("rank 9 > 8 output positions: a rank of 8 already gives every position its own "
                              "filter bank",)

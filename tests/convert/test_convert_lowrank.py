@@ -6,7 +6,14 @@ import pytest
 import torch
 
 import layerlab
-from layerlab.convert import convert_model, dense_bias, dense_matrix, local_to_dense, local_to_lowrank, lowrank_to_local
+from layerlab.convert import (
+    convert_model,
+    dense_bias,
+    dense_matrix,
+    local_to_dense,
+    local_to_lowrank,
+    lowrank_to_local,
+)
 from layerlab.errors import ArgumentError
 from layerlab.functional.reference import local_conv_reference
 

@@ -60,6 +60,7 @@ NOT_RUN = {
     "docs/summary.md": ["signatures"],
     "docs/zoo.md": ["trains 12 models, 73 s of CPU time"],
     "docs/training.md": ["trains 15 epochs, 13 s of CPU time", "needs torchrun and two processes"],
+    "docs/layers/lowrank.md": ["formula"],
     **{f"docs/layers/{name}.md": ["formula"] for name in ("conv", "dense", "flatten", "local", "normalisation",
                                                           "pooling", "tiled")},
 }

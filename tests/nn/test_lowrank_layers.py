@@ -12,7 +12,10 @@ import layerlab
 from layerlab.arith.specs import LowRankLocalSpec
 from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
 from layerlab.functional import combining_weights, lowrank_local_conv
-from layerlab.functional.reference import conv_reference, local_conv_reference, lowrank_local_conv_reference
+from layerlab.functional.reference import (
+    conv_reference,
+    lowrank_local_conv_reference,
+)
 
 LOWRANK = {1: layerlab.LowRankLocallyConnected1d, 2: layerlab.LowRankLocallyConnected2d,
            3: layerlab.LowRankLocallyConnected3d}
@@ -134,6 +137,28 @@ def test_gradcheck_other_dims_and_combining(ndim, combining):
     assert torch.autograd.gradcheck(f, (x, *[p.detach().clone().requires_grad_() for p in layer.parameters()]))
 
 
+def test_second_derivatives():
+    # the op is torch's conv, a product and a sum: autograd differentiates it to any order
+    torch.manual_seed(11)
+    layer = _randomize(LOWRANK[2](2, 2, 2, rank=2, padding=1, input_size=(3, 3), dtype=torch.float64))
+    names = [n for n, _ in layer.named_parameters()]
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(x, *params):
+        return torch.func.functional_call(layer, dict(zip(names, params)), (x,))
+
+    assert torch.autograd.gradgradcheck(f, (x, *[p.detach().clone().requires_grad_() for p in layer.parameters()]))
+
+
+def test_torch_func_jacobian_matches_autograd():
+    torch.manual_seed(12)
+    layer = _randomize(LOWRANK[1](2, 3, 3, rank=2, input_size=6, dtype=torch.float64))
+    x = torch.randn(2, 6, dtype=torch.float64)  # unbatched
+    jac = torch.func.jacrev(layer)(x)
+    torch.testing.assert_close(jac, torch.autograd.functional.jacobian(layer, x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.func.vmap(layer)(x[None].expand(3, 2, 6)), layer(x)[None].expand(3, 3, 4))
+
+
 def test_lazy_input_size_and_state_dict_round_trip():
     torch.manual_seed(7)
     src = _randomize(LOWRANK[2](2, 4, 3, rank=3, stride=2, padding=1, input_size=(7, 7)))
@@ -238,6 +263,17 @@ def test_functional_op_checks_the_combining_size():
             "lowrank_local_conv: the combining weights are for output size (4, 6), but the input (2, 3, 7, 6) "
             "gives (5, 4): build them for this input size")):
         lowrank_local_conv(torch.randn(2, 3, 7, 6), torch.randn(2, 5, 3, 3, 3), torch.rand(4, 6, 2))
+
+
+def test_functional_op_checks_its_shapes_and_normalisation():
+    with pytest.raises(ShapeError, match=re.escape(
+            "lowrank_local_conv: expected a (B, C_in, *in_size) input with 1-3 spatial dims, a (R, C_out, "
+            "C_in // groups, *kernel_size) weight and (*out_size, R) combining weights. Received: input of shape "
+            "(2, 3, 7, 6), weight of shape (2, 5, 3, 3, 3), combining of shape (5, 4, 3)")):
+        lowrank_local_conv(torch.randn(2, 3, 7, 6), torch.randn(2, 5, 3, 3, 3), torch.rand(5, 4, 3))
+    with pytest.raises(ArgumentError, match=re.escape(
+            "combining_weights: normalize must be one of 'softmax', 'l2', None. Received: normalize='sum'")):
+        combining_weights(torch.zeros(3, 2), "sum")
 
 
 def test_parameters_over_the_memory_limit_are_refused_before_allocating(monkeypatch):
