@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "folder, CIFAR folder, .npz, image folder (default: mnist1d)")
     data.add_argument("--limit", type=int, metavar="N", help="keep at most N samples per split (default: all)")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", metavar="NAME", help="zoo model: mlp, cnn, lcn, tiled, allconv, logistic, lenet5, "
+    model.add_argument("--model", metavar="NAME", help="zoo model: mlp, cnn, lcn, tiled, lowrank, allconv, logistic, "
                        "... (default: cnn)")
     model.add_argument("--width", type=float, help="zoo width: scales channels and hidden units (default: 1.0)")
     train = parser.add_argument_group("training")

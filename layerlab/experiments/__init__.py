@@ -1,4 +1,5 @@
-"""Experiments: ``run_compare``, "which layer type for my data?" (see docs/compare.md).
+"""Experiments: ``run_compare``, "which layer type for my data?", and ``run_sweep``, accuracy against
+weight sharing (see docs/compare.md).
 
 Names are imported lazily (PEP 562), so ``layerlab.experiments.defaults`` stays free of torch and
 ``layerlab compare --help`` shows the default recipe without importing torch.
@@ -19,6 +20,15 @@ _EXPORTS: dict[str, str] = {
     "position_permutation": "layerlab.experiments.permute",
     "run_compare": "layerlab.experiments.compare",
     "write_outputs": "layerlab.experiments.report",
+    "SweepPoint": "layerlab.experiments.sweep",
+    "SweepResult": "layerlab.experiments.sweep",
+    "filter_banks": "layerlab.experiments.sweep",
+    "load_sweep": "layerlab.experiments.sweep",
+    "run_sweep": "layerlab.experiments.sweep",
+    "sharing_points": "layerlab.experiments.sweep",
+    "sweep_markdown": "layerlab.experiments.report",
+    "sweep_table": "layerlab.experiments.report",
+    "write_sweep_outputs": "layerlab.experiments.report",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,6 +13,7 @@ seed-to-seed noise.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import signal
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from torch import nn
 
 import layerlab
 from layerlab.data import Dataset, load_dataset
@@ -35,7 +37,8 @@ from layerlab.train.distributed import resolve_device
 from layerlab.train.rundir import printable
 from layerlab.zoo import MODELS, build, width_for_params
 
-__all__ = ["run_compare", "CompareResult", "RunRecord", "DEFAULT_MODELS", "DEFAULT_RECIPE", "SCHEMA"]
+__all__ = ["run_compare", "run_plan", "estimate_plan", "CompareResult", "RunRecord", "Training", "DEFAULT_MODELS",
+           "DEFAULT_RECIPE", "SCHEMA"]
 
 SCHEMA = "layerlab.compare/1"
 
@@ -209,27 +212,64 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
               "recipe": recipe.to_dict(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "layerlab": layerlab.__version__},
         runs=[], permutation=permutation)
-    plan = [(name, permuted, variant, seed) for name in models for permuted, variant in variants
+    makers = {name: functools.partial(_build_by_width, name, data, width, params) for name in models}
+    plan = [Training(name, permuted, variant, seed, makers[name]) for name in models for permuted, variant in variants
             for seed in range(seeds)]
     if log is not None:
-        seconds = _estimate(models, data, width, params, recipe, [name for name, *_ in plan])
+        seconds = estimate_plan(makers, data, recipe, [t.label for t in plan])
         if seconds > ANNOUNCE_ABOVE_SECONDS:
             log(describe_estimate(seconds))
-    for name, permuted, variant, seed in plan:
+    run_plan(result, plan, recipe, started, progress=progress, log=log)
+    return result
+
+
+@dataclass(frozen=True)
+class Training:
+    """One planned training of :func:`run_plan`.
+
+    Attributes:
+        label: the row it belongs to (a zoo name, or a sweep point such as ``"tiled-4"``).
+        permuted: the data's positions are shuffled. data: the data set to train and test on.
+        seed: init and data-order seed.
+        make_model: builds ``(model, width)``, freshly initialised (called after seeding).
+    """
+
+    label: str
+    permuted: bool
+    data: Dataset
+    seed: int
+    make_model: Callable[[], tuple[nn.Module, float]]
+
+
+def run_plan(result: CompareResult, plan: list[Training], recipe: TrainConfig, started: float, *,
+             progress: bool = True, log: Callable[[str], None] | None = None,
+             on_record: Callable[[RunRecord], None] | None = None) -> None:
+    """Train ``plan`` in order, appending each :class:`RunRecord` to ``result.runs`` as it finishes.
+
+    A training that raises is recorded as failed and the others go on. Ctrl-C/SIGTERM stop the
+    plan after the current training's step: ``result.interrupted`` and ``result.signal_number``
+    then say so, and the finished records stay. ``on_record`` is called with every finished record
+    (e.g. to save it at once); ``log`` with one line per training; ``result.wall_seconds`` counts
+    from ``started`` (a ``time.perf_counter()`` value).
+    """
+    done_before = len(result.runs)
+    for training in plan:
         try:
-            record = _train_one(name, permuted, seed, variant, width, params, recipe, progress)
+            record = _train_one(training, recipe, progress)
         except (TrainingInterrupted, KeyboardInterrupt) as err:
             result.signal_number = getattr(err, "signal_number", signal.SIGINT)
-            result.interrupted = (f"stopped by {signal.Signals(result.signal_number).name} while training {name}"
-                                  f"{' (shuffled)' if permuted else ''} seed {seed}; {len(result.runs)} of "
-                                  f"{len(plan)} trainings finished and are reported")
+            finished = len(result.runs) - done_before
+            result.interrupted = (f"stopped by {signal.Signals(result.signal_number).name} while training "
+                                  f"{training.label}{' (shuffled)' if training.permuted else ''} seed {training.seed}; "
+                                  f"{finished} of {len(plan)} trainings finished and are reported")
             break
         finally:
             result.wall_seconds = time.perf_counter() - started
         result.runs.append(record)
+        if on_record is not None:
+            on_record(record)
         if log is not None:
-            log(_describe(record, len(result.runs), len(plan)))
-    return result
+            log(_describe(record, len(result.runs) - done_before, len(plan)))
 
 
 def _check_models(models, registry) -> tuple[str, ...]:
@@ -247,34 +287,35 @@ def _check_models(models, registry) -> tuple[str, ...]:
     return models
 
 
-def _estimate(models: tuple[str, ...], data: Dataset, width: float, params: int | None, recipe: TrainConfig,
-              trainings: list[str]) -> float:
-    """Seconds the ``trainings`` will take, from a few timed steps of each model; a model that cannot be
-    built or stepped counts 0 s (its training will report the failure)."""
+def _build_by_width(name: str, data: Dataset, width: float, params: int | None) -> tuple[nn.Module, float]:
+    """The zoo model ``name`` at ``width``, or at the width matching the ``params`` budget."""
+    model_width = width if params is None else width_for_params(name, data.input_shape, data.num_classes, params)
+    return build(name, data.input_shape, data.num_classes, model_width), model_width
+
+
+def estimate_plan(makers: dict[str, Callable[[], tuple[nn.Module, float]]], data: Dataset, recipe: TrainConfig,
+                  trainings: list[str]) -> float:
+    """Seconds the ``trainings`` (one label of ``makers`` each) will take, from a few timed steps of each
+    model; a model that cannot be built or stepped counts 0 s (its training will report the failure)."""
     step_seconds = {}
-    for name in models:
+    for label, make_model in makers.items():
         try:
-            model_width = width if params is None else width_for_params(name, data.input_shape, data.num_classes,
-                                                                        params)
-            model = build(name, data.input_shape, data.num_classes, model_width)
-            step_seconds[name] = time_step(model, data, recipe.batch_size, recipe.loss)
+            step_seconds[label] = time_step(make_model()[0], data, recipe.batch_size, recipe.loss)
         except Exception:  # noqa: BLE001 - reported by the training itself
-            step_seconds[name] = 0.0
+            step_seconds[label] = 0.0
     steps = steps_per_epoch(len(data.y_train), recipe.batch_size, 1) * recipe.epochs
     return estimate_seconds(step_seconds, trainings, steps)
 
 
-def _train_one(name: str, permuted: bool, seed: int, data: Dataset, width: float, params: int | None,
-               recipe: TrainConfig, progress: bool) -> RunRecord:
-
-    record = RunRecord(model=name, permuted=permuted, seed=seed)
+def _train_one(training: Training, recipe: TrainConfig, progress: bool) -> RunRecord:
+    record = RunRecord(model=training.label, permuted=training.permuted, seed=training.seed)
+    data = training.data
     try:
-        record.width = width if params is None else width_for_params(name, data.input_shape, data.num_classes, params)
-        seed_everything(seed)
-        model = build(name, data.input_shape, data.num_classes, record.width)
+        seed_everything(training.seed)
+        model, record.width = training.make_model()
         totals = layerlab.summary(model, data.input_shape).total
         record.params, record.macs = totals.params, totals.macs
-        trained = fit(model, data, dataclasses.replace(recipe, seed=seed), progress=progress)
+        trained = fit(model, data, dataclasses.replace(recipe, seed=training.seed), progress=progress)
     except (TrainingInterrupted, KeyboardInterrupt):
         raise
     except Exception as err:  # noqa: BLE001 - a failing model is reported and the others go on

@@ -190,7 +190,7 @@ def check_dataset_argument(value: object, where: str = "") -> str:
     """
     if not isinstance(value, str) or not value.strip():
         raise ArgumentError(
-            f"{where}--dataset must be a built-in data set name (mnist1d, mnist, digits) or a path. "
+            f"{where}--dataset must be a built-in data set name (mnist1d, mnist, digits, poskeys) or a path. "
             f"Received: --dataset {value!r}"
         )
     return value

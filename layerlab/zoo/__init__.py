@@ -8,6 +8,6 @@ Examples:
     2765568
 """
 
-from layerlab.zoo.registry import MODELS, build, count_params, width_for_params
+from layerlab.zoo.registry import MODELS, build, count_params, model_options, width_for_params
 
-__all__ = ["MODELS", "build", "count_params", "width_for_params"]
+__all__ = ["MODELS", "build", "count_params", "model_options", "width_for_params"]

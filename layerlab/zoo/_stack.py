@@ -13,6 +13,7 @@ from layerlab.errors import ArgumentError, LayerlabError, ShapeError
 CONV = {1: L.Conv1d, 2: L.Conv2d}
 CONV_T = {1: L.ConvTranspose1d, 2: L.ConvTranspose2d}
 LOCAL = {1: L.LocallyConnected1d, 2: L.LocallyConnected2d}
+LOWRANK = {1: L.LowRankLocallyConnected1d, 2: L.LowRankLocallyConnected2d}
 TILED = {1: L.TiledConv1d, 2: L.TiledConv2d}
 MAX_POOL = {1: L.MaxPool1d, 2: L.MaxPool2d}
 AVG_POOL = {1: L.AvgPool1d, 2: L.AvgPool2d}
@@ -71,6 +72,7 @@ class Stack:
         self.input_shape = input_shape
         self.shape = input_shape
         self.layers: list[nn.Module] = []
+        self.macs = 0
 
     @property
     def channels(self) -> int:
@@ -81,10 +83,13 @@ class Stack:
         return self.shape[1:]
 
     def add(self, module: nn.Module, *, shape: tuple[int, ...] | None = None) -> None:
-        """Append ``module``; its output shape comes from its spec unless ``shape`` gives it."""
+        """Append ``module``; its output shape (and MACs) come from its spec unless ``shape`` gives the
+        shape (a layer without MACs, such as global pooling)."""
         if shape is None:
             try:
-                shape = module.layer_spec().analyse(self.shape).output_shape
+                report = module.layer_spec().analyse(self.shape)
+                shape = report.output_shape
+                self.macs += report.macs
             except LayerlabError as err:
                 raise ShapeError(
                     f"zoo model {self.name!r} does not fit input_shape={self.input_shape}: layer "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -13,7 +14,7 @@ from layerlab.limits import ENV_VAR, format_bytes, max_bytes_limit
 from layerlab.zoo import classic, families, generative, segmentation
 from layerlab.zoo._stack import check_build_args
 
-__all__ = ["MODELS", "build", "count_params", "width_for_params"]
+__all__ = ["MODELS", "build", "count_params", "model_options", "width_for_params"]
 
 # name -> builder(input_shape, num_classes, width) -> nn.Module
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -22,6 +23,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn": families.cnn,
     "lcn": families.lcn,
     "tiled": families.tiled,
+    "lowrank": families.lowrank,
     "allconv": families.allconv,
     "lenet5": classic.lenet5,
     "tf_cifar10": classic.tf_cifar10,
@@ -35,7 +37,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 _ZOO_BUILDERS = dict(MODELS)  # the builders above, for the size pre-check in `build`
 
 
-def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0) -> nn.Module:
+def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: float = 1.0, **options) -> nn.Module:
     """Build the zoo model ``name`` for per-sample inputs ``input_shape``.
 
     Args:
@@ -46,13 +48,16 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
             ``unet``: classes per pixel).
         width: scales every channel and hidden-unit count, ``max(1, round(base·width))``.
             Default: ``1.0`` (the documented sizes).
+        options: the builder's own keyword-only options, e.g. ``tile_size`` of ``tiled``,
+            ``rank`` of ``lowrank`` (:func:`model_options` lists them). Default: none.
 
     Returns:
         A freshly initialised ``nn.Module`` (on the current default device) built from layerlab
         layers; classifiers return logits ``(B, num_classes)``.
 
     Raises:
-        ArgumentError: unknown name, or a bad ``input_shape``/``num_classes``/``width``.
+        ArgumentError: unknown name, an option the builder does not take, or a bad
+            ``input_shape``/``num_classes``/``width``.
         ShapeError: the model cannot take inputs of this shape (too small, wrong number of dims).
         SizeLimitError: the parameters would take more than ``$LAYERLAB_MAX_BYTES`` (default 2 GiB);
             counted on the meta device first, so nothing was allocated (the zoo's own models; a
@@ -64,11 +69,11 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
         >>> count_params(build("lenet5", (1, 32, 32), 10))
         61706
     """
-    input_shape, num_classes, width = _checked(name, input_shape, num_classes, width)
+    input_shape, num_classes, width = _checked(name, input_shape, num_classes, width, options)
     # the zoo's own builders are pure and meta-safe: count first (under `with torch.device("meta")`
     # nothing is allocated anyway); builders a user registers in MODELS are called once, as they are
     if MODELS[name] is _ZOO_BUILDERS.get(name) and torch.empty(0).device.type != "meta":
-        n = _params_at(name, input_shape, num_classes, width)
+        n = _params_at(name, input_shape, num_classes, width, options)
         nbytes, limit = n * torch.get_default_dtype().itemsize, max_bytes_limit()
         if nbytes > limit:
             raise SizeLimitError(
@@ -77,12 +82,32 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int, width: floa
                 f"was allocated. Choose a smaller width (width_for_params finds one for a parameter "
                 f"budget) or raise the limit with the environment variable {ENV_VAR}"
             )
-    return MODELS[name](input_shape, num_classes, width)
+    return MODELS[name](input_shape, num_classes, width, **options)
 
 
-def _checked(name: str, input_shape, num_classes, width) -> tuple[tuple[int, ...], int, float]:
+def model_options(name: str) -> tuple[str, ...]:
+    """The keyword-only options of the zoo model ``name``'s builder (``("tile_size",)`` for ``tiled``).
+
+    Examples:
+        >>> model_options("tiled"), model_options("cnn")
+        (('tile_size',), ())
+    """
     if name not in MODELS:
         raise ArgumentError(f"unknown zoo model {name!r}; choose one of {', '.join(MODELS)}")
+    try:
+        parameters = inspect.signature(MODELS[name]).parameters.values()
+    except (TypeError, ValueError):  # a builder registered by the user that Python cannot introspect
+        return ()
+    return tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY)
+
+
+def _checked(name: str, input_shape, num_classes, width, options=None) -> tuple[tuple[int, ...], int, float]:
+    known = model_options(name)
+    unknown = sorted(set(options or ()) - set(known))
+    if unknown:
+        takes = f"the options {', '.join(known)}" if known else "no options"
+        raise ArgumentError(f"zoo model {name!r} takes {takes}. Received: {', '.join(unknown)}; leave them out or pick "
+                            "a model that takes them")
     return check_build_args(name, input_shape, num_classes, width)
 
 
@@ -91,9 +116,9 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _params_at(name: str, input_shape, num_classes: int, width: float) -> int:
+def _params_at(name: str, input_shape, num_classes: int, width: float, options=None) -> int:
     with torch.device("meta"):  # shapes only: nothing is allocated
-        return count_params(MODELS[name](input_shape, num_classes, width))
+        return count_params(MODELS[name](input_shape, num_classes, width, **(options or {})))
 
 
 def width_for_params(

@@ -72,7 +72,7 @@ def test_permute_pixels_flag_is_on_by_default_and_can_be_turned_off():
 def test_model_is_the_flag_of_train_and_compare_and_models_a_hidden_alias():
     assert build_parser().parse_args(["compare", "--model", "mlp,cnn"]).models == "mlp,cnn"
     assert build_parser().parse_args(["compare", "--models", "mlp,cnn"]).models == "mlp,cnn"
-    assert build_parser().parse_args(["compare"]).models == "mlp,cnn,lcn,allconv"
+    assert build_parser().parse_args(["compare"]).models is None  # run() fills in mlp,cnn,lcn,allconv
     assert build_parser().parse_args(["train", "--model", "mlp"]).model == "mlp"
     text = build_parser("compare")._subparsers._group_actions[0].choices["compare"].format_help()
     assert "--model A,B,..." in text and "--models" not in text
@@ -109,7 +109,7 @@ def test_one_failing_model_is_reported_the_others_finish_and_the_exit_code_is_1(
     (["--threads", "20000"], r"layerlab compare: error: --threads must be an integer from 1 to 1024. Received: "
                              r"--threads 20000"),
     (["--dataset", ""], r"layerlab compare: error: --dataset must be a built-in data set name \(mnist1d, mnist, "
-                        r"digits\) or a path. Received: --dataset ''"),
+                        r"digits, poskeys\) or a path. Received: --dataset ''"),
     (["--epochs", "0"], r"layerlab compare: error: TrainConfig.epochs must be a positive integer. Received: epochs=0"),
     (["--seeds", "0"], r"layerlab compare: error: seeds must be a positive integer"),
     (["--width", "inf"], r"layerlab compare: error: width must be a positive finite number \(1.0 = the documented "
@@ -187,3 +187,66 @@ def test_a_long_run_announces_its_estimate_before_it_trains_and_prints_a_line_pe
     monkeypatch.setattr(experiments_compare, "time_step", lambda model, data, batch, loss: 0.5)  # 52.8 s: no line
     assert main(["compare", "--dataset", npz, "--model", "mlp,cnn", "--epochs", "3", "--batch-size", "32"]) == 0
     assert not capsys.readouterr().err.startswith("estimated")
+
+
+def test_sweep_sharing_end_to_end_with_three_seeds_by_default(tmp_path, npz, capsys):
+    out = tmp_path / "out"
+    argv = ["compare", "--sweep", "sharing", "--dataset", npz, "--tiles", "2", "--ranks", "2", *TINY, "--out", str(out)]
+    assert build_parser().parse_args([*argv[:3], "--ranks", "none"]).ranks == ()  # leaves the family out
+    code = main([*argv, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    document = json.loads(captured.out)
+    assert document["schema"] == "layerlab.sweep/1" and document["args"]["seeds"] == [0, 1, 2]
+    assert [(r["model"], r["permuted"], r["seeds"]) for r in document["results"]] == [
+        (label, permuted, 3) for label in ("cnn", "tiled-2", "lowrank-2", "lcn") for permuted in (False, True)]
+    assert [r["filter_banks"] for r in document["results"][::2]] == [1, 4, 2, 36]
+    assert {"sharing.png", "results.md", "runs.jsonl"} <= {os.path.basename(f) for f in document["files"]}
+    assert "[24/24] lcn (shuffled) seed 2: test accuracy" in captured.err
+    # the folder holds a finished sweep: a second run must say --resume, and --resume trains nothing
+    assert main(argv) == 2
+    assert "runs.jsonl holds 24 finished training(s) of a sweep; continue it with --resume" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "resumed: 24 finished training(s) loaded from" in captured.err and "test accuracy" not in captured.err
+    assert "│ lowrank-2 │" in captured.out and "original" in captured.out and "shuffled" in captured.out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sweep", "sharing", "--model", "cnn"], r"layerlab compare: error: --sweep sharing trains its own models \(cnn, "
+                                                r"tiled, lowrank, lcn at the cnn's MACs\). Received: --model; leave it "
+                                                r"out \(--width scales them all\)"),
+    (["--sweep", "sharing", "--params", "9000"], r"error: --sweep sharing trains its own models .*Received: --params;"),
+    (["--sweep", "sharing", "--resume"], r"layerlab compare: error: --resume continues the sweep saved in --out. "
+                                         r"Received: --resume without --out; add --out DIR"),
+    (["--tiles", "2,8", "--resume"], r"layerlab compare: error: --tiles, --resume belong\(s\) to --sweep. Received: "
+                                     r"--tiles --resume without --sweep; add --sweep sharing or leave them out"),
+    (["--sweep", "sharing", "--tiles", "1"], r"layerlab compare: error: tiles must be integers of at least 2 "
+                                             r"\(1 is the convolution, which the sweep trains anyway\). Received: "
+                                             r"tiles=1"),
+])
+def test_bad_sweep_arguments_exit_2_with_the_reason(npz, capsys, argv, message):
+    assert main(["compare", "--dataset", npz, *argv]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sweep", "sharing", "--ranks", "4,x"], r"layerlab compare: error: argument --ranks: expected comma-separated "
+                                               r"integers, e.g. 2,4, or none. Received: '4,x'"),
+    (["--sweep", "width"], r"layerlab compare: error: argument --sweep: invalid choice: 'width' \(choose from "
+                           r"'?sharing'?\)"),
+])
+def test_unparsable_sweep_arguments_are_usage_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", *argv])
+    assert exit_info.value.code == 2 and re.search(message, capsys.readouterr().err)
+
+
+def test_help_shows_the_sweep_and_its_defaults():
+    text = build_parser("compare")._subparsers._group_actions[0].choices["compare"].format_help()
+    flat = " ".join(text.split())
+    for expected in ("--sweep {sharing}", "--tiles T,...", "--ranks R,...", "tile sizes of the tiled points, each >= 2; "
+                     "none leaves them out (default: 2,4)", "ranks of the lowrank points, each >= 2; none leaves them "
+                     "out (default: 2,4,8)",
+                     "(default: 1; 3 with --sweep)", "--resume continues a stopped sweep in the same --out"):
+        assert expected in flat, expected

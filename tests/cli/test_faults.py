@@ -363,7 +363,7 @@ def test_crafted_checkpoints_are_refused_by_name(finished_run, capsys, change, m
                            r"--threads 'two'"),
     ('{"limit": "x"}', r"--resume: {out}/args.json: limit must be null or a positive integer. Received: 'x'"),
     ('{"dataset": 5}', r"--resume: {out}/args.json: --dataset must be a built-in data set name \(mnist1d, mnist, "
-                       r"digits\) or a path. Received: --dataset 5"),
+                       r"digits, poskeys\) or a path. Received: --dataset 5"),
     ('{"width": "wide"}', r"--resume: {out}/args.json: width must be a number > 0. Received: 'wide'"),
     ('{"lr": "fast"}', r"TrainConfig.lr must be a finite number > 0. Received: lr='fast'"),
 ])

@@ -102,7 +102,7 @@ def test_sigterm_exits_143_and_resume_matches_an_uninterrupted_run(tmp_path, npz
                              r"--threads 20000"),
     (["--threads", "100000"], r"layerlab train: error: --threads must be an integer from 1 to 1024"),
     (["--dataset", ""], r"layerlab train: error: --dataset must be a built-in data set name \(mnist1d, mnist, "
-                        r"digits\) or a path. Received: --dataset ''"),
+                        r"digits, poskeys\) or a path. Received: --dataset ''"),
     (["--seed", "99999999999999999999"], r"layerlab train: error: TrainConfig.seed must be a non-negative integer up "
                                          r"to 2\*\*63 - 1. Received: seed=99999999999999999999"),
     (["--out", ""], r"layerlab train: error: --out must name a folder. Received: --out ''"),

@@ -137,7 +137,7 @@ def test_bad_seed(seed):
 
 
 def test_bad_name_type():
-    with pytest.raises(ArgumentError, match=r"name_or_path must be a built-in name \(mnist1d, mnist, digits\) "
+    with pytest.raises(ArgumentError, match=r"name_or_path must be a built-in name \(mnist1d, mnist, digits, poskeys\) "
                                             r"or a path\. Received: 42 of type int"):
         load_dataset(42)
 
@@ -145,7 +145,7 @@ def test_bad_name_type():
 def test_unknown_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError, match=r"cifar11: no such file or folder, and not a built-in data set name "
-                                        r"\(mnist1d, mnist, digits\); check the path"):
+                                        r"\(mnist1d, mnist, digits, poskeys\); check the path"):
         load_dataset("cifar11")
 
 
@@ -207,3 +207,31 @@ def test_mnist1d_cache_claiming_terabytes_is_regenerated_with_a_warning(mnist1d,
         warnings.simplefilter("error")  # the regenerated file is read back silently
         load_dataset("mnist1d")
     assert calls == [1]
+
+
+def test_poskeys_is_generated_deterministically_from_its_seed():
+    ds = load_dataset("poskeys")
+    assert (ds.name, ds.input_shape, ds.num_classes, len(ds.y_train), len(ds.y_test)) == ("poskeys", (4, 32), 4,
+                                                                                         4000, 1000)
+    again = load_dataset("poskeys", seed=3)  # the load seed does not change the task
+    for a, b in ((ds.x_train, again.x_train), (ds.y_train, again.y_train), (ds.x_test, again.x_test)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(builtin.make_poskeys(1).x_train, ds.x_train)
+    assert np.bincount(ds.y_train).min() > 900  # four balanced classes
+
+
+def test_poskeys_labels_are_read_by_the_keys_of_the_right_position_only():
+    """The meaning of a pattern depends on where it is: the keys of the sample's own slot read its label
+    (nearly) always; the keys of the neighbouring slot, matched at the same place, are at chance."""
+    ds, keys, slot = builtin.poskeys_parts(0)
+    slot, width = slot[len(ds.y_train):], keys.shape[-1]  # the test split's slots
+    np.testing.assert_array_equal(ds.x_test, load_dataset("poskeys").x_test)
+    windows = np.stack([ds.x_test[i, :, s:s + width] for i, s in enumerate(slot)])  # (N, C, w)
+
+    def accuracy(key_slot):
+        scores = np.einsum("ncw,nkcw->nk", windows, keys[key_slot])  # (N, classes)
+        return float((scores.argmax(1) == ds.y_test).mean())
+
+    assert accuracy(slot) > 0.99
+    neighbour = np.where(slot + 1 < len(keys), slot + 1, slot - 1)
+    assert 0.15 < accuracy(neighbour) < 0.35

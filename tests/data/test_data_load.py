@@ -58,7 +58,7 @@ def test_folder_with_nothing_readable(tmp_path):
 
 def test_missing_path(tmp_path):
     with pytest.raises(DataError, match=r"nothing-here: no such file or folder, and not a built-in data set "
-                                        r"name \(mnist1d, mnist, digits\); check the path"):
+                                        r"name \(mnist1d, mnist, digits, poskeys\); check the path"):
         load_dataset(tmp_path / "nothing-here")
 
 
@@ -100,6 +100,6 @@ def test_empty_name_is_refused_instead_of_loading_the_current_folder(tmp_path, m
     monkeypatch.chdir(tmp_path)
     for k in ("a", "b"):  # the current folder would load as an image folder of two classes
         (tmp_path / k).mkdir()
-    with pytest.raises(ArgumentError, match=r"name_or_path is empty: pass a built-in name \(mnist1d, mnist, digits\) "
-                                            r"or the path of a data file or folder \(use '\.' for the current folder\)"):
+    with pytest.raises(ArgumentError, match=r"name_or_path is empty: pass a built-in name \(mnist1d, mnist, digits, "
+                                            r"poskeys\) or the path of a data file or folder \(use '\.' for the current folder\)"):
         load_dataset(name)

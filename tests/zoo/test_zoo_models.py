@@ -10,9 +10,9 @@ from torch import nn
 
 import layerlab.nn as L
 from layerlab.errors import ArgumentError, ShapeError, SizeLimitError
-from layerlab.zoo import MODELS, build, count_params, width_for_params
+from layerlab.zoo import MODELS, build, count_params, families, width_for_params
 
-FAMILIES = ["logistic", "mlp", "cnn", "lcn", "tiled", "allconv"]
+FAMILIES = ["logistic", "mlp", "cnn", "lcn", "tiled", "lowrank", "allconv"]
 SHAPES_1D_2D = [(1, 16), (2, 12, 12)]
 
 # model -> (input_shape, num_classes, expected output shape per sample)
@@ -197,6 +197,47 @@ def test_lcn_with_shared_weights_computes_the_cnn(shape):
     torch.testing.assert_close(lcn(x), cnn(x), rtol=1e-10, atol=1e-10)
 
 
+def test_tiled_takes_its_tile_size_as_an_option():
+    c, h, k = 32, 100, 5
+    dense = _dense(c * 10, h) + _dense(h, 10)
+    for tile in (2, 4):
+        expected = (tile * (1 * k * c) + tile * c) + (tile * (c * k * c) + tile * c) + dense
+        model = build("tiled", (1, 40), 10, tile_size=tile)
+        assert count_params(model) == expected
+        assert model[0].tile_size == (tile,)
+
+
+def test_an_option_the_builder_does_not_take_is_refused():
+    with pytest.raises(ArgumentError, match=r"zoo model 'cnn' takes no options. Received: rank; leave them out or "
+                                            r"pick a model that takes them"):
+        build("cnn", (1, 40), 10, rank=4)
+    with pytest.raises(ArgumentError, match=r"zoo model 'tiled' takes the options tile_size. Received: rank"):
+        build("tiled", (1, 40), 10, rank=4)
+
+
+def _macs(model, shape):
+    import layerlab
+
+    return layerlab.summary(model, shape).total.macs
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (4, 32), (1, 8, 8), (1, 28, 28)])
+@pytest.mark.parametrize("rank", [2, 4, 8])
+def test_lowrank_costs_the_cnns_macs(shape, rank):
+    target = _macs(build("cnn", shape, 10), shape)
+    model = build("lowrank", shape, 10, rank=rank)
+    windows = [m for m in model if isinstance(m, (L.LowRankLocallyConnected1d, L.LowRankLocallyConnected2d))]
+    assert len(windows) == 2 and all(m.rank == rank for m in windows)
+    channels = windows[0].out_channels
+    assert abs(_macs(model, shape) / target - 1) < 0.05
+    # the closest channel count: one more or one fewer is no closer to the cnn's MACs
+    for other in (channels - 1, channels + 1):
+        if other >= 1:
+            with torch.device("meta"):
+                stack = families._lenet_stack("lowrank", shape, 10, 1.0, families._lowrank_layer(rank), other)
+            assert abs(stack.macs - target) >= abs(_macs(model, shape) - target)
+
+
 def _leaf_types(model):
     return {type(m) for m in model.modules() if not list(m.children())}
 
@@ -262,7 +303,7 @@ def test_width_for_params_errors():
     "args, message",
     [
         (("resnet", (1, 40), 10), r"unknown zoo model 'resnet'; choose one of logistic, mlp, cnn, lcn, tiled, "
-                                  r"allconv, lenet5, tf_cifar10, tf_cifar10_local, cuda_convnet, "
+                                  r"lowrank, allconv, lenet5, tf_cifar10, tf_cifar10_local, cuda_convnet, "
                                   r"dcgan_generator, dcgan_discriminator, unet"),
         (("cnn", [1, 0], 10), r"zoo model 'cnn': input_shape must be a tuple of positive ints, \(C, L\) or "
                               r"\(C, H, W\) per sample without the batch dim\. Received: input_shape=\[1, 0\]"),
