@@ -355,11 +355,19 @@ def links(params: dict[str, list[str]]) -> dict:
         cell = _cell(_one(params, "out", example="0,0,0"), net.output_shape, "out")
         found = net.inputs_of(cell)
         return {**common, "out": _pos(cell), "in": _unique(link.cell for link in found),
-                "links": [{"in": _pos(link.cell), "tap": _list(link.tap), "weight": link.weight} for link in found]}
+                "links": [_link(net, "in", link) for link in found]}
     cell = _cell(_one(params, "in", example="0,0,0"), net.input_shape, "in")
     found = net.outputs_of(cell)
     return {**common, "in": _pos(cell), "out": _unique(link.cell for link in found),
-            "links": [{"out": _pos(link.cell), "tap": _list(link.tap), "weight": link.weight} for link in found]}
+            "links": [_link(net, "out", link) for link in found]}
+
+
+def _link(net: Connectivity, side: str, link) -> dict:
+    """One entry of ``links``; a low-rank layer's also lists in ``basis`` the ``R`` basis taps its weight mixes."""
+    entry = {side: _pos(link.cell), "tap": _list(link.tap), "weight": link.weight}
+    if net.rank is not None:
+        entry["basis"] = net.basis_taps(link.weight)
+    return entry
 
 
 def _unique(cells) -> list[str]:
@@ -397,7 +405,7 @@ def matrix(params: dict[str, list[str]]) -> dict:
               "output_shape": list(net.output_shape), "rows": rows, "cols": cols, "weights": net.weights,
               "weight_shape": list(net.weight_shape), "connections": int(distinct.size), "zero": -1}
     if rows * cols <= EXACT_ENTRIES:
-        weight = net.weight_id(out_channel, in_channel, out_position, tap) if net.weights else np.zeros_like(row)
+        weight = net.weight_id(out_channel, in_channel, out_position, in_position, tap) if net.weights else np.zeros_like(row)
         ids = np.full((rows, cols), -1, dtype=np.int64)
         ids[row, col] = weight
         summed = []

@@ -238,6 +238,8 @@ LAYERS = [
     ("2x3x4", "ConvTranspose2d(4,3,stride=2,padding=1,output_padding=1,groups=2)"),
     ("1x4", "ConvTranspose1d(2,4,stride=3,dilation=2)"),
     ("2x5x6", "LocallyConnected2d(4,3,stride=2,padding=1,groups=2)"),
+    ("2x3x4", "LocallyConnectedTranspose2d(4,3,stride=2,padding=1,output_padding=1,groups=2)"),
+    ("1x4", "LocallyConnectedTranspose1d(2,(3,),stride=3,dilation=2)"),
     ("2x6x7", "TiledConv2d(2,3,(2,3),padding=1)"),
     ("3x9", "TiledConv1d(2,3,4,dilation=2)"),
     ("7", "Linear(5)"),
@@ -261,6 +263,9 @@ def reference(shape, text):
     elif name.startswith("Conv"):
         module = getattr(torch.nn, name)(c, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
                                          spec.dilation, spec.groups, bias=False, padding_mode=spec.padding_mode)
+    elif name.startswith("LocallyConnectedTranspose"):
+        module = getattr(lnn, name)(c, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
+                                    spec.output_padding, spec.dilation, spec.groups, bias=False, input_size=shape[1:])
     elif name.startswith("Locally"):
         module = getattr(lnn, name)(c, spec.out_channels, spec.kernel_size, spec.stride, spec.padding, spec.dilation,
                                     spec.groups, bias=False, input_size=shape[1:])
@@ -342,7 +347,65 @@ def test_exact_matrix_ids_are_dense_matrix_with_the_weight_set_to_1_to_P(input_s
         assert set(ids.unique().tolist()) <= {-1, 0}
 
 
-@pytest.mark.parametrize("input_shape, layer", [LAYERS[1], LAYERS[6], LAYERS[9], LAYERS[4], LAYERS[12]])
+LOWRANK = [  # (input, layer, module options, the conv of the same window)
+    ("2x5x6", "LowRankLocallyConnected2d(4,3,2,stride=2,padding=1,groups=2)", {},
+     "Conv2d(4,3,stride=2,padding=1,groups=2)"),
+    ("1x6x5", "LowRankLocallyConnected2d(2,(3,2),3,dilation=(2,1),padding=(2,0))", {"combining": "full"},
+     "Conv2d(2,(3,2),dilation=(2,1),padding=(2,0))"),
+    ("2x7", "LowRankLocallyConnected1d(2,3,2,stride=2)", {"normalize": None}, "Conv1d(2,3,stride=2)"),
+]
+
+
+def lowrank_reference(shape, text, extra):
+    """``(module, matrix, alpha)``: a low-rank layer with its basis weight set to 1..P (float64), its
+    ``dense_matrix`` and its combining weights ``(*out, R)`` flattened to ``(∏out, R)``."""
+    spec = parse_layer(text)
+    module = getattr(lnn, spec.name)(shape[0], spec.out_channels, spec.kernel_size, spec.rank, spec.stride,
+                                     spec.padding, spec.dilation, spec.groups, bias=False, input_size=shape[1:],
+                                     **extra).double()
+    with torch.no_grad():
+        module.weight.copy_(torch.arange(1, module.weight.numel() + 1, dtype=torch.float64).view_as(module.weight))
+        for logits in module.parameters():  # combining logits: distinct per position, so no two mixes agree
+            if logits is not module.weight:
+                logits.copy_(torch.rand(logits.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    alpha = module.combining_weights().detach()
+    return module, dense_matrix(module, shape), alpha.reshape(-1, spec.rank)
+
+
+@pytest.mark.parametrize("input_shape, layer, extra, _", LOWRANK)
+def test_lowrank_links_mix_their_basis_taps_into_the_dense_matrix(input_shape, layer, extra, _):
+    shape = tuple(map(int, input_shape.split("x")))
+    module, matrix, alpha = lowrank_reference(shape, layer, extra)
+    basis = module.weight.flatten()
+    out_shape = ok("/api/view", query(input_shape, layer))["layer"]["output_shape"]
+    ins, outs = cells(shape), cells(out_shape)
+    positions = math.prod(out_shape[1:])
+    for row, cell in enumerate(outs):
+        found = ok("/api/links", query(input_shape, layer, out=cell))
+        assert found["weight_shape"] == list(module.weight.shape) and found["weights"] == module.weight.numel()
+        assert found["in"] == [ins[c] for c in matrix[row].nonzero().flatten().tolist()], cell
+        total = torch.zeros(len(ins), dtype=torch.float64)
+        for link in found["links"]:  # entry = Σ_r α_r(p)·basis[r].flat[tap]
+            assert len(link["basis"]) == module.rank and link["basis"][0] == link["weight"]
+            total[ins.index(link["in"])] += (alpha[row % positions] * basis[link["basis"]]).sum()
+        assert torch.allclose(total, matrix[row]), cell
+    for col, cell in enumerate(ins):
+        found = ok("/api/links", query(input_shape, layer, **{"in": cell}))
+        assert found["out"] == [outs[r] for r in matrix[:, col].nonzero().flatten().tolist()], cell
+
+
+@pytest.mark.parametrize("input_shape, layer, extra, conv", LOWRANK)
+def test_lowrank_exact_matrix_ids_are_the_conv_taps_of_basis_0(input_shape, layer, extra, conv):
+    shape = tuple(map(int, input_shape.split("x")))
+    module, matrix, _ = lowrank_reference(shape, layer, extra)
+    document = ok("/api/matrix", query(input_shape, layer))
+    ids = torch.tensor(document["ids"])
+    assert torch.equal(ids >= 0, matrix != 0) and document["connections"] == int((matrix != 0).sum())
+    assert document["weight_shape"] == list(module.weight.shape)
+    assert document["ids"] == ok("/api/matrix", query(input_shape, conv))["ids"]  # the conv's taps
+
+
+@pytest.mark.parametrize("input_shape, layer", [LAYERS[1], LAYERS[6], LAYERS[11], LAYERS[4], LAYERS[14]])
 @pytest.mark.parametrize("bins", [3, 5])
 def test_aggregated_matrix_is_the_binned_non_zeros_of_dense_matrix(monkeypatch, input_shape, layer, bins):
     monkeypatch.setattr(api, "EXACT_ENTRIES", 0)
