@@ -37,6 +37,8 @@ from layerlab.arith import (
     DenseSpec,
     LocalSpec,
     PoolSpec,
+    LocalTransposeSpec,
+    LowRankLocalSpec,
     TiledSpec,
     analyse_stack,
     parse_shape,
@@ -201,7 +203,7 @@ def _layer_view(spec, shape: tuple[int, ...], tile: int) -> dict:
         "code": _code(spec, report),
         "grid": {"input": _grid(report.input_shape), "output": _grid(out)},
     }
-    if isinstance(spec, ConvTransposeSpec):
+    if isinstance(spec, (ConvTransposeSpec, LocalTransposeSpec)):
         view_["coverage"] = _coverage(spec, report)
     return view_
 
@@ -224,7 +226,7 @@ def _family(spec, report, tile: int) -> dict:
     if isinstance(spec, DenseSpec):
         dense = _entry(spec, shape)
     family = {"conv": None, "tiled": None, "local": None, "dense": dense}
-    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec)):
+    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec, LowRankLocalSpec)):
         window = dict(ndim=spec.ndim, out_channels=spec.out_channels, kernel_size=spec.kernel_size,
                       stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups)
         positional = spec.bias if isinstance(spec.bias, str) or spec.bias is None else ("location" if has_bias else None)
@@ -232,9 +234,14 @@ def _family(spec, report, tile: int) -> dict:
         family.update(conv=_entry(ConvSpec(**window, bias=has_bias), shape),
                       tiled=_entry(TiledSpec(**window, tile_size=tiles, bias=positional), shape),
                       local=_entry(LocalSpec(**window, bias=positional), shape))
-    elif isinstance(spec, ConvTransposeSpec):
-        reason = "layerlab has no tiled or locally connected transposed convolution"
-        family.update(conv=_entry(spec, shape), tiled=_absent(reason), local=_absent(reason))
+    elif isinstance(spec, (ConvTransposeSpec, LocalTransposeSpec)):
+        window = dict(ndim=spec.ndim, out_channels=spec.out_channels, kernel_size=spec.kernel_size,
+                      stride=spec.stride, padding=spec.padding, output_padding=spec.output_padding,
+                      dilation=spec.dilation, groups=spec.groups)
+        positional = spec.bias if isinstance(spec, LocalTransposeSpec) else ("location" if has_bias else None)
+        family.update(conv=_entry(ConvTransposeSpec(**window, bias=has_bias), shape),
+                      tiled=_absent("layerlab has no tiled transposed convolution"),
+                      local=_entry(LocalTransposeSpec(**window, bias=positional), shape))
     elif isinstance(spec, (PoolSpec, AdaptivePoolSpec)):
         reason = "pooling has no weights: no conv, tiled or locally connected counterpart"
         family.update(conv=_absent(reason), tiled=_absent(reason), local=_absent(reason))
@@ -266,10 +273,12 @@ def _code(spec, report) -> dict | None:
     c_in = report.input_shape[0]
     ndim = getattr(spec, "ndim", None)
     ones, zeros = (1,) * (ndim or 0), (0,) * (ndim or 0)
-    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec, ConvTransposeSpec)):
+    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec, ConvTransposeSpec, LocalTransposeSpec, LowRankLocalSpec)):
         head = [str(c_in), str(spec.out_channels), f"kernel_size={_value(spec.kernel_size)}"]
+        if isinstance(spec, LowRankLocalSpec):
+            head.append(f"rank={spec.rank}")
         options = [("stride", spec.stride, ones), ("padding", spec.padding, zeros)]
-        if isinstance(spec, ConvTransposeSpec):
+        if isinstance(spec, (ConvTransposeSpec, LocalTransposeSpec)):
             options.append(("output_padding", spec.output_padding, zeros))
         options += [("dilation", spec.dilation, ones), ("groups", spec.groups, 1)]
         if isinstance(spec, (ConvSpec, ConvTransposeSpec)):
@@ -283,9 +292,13 @@ def _code(spec, report) -> dict | None:
         if isinstance(spec, TiledSpec):
             head.append(f"tile_size={_value(spec.tile_size)}")
         options.append(("bias", bias, True))
-        if isinstance(spec, LocalSpec):
+        if isinstance(spec, LowRankLocalSpec):
+            options += [("combining", spec.combining, "factorized"), ("normalize", spec.normalize, "softmax")]
+        if not isinstance(spec, TiledSpec):  # the weights of the others depend on the input size
             options.append(("input_size", report.input_shape[1:], None))
-        what = "locally connected" if isinstance(spec, LocalSpec) else "tiled convolution"
+        what = {LocalSpec: "locally connected", TiledSpec: "tiled convolution",
+                LocalTransposeSpec: "transposed locally connected",
+                LowRankLocalSpec: "low-rank locally connected"}[type(spec)]
         return {"torch": f"# torch.nn has no {what} layer; layerlab.nn.{spec.name} is one:\n"
                          f"import layerlab\n\nlayer = layerlab.nn.{_call(spec.name, head, options)}\n",
                 "layerlab": f"import layerlab\n\nlayer = layerlab.nn.{_call(spec.name, head, options)}\n"}
@@ -321,7 +334,7 @@ def _grid(shape: tuple[int, ...]) -> dict:
             "drawn": drawn}
 
 
-def _coverage(spec: ConvTransposeSpec, report) -> dict:
+def _coverage(spec: ConvTransposeSpec | LocalTransposeSpec, report) -> dict:
     """How many input cells (per input channel of the group) feed each output position, and the
     output positions added by ``output_padding``."""
     out = report.output_shape[1:]

@@ -157,14 +157,41 @@ def test_family_of_layers_without_a_member_says_why():
                             "reason": "pooling has no weights: no conv, tiled or locally connected counterpart"}
     assert pool["dense"]["params"] == 192 * 48
     transposed = ok("/api/view", query("3x4x4", "ConvTranspose2d(2,3)"))["layer"]["family"]
-    assert transposed["local"]["reason"] == "layerlab has no tiled or locally connected transposed convolution"
-    assert transposed["conv"]["params"] == 3 * 2 * 9 + 2
+    assert transposed["tiled"] == {"layer": None, "params": None, "macs": None,
+                                   "reason": "layerlab has no tiled transposed convolution"}
     relu = ok("/api/view", query("3x4x4", "ReLU()"))["layer"]
     assert relu["family"]["dense"]["reason"] == "ReLU is not a member of the conv / tiled / local / dense family"
     assert relu["code"] is None
 
 
+@pytest.mark.parametrize("layer", ["ConvTranspose2d(4,3,stride=2,output_padding=1,groups=2)",
+                                   "LocallyConnectedTranspose2d(4,3,stride=2,output_padding=1,groups=2,bias='shared')"])
+def test_family_of_a_transposed_layer_is_the_transposed_conv_and_local_layer(layer):
+    document = ok("/api/view", query("2x3x4", layer))["layer"]
+    family, spec = document["family"], parse_layer(layer)
+    args = dict(stride=2, output_padding=1, groups=2)
+    conv = torch.nn.ConvTranspose2d(2, 4, 3, bias=True, device="meta", **args)
+    local = lnn.LocallyConnectedTranspose2d(2, 4, 3, bias="shared" if spec.bias == "shared" else True,
+                                            input_size=(3, 4), device="meta", **args)
+    for kind, module in (("conv", conv), ("local", local)):
+        assert family[kind]["params"] == sum(p.numel() for p in module.parameters()), kind
+        assert family[kind]["macs"] == document["macs"]
+    assert family["tiled"]["params"] is None
+
+
+def test_family_of_a_low_rank_layer_is_its_window_with_one_filter_bank():
+    layer = "LowRankLocallyConnected2d(4,3,3,stride=2,padding=1)"
+    document = ok("/api/view", query("2x9x8", layer))["layer"]
+    spec = parse_layer(layer)
+    for kind in ("conv", "local", "tiled"):
+        module = _module(kind, spec, (2, 9, 8), 2)
+        assert document["family"][kind]["params"] == sum(p.numel() for p in module.parameters()), kind
+        assert document["family"][kind]["macs"] * spec.rank == document["macs"]  # R basis convolutions
+
+
 CODE = [
+    ("2x5x4", "LocallyConnectedTranspose2d(4,3,stride=2,padding=1,output_padding=1,groups=2,bias='shared')"),
+    ("2x7x6", "LowRankLocallyConnected2d(4,(3,2),3,stride=2,dilation=(1,2),combining='full',normalize=None)"),
     ("3x16x16", "Conv2d(8,3,stride=2,padding=1,dilation=2,groups=1,bias=False,padding_mode='reflect')"),
     ("4x16x16", "ConvTranspose2d(6,4,stride=2,padding=1,output_padding=1,groups=2)"),
     ("4x10x12", "LocallyConnected2d(6,(3,2),dilation=2,groups=2,bias='shared')"),
@@ -188,7 +215,7 @@ def test_code_builds_the_layer_shown(input_shape, layer):
         assert [list(report.output_shape), report.params] == [view["output_shape"], view["params"]], flavour
         out = module(torch.zeros(1, *shape))
         assert list(out.shape[1:]) == view["output_shape"]
-    if layer.startswith(("Locally", "Tiled")):
+    if layer.startswith(("Locally", "Tiled", "LowRank")):
         assert view["code"]["torch"].startswith(f"# torch.nn has no ")
 
 
@@ -596,3 +623,9 @@ def test_the_api_imports_no_torch():
             "print(answer('/api/matrix', 'input=1x4&layer=Conv1d(1,3)')[0])\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "200\n"), done.stderr
+
+
+def test_transposed_local_layer_has_the_coverage_of_its_transposed_conv():
+    local = ok("/api/view", query("2x4x3", "LocallyConnectedTranspose2d(2,3,stride=2,output_padding=1)"))["layer"]
+    conv = ok("/api/view", query("2x4x3", "ConvTranspose2d(2,3,stride=2,output_padding=1)"))["layer"]
+    assert local["coverage"] == conv["coverage"] and local["coverage"]["max"] == 4
