@@ -495,6 +495,7 @@ def test_links_of_a_stack_need_an_index():
 @pytest.mark.parametrize("input_shape, layer, message", [
     ("3x4x4", "BatchNorm2d()", "BatchNorm2d(?) has no fixed connections between input and output cells to draw. "
                                "Cells are linked for: Linear, Conv*d, ConvTranspose*d, LocallyConnected*d, "
+                               "LocallyConnectedTranspose*d, LowRankLocallyConnected*d, "
                                "TiledConv*d, MaxPool*d, AvgPool*d, AdaptiveMaxPool*d, AdaptiveAvgPool*d, "
                                "GlobalMaxPool, GlobalAvgPool, element-wise layers (ReLU, Dropout, Identity, ...)."),
     ("3x4x4", "Linear(5)", "Linear(? → 5) acts on the last dim of the (3, 4, 4) input; its connections are drawn "
