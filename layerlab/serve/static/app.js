@@ -17,17 +17,21 @@
     TiledConv2d: { dims: 2, args: [...CONV_ARGS, "tile_size"] },
     ConvTranspose1d: { dims: 1, args: [...CONV_ARGS, "output_padding"] },
     ConvTranspose2d: { dims: 2, args: [...CONV_ARGS, "output_padding"] },
+    LocallyConnectedTranspose1d: { dims: 1, args: [...CONV_ARGS, "output_padding"] },
+    LocallyConnectedTranspose2d: { dims: 2, args: [...CONV_ARGS, "output_padding"] },
+    LowRankLocallyConnected1d: { dims: 1, args: [...CONV_ARGS, "rank"] },
+    LowRankLocallyConnected2d: { dims: 2, args: [...CONV_ARGS, "rank"] },
     MaxPool1d: { dims: 1, args: ["kernel_size", "stride", "padding", "dilation"] },
     MaxPool2d: { dims: 2, args: ["kernel_size", "stride", "padding", "dilation"] },
     AvgPool1d: { dims: 1, args: ["kernel_size", "stride", "padding"] },
     AvgPool2d: { dims: 2, args: ["kernel_size", "stride", "padding"] },
   };
   const ALIASES = { Linear: "Dense" };
-  const KEYWORDS = ["stride", "padding", "dilation", "groups", "output_padding", "tile_size"];
+  const KEYWORDS = ["stride", "padding", "dilation", "groups", "output_padding", "tile_size", "rank"];
   const FAMILY = [["conv", "convolution"], ["tiled", "tiled convolution"], ["local", "locally connected"], ["dense", "dense"]];
   const DEFAULT = { input: "1x8x8", layers: ["Conv2d(1, 3)"] };
   const MAX_TIP_LINKS = 6;
-  const FIRST_VALUES = { "in-channels": "1", "in-h": "8", "in-w": "8", "in-features": "16", "arg-out": "4", "arg-kernel_size": "3" };
+  const FIRST_VALUES = { "in-channels": "1", "in-h": "8", "in-w": "8", "in-features": "16", "arg-out": "4", "arg-kernel_size": "3", "arg-rank": "2" };
 
   const $ = (id) => document.getElementById(id);
   const state = { view: "layer", input: "", layers: [], model: false, seq: 0, hoverSeq: 0, pending: 0, rfIndex: -1, rfCell: null };
@@ -465,7 +469,9 @@
       const chip = el("span", { class: "chip", "data-testid": "w-cell", "data-weight": weight,
         style: `background:${cssColour(tieColour(weight))}` }, index.replace("weight", "w"));
       const where = uses.slice(0, MAX_TIP_LINKS).map((link) => `${side === "out" ? "in" : "out"} ${cellText(side === "out" ? link.in : link.out)}${link.tap ? ` tap (${link.tap})` : ""}`);
-      chip.title = `${index} (id ${weight}): ${where.join("; ")}${uses.length > MAX_TIP_LINKS ? "; …" : ""}`;
+      // a low-rank layer mixes the same tap of all its basis kernels (the API's `basis`)
+      const mix = uses[0].basis ? ` mixed with ${uses[0].basis.slice(1).map((b) => `weight[${unflat(b, links.weight_shape)}]`).join(", ")}` : "";
+      chip.title = `${index} (id ${weight})${mix}: ${where.join("; ")}${uses.length > MAX_TIP_LINKS ? "; …" : ""}`;
       chips.append(chip);
     }
     box.replaceChildren(chips);
