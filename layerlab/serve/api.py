@@ -11,7 +11,8 @@ specs' reports, :mod:`layerlab.arith.cells` (which input cells feed which output
 - ``/api/links?...&out=c,i,j`` or ``&in=c,i,j``: the cells (and weights) one cell is connected to;
 - ``/api/matrix?...``: the dense-equivalent matrix, exact (weight ids) or aggregated (bins);
 - ``/api/rf?...&out=i,j``: the receptive field of one output unit of the stack, on the input;
-- ``/api/model``: the summary document of the ``--model`` (``layerlab summary --json``).
+- ``/api/model``: the summary document of the ``--model`` (``layerlab summary --json``), or
+  ``{"model": null, "reason": ...}`` without one.
 
 A cell is written as its index into the per-sample shape, comma-separated, channel first: ``"c,i,j"``
 for a ``(C, H, W)`` map, ``"c,i"`` for ``(C, L)``, ``"i"`` for flat features. Repeated ``layer``
@@ -59,6 +60,7 @@ MAX_POSITIONS = 16384  # spatial positions of one map (128×128) drawn as cells;
 CHANNELS_SHOWN = 4  # channels of a map the page draws
 MAX_CELLS_SHOWN = 4096  # cells of one map the page draws (one channel of 64×64): keeps a redraw fast
 MAX_FEATURES_SHOWN = 1024  # cells of a flat (features) map the page draws
+NO_MODEL = "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE"
 EXACT_ENTRIES = 65536  # matrices with at most this many entries are sent entry by entry
 MAX_BINS = 128  # bins per side of an aggregated matrix
 MAX_CONNECTIONS = 1 << 23  # structural non-zeros an aggregated matrix may count
@@ -546,14 +548,13 @@ def answer(path: str, query: str, model: dict | None = None) -> tuple[int, dict]
         model: the ``--model``'s summary document for ``/api/model`` (``None`` without ``--model``).
 
     Returns:
-        ``(200, document)``, ``(400, error document)`` for a request the engine refuses, or
+        ``(200, document)`` (for ``/api/model`` without a model: ``{"schema", "model": None,
+        "reason"}``), ``(400, error document)`` for a request the engine refuses, or
         ``(404, error document)`` for an unknown endpoint.
     """
     if path == "/api/model":
-        if model is None:
-            return 404, {"schema": SCHEMA, "error": {
-                "message": "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE",
-                "layer": None, "parameter": None}}
+        if model is None:  # not an error: the page asks on every bare load
+            return 200, {"schema": SCHEMA, "model": None, "reason": NO_MODEL}
         return 200, model
     endpoint = ENDPOINTS.get(path)
     if endpoint is None:

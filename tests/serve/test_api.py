@@ -613,8 +613,9 @@ def test_huge_sizes_answer_at_once_with_shapes_and_no_grids():
 def test_unknown_endpoint_and_model_without_one_answer_404():
     assert refused("/api/nope", "", 404)["message"] == \
         "unknown endpoint /api/nope; expected one of /api/view, /api/links, /api/matrix, /api/rf, /api/model"
-    assert refused("/api/model", "", 404)["message"] == \
-        "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE"
+    assert answer("/api/model", "") == (200, {  # the bare page asks: not an error
+        "schema": "layerlab.serve/1", "model": None,
+        "reason": "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE"})
     assert answer("/api/model", "", {"schema": "layerlab.summary/1"}) == (200, {"schema": "layerlab.summary/1"})
 
 

@@ -621,6 +621,7 @@
       const answer = state.model ? await api("/api/model", []) : await api("/api/view", stackParams());
       if (seq !== state.seq) return;
       if (!answer.ok) { showError(errorText(answer)); return; }
+      if (state.model && answer.body.model === null) { showError(answer.body.reason); return; } // no --model
       clearError();
       const doc = state.model ? answer.body : answer.body.stack;
       renderStack(doc);
@@ -804,7 +805,7 @@
       busy();
       try {
         const model = await api("/api/model", []);
-        if (model.ok) { state.model = true; state.view = "stack"; }
+        if (model.ok && model.body.model !== null) { state.model = true; state.view = "stack"; }
       } finally {
         done();
       }
