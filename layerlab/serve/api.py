@@ -25,6 +25,7 @@ after ``error:``), ``layer`` the 1-based layer it names or ``None``.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from math import prod
 from urllib.parse import parse_qs
 
@@ -46,12 +47,13 @@ from layerlab.arith import (
     receptive_field,
 )
 from layerlab.arith.cells import Connectivity, connectivity
+from layerlab.arith.receptive import FieldDim, ReceptiveField
 from layerlab.arith.parse import parse_stack
 from layerlab.errors import ArgumentError, LayerlabError, SizeLimitError
 
 __all__ = ["SCHEMA", "MAX_QUERY_BYTES", "MAX_LAYERS", "MAX_POSITIONS", "EXACT_ENTRIES", "MAX_BINS",
            "MAX_CONNECTIONS", "MAX_DIM_TAPS", "CHANNELS_SHOWN", "ENDPOINTS", "answer", "view", "links", "matrix", "rf",
-           "error_document"]
+           "model_rf", "error_document"]
 
 SCHEMA = "layerlab.serve/1"
 MAX_QUERY_BYTES = 4096  # a query string longer than this is refused before it is parsed
@@ -490,11 +492,55 @@ def rf(params: dict[str, list[str]]) -> dict:
     if index >= len(specs):
         raise _Refused(f"index must be 1 to {len(specs)} (the stack's layers). Received: index={index + 1}", "index")
     field = receptive_field(reports, shape)[index]
+    return _field_answer(params, index, specs[index].describe(), shape, reports[index].output_shape, field)
+
+
+def model_rf(params: dict[str, list[str]], model: dict | None) -> dict:
+    """``/api/rf?model=1&index=N&out=i,j``: the receptive field of a unit of row ``N`` (1-based, as
+    in the table; default: the last row with a field) of the ``--model``'s summary document, from
+    that row's ``receptive_field`` (no layer is parsed or analysed again)."""
+    if model is None:
+        raise _Refused(NO_MODEL, "model")
+    rows = model["layers"]
+    tracked = [k for k, row in enumerate(rows, start=1) if row.get("receptive_field") and row.get("output_shape")]
+    if not tracked:
+        raise _Refused("the model's table has no row with a receptive field (no spatial layer was traced)", "index")
+    index = _int_param(params, "index", tracked[-1], example=str(tracked[-1]))
+    if index > len(rows) or index not in tracked:
+        raise _Refused(f"index must be a row of the model's table with a receptive field (rows {_ranges(tracked)}). "
+                       f"Received: index={index}", "index")
+    row = rows[index - 1]
+    entry = row["receptive_field"]
+    dims = tuple(FieldDim(*(_fraction(entry[key][d]) for key in ("size", "jump", "start", "projective")))
+                 for d in range(len(entry["size"])))
+    field = ReceptiveField(index, row["type"], dims, bool(entry["global"]))
+    return _field_answer(params, index - 1, f"{row['name']}: {row['type']}", tuple(model["input_shape"]),
+                         tuple(row["output_shape"][1:]), field)
+
+
+def _fraction(value) -> Fraction:
+    """A summary document's number (an int, or a float after upsampling) as the fraction it rounds."""
+    return Fraction(value).limit_denominator(1 << 16)
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1–3, 5"``."""
+    parts, first = [], indices[0]
+    for previous, k in zip(indices, indices[1:] + [None]):
+        if k != previous + 1:
+            parts.append(str(first) if first == previous else f"{first}–{previous}")
+            first = k
+    return ", ".join(parts)
+
+
+def _field_answer(params, index: int, layer: str, shape: tuple[int, ...], out: tuple[int, ...],
+                  field: ReceptiveField) -> dict:
+    """The ``/api/rf`` document of unit ``out=`` of a layer (0-based ``index``) whose output is ``out``
+    (per sample) and whose field on the input ``shape`` is ``field``."""
     spatial = shape[1:]
-    out = reports[index].output_shape
     out_spatial = out[1:] if len(out) == len(shape) else ()
     entry = field.as_dict()
-    result = {"schema": SCHEMA, "index": index + 1, "layer": specs[index].describe(), "input_shape": list(shape),
+    result = {"schema": SCHEMA, "index": index + 1, "layer": layer, "input_shape": list(shape),
               "global": field.is_global, "size": entry["size"], "jump": entry["jump"], "start": entry["start"],
               "warnings": entry["warnings"]}
     if field.is_global or not out_spatial:
@@ -571,6 +617,8 @@ def answer(path: str, query: str, model: dict | None = None) -> tuple[int, dict]
         except ValueError as err:  # more fields than max_num_fields
             raise _Refused(f"the query string is malformed or has too many parameters ({err}); at most "
                            f"{2 * MAX_LAYERS} are read") from None
+        if endpoint is rf and params.get("model") == ["1"]:  # the --model's table: its rows' fields
+            return 200, model_rf(params, model)
         return 200, endpoint(params)
     except LayerlabError as err:
         document = error_document(err)

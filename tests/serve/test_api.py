@@ -631,3 +631,45 @@ def test_transposed_local_layer_has_the_coverage_of_its_transposed_conv():
     local = ok("/api/view", query("2x4x3", "LocallyConnectedTranspose2d(2,3,stride=2,output_padding=1)"))["layer"]
     conv = ok("/api/view", query("2x4x3", "ConvTranspose2d(2,3,stride=2,output_padding=1)"))["layer"]
     assert local["coverage"] == conv["coverage"] and local["coverage"]["max"] == 4
+
+
+MODEL_STACK = ["Conv2d(4,3)", "ReLU()", "MaxPool2d(2)", "Upsample(scale_factor=3)", "Conv2d(2,3,stride=2,padding=1)",
+               "Flatten()", "Linear(10)"]
+MODEL_FILE = """
+import torch.nn as nn
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Upsample(scale_factor=3),
+                         nn.Conv2d(4, 2, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(2 * 20 * 20, 10))
+"""
+
+
+@pytest.fixture(scope="module")
+def model_document(tmp_path_factory):
+    """``layerlab summary --json`` of a model whose layers are :data:`MODEL_STACK`."""
+    path = tmp_path_factory.mktemp("model") / "net.py"
+    path.write_text(MODEL_FILE)
+    out = subprocess.run([sys.executable, "-m", "layerlab", "summary", f"{path}:build", "--input", "1x28x28", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("index, out", [(1, "0,0"), (1, "25,3"), (3, "6,12"), (4, "0,38"), (5, "19,7"), (5, "3,4"),
+                                        (7, None)])
+def test_rf_of_a_models_row_is_that_of_the_same_stack(model_document, index, out):
+    extra = {"index": index, **({"out": out} if out else {})}
+    status, from_model = answer("/api/rf", "model=1&" + "&".join(f"{k}={v}" for k, v in extra.items()), model_document)
+    assert status == 200, from_model
+    from_stack = ok("/api/rf", query("1x28x28", *MODEL_STACK, **extra))
+    assert from_model.pop("layer") == f"{index - 1}: {model_document['layers'][index - 1]['type']}"
+    from_stack.pop("layer")
+    assert from_model == from_stack
+
+
+def test_rf_of_a_model_refuses_rows_without_a_field_and_servers_without_a_model(model_document):
+    status, document = answer("/api/rf", "model=1&index=9", model_document)
+    assert (status, document["error"]) == (400, {
+        "message": "index must be a row of the model's table with a receptive field (rows 1–7). Received: index=9",
+        "layer": None, "parameter": "index"})
+    assert refused("/api/rf", "model=1")["message"] == api.NO_MODEL
