@@ -126,9 +126,9 @@
       params.set("input", state.input);
       for (const layer of state.layers) params.append("layer", layer);
       if (state.view === "stack" && isSingleLayer()) params.set("view", "stack");
-      if (state.view === "stack" && state.rfIndex > 0) params.set("index", String(state.rfIndex));
-      if (state.view === "stack" && state.rfCell) params.set("out", state.rfCell);
     }
+    if (state.view === "stack" && state.rfIndex > 0) params.set("index", String(state.rfIndex));
+    if (state.view === "stack" && state.rfCell) params.set("out", state.rfCell);
     const query = params.toString().replace(/%2C/g, ",").replace(/%28/g, "(").replace(/%29/g, ")").replace(/%3D/g, "=").replace(/%27/g, "'");
     history.replaceState(null, "", `${location.pathname}?${query}`);
   }
@@ -625,9 +625,9 @@
       clearError();
       const doc = state.model ? answer.body : answer.body.stack;
       renderStack(doc);
-      $("rf-grids").hidden = state.model || !doc.layers.length;
-      if (!state.model && doc.layers.length) await drawField(seq, doc);
-      else $("rf-note").textContent = state.model ? "of the --model: the RF column of the table (per layer, in input pixels)" : "";
+      $("rf-grids").hidden = !doc.layers.length;
+      if (doc.layers.length) await drawField(seq, doc);
+      else $("rf-note").textContent = "";
     } catch (err) {
       if (seq === state.seq) showError(`the page could not reach layerlab serve: ${err.message}`);
     } finally {
@@ -681,7 +681,8 @@
     const outShape = doc.layers[index - 1].output_shape.slice(1);
     const inShape = doc.input_shape;
     const spatialOut = outShape.length === inShape.length ? outShape.slice(1) : [];
-    const params = [...stackParams(), ["index", String(index)]];
+    // the --model's rows answer from its summary document (model=1), a typed stack from its layers
+    const params = [...(state.model ? [["model", "1"]] : stackParams()), ["index", String(index)]];
     if (state.rfCell && state.rfCell.split(",").length === spatialOut.length) params.push(["out", state.rfCell]);
     const answer = await api("/api/rf", params);
     if (seq !== state.seq) return;
