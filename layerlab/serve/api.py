@@ -514,7 +514,7 @@ def model_rf(params: dict[str, list[str]], model: dict | None) -> dict:
     dims = tuple(FieldDim(*(_fraction(entry[key][d]) for key in ("size", "jump", "start", "projective")))
                  for d in range(len(entry["size"])))
     field = ReceptiveField(index, row["type"], dims, bool(entry["global"]))
-    return _field_answer(params, index - 1, f"{row['name']}: {row['type']}", tuple(model["input_shape"]),
+    return _field_answer(params, index - 1, f"{row['type']} (module {row['name']})", tuple(model["input_shape"]),
                          tuple(row["output_shape"][1:]), field)
 
 

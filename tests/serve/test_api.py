@@ -662,7 +662,7 @@ def test_rf_of_a_models_row_is_that_of_the_same_stack(model_document, index, out
     status, from_model = answer("/api/rf", "model=1&" + "&".join(f"{k}={v}" for k, v in extra.items()), model_document)
     assert status == 200, from_model
     from_stack = ok("/api/rf", query("1x28x28", *MODEL_STACK, **extra))
-    assert from_model.pop("layer") == f"{index - 1}: {model_document['layers'][index - 1]['type']}"
+    assert from_model.pop("layer") == f"{model_document['layers'][index - 1]['type']} (module {index - 1})"
     from_stack.pop("layer")
     assert from_model == from_stack
 

@@ -115,3 +115,12 @@ def test_the_receptive_field_of_a_chosen_unit_is_drawn_on_the_input(page):
     page.driver.get(page.driver.current_url)
     page.wait_ready()
     assert sorted(page.js(lit)) == window
+
+
+def test_fractional_receptive_fields_show_six_significant_digits(page):
+    layers = ["Conv2d(2,3)", "Upsample(scale_factor=3)", "Conv2d(2,3)"]
+    page.open("1x8x8", layers)
+    expected = shape_json("1x8x8", layers)["layers"][2]["receptive_field"]["size"]
+    assert expected[0] != round(expected[0])  # 3 + 2/3: a fraction
+    rows = page.js("return [...document.querySelectorAll('#stack-table tbody tr')].map(tr => tr.cells[5].textContent)")
+    assert rows[2] == "×".join(f"{size:g}" for size in expected)

@@ -475,7 +475,8 @@
       chips.append(chip);
     }
     box.replaceChildren(chips);
-    $("w-note").textContent = `${seen.size} of ${count(links.weights)}${links.weight_shape && links.weight_shape.length ? ` (weight ${shapeText(links.weight_shape)})` : ""}`;
+    const bases = withWeights[0].basis ? ` × ${withWeights[0].basis.length} basis kernels` : ""; // a low-rank mix
+    $("w-note").textContent = `${seen.size}${bases} of ${count(links.weights)}${links.weight_shape && links.weight_shape.length ? ` (weight ${shapeText(links.weight_shape)})` : ""}`;
   }
   function showBand(side, pos) {
     // the hovered cell's row (output) or column (input) of the matrix: its C-major flat index
@@ -634,7 +635,9 @@
       done();
     }
   }
-  const rfText = (rf) => (!rf ? "—" : rf.global ? "global" : rf.size.map((v) => String(v)).join("×") || "—");
+  // sizes after upsampling are fractions: 6 significant digits, as Python's "g"
+  const fieldSize = (size) => size.map((v) => String(Number(v.toPrecision(6)))).join("×");
+  const rfText = (rf) => (!rf ? "—" : rf.global ? "global" : fieldSize(rf.size) || "—");
   function renderStack(doc) {
     if (document.activeElement !== $("stack-layers")) $("stack-layers").value = state.model ? "" : state.layers.join("\n");
     if (document.activeElement !== $("stack-input")) $("stack-input").value = state.model ? shapeText(doc.input_shape) : state.input;
@@ -701,7 +704,7 @@
     for (const [pos, cell] of inGrid) cell.classList.toggle("rf", inside(pos));
     for (const [pos, cell] of outGrid) cell.classList.toggle("chosen", pos === rf.out);
     const where = rf.global ? "every input cell (global)" : `rows/columns ${rf.box.map(([a, b]) => `${a}…${b}`).join(" × ")} of the input`;
-    $("rf-note").textContent = `layer ${rf.index} ${rf.layer}${rf.out ? `, output ${cellText(rf.out)}` : ""}: size ${rf.size.join("×") || "—"}, `
+    $("rf-note").textContent = `layer ${rf.index} ${rf.layer}${rf.out ? `, output ${cellText(rf.out)}` : ""}: size ${fieldSize(rf.size) || "—"}, `
       + `sees ${where}${rf.exact ? "" : " (fractional: cells partly inside are lit)"}${rf.warnings.length ? ` · ${rf.warnings.join(" ")}` : ""}`;
   }
   function spatialGrid(container, spatial, testid) {
