@@ -28,11 +28,11 @@ def test_ci_installs_triton_before_it_runs_the_tests():
 
 def test_ci_installs_the_browser_and_requires_the_browser_tests():
     """CI runs the browser tests of `layerlab serve`, never skips them: it installs Debian's
-    chromium + chromium-driver when missing and makes a missing browser a failure."""
+    chromium + chromium-driver when missing (without prompts) and makes a missing browser a failure."""
     script = (ROOT / ".ci" / "run").read_text()
-    install = script.index("apt-get install -y chromium chromium-driver")
+    install = script.index("$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver")
     required = script.index("export LAYERLAB_BROWSER_TESTS=required")
     make_test = script.index("\nmake test\n")
-    assert script.index("apt-get update") < install < make_test
+    assert script.index("$sudo apt-get update -q") < install < make_test
     assert required < make_test
     assert "LAYERLAB_BROWSER_TESTS" in (ROOT / "tests" / "serve" / "conftest.py").read_text()

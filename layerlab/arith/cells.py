@@ -27,6 +27,15 @@ within their group and ``t`` the flat tap:
 - ``LocallyConnected*d`` (weight ``(*out, G, C_g, *k, O_g)``): ``(((p·G + g)·C_g + c)·K + t)·O_g + o``
   with ``p`` the flat output position; ``TiledConv*d`` the same with ``p`` the flat tile position
   (the position modulo ``tile_size`` per dim);
+- ``LocallyConnectedTranspose*d`` (weight ``(*in, G, O_g, *k, C_g)``, one filter bank per *input*
+  position, windows as ``ConvTranspose*d``'s): ``(((q·G + g)·O_g + o)·K + t)·C_g + c`` with ``q`` the
+  flat input position;
+- ``LowRankLocallyConnected*d`` (windows as ``Conv*d``'s; weight: ``R`` basis conv kernels
+  ``(R, C_out, C_g, *k)``): the connection multiplies by ``Σ_r a_r(p)·weight[r, o_abs, c, t]``, a mix
+  of the same tap of all ``R`` bases with the combining weights ``a(p)`` of the output position
+  ``p``. Its id is the tap in basis 0, ``o_abs·C_g·K + c·K + t`` (a conv's); the ``R`` taps are that id
+  ``+ r·C_out·C_g·K`` (:meth:`Connectivity.basis_taps`). Entries sharing an id read the same basis
+  taps but are not tied: their mixes differ from position to position;
 - ``Linear`` (weight ``(out, in)``): ``o·in + i``;
 - layers without weights (pooling, element-wise): ``None``.
 
@@ -55,6 +64,8 @@ from layerlab.arith.specs import (
     DenseSpec,
     ElementwiseSpec,
     LocalSpec,
+    LocalTransposeSpec,
+    LowRankLocalSpec,
     PoolSpec,
     TiledSpec,
 )
@@ -63,7 +74,8 @@ from layerlab.errors import ArgumentError
 __all__ = ["Link", "Connectivity", "connectivity", "dim_taps", "fold_index", "LINKED_LAYERS"]
 
 # the layer kinds whose cells are linked (the others have no fixed window, or mix cells through statistics)
-LINKED_LAYERS = ("Linear", "Conv*d", "ConvTranspose*d", "LocallyConnected*d", "TiledConv*d", "MaxPool*d",
+LINKED_LAYERS = ("Linear", "Conv*d", "ConvTranspose*d", "LocallyConnected*d", "LocallyConnectedTranspose*d",
+                 "LowRankLocallyConnected*d", "TiledConv*d", "MaxPool*d",
                  "AvgPool*d", "AdaptiveMaxPool*d", "AdaptiveAvgPool*d", "GlobalMaxPool", "GlobalAvgPool",
                  "element-wise layers (ReLU, Dropout, Identity, ...)")
 
@@ -141,8 +153,8 @@ class Connectivity:
     """The connections of one layer on one per-sample input shape (see the module docstring).
 
     Attributes:
-        kind: ``"conv"``, ``"transpose"``, ``"local"``, ``"tiled"``, ``"pool"``, ``"adaptive"``,
-            ``"dense"`` or ``"identity"``.
+        kind: ``"conv"``, ``"transpose"``, ``"local"``, ``"local_transpose"``, ``"lowrank"``,
+            ``"tiled"``, ``"pool"``, ``"adaptive"``, ``"dense"`` or ``"identity"``.
         layer: the layer's ``describe()``.
         input_shape, output_shape: per-sample shapes (those of ``spec.analyse``).
         in_channels, out_channels, groups: the channel structure (channel-wise layers: ``groups``
@@ -153,6 +165,7 @@ class Connectivity:
         tile_size: tiled layers only, else ``None``.
         weights: elements of the weight tensor (``0`` without weights).
         padding_mode: ``"zeros"``, or the folding mode under which several taps can read one cell.
+        rank: low-rank layers only (the number of basis kernels ``R``), else ``None``.
     """
 
     kind: str
@@ -169,6 +182,7 @@ class Connectivity:
     tile_size: tuple[int, ...] | None
     weights: int
     padding_mode: str = "zeros"
+    rank: int | None = None
 
     @property
     def in_positions(self) -> int:
@@ -188,27 +202,49 @@ class Connectivity:
             return (self.out_channels, per_in, *self.kernel_size)
         if self.kind == "transpose":
             return (self.in_channels, per_out, *self.kernel_size)
+        if self.kind == "lowrank":
+            return (self.rank, self.out_channels, per_in, *self.kernel_size)
+        if self.kind == "local_transpose":
+            return (*self.in_spatial, self.groups, per_out, *self.kernel_size, per_in)
         if self.kind in ("local", "tiled"):
             positions = self.out_spatial if self.kind == "local" else self.tile_size
             return (*positions, self.groups, per_in, *self.kernel_size, per_out)
         return ()
 
-    def weight_id(self, out_channel: int, in_channel: int, out_position: int, tap: int) -> int | None:
-        """The flat weight index of one connection (module docstring), or ``None`` without weights."""
+    def weight_id(self, out_channel: int, in_channel: int, out_position: int, in_position: int,
+                  tap: int) -> int | None:
+        """The flat weight index of one connection (module docstring), or ``None`` without weights.
+        Works element-wise on integer arrays too."""
         if self.kind in ("pool", "adaptive", "identity"):
             return None
         per_in, per_out = self.in_channels // self.groups, self.out_channels // self.groups
         k = prod(self.kernel_size)
         group, o, c = out_channel // per_out, out_channel % per_out, in_channel % per_in
-        if self.kind in ("conv", "dense"):
+        if self.kind in ("conv", "dense", "lowrank"):
             return (out_channel * per_in + c) * k + tap
         if self.kind == "transpose":
             return (in_channel * per_out + o) * k + tap
+        if self.kind == "local_transpose":
+            return (((in_position * self.groups + group) * per_out + o) * k + tap) * per_in + c
         position = out_position
         if self.kind == "tiled":
             position = _flat(tuple(p % t for p, t in zip(_unflat(out_position, self.out_spatial), self.tile_size)),
                              self.tile_size)
         return (((position * self.groups + group) * per_in + c) * k + tap) * per_out + o
+
+    def basis_taps(self, weight: int) -> list[int]:
+        """A low-rank layer's ``R`` basis taps (flat indices into its weight) that a connection with
+        weight id ``weight`` mixes: ``weight + r·C_out·C_g·K``; ``[weight]`` for other layers.
+
+        Examples:
+            >>> from layerlab.arith import LowRankLocalSpec
+            >>> connectivity(LowRankLocalSpec(1, 2, 3, rank=3), (1, 5)).basis_taps(4)
+            [4, 10, 16]
+        """
+        if self.kind != "lowrank":
+            return [weight]
+        stride = prod(self.weight_shape[1:])
+        return [weight + r * stride for r in range(self.rank)]
 
     def in_channels_of(self, out_channel: int) -> range:
         """The input channels output channel ``out_channel`` reads (its group)."""
@@ -237,7 +273,7 @@ class Connectivity:
                 source = _flat(tuple(i for i, _ in combo), self.in_spatial)
                 tap = tuple(t for _, t in combo)
                 flat_tap = _flat(tap, self.kernel_size)
-                weight = self.weight_id(channel, in_channel, position, flat_tap)
+                weight = self.weight_id(channel, in_channel, position, source, flat_tap)
                 links.append(Link(_cell(in_channel * self.in_positions + source, self.input_shape),
                                   tap if self.kernel_size else None, weight))
         return links
@@ -258,7 +294,7 @@ class Connectivity:
             for combo in _product(per_dim):
                 target = _flat(tuple(o for o, _ in combo), self.out_spatial)
                 tap = tuple(t for _, t in combo)
-                weight = self.weight_id(out_channel, channel, target, _flat(tap, self.kernel_size))
+                weight = self.weight_id(out_channel, channel, target, position, _flat(tap, self.kernel_size))
                 links.append(Link(_cell(out_channel * self.out_positions + target, self.output_shape),
                                   tap if self.kernel_size else None, weight))
         return sorted(links, key=lambda link: _flat(link.cell, self.output_shape))
@@ -304,7 +340,7 @@ def connectivity(spec, input_shape) -> Connectivity:
                             in_spatial=spatial, out_spatial=out, kernel_size=kernel, taps=taps, tile_size=None,
                             weights=0)
     kinds = {ConvSpec: "conv", LocalSpec: "local", TiledSpec: "tiled", ConvTransposeSpec: "transpose",
-             PoolSpec: "pool"}
+             LocalTransposeSpec: "local_transpose", LowRankLocalSpec: "lowrank", PoolSpec: "pool"}
     kind = kinds.get(type(spec))
     if kind is None or report.window in (None, GLOBAL):
         raise ArgumentError(
@@ -322,16 +358,22 @@ def connectivity(spec, input_shape) -> Connectivity:
     else:
         groups, out_channels = spec.groups, spec.out_channels
         weights = report.params - _bias_count(spec, out)
+        if kind == "lowrank":  # the combining weights are parameters too, but no connection's own
+            weights -= spec.combining_count(out)
     return Connectivity(kind=kind, **common, in_channels=channels, out_channels=out_channels, groups=groups,
                         in_spatial=spatial, out_spatial=out, kernel_size=tuple(w.kernel_size for w in report.window),
-                        taps=taps, tile_size=getattr(spec, "tile_size", None), weights=weights, padding_mode=mode)
+                        taps=taps, tile_size=getattr(spec, "tile_size", None), weights=weights, padding_mode=mode,
+                        rank=getattr(spec, "rank", None))
 
 
 def _bias_count(spec, out: tuple[int, ...]) -> int:
-    """Bias elements of a conv-family spec (its params minus its weight)."""
+    """Bias elements of a conv-family spec (its params minus its weight; a low-rank layer's also
+    minus its combining weights)."""
     bias = spec.bias
     if bias is True or bias == "shared":
         return spec.out_channels
+    if bias == "location" and isinstance(spec, LowRankLocalSpec):  # one bias per basis kernel
+        return spec.rank * spec.out_channels
     if bias == "location":
         return spec.out_channels * prod(spec.tile_size if isinstance(spec, TiledSpec) else out)
     return 0

@@ -11,7 +11,8 @@ specs' reports, :mod:`layerlab.arith.cells` (which input cells feed which output
 - ``/api/links?...&out=c,i,j`` or ``&in=c,i,j``: the cells (and weights) one cell is connected to;
 - ``/api/matrix?...``: the dense-equivalent matrix, exact (weight ids) or aggregated (bins);
 - ``/api/rf?...&out=i,j``: the receptive field of one output unit of the stack, on the input;
-- ``/api/model``: the summary document of the ``--model`` (``layerlab summary --json``).
+- ``/api/model``: the summary document of the ``--model`` (``layerlab summary --json``), or
+  ``{"model": null, "reason": ...}`` without one.
 
 A cell is written as its index into the per-sample shape, comma-separated, channel first: ``"c,i,j"``
 for a ``(C, H, W)`` map, ``"c,i"`` for ``(C, L)``, ``"i"`` for flat features. Repeated ``layer``
@@ -24,6 +25,7 @@ after ``error:``), ``layer`` the 1-based layer it names or ``None``.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from math import prod
 from urllib.parse import parse_qs
 
@@ -37,18 +39,21 @@ from layerlab.arith import (
     DenseSpec,
     LocalSpec,
     PoolSpec,
+    LocalTransposeSpec,
+    LowRankLocalSpec,
     TiledSpec,
     analyse_stack,
     parse_shape,
     receptive_field,
 )
 from layerlab.arith.cells import Connectivity, connectivity
+from layerlab.arith.receptive import FieldDim, ReceptiveField
 from layerlab.arith.parse import parse_stack
 from layerlab.errors import ArgumentError, LayerlabError, SizeLimitError
 
 __all__ = ["SCHEMA", "MAX_QUERY_BYTES", "MAX_LAYERS", "MAX_POSITIONS", "EXACT_ENTRIES", "MAX_BINS",
            "MAX_CONNECTIONS", "MAX_DIM_TAPS", "CHANNELS_SHOWN", "ENDPOINTS", "answer", "view", "links", "matrix", "rf",
-           "error_document"]
+           "model_rf", "error_document"]
 
 SCHEMA = "layerlab.serve/1"
 MAX_QUERY_BYTES = 4096  # a query string longer than this is refused before it is parsed
@@ -57,6 +62,7 @@ MAX_POSITIONS = 16384  # spatial positions of one map (128×128) drawn as cells;
 CHANNELS_SHOWN = 4  # channels of a map the page draws
 MAX_CELLS_SHOWN = 4096  # cells of one map the page draws (one channel of 64×64): keeps a redraw fast
 MAX_FEATURES_SHOWN = 1024  # cells of a flat (features) map the page draws
+NO_MODEL = "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE"
 EXACT_ENTRIES = 65536  # matrices with at most this many entries are sent entry by entry
 MAX_BINS = 128  # bins per side of an aggregated matrix
 MAX_CONNECTIONS = 1 << 23  # structural non-zeros an aggregated matrix may count
@@ -201,7 +207,7 @@ def _layer_view(spec, shape: tuple[int, ...], tile: int) -> dict:
         "code": _code(spec, report),
         "grid": {"input": _grid(report.input_shape), "output": _grid(out)},
     }
-    if isinstance(spec, ConvTransposeSpec):
+    if isinstance(spec, (ConvTransposeSpec, LocalTransposeSpec)):
         view_["coverage"] = _coverage(spec, report)
     return view_
 
@@ -224,7 +230,7 @@ def _family(spec, report, tile: int) -> dict:
     if isinstance(spec, DenseSpec):
         dense = _entry(spec, shape)
     family = {"conv": None, "tiled": None, "local": None, "dense": dense}
-    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec)):
+    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec, LowRankLocalSpec)):
         window = dict(ndim=spec.ndim, out_channels=spec.out_channels, kernel_size=spec.kernel_size,
                       stride=spec.stride, padding=spec.padding, dilation=spec.dilation, groups=spec.groups)
         positional = spec.bias if isinstance(spec.bias, str) or spec.bias is None else ("location" if has_bias else None)
@@ -232,9 +238,14 @@ def _family(spec, report, tile: int) -> dict:
         family.update(conv=_entry(ConvSpec(**window, bias=has_bias), shape),
                       tiled=_entry(TiledSpec(**window, tile_size=tiles, bias=positional), shape),
                       local=_entry(LocalSpec(**window, bias=positional), shape))
-    elif isinstance(spec, ConvTransposeSpec):
-        reason = "layerlab has no tiled or locally connected transposed convolution"
-        family.update(conv=_entry(spec, shape), tiled=_absent(reason), local=_absent(reason))
+    elif isinstance(spec, (ConvTransposeSpec, LocalTransposeSpec)):
+        window = dict(ndim=spec.ndim, out_channels=spec.out_channels, kernel_size=spec.kernel_size,
+                      stride=spec.stride, padding=spec.padding, output_padding=spec.output_padding,
+                      dilation=spec.dilation, groups=spec.groups)
+        positional = spec.bias if isinstance(spec, LocalTransposeSpec) else ("location" if has_bias else None)
+        family.update(conv=_entry(ConvTransposeSpec(**window, bias=has_bias), shape),
+                      tiled=_absent("layerlab has no tiled transposed convolution"),
+                      local=_entry(LocalTransposeSpec(**window, bias=positional), shape))
     elif isinstance(spec, (PoolSpec, AdaptivePoolSpec)):
         reason = "pooling has no weights: no conv, tiled or locally connected counterpart"
         family.update(conv=_absent(reason), tiled=_absent(reason), local=_absent(reason))
@@ -266,10 +277,12 @@ def _code(spec, report) -> dict | None:
     c_in = report.input_shape[0]
     ndim = getattr(spec, "ndim", None)
     ones, zeros = (1,) * (ndim or 0), (0,) * (ndim or 0)
-    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec, ConvTransposeSpec)):
+    if isinstance(spec, (ConvSpec, LocalSpec, TiledSpec, ConvTransposeSpec, LocalTransposeSpec, LowRankLocalSpec)):
         head = [str(c_in), str(spec.out_channels), f"kernel_size={_value(spec.kernel_size)}"]
+        if isinstance(spec, LowRankLocalSpec):
+            head.append(f"rank={spec.rank}")
         options = [("stride", spec.stride, ones), ("padding", spec.padding, zeros)]
-        if isinstance(spec, ConvTransposeSpec):
+        if isinstance(spec, (ConvTransposeSpec, LocalTransposeSpec)):
             options.append(("output_padding", spec.output_padding, zeros))
         options += [("dilation", spec.dilation, ones), ("groups", spec.groups, 1)]
         if isinstance(spec, (ConvSpec, ConvTransposeSpec)):
@@ -283,9 +296,13 @@ def _code(spec, report) -> dict | None:
         if isinstance(spec, TiledSpec):
             head.append(f"tile_size={_value(spec.tile_size)}")
         options.append(("bias", bias, True))
-        if isinstance(spec, LocalSpec):
+        if isinstance(spec, LowRankLocalSpec):
+            options += [("combining", spec.combining, "factorized"), ("normalize", spec.normalize, "softmax")]
+        if not isinstance(spec, TiledSpec):  # the weights of the others depend on the input size
             options.append(("input_size", report.input_shape[1:], None))
-        what = "locally connected" if isinstance(spec, LocalSpec) else "tiled convolution"
+        what = {LocalSpec: "locally connected", TiledSpec: "tiled convolution",
+                LocalTransposeSpec: "transposed locally connected",
+                LowRankLocalSpec: "low-rank locally connected"}[type(spec)]
         return {"torch": f"# torch.nn has no {what} layer; layerlab.nn.{spec.name} is one:\n"
                          f"import layerlab\n\nlayer = layerlab.nn.{_call(spec.name, head, options)}\n",
                 "layerlab": f"import layerlab\n\nlayer = layerlab.nn.{_call(spec.name, head, options)}\n"}
@@ -321,7 +338,7 @@ def _grid(shape: tuple[int, ...]) -> dict:
             "drawn": drawn}
 
 
-def _coverage(spec: ConvTransposeSpec, report) -> dict:
+def _coverage(spec: ConvTransposeSpec | LocalTransposeSpec, report) -> dict:
     """How many input cells (per input channel of the group) feed each output position, and the
     output positions added by ``output_padding``."""
     out = report.output_shape[1:]
@@ -355,11 +372,19 @@ def links(params: dict[str, list[str]]) -> dict:
         cell = _cell(_one(params, "out", example="0,0,0"), net.output_shape, "out")
         found = net.inputs_of(cell)
         return {**common, "out": _pos(cell), "in": _unique(link.cell for link in found),
-                "links": [{"in": _pos(link.cell), "tap": _list(link.tap), "weight": link.weight} for link in found]}
+                "links": [_link(net, "in", link) for link in found]}
     cell = _cell(_one(params, "in", example="0,0,0"), net.input_shape, "in")
     found = net.outputs_of(cell)
     return {**common, "in": _pos(cell), "out": _unique(link.cell for link in found),
-            "links": [{"out": _pos(link.cell), "tap": _list(link.tap), "weight": link.weight} for link in found]}
+            "links": [_link(net, "out", link) for link in found]}
+
+
+def _link(net: Connectivity, side: str, link) -> dict:
+    """One entry of ``links``; a low-rank layer's also lists in ``basis`` the ``R`` basis taps its weight mixes."""
+    entry = {side: _pos(link.cell), "tap": _list(link.tap), "weight": link.weight}
+    if net.rank is not None:
+        entry["basis"] = net.basis_taps(link.weight)
+    return entry
 
 
 def _unique(cells) -> list[str]:
@@ -397,7 +422,7 @@ def matrix(params: dict[str, list[str]]) -> dict:
               "output_shape": list(net.output_shape), "rows": rows, "cols": cols, "weights": net.weights,
               "weight_shape": list(net.weight_shape), "connections": int(distinct.size), "zero": -1}
     if rows * cols <= EXACT_ENTRIES:
-        weight = net.weight_id(out_channel, in_channel, out_position, tap) if net.weights else np.zeros_like(row)
+        weight = net.weight_id(out_channel, in_channel, out_position, in_position, tap) if net.weights else np.zeros_like(row)
         ids = np.full((rows, cols), -1, dtype=np.int64)
         ids[row, col] = weight
         summed = []
@@ -467,11 +492,55 @@ def rf(params: dict[str, list[str]]) -> dict:
     if index >= len(specs):
         raise _Refused(f"index must be 1 to {len(specs)} (the stack's layers). Received: index={index + 1}", "index")
     field = receptive_field(reports, shape)[index]
+    return _field_answer(params, index, specs[index].describe(), shape, reports[index].output_shape, field)
+
+
+def model_rf(params: dict[str, list[str]], model: dict | None) -> dict:
+    """``/api/rf?model=1&index=N&out=i,j``: the receptive field of a unit of row ``N`` (1-based, as
+    in the table; default: the last row with a field) of the ``--model``'s summary document, from
+    that row's ``receptive_field`` (no layer is parsed or analysed again)."""
+    if model is None:
+        raise _Refused(NO_MODEL, "model")
+    rows = model["layers"]
+    tracked = [k for k, row in enumerate(rows, start=1) if row.get("receptive_field") and row.get("output_shape")]
+    if not tracked:
+        raise _Refused("the model's table has no row with a receptive field (no spatial layer was traced)", "index")
+    index = _int_param(params, "index", tracked[-1], example=str(tracked[-1]))
+    if index > len(rows) or index not in tracked:
+        raise _Refused(f"index must be a row of the model's table with a receptive field (rows {_ranges(tracked)}). "
+                       f"Received: index={index}", "index")
+    row = rows[index - 1]
+    entry = row["receptive_field"]
+    dims = tuple(FieldDim(*(_fraction(entry[key][d]) for key in ("size", "jump", "start", "projective")))
+                 for d in range(len(entry["size"])))
+    field = ReceptiveField(index, row["type"], dims, bool(entry["global"]))
+    return _field_answer(params, index - 1, f"{row['type']} (module {row['name']})", tuple(model["input_shape"]),
+                         tuple(row["output_shape"][1:]), field)
+
+
+def _fraction(value) -> Fraction:
+    """A summary document's number (an int, or a float after upsampling) as the fraction it rounds."""
+    return Fraction(value).limit_denominator(1 << 16)
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1–3, 5"``."""
+    parts, first = [], indices[0]
+    for previous, k in zip(indices, indices[1:] + [None]):
+        if k != previous + 1:
+            parts.append(str(first) if first == previous else f"{first}–{previous}")
+            first = k
+    return ", ".join(parts)
+
+
+def _field_answer(params, index: int, layer: str, shape: tuple[int, ...], out: tuple[int, ...],
+                  field: ReceptiveField) -> dict:
+    """The ``/api/rf`` document of unit ``out=`` of a layer (0-based ``index``) whose output is ``out``
+    (per sample) and whose field on the input ``shape`` is ``field``."""
     spatial = shape[1:]
-    out = reports[index].output_shape
     out_spatial = out[1:] if len(out) == len(shape) else ()
     entry = field.as_dict()
-    result = {"schema": SCHEMA, "index": index + 1, "layer": specs[index].describe(), "input_shape": list(shape),
+    result = {"schema": SCHEMA, "index": index + 1, "layer": layer, "input_shape": list(shape),
               "global": field.is_global, "size": entry["size"], "jump": entry["jump"], "start": entry["start"],
               "warnings": entry["warnings"]}
     if field.is_global or not out_spatial:
@@ -525,14 +594,13 @@ def answer(path: str, query: str, model: dict | None = None) -> tuple[int, dict]
         model: the ``--model``'s summary document for ``/api/model`` (``None`` without ``--model``).
 
     Returns:
-        ``(200, document)``, ``(400, error document)`` for a request the engine refuses, or
+        ``(200, document)`` (for ``/api/model`` without a model: ``{"schema", "model": None,
+        "reason"}``), ``(400, error document)`` for a request the engine refuses, or
         ``(404, error document)`` for an unknown endpoint.
     """
     if path == "/api/model":
-        if model is None:
-            return 404, {"schema": SCHEMA, "error": {
-                "message": "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE",
-                "layer": None, "parameter": None}}
+        if model is None:  # not an error: the page asks on every bare load
+            return 200, {"schema": SCHEMA, "model": None, "reason": NO_MODEL}
         return 200, model
     endpoint = ENDPOINTS.get(path)
     if endpoint is None:
@@ -549,6 +617,8 @@ def answer(path: str, query: str, model: dict | None = None) -> tuple[int, dict]
         except ValueError as err:  # more fields than max_num_fields
             raise _Refused(f"the query string is malformed or has too many parameters ({err}); at most "
                            f"{2 * MAX_LAYERS} are read") from None
+        if endpoint is rf and params.get("model") == ["1"]:  # the --model's table: its rows' fields
+            return 200, model_rf(params, model)
         return 200, endpoint(params)
     except LayerlabError as err:
         document = error_document(err)

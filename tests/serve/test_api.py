@@ -157,14 +157,41 @@ def test_family_of_layers_without_a_member_says_why():
                             "reason": "pooling has no weights: no conv, tiled or locally connected counterpart"}
     assert pool["dense"]["params"] == 192 * 48
     transposed = ok("/api/view", query("3x4x4", "ConvTranspose2d(2,3)"))["layer"]["family"]
-    assert transposed["local"]["reason"] == "layerlab has no tiled or locally connected transposed convolution"
-    assert transposed["conv"]["params"] == 3 * 2 * 9 + 2
+    assert transposed["tiled"] == {"layer": None, "params": None, "macs": None,
+                                   "reason": "layerlab has no tiled transposed convolution"}
     relu = ok("/api/view", query("3x4x4", "ReLU()"))["layer"]
     assert relu["family"]["dense"]["reason"] == "ReLU is not a member of the conv / tiled / local / dense family"
     assert relu["code"] is None
 
 
+@pytest.mark.parametrize("layer", ["ConvTranspose2d(4,3,stride=2,output_padding=1,groups=2)",
+                                   "LocallyConnectedTranspose2d(4,3,stride=2,output_padding=1,groups=2,bias='shared')"])
+def test_family_of_a_transposed_layer_is_the_transposed_conv_and_local_layer(layer):
+    document = ok("/api/view", query("2x3x4", layer))["layer"]
+    family, spec = document["family"], parse_layer(layer)
+    args = dict(stride=2, output_padding=1, groups=2)
+    conv = torch.nn.ConvTranspose2d(2, 4, 3, bias=True, device="meta", **args)
+    local = lnn.LocallyConnectedTranspose2d(2, 4, 3, bias="shared" if spec.bias == "shared" else True,
+                                            input_size=(3, 4), device="meta", **args)
+    for kind, module in (("conv", conv), ("local", local)):
+        assert family[kind]["params"] == sum(p.numel() for p in module.parameters()), kind
+        assert family[kind]["macs"] == document["macs"]
+    assert family["tiled"]["params"] is None
+
+
+def test_family_of_a_low_rank_layer_is_its_window_with_one_filter_bank():
+    layer = "LowRankLocallyConnected2d(4,3,3,stride=2,padding=1)"
+    document = ok("/api/view", query("2x9x8", layer))["layer"]
+    spec = parse_layer(layer)
+    for kind in ("conv", "local", "tiled"):
+        module = _module(kind, spec, (2, 9, 8), 2)
+        assert document["family"][kind]["params"] == sum(p.numel() for p in module.parameters()), kind
+        assert document["family"][kind]["macs"] * spec.rank == document["macs"]  # R basis convolutions
+
+
 CODE = [
+    ("2x5x4", "LocallyConnectedTranspose2d(4,3,stride=2,padding=1,output_padding=1,groups=2,bias='shared')"),
+    ("2x7x6", "LowRankLocallyConnected2d(4,(3,2),3,stride=2,dilation=(1,2),combining='full',normalize=None)"),
     ("3x16x16", "Conv2d(8,3,stride=2,padding=1,dilation=2,groups=1,bias=False,padding_mode='reflect')"),
     ("4x16x16", "ConvTranspose2d(6,4,stride=2,padding=1,output_padding=1,groups=2)"),
     ("4x10x12", "LocallyConnected2d(6,(3,2),dilation=2,groups=2,bias='shared')"),
@@ -188,7 +215,7 @@ def test_code_builds_the_layer_shown(input_shape, layer):
         assert [list(report.output_shape), report.params] == [view["output_shape"], view["params"]], flavour
         out = module(torch.zeros(1, *shape))
         assert list(out.shape[1:]) == view["output_shape"]
-    if layer.startswith(("Locally", "Tiled")):
+    if layer.startswith(("Locally", "Tiled", "LowRank")):
         assert view["code"]["torch"].startswith(f"# torch.nn has no ")
 
 
@@ -238,6 +265,8 @@ LAYERS = [
     ("2x3x4", "ConvTranspose2d(4,3,stride=2,padding=1,output_padding=1,groups=2)"),
     ("1x4", "ConvTranspose1d(2,4,stride=3,dilation=2)"),
     ("2x5x6", "LocallyConnected2d(4,3,stride=2,padding=1,groups=2)"),
+    ("2x3x4", "LocallyConnectedTranspose2d(4,3,stride=2,padding=1,output_padding=1,groups=2)"),
+    ("1x4", "LocallyConnectedTranspose1d(2,(3,),stride=3,dilation=2)"),
     ("2x6x7", "TiledConv2d(2,3,(2,3),padding=1)"),
     ("3x9", "TiledConv1d(2,3,4,dilation=2)"),
     ("7", "Linear(5)"),
@@ -261,6 +290,9 @@ def reference(shape, text):
     elif name.startswith("Conv"):
         module = getattr(torch.nn, name)(c, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
                                          spec.dilation, spec.groups, bias=False, padding_mode=spec.padding_mode)
+    elif name.startswith("LocallyConnectedTranspose"):
+        module = getattr(lnn, name)(c, spec.out_channels, spec.kernel_size, spec.stride, spec.padding,
+                                    spec.output_padding, spec.dilation, spec.groups, bias=False, input_size=shape[1:])
     elif name.startswith("Locally"):
         module = getattr(lnn, name)(c, spec.out_channels, spec.kernel_size, spec.stride, spec.padding, spec.dilation,
                                     spec.groups, bias=False, input_size=shape[1:])
@@ -342,7 +374,65 @@ def test_exact_matrix_ids_are_dense_matrix_with_the_weight_set_to_1_to_P(input_s
         assert set(ids.unique().tolist()) <= {-1, 0}
 
 
-@pytest.mark.parametrize("input_shape, layer", [LAYERS[1], LAYERS[6], LAYERS[9], LAYERS[4], LAYERS[12]])
+LOWRANK = [  # (input, layer, module options, the conv of the same window)
+    ("2x5x6", "LowRankLocallyConnected2d(4,3,2,stride=2,padding=1,groups=2)", {},
+     "Conv2d(4,3,stride=2,padding=1,groups=2)"),
+    ("1x6x5", "LowRankLocallyConnected2d(2,(3,2),3,dilation=(2,1),padding=(2,0))", {"combining": "full"},
+     "Conv2d(2,(3,2),dilation=(2,1),padding=(2,0))"),
+    ("2x7", "LowRankLocallyConnected1d(2,3,2,stride=2)", {"normalize": None}, "Conv1d(2,3,stride=2)"),
+]
+
+
+def lowrank_reference(shape, text, extra):
+    """``(module, matrix, alpha)``: a low-rank layer with its basis weight set to 1..P (float64), its
+    ``dense_matrix`` and its combining weights ``(*out, R)`` flattened to ``(∏out, R)``."""
+    spec = parse_layer(text)
+    module = getattr(lnn, spec.name)(shape[0], spec.out_channels, spec.kernel_size, spec.rank, spec.stride,
+                                     spec.padding, spec.dilation, spec.groups, bias=False, input_size=shape[1:],
+                                     **extra).double()
+    with torch.no_grad():
+        module.weight.copy_(torch.arange(1, module.weight.numel() + 1, dtype=torch.float64).view_as(module.weight))
+        for logits in module.parameters():  # combining logits: distinct per position, so no two mixes agree
+            if logits is not module.weight:
+                logits.copy_(torch.rand(logits.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    alpha = module.combining_weights().detach()
+    return module, dense_matrix(module, shape), alpha.reshape(-1, spec.rank)
+
+
+@pytest.mark.parametrize("input_shape, layer, extra, _", LOWRANK)
+def test_lowrank_links_mix_their_basis_taps_into_the_dense_matrix(input_shape, layer, extra, _):
+    shape = tuple(map(int, input_shape.split("x")))
+    module, matrix, alpha = lowrank_reference(shape, layer, extra)
+    basis = module.weight.flatten()
+    out_shape = ok("/api/view", query(input_shape, layer))["layer"]["output_shape"]
+    ins, outs = cells(shape), cells(out_shape)
+    positions = math.prod(out_shape[1:])
+    for row, cell in enumerate(outs):
+        found = ok("/api/links", query(input_shape, layer, out=cell))
+        assert found["weight_shape"] == list(module.weight.shape) and found["weights"] == module.weight.numel()
+        assert found["in"] == [ins[c] for c in matrix[row].nonzero().flatten().tolist()], cell
+        total = torch.zeros(len(ins), dtype=torch.float64)
+        for link in found["links"]:  # entry = Σ_r α_r(p)·basis[r].flat[tap]
+            assert len(link["basis"]) == module.rank and link["basis"][0] == link["weight"]
+            total[ins.index(link["in"])] += (alpha[row % positions] * basis[link["basis"]]).sum()
+        assert torch.allclose(total, matrix[row]), cell
+    for col, cell in enumerate(ins):
+        found = ok("/api/links", query(input_shape, layer, **{"in": cell}))
+        assert found["out"] == [outs[r] for r in matrix[:, col].nonzero().flatten().tolist()], cell
+
+
+@pytest.mark.parametrize("input_shape, layer, extra, conv", LOWRANK)
+def test_lowrank_exact_matrix_ids_are_the_conv_taps_of_basis_0(input_shape, layer, extra, conv):
+    shape = tuple(map(int, input_shape.split("x")))
+    module, matrix, _ = lowrank_reference(shape, layer, extra)
+    document = ok("/api/matrix", query(input_shape, layer))
+    ids = torch.tensor(document["ids"])
+    assert torch.equal(ids >= 0, matrix != 0) and document["connections"] == int((matrix != 0).sum())
+    assert document["weight_shape"] == list(module.weight.shape)
+    assert document["ids"] == ok("/api/matrix", query(input_shape, conv))["ids"]  # the conv's taps
+
+
+@pytest.mark.parametrize("input_shape, layer", [LAYERS[1], LAYERS[6], LAYERS[11], LAYERS[4], LAYERS[14]])
 @pytest.mark.parametrize("bins", [3, 5])
 def test_aggregated_matrix_is_the_binned_non_zeros_of_dense_matrix(monkeypatch, input_shape, layer, bins):
     monkeypatch.setattr(api, "EXACT_ENTRIES", 0)
@@ -405,6 +495,7 @@ def test_links_of_a_stack_need_an_index():
 @pytest.mark.parametrize("input_shape, layer, message", [
     ("3x4x4", "BatchNorm2d()", "BatchNorm2d(?) has no fixed connections between input and output cells to draw. "
                                "Cells are linked for: Linear, Conv*d, ConvTranspose*d, LocallyConnected*d, "
+                               "LocallyConnectedTranspose*d, LowRankLocallyConnected*d, "
                                "TiledConv*d, MaxPool*d, AvgPool*d, AdaptiveMaxPool*d, AdaptiveAvgPool*d, "
                                "GlobalMaxPool, GlobalAvgPool, element-wise layers (ReLU, Dropout, Identity, ...)."),
     ("3x4x4", "Linear(5)", "Linear(? → 5) acts on the last dim of the (3, 4, 4) input; its connections are drawn "
@@ -522,8 +613,9 @@ def test_huge_sizes_answer_at_once_with_shapes_and_no_grids():
 def test_unknown_endpoint_and_model_without_one_answer_404():
     assert refused("/api/nope", "", 404)["message"] == \
         "unknown endpoint /api/nope; expected one of /api/view, /api/links, /api/matrix, /api/rf, /api/model"
-    assert refused("/api/model", "", 404)["message"] == \
-        "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE"
+    assert answer("/api/model", "") == (200, {  # the bare page asks: not an error
+        "schema": "layerlab.serve/1", "model": None,
+        "reason": "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE"})
     assert answer("/api/model", "", {"schema": "layerlab.summary/1"}) == (200, {"schema": "layerlab.summary/1"})
 
 
@@ -533,3 +625,51 @@ def test_the_api_imports_no_torch():
             "print(answer('/api/matrix', 'input=1x4&layer=Conv1d(1,3)')[0])\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "200\n"), done.stderr
+
+
+def test_transposed_local_layer_has_the_coverage_of_its_transposed_conv():
+    local = ok("/api/view", query("2x4x3", "LocallyConnectedTranspose2d(2,3,stride=2,output_padding=1)"))["layer"]
+    conv = ok("/api/view", query("2x4x3", "ConvTranspose2d(2,3,stride=2,output_padding=1)"))["layer"]
+    assert local["coverage"] == conv["coverage"] and local["coverage"]["max"] == 4
+
+
+MODEL_STACK = ["Conv2d(4,3)", "ReLU()", "MaxPool2d(2)", "Upsample(scale_factor=3)", "Conv2d(2,3,stride=2,padding=1)",
+               "Flatten()", "Linear(10)"]
+MODEL_FILE = """
+import torch.nn as nn
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Upsample(scale_factor=3),
+                         nn.Conv2d(4, 2, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(2 * 20 * 20, 10))
+"""
+
+
+@pytest.fixture(scope="module")
+def model_document(tmp_path_factory):
+    """``layerlab summary --json`` of a model whose layers are :data:`MODEL_STACK`."""
+    path = tmp_path_factory.mktemp("model") / "net.py"
+    path.write_text(MODEL_FILE)
+    out = subprocess.run([sys.executable, "-m", "layerlab", "summary", f"{path}:build", "--input", "1x28x28", "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("index, out", [(1, "0,0"), (1, "25,3"), (3, "6,12"), (4, "0,38"), (5, "19,7"), (5, "3,4"),
+                                        (7, None)])
+def test_rf_of_a_models_row_is_that_of_the_same_stack(model_document, index, out):
+    extra = {"index": index, **({"out": out} if out else {})}
+    status, from_model = answer("/api/rf", "model=1&" + "&".join(f"{k}={v}" for k, v in extra.items()), model_document)
+    assert status == 200, from_model
+    from_stack = ok("/api/rf", query("1x28x28", *MODEL_STACK, **extra))
+    assert from_model.pop("layer") == f"{model_document['layers'][index - 1]['type']} (module {index - 1})"
+    from_stack.pop("layer")
+    assert from_model == from_stack
+
+
+def test_rf_of_a_model_refuses_rows_without_a_field_and_servers_without_a_model(model_document):
+    status, document = answer("/api/rf", "model=1&index=9", model_document)
+    assert (status, document["error"]) == (400, {
+        "message": "index must be a row of the model's table with a receptive field (rows 1–7). Received: index=9",
+        "layer": None, "parameter": "index"})
+    assert refused("/api/rf", "model=1")["message"] == api.NO_MODEL

@@ -61,3 +61,12 @@ def test_a_stack_that_does_not_fit_shows_the_message_naming_the_layer(page):
         assert main(["shape", "1x8x8", *layers]) == 2
     assert page.text("error") == err.getvalue().split("error: ", 1)[1].strip()
     assert page.text("error").startswith("layer 3:")
+
+
+def test_the_bare_page_on_a_server_without_a_model_logs_no_error(page):
+    page.driver.get(page.base)  # asks /api/model, which answers "no model" (the fixture checks the console)
+    page.wait_ready()
+    assert page.text("output-shape") == "1×6×6" and not page.testid("error")
+    page.driver.get(page.base.rstrip("/") + "/?model=1")  # the model asked for: the API's reason in place
+    page.wait_ready()
+    assert page.text("error") == "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE"

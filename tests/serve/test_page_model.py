@@ -14,6 +14,7 @@ import pytest
 from browser_page import ROOT, Page, stop
 
 from layerlab.cli.main import main
+from layerlab.serve.api import answer
 
 MODEL = """
 import torch.nn as nn
@@ -54,3 +55,24 @@ def test_the_page_opens_on_the_models_table(driver, model_server):
     rows = page.js("return [...document.querySelectorAll('#stack-table tbody tr')].map(tr => tr.cells[2].textContent)")
     assert rows == ["×".join(map(str, layer["output_shape"][1:])) for layer in expected["layers"]]
     assert not page.testid("error")
+
+
+def test_a_unit_of_a_models_row_lights_its_receptive_field(driver, model_server):
+    target, base = model_server
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["summary", target, "--input", "1x28x28", "--json"]) == 0
+    document = json.loads(out.getvalue())
+    page = Page(driver, base)
+    driver.get(base)
+    page.wait_ready()
+    page.click_row(3)  # MaxPool2d(2) after Conv2d(3): a 4×4 field, 2 apart
+    page.click_cell("rf-out-cell", "5,2")
+    lit = page.js("return [...document.querySelectorAll('[data-testid=\"rf-in-cell\"].rf')].map(c => c.dataset.pos)")
+    status, field = answer("/api/rf", "model=1&index=3&out=5,2", document)
+    assert status == 200 and field["box"] == [[10, 13], [4, 7]]
+    assert set(lit) == {f"{i},{j}" for i in range(10, 14) for j in range(4, 8)}
+    assert "model=1&index=3&out=5,2" in driver.current_url  # the URL keeps the chosen unit
+    driver.get(driver.current_url)
+    page.wait_ready()
+    assert set(page.js("return [...document.querySelectorAll('[data-testid=\"rf-in-cell\"].rf')].map(c => c.dataset.pos)")) == set(lit)

@@ -47,6 +47,25 @@ def test_every_change_rewrites_the_url_and_the_url_reproduces_the_view(page):
     assert _control(page, "arg-padding") == "same"
 
 
+def test_the_picker_builds_the_transposed_local_and_low_rank_layers(page):
+    page.open("2x6x6", ["Conv2d(4,3,stride=2)"])
+    page.set_control("kind", "LowRankLocallyConnected2d")
+    assert _control(page, "arg-rank") == "2"  # the rank control starts at an example value
+    page.set_control("arg-rank", "3")
+    assert urllib.parse.unquote(page.driver.current_url).endswith("layer=LowRankLocallyConnected2d(4,3,stride=2,rank=3)")
+    expected = shape_json("2x6x6", ["LowRankLocallyConnected2d(4,3,stride=2,rank=3)"])
+    assert _view(page) == ("4×2×2", f"{expected['total']['params']:,}", f"{expected['total']['macs']:,}")
+    page.set_control("kind", "LocallyConnectedTranspose2d")
+    page.set_control("arg-output_padding", "1")
+    layer = "LocallyConnectedTranspose2d(4,3,stride=2,output_padding=1)"
+    assert urllib.parse.unquote(page.driver.current_url).endswith(f"layer={layer}")
+    expected = shape_json("2x6x6", [layer])
+    assert _view(page) == ("4×14×14", f"{expected['total']['params']:,}", f"{expected['total']['macs']:,}")
+    page.driver.get(page.driver.current_url)  # the URL reproduces the view and fills the form
+    page.wait_ready()
+    assert (_control(page, "kind"), _control(page, "arg-output_padding")) == ("LocallyConnectedTranspose2d", "1")
+
+
 def test_repeated_layers_open_the_stack_view_with_layerlab_shapes_table(page):
     layers = ["Conv2d(8, 3, padding=1)", "ReLU()", "MaxPool2d(2)", "Conv2d(16, 3, stride=2)", "Flatten()", "Linear(10)"]
     page.open("3x32x32", layers)
@@ -96,3 +115,12 @@ def test_the_receptive_field_of_a_chosen_unit_is_drawn_on_the_input(page):
     page.driver.get(page.driver.current_url)
     page.wait_ready()
     assert sorted(page.js(lit)) == window
+
+
+def test_fractional_receptive_fields_show_six_significant_digits(page):
+    layers = ["Conv2d(2,3)", "Upsample(scale_factor=3)", "Conv2d(2,3)"]
+    page.open("1x8x8", layers)
+    expected = shape_json("1x8x8", layers)["layers"][2]["receptive_field"]["size"]
+    assert expected[0] != round(expected[0])  # 3 + 2/3: a fraction
+    rows = page.js("return [...document.querySelectorAll('#stack-table tbody tr')].map(tr => tr.cells[5].textContent)")
+    assert rows[2] == "×".join(f"{size:g}" for size in expected)

@@ -17,17 +17,21 @@
     TiledConv2d: { dims: 2, args: [...CONV_ARGS, "tile_size"] },
     ConvTranspose1d: { dims: 1, args: [...CONV_ARGS, "output_padding"] },
     ConvTranspose2d: { dims: 2, args: [...CONV_ARGS, "output_padding"] },
+    LocallyConnectedTranspose1d: { dims: 1, args: [...CONV_ARGS, "output_padding"] },
+    LocallyConnectedTranspose2d: { dims: 2, args: [...CONV_ARGS, "output_padding"] },
+    LowRankLocallyConnected1d: { dims: 1, args: [...CONV_ARGS, "rank"] },
+    LowRankLocallyConnected2d: { dims: 2, args: [...CONV_ARGS, "rank"] },
     MaxPool1d: { dims: 1, args: ["kernel_size", "stride", "padding", "dilation"] },
     MaxPool2d: { dims: 2, args: ["kernel_size", "stride", "padding", "dilation"] },
     AvgPool1d: { dims: 1, args: ["kernel_size", "stride", "padding"] },
     AvgPool2d: { dims: 2, args: ["kernel_size", "stride", "padding"] },
   };
   const ALIASES = { Linear: "Dense" };
-  const KEYWORDS = ["stride", "padding", "dilation", "groups", "output_padding", "tile_size"];
+  const KEYWORDS = ["stride", "padding", "dilation", "groups", "output_padding", "tile_size", "rank"];
   const FAMILY = [["conv", "convolution"], ["tiled", "tiled convolution"], ["local", "locally connected"], ["dense", "dense"]];
   const DEFAULT = { input: "1x8x8", layers: ["Conv2d(1, 3)"] };
   const MAX_TIP_LINKS = 6;
-  const FIRST_VALUES = { "in-channels": "1", "in-h": "8", "in-w": "8", "in-features": "16", "arg-out": "4", "arg-kernel_size": "3" };
+  const FIRST_VALUES = { "in-channels": "1", "in-h": "8", "in-w": "8", "in-features": "16", "arg-out": "4", "arg-kernel_size": "3", "arg-rank": "2" };
 
   const $ = (id) => document.getElementById(id);
   const state = { view: "layer", input: "", layers: [], model: false, seq: 0, hoverSeq: 0, pending: 0, rfIndex: -1, rfCell: null };
@@ -122,9 +126,9 @@
       params.set("input", state.input);
       for (const layer of state.layers) params.append("layer", layer);
       if (state.view === "stack" && isSingleLayer()) params.set("view", "stack");
-      if (state.view === "stack" && state.rfIndex > 0) params.set("index", String(state.rfIndex));
-      if (state.view === "stack" && state.rfCell) params.set("out", state.rfCell);
     }
+    if (state.view === "stack" && state.rfIndex > 0) params.set("index", String(state.rfIndex));
+    if (state.view === "stack" && state.rfCell) params.set("out", state.rfCell);
     const query = params.toString().replace(/%2C/g, ",").replace(/%28/g, "(").replace(/%29/g, ")").replace(/%3D/g, "=").replace(/%27/g, "'");
     history.replaceState(null, "", `${location.pathname}?${query}`);
   }
@@ -465,11 +469,14 @@
       const chip = el("span", { class: "chip", "data-testid": "w-cell", "data-weight": weight,
         style: `background:${cssColour(tieColour(weight))}` }, index.replace("weight", "w"));
       const where = uses.slice(0, MAX_TIP_LINKS).map((link) => `${side === "out" ? "in" : "out"} ${cellText(side === "out" ? link.in : link.out)}${link.tap ? ` tap (${link.tap})` : ""}`);
-      chip.title = `${index} (id ${weight}): ${where.join("; ")}${uses.length > MAX_TIP_LINKS ? "; …" : ""}`;
+      // a low-rank layer mixes the same tap of all its basis kernels (the API's `basis`)
+      const mix = uses[0].basis ? ` mixed with ${uses[0].basis.slice(1).map((b) => `weight[${unflat(b, links.weight_shape)}]`).join(", ")}` : "";
+      chip.title = `${index} (id ${weight})${mix}: ${where.join("; ")}${uses.length > MAX_TIP_LINKS ? "; …" : ""}`;
       chips.append(chip);
     }
     box.replaceChildren(chips);
-    $("w-note").textContent = `${seen.size} of ${count(links.weights)}${links.weight_shape && links.weight_shape.length ? ` (weight ${shapeText(links.weight_shape)})` : ""}`;
+    const bases = withWeights[0].basis ? ` × ${withWeights[0].basis.length} basis kernels` : ""; // a low-rank mix
+    $("w-note").textContent = `${seen.size}${bases} of ${count(links.weights)}${links.weight_shape && links.weight_shape.length ? ` (weight ${shapeText(links.weight_shape)})` : ""}`;
   }
   function showBand(side, pos) {
     // the hovered cell's row (output) or column (input) of the matrix: its C-major flat index
@@ -615,19 +622,22 @@
       const answer = state.model ? await api("/api/model", []) : await api("/api/view", stackParams());
       if (seq !== state.seq) return;
       if (!answer.ok) { showError(errorText(answer)); return; }
+      if (state.model && answer.body.model === null) { showError(answer.body.reason); return; } // no --model
       clearError();
       const doc = state.model ? answer.body : answer.body.stack;
       renderStack(doc);
-      $("rf-grids").hidden = state.model || !doc.layers.length;
-      if (!state.model && doc.layers.length) await drawField(seq, doc);
-      else $("rf-note").textContent = state.model ? "of the --model: the RF column of the table (per layer, in input pixels)" : "";
+      $("rf-grids").hidden = !doc.layers.length;
+      if (doc.layers.length) await drawField(seq, doc);
+      else $("rf-note").textContent = "";
     } catch (err) {
       if (seq === state.seq) showError(`the page could not reach layerlab serve: ${err.message}`);
     } finally {
       done();
     }
   }
-  const rfText = (rf) => (!rf ? "—" : rf.global ? "global" : rf.size.map((v) => String(v)).join("×") || "—");
+  // sizes after upsampling are fractions: 6 significant digits, as Python's "g"
+  const fieldSize = (size) => size.map((v) => String(Number(v.toPrecision(6)))).join("×");
+  const rfText = (rf) => (!rf ? "—" : rf.global ? "global" : fieldSize(rf.size) || "—");
   function renderStack(doc) {
     if (document.activeElement !== $("stack-layers")) $("stack-layers").value = state.model ? "" : state.layers.join("\n");
     if (document.activeElement !== $("stack-input")) $("stack-input").value = state.model ? shapeText(doc.input_shape) : state.input;
@@ -674,7 +684,8 @@
     const outShape = doc.layers[index - 1].output_shape.slice(1);
     const inShape = doc.input_shape;
     const spatialOut = outShape.length === inShape.length ? outShape.slice(1) : [];
-    const params = [...stackParams(), ["index", String(index)]];
+    // the --model's rows answer from its summary document (model=1), a typed stack from its layers
+    const params = [...(state.model ? [["model", "1"]] : stackParams()), ["index", String(index)]];
     if (state.rfCell && state.rfCell.split(",").length === spatialOut.length) params.push(["out", state.rfCell]);
     const answer = await api("/api/rf", params);
     if (seq !== state.seq) return;
@@ -693,7 +704,7 @@
     for (const [pos, cell] of inGrid) cell.classList.toggle("rf", inside(pos));
     for (const [pos, cell] of outGrid) cell.classList.toggle("chosen", pos === rf.out);
     const where = rf.global ? "every input cell (global)" : `rows/columns ${rf.box.map(([a, b]) => `${a}…${b}`).join(" × ")} of the input`;
-    $("rf-note").textContent = `layer ${rf.index} ${rf.layer}${rf.out ? `, output ${cellText(rf.out)}` : ""}: size ${rf.size.join("×") || "—"}, `
+    $("rf-note").textContent = `layer ${rf.index} ${rf.layer}${rf.out ? `, output ${cellText(rf.out)}` : ""}: size ${fieldSize(rf.size) || "—"}, `
       + `sees ${where}${rf.exact ? "" : " (fractional: cells partly inside are lit)"}${rf.warnings.length ? ` · ${rf.warnings.join(" ")}` : ""}`;
   }
   function spatialGrid(container, spatial, testid) {
@@ -798,7 +809,7 @@
       busy();
       try {
         const model = await api("/api/model", []);
-        if (model.ok) { state.model = true; state.view = "stack"; }
+        if (model.ok && model.body.model !== null) { state.model = true; state.view = "stack"; }
       } finally {
         done();
       }
