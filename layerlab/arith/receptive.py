@@ -36,7 +36,8 @@ without upsampling): output ``o = q·P + u`` sees input pixels ``units[u] + q·P
 last, padding included, ``P·j`` an integer). A window moves them exactly: output ``o`` of a
 conv/pool reads layer inputs ``o·s − p + t·d``; of a transposed window, inputs ``(o + p − t·d)/s``
 where that is an integer; the new units are the union of those inputs' units, with period
-``P / gcd(P, s)`` (conv) or ``P·s`` (transposed).
+``P / gcd(P, s)`` (conv) or ``P·s`` (transposed). Ranges are kept for periods up to
+``MAX_PERIOD`` (1,024) outputs; beyond, ``units`` is empty (not followed), as after a global layer.
 
 Graphs with several paths (residual additions, concatenations; Araujo et al., section "Handling
 multiple paths"): where paths meet, each path ``p`` brings output 0's field ``[start_p − (r_p −
@@ -80,7 +81,8 @@ class FieldDim:
             :func:`merge_fields`); always true for a chain of layers.
         period: ``P``, outputs per repeat of the exact ranges (1 without upsampling).
         units: the exact ``(first, last)`` input pixel of outputs ``0 … P−1`` (``None``: an
-            output that only gets a bias); ``()`` when not followed (a global field).
+            output that only gets a bias); ``()`` when not followed (a global field, or a period
+            over ``MAX_PERIOD``).
     """
 
     size: Fraction
@@ -274,6 +276,10 @@ def merge_fields(branches: Sequence[Sequence[FieldDim]]) -> tuple[FieldDim, ...]
     return tuple(merged)
 
 
+# exact ranges are listed for at most this many outputs per repeat (beyond: not followed, ``units`` empty)
+MAX_PERIOD = 1024
+
+
 def _union(spans) -> tuple[int, int] | None:
     spans = [span for span in spans if span is not None]
     return (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
@@ -284,6 +290,8 @@ def _merge_units(paths: Sequence[FieldDim]) -> tuple[int, tuple]:
     if any(not d.units for d in paths):
         return 1, ()
     period = lcm(*(d.period for d in paths))
+    if period > MAX_PERIOD:
+        return 1, ()
     return period, tuple(_union(d.unit(o) for d in paths) for o in range(period))
 
 
@@ -292,14 +300,38 @@ def _step_units(field: FieldDim, window: Window) -> tuple[int, tuple]:
     if not field.units:
         return 1, ()
     k, s, p, d = window.kernel_size, window.stride, window.padding, window.dilation
+    period = field.period * s if window.transposed else field.period // gcd(field.period, s)
+    if period > MAX_PERIOD:
+        return 1, ()
     if window.transposed:
-        period = field.period * s
-        units = tuple(_union(field.unit((o + p - t * d) // s) for t in range(k) if (o + p - t * d) % s == 0)
+        units = tuple(_union(field.unit((o + p - t * d) // s) for t in _transposed_taps(o + p, k, s, d, field.period))
                       for o in range(period))
     else:
-        period = field.period // gcd(field.period, s)
-        units = tuple(_union(field.unit(o * s - p + t * d) for t in range(k)) for o in range(period))
+        units = tuple(_union(field.unit(o * s - p + t * d) for t in _extreme(range(k), field.period))
+                      for o in range(period))
     return period, units
+
+
+def _extreme(taps: range, period: int) -> list[int]:
+    """The first and last ``period`` taps of ``taps``: the inputs they read, ``x = a + t·b``, cover
+    every residue of ``x`` mod ``period`` with its smallest and its largest ``x``, and ``unit(x)``
+    grows with ``x`` within a residue, so their union is that of all taps (without a loop over a
+    huge kernel)."""
+    if len(taps) <= 2 * period:
+        return list(taps)
+    return list(taps[:period]) + list(taps[-period:])
+
+
+def _transposed_taps(shifted: int, k: int, s: int, d: int, period: int) -> list[int]:
+    """The taps ``t < k`` of a transposed window that reach output ``o`` (``shifted = o + p``):
+    ``(shifted − t·d) mod s = 0``, an arithmetic progression of step ``s / gcd(s, d)``; its extremes
+    (:func:`_extreme`)."""
+    g = gcd(s, d)
+    if shifted % g:
+        return []
+    step = s // g
+    first = (shifted // g) * pow(d // g, -1, step) % step
+    return _extreme(range(first, k, step), period)
 
 
 def window_step(field: FieldDim, window: Window) -> FieldDim:

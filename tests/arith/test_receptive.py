@@ -5,6 +5,7 @@ the outputs that change when one input pixel does are its projective field."""
 from __future__ import annotations
 
 from fractions import Fraction
+from math import gcd
 
 import pytest
 import torch
@@ -23,6 +24,8 @@ from layerlab.arith import (
     receptive_field,
     transposed_span,
 )
+from layerlab.arith.receptive import MAX_PERIOD, FieldDim, window_step
+from layerlab.arith.report import Window
 
 N = 96  # 1-d input length for brute force
 
@@ -213,3 +216,40 @@ def test_transposed_span_closed_form_is_the_definition_and_answers_huge_strides_
         assert transposed_span(k, s, d, p) == _span_by_residue(k, s, d, p), (k, s, d, p)
     assert transposed_span(3, 10**12, 7, 5) == (1, Fraction(-1, 5 * 10**11))  # output 0 gets no tap
     assert transposed_span(10**15, 3, 2, 10**14) == (666666666666667, Fraction(-3 * 10**14))
+
+
+def _units_by_every_tap(field: FieldDim, window: Window) -> list:
+    """Exact ranges of outputs 0 … 2·P'−1 after ``window``: the union over every tap (no shortcut)."""
+    k, s, p, d = window.kernel_size, window.stride, window.padding, window.dilation
+    period = field.period * s if window.transposed else field.period // gcd(field.period, s)
+    ranges = []
+    for o in range(2 * period):
+        if window.transposed:
+            spans = [field.unit((o + p - t * d) // s) for t in range(k) if (o + p - t * d) % s == 0]
+        else:
+            spans = [field.unit(o * s - p + t * d) for t in range(k)]
+        spans = [span for span in spans if span is not None]
+        ranges.append((min(a for a, _ in spans), max(b for _, b in spans)) if spans else None)
+    return ranges
+
+
+@settings(max_examples=150, deadline=None)
+@given(period=st.integers(1, 5), shift=st.integers(1, 7), k=st.integers(1, 40), s=st.integers(1, 6),
+       p=st.integers(0, 8), d=st.integers(1, 5), transposed=st.booleans(), data=st.data())
+def test_exact_ranges_read_only_the_extreme_taps_yet_equal_every_tap(period, shift, k, s, p, d, transposed, data):
+    # a field that repeats every `period` outputs (as after upsampling), each unit an arbitrary range
+    starts = data.draw(st.lists(st.integers(-5, 5), min_size=period, max_size=period))
+    units = tuple((a, a + data.draw(st.integers(0, 4))) for a in starts)
+    field = FieldDim(Fraction(3), Fraction(shift, period), Fraction(0), Fraction(1), period=period, units=units)
+    window = Window(k, s, p, d, transposed)
+    after = window_step(field, window)
+    assert [after.unit(o) for o in range(2 * after.period)] == _units_by_every_tap(field, window)
+
+
+def test_exact_ranges_of_huge_windows_come_at_once_and_huge_periods_are_not_followed():
+    one = FieldDim(Fraction(1), Fraction(1), Fraction(0), Fraction(1), units=((0, 0),))
+    conv = window_step(one, Window(10**9, 3, 1, 2))
+    assert conv.unit(4) == (4 * 3 - 1, 4 * 3 - 1 + (10**9 - 1) * 2)
+    assert window_step(one, Window(10**9, 7, 1, 2, True)).period == 7
+    huge = window_step(one, Window(3, MAX_PERIOD + 1, 0, 1, True))
+    assert (huge.period, huge.units, huge.unit(0)) == (1, (), None)
