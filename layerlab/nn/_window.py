@@ -23,7 +23,7 @@ from layerlab.arith._args import choice, positive_int
 from layerlab.arith.sizes import DIM_NAMES, PADDING_MODES
 from layerlab.errors import ArgumentError, ShapeError
 from layerlab.nn._budget import check_parameters
-from layerlab.nn._shape import shape_str
+from layerlab.nn._shape import shape_str, size_str
 
 # F.pad's name for each padding_mode
 _PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
@@ -143,6 +143,18 @@ class _WindowedNd(nn.Module):
                 f"{self._who()} expects {self.in_channels} input channels, got {channels} from an "
                 f"input of shape {shape_str(input.shape)}: set in_channels={channels} to match the "
                 f"previous layer, or feed it {self.in_channels}-channel inputs"
+            )
+
+    def _check_input(self, input: torch.Tensor, why: str) -> None:
+        """Raise unless ``input`` is ``(B, C_in, *input_size)`` or unbatched ``(C_in, *input_size)``
+        for a layer built for one input size; ``why`` says what ties it to that size."""
+        ndim = self._ndim
+        if input.dim() != ndim + 2 or input.shape[1] != self.in_channels:
+            self._check_rank_channels(input)
+        if input.shape[input.dim() - ndim :] != self.input_size:
+            raise ShapeError(
+                f"{self._who()} was built for {size_str(self.input_size)} inputs, got "
+                f"{size_str(input.shape[input.dim() - ndim:])}: {why}; build a new layer or resize the input"
             )
 
     def _who(self) -> str:

@@ -135,14 +135,7 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *input_size)`` or unbatched ``(C_in, *input_size)`` → ``(B, C_out, *output_size)``."""
         ndim = self._ndim
-        if input.dim() != ndim + 2 or input.shape[1] != self.in_channels:
-            self._check_rank_channels(input)
-        if input.shape[input.dim() - ndim :] != self.input_size:
-            raise ShapeError(
-                f"{self._who()} was built for {size_str(self.input_size)} inputs, got "
-                f"{size_str(input.shape[input.dim() - ndim:])}: a local layer has one filter per "
-                "position; build a new layer or resize the input"
-            )
+        self._check_input(input, "a local layer has one filter per position")
         unbatched = input.dim() == ndim + 1
         x = self._pad(input.unsqueeze(0) if unbatched else input)  # (B, C_in, *padded)
         out = local_conv(x, self.weight, self.bias, self.stride, self._op_padding, self.dilation, self.groups)

@@ -156,14 +156,7 @@ class _LocallyConnectedTransposeNd(LazyModuleMixin, _WindowedNd):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *input_size)`` or unbatched ``(C_in, *input_size)`` → ``(B, C_out, *output_size)``."""
         ndim = self._ndim
-        if input.dim() != ndim + 2 or input.shape[1] != self.in_channels:
-            self._check_rank_channels(input)
-        if input.shape[input.dim() - ndim :] != self.input_size:
-            raise ShapeError(
-                f"{self._who()} was built for {size_str(self.input_size)} inputs, got "
-                f"{size_str(input.shape[input.dim() - ndim:])}: a transposed local layer has one filter "
-                "per input position; build a new layer or resize the input"
-            )
+        self._check_input(input, "a transposed local layer has one filter per input position")
         unbatched = input.dim() == ndim + 1
         x = input.unsqueeze(0) if unbatched else input  # (B, C_in, *input_size)
         out = local_conv_transpose(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
