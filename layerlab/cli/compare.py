@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         if unused:
             raise ArgumentError(f"{', '.join(unused)} belong(s) to --sweep. Received: {' '.join(unused)} without "
                                 f"--sweep; add --sweep sharing or leave them out")
-        args.models = DEFAULT_MODELS if args.models is None else args.models
+        args.models = ",".join(DEFAULT_MODELS) if args.models is None else args.models
         args.seeds = 1 if args.seeds is None else args.seeds
     else:
         given = [flag for flag, on in (("--model", args.models is not None), ("--params", args.params is not None))

@@ -78,6 +78,15 @@ def test_model_is_the_flag_of_train_and_compare_and_models_a_hidden_alias():
     assert "--model A,B,..." in text and "--models" not in text
 
 
+def test_default_models_with_an_out_folder_as_make_run_trains_them(tmp_path, npz, capsys):
+    out = tmp_path / "run"
+    code = main(["compare", "--dataset", npz, "--no-permute-pixels", *TINY, "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert [r["model"] for r in json.loads(captured.out)["results"]] == ["mlp", "cnn", "lcn", "allconv"]
+    assert (out / "results.json").is_file()
+
+
 def test_builtin_mnist1d_is_the_default_dataset(capsys):
     code = main(["compare", "--limit", "200", "--model", "logistic", "--no-permute-pixels", "--json", *TINY])
     captured = capsys.readouterr()
