@@ -412,27 +412,30 @@ def matrix(params: dict[str, list[str]]) -> dict:
             f"the matrix of {net.layer} on {'×'.join(map(str, net.input_shape))} has {total:,} connections; "
             f"layerlab serve draws at most {MAX_CONNECTIONS:,}. Fix: a smaller input or fewer channels"
         )
+    result = {"schema": SCHEMA, "index": index + 1, "layer": net.layer, "input_shape": list(net.input_shape),
+              "output_shape": list(net.output_shape), "rows": rows, "cols": cols, "weights": net.weights,
+              "weight_shape": list(net.weight_shape)}
+    if rows * cols > EXACT_ENTRIES:
+        counts, connections = _binned_counts(net, rows, cols)
+        return {**result, "connections": connections, "zero": -1, "mode": "aggregated", "ids": None, "sums": [],
+                "bins": _bins(counts, rows, cols)}
     out_channel, in_channel, out_position, in_position, tap = _entries(net)
     row = out_channel * net.out_positions + out_position
     col = in_channel * net.in_positions + in_position
     flat = row * cols + col
     # only a folding padding mode makes several taps read one cell (their weights add up in one entry)
     distinct = flat if net.padding_mode == "zeros" else np.unique(flat)
-    result = {"schema": SCHEMA, "index": index + 1, "layer": net.layer, "input_shape": list(net.input_shape),
-              "output_shape": list(net.output_shape), "rows": rows, "cols": cols, "weights": net.weights,
-              "weight_shape": list(net.weight_shape), "connections": int(distinct.size), "zero": -1}
-    if rows * cols <= EXACT_ENTRIES:
-        weight = net.weight_id(out_channel, in_channel, out_position, in_position, tap) if net.weights else np.zeros_like(row)
-        ids = np.full((rows, cols), -1, dtype=np.int64)
-        ids[row, col] = weight
-        summed = []
-        if net.padding_mode != "zeros":
-            values, counts = np.unique(flat, return_counts=True)
-            for entry in values[counts > 1]:
-                taps = sorted(int(w) for w in np.asarray(weight)[flat == entry])
-                summed.append([int(entry // cols), int(entry % cols), taps])
-        return {**result, "mode": "exact", "ids": ids.tolist(), "sums": summed, "bins": None}
-    return {**result, "mode": "aggregated", "ids": None, "sums": [], "bins": _bins(distinct, rows, cols)}
+    weight = net.weight_id(out_channel, in_channel, out_position, in_position, tap) if net.weights else np.zeros_like(row)
+    ids = np.full((rows, cols), -1, dtype=np.int64)
+    ids[row, col] = weight
+    summed = []
+    if net.padding_mode != "zeros":
+        values, counts = np.unique(flat, return_counts=True)
+        for entry in values[counts > 1]:
+            taps = sorted(int(w) for w in np.asarray(weight)[flat == entry])
+            summed.append([int(entry // cols), int(entry % cols), taps])
+    return {**result, "connections": int(distinct.size), "zero": -1, "mode": "exact", "ids": ids.tolist(), "sums": summed,
+            "bins": None}
 
 
 def _connections(net: Connectivity) -> int:
@@ -465,13 +468,75 @@ def _entries(net: Connectivity):
             np.broadcast_to(tap, full).ravel())
 
 
-def _bins(flat, rows: int, cols: int) -> dict:
-    """Structural non-zeros per bin (``flat``: the distinct entries ``row·cols + col``): ``bin =
-    index // size`` with ``size = ceil(n / MAX_BINS)``."""
-    row_size, col_size = -(-rows // MAX_BINS), -(-cols // MAX_BINS)
-    n_rows, n_cols = -(-rows // row_size), -(-cols // col_size)
-    counts = np.bincount((flat // cols) // row_size * n_cols + (flat % cols) // col_size,
-                         minlength=n_rows * n_cols).reshape(n_rows, n_cols)
+def _spatial_pairs(net: Connectivity):
+    """The distinct ``(output position, input position)`` pairs of the layer as two arrays: the per-dim
+    pairs of :attr:`Connectivity.taps` (taps folded onto one cell counted once), combined row-major."""
+    out_pos = np.zeros(1, dtype=np.int64)
+    in_pos = np.zeros(1, dtype=np.int64)
+    for d, dim in enumerate(net.taps):
+        pairs = np.unique(np.array([(o, i) for o, found in enumerate(dim) for i, _ in found], dtype=np.int64)
+                          .reshape(-1, 2), axis=0)
+        out_pos = (out_pos[:, None] * net.out_spatial[d] + pairs[None, :, 0]).ravel()
+        in_pos = (in_pos[:, None] * net.in_spatial[d] + pairs[None, :, 1]).ravel()
+    return out_pos, in_pos
+
+
+def _pieces(size: int, bin_size: int, positions: int):
+    """One side of the matrix (``size = channels · positions`` indices) cut at every bin edge and every
+    channel edge: per piece its ``(channel, bin, first position, end position)`` arrays."""
+    starts = np.union1d(np.arange(0, size, bin_size), np.arange(0, size, positions))
+    ends = np.append(starts[1:], size)
+    channel = starts // positions
+    return channel, starts // bin_size, starts - channel * positions, ends - channel * positions
+
+
+def _binned_counts(net: Connectivity, rows: int, cols: int):
+    """``(counts, connections)``: the structural non-zeros of the dense-equivalent matrix per bin of
+    :func:`_bin_edges`, and in all, without listing the connections.
+
+    An entry ``(oc·P_out + p, ic·P_in + q)`` is a non-zero iff ``oc`` and ``ic`` share a group and
+    ``(p, q)`` is a spatial pair (:func:`_spatial_pairs`). Each side is cut into pieces lying in one
+    channel and one bin (:func:`_pieces`); a 2-D histogram of the spatial pairs over the position
+    segments those pieces bound, summed as prefix sums, gives the pairs of every (row piece, column
+    piece); each piece pair of one group adds them to its bin. Cost: the spatial pairs plus the
+    piece pairs, not the ``channel pairs × spatial pairs`` connections."""
+    (row_size, n_rows), (col_size, n_cols) = _bin_edges(rows), _bin_edges(cols)
+    out_pos, in_pos = _spatial_pairs(net)
+    per_in, per_out = net.in_channels // net.groups, net.out_channels // net.groups
+    r_channel, r_bin, r_lo, r_hi = _pieces(rows, row_size, net.out_positions)
+    c_channel, c_bin, c_lo, c_hi = _pieces(cols, col_size, net.in_positions)
+    p_edges, q_edges = np.union1d(r_lo, r_hi), np.union1d(c_lo, c_hi)
+    segment_p = np.searchsorted(p_edges, out_pos, side="right") - 1
+    segment_q = np.searchsorted(q_edges, in_pos, side="right") - 1
+    histogram = np.bincount(segment_p * q_edges.size + segment_q,
+                            minlength=p_edges.size * q_edges.size).reshape(p_edges.size, q_edges.size)
+    cumulative = np.zeros((p_edges.size + 1, q_edges.size + 1), dtype=np.int64)
+    cumulative[1:, 1:] = histogram.cumsum(0).cumsum(1)
+    # every (row piece, column piece) of one group: the column pieces are sorted by channel, hence by group
+    r_group, c_group = r_channel // per_out, c_channel // per_in
+    first = np.searchsorted(c_group, r_group, side="left")
+    n = np.searchsorted(c_group, r_group, side="right") - first
+    a = np.repeat(np.arange(r_group.size), n)
+    b = np.arange(a.size) - np.repeat(np.cumsum(n) - n, n) + np.repeat(first, n)
+    p0, p1 = np.searchsorted(p_edges, r_lo[a]), np.searchsorted(p_edges, r_hi[a])
+    q0, q1 = np.searchsorted(q_edges, c_lo[b]), np.searchsorted(q_edges, c_hi[b])
+    pairs = cumulative[p1, q1] - cumulative[p0, q1] - cumulative[p1, q0] + cumulative[p0, q0]
+    counts = np.zeros(n_rows * n_cols, dtype=np.int64)
+    np.add.at(counts, r_bin[a] * n_cols + c_bin[b], pairs)
+    connections = net.groups * per_out * per_in * out_pos.size
+    return counts.reshape(n_rows, n_cols), connections
+
+
+def _bin_edges(size: int) -> tuple[int, int]:
+    """``(bin size, bins)`` of one side of ``size`` indices: ``bin = index // bin size`` with
+    ``bin size = ceil(size / MAX_BINS)``."""
+    bin_size = -(-size // MAX_BINS)
+    return bin_size, -(-size // bin_size)
+
+
+def _bins(counts, rows: int, cols: int) -> dict:
+    """The ``bins`` document of the structural non-zeros ``counts`` per bin (:func:`_bin_edges`)."""
+    (row_size, n_rows), (col_size, n_cols) = _bin_edges(rows), _bin_edges(cols)
     row_edges = np.minimum(np.arange(n_rows + 1) * row_size, rows)
     col_edges = np.minimum(np.arange(n_cols + 1) * col_size, cols)
     area = np.outer(np.diff(row_edges), np.diff(col_edges))

@@ -432,8 +432,10 @@ def test_lowrank_exact_matrix_ids_are_the_conv_taps_of_basis_0(input_shape, laye
     assert document["ids"] == ok("/api/matrix", query(input_shape, conv))["ids"]  # the conv's taps
 
 
-@pytest.mark.parametrize("input_shape, layer", [LAYERS[1], LAYERS[6], LAYERS[11], LAYERS[4], LAYERS[14]])
-@pytest.mark.parametrize("bins", [3, 5])
+@pytest.mark.parametrize("input_shape, layer", [LAYERS[1], LAYERS[6], LAYERS[11], LAYERS[4], LAYERS[14], LAYERS[3],
+                                                LAYERS[5], LAYERS[7], LAYERS[8], LAYERS[13], LAYERS[15],
+                                                ("6x5x7", "Conv2d(4,3,groups=2,padding=1)")])
+@pytest.mark.parametrize("bins", [3, 5, 7])
 def test_aggregated_matrix_is_the_binned_non_zeros_of_dense_matrix(monkeypatch, input_shape, layer, bins):
     monkeypatch.setattr(api, "EXACT_ENTRIES", 0)
     monkeypatch.setattr(api, "MAX_BINS", bins)
