@@ -73,8 +73,17 @@ class Distributed:
             "workers with --resume to continue from the last checkpoint"
         )
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
+        """Leave the process group. ``finished``: every rank ended its run normally, so they first
+        wait for each other (a barrier): gloo aborts a process that tears its group down while a
+        peer still talks to it. After a failure no barrier is tried (a dead peer would hold it up
+        to the timeout)."""
         if self.owns_group and dist.is_initialized():
+            if finished and self.enabled:
+                try:
+                    dist.barrier()
+                except RuntimeError:  # a peer left after all: tear down anyway
+                    pass
             dist.destroy_process_group()
             self.owns_group = False
 

@@ -133,6 +133,7 @@ def fit(model: nn.Module, dataset: object, config: TrainConfig, *, out_dir: str 
         raise ArgumentError("resume=True needs out_dir, the folder that holds checkpoint.pt (--out DIR)")
     data = as_tensors(dataset, params[0].dtype, config.loss)
     ddp = setup(config.device, config.ddp_timeout)
+    finished = False
     try:
         with contextlib.ExitStack() as stack:
             if out is not None and ddp.is_main:
@@ -146,9 +147,11 @@ def fit(model: nn.Module, dataset: object, config: TrainConfig, *, out_dir: str 
                 )
             stack.enter_context(_deterministic(config.deterministic))
             stop = stack.enter_context(StopSignals())
-            return _Trainer(model, data, config, ddp, out, stop, progress, args_record).run(resume)
+            result = _Trainer(model, data, config, ddp, out, stop, progress, args_record).run(resume)
+        finished = True
+        return result
     finally:
-        ddp.close()
+        ddp.close(finished)
 
 
 def _checkpoint_bytes(params: list[torch.Tensor], config: TrainConfig) -> int:
