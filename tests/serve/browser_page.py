@@ -66,6 +66,13 @@ class Page:
         """``data-pos`` of every grid cell with this test id."""
         return self.js(f'return [...document.querySelectorAll(\'[data-testid="{testid}"]\')].map(c => c.dataset.pos)')
 
+    def cells_in_reading_order(self, testid: str) -> list[str]:
+        """``data-pos`` of every grid cell with this test id in the order a reader meets them on the
+        screen: rows top to bottom, each row left to right."""
+        return self.js(f'return [...document.querySelectorAll(\'[data-testid="{testid}"]\')]'
+                       '.map(c => [c.getBoundingClientRect(), c.dataset.pos])'
+                       '.sort(([a], [b]) => a.top - b.top || a.left - b.left).map(([, pos]) => pos)')
+
     def active(self, testid: str) -> set[str]:
         """``data-pos`` of the cells with this test id that the current hover lights."""
         return set(self.js(f'return [...document.querySelectorAll(\'[data-testid="{testid}"][data-active="true"]\')]'

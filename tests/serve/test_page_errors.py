@@ -53,6 +53,26 @@ def test_a_control_that_makes_the_layer_invalid_replaces_the_view_and_back(page)
     assert page.text("output-shape") == "2×4×4"
 
 
+@pytest.mark.parametrize("case, fields", [
+    ("kernel-too-large", {"kind": "Conv2d", "in-h": "5", "arg-out": "2", "arg-kernel_size": "7", "arg-stride": ""}),
+    ("output-padding", {"kind": "ConvTranspose2d", "arg-out": "1", "arg-kernel_size": "3", "arg-stride": "2",
+                        "arg-output_padding": "2"}),
+    ("pool-padding", {"kind": "MaxPool2d", "arg-kernel_size": "2", "arg-padding": "2"}),
+    ("same-with-stride", {"kind": "Conv2d", "arg-out": "1", "arg-stride": "2", "arg-padding": "same"}),
+])
+def test_a_refused_url_fills_the_form_with_its_arguments_as_typed(page, case, fields):
+    page.open(*INVALID[case][:1], [INVALID[case][1]])
+    assert page.testid("error")
+    assert {name: page.js("return document.getElementById(arguments[0]).value", name) for name in fields} == fields
+
+
+def test_fixing_the_one_wrong_field_of_a_refused_url_shows_the_layer(page):
+    page.open("1x5x5", ["Conv2d(2, 7, stride=1)"])
+    page.set_control("arg-kernel_size", "3")
+    assert not page.testid("error")
+    assert page.text("output-shape") == "2×3×3"
+
+
 def test_a_stack_that_does_not_fit_shows_the_message_naming_the_layer(page):
     layers = ["Conv2d(4, 3)", "MaxPool2d(2)", "Conv2d(8, 5)"]
     page.open("1x8x8", layers)

@@ -171,9 +171,9 @@
     }
     $("in-h").previousSibling.textContent = spec.dims === 1 ? "length " : "height ";
   }
-  function describedArguments(text) {
-    // the engine's describe() of the layer, e.g. "Conv2d(? → 8, kernel_size=3, stride=2)": the
-    // arguments as layerlab parsed them, so that a URL fills the form
+  function argumentParts(text) {
+    // the top-level comma-separated parts inside a layer's parentheses, e.g. "Conv2d(8, (3,5), stride=2)"
+    // -> ["8", "(3,5)", "stride=2"]
     const inner = text.slice(text.indexOf("(") + 1, text.lastIndexOf(")"));
     const parts = [];
     let depth = 0;
@@ -187,15 +187,36 @@
         start = k + 1;
       }
     }
+    return parts.filter(Boolean);
+  }
+  // a value as a form field holds it: "'same'" -> "same", "(3, 5)" -> "3,5"
+  const fieldValue = (value) => value.trim().replace(/^'(.*)'$/, "$1").replace(/^\((.*)\)$/, "$1").replace(/\s+/g, "");
+  function describedArguments(text) {
+    // the engine's describe() of the layer, e.g. "Conv2d(? → 8, kernel_size=3, stride=2)": the
+    // arguments as layerlab parsed them, so that a URL fills the form
     const args = {};
-    for (const part of parts.filter(Boolean)) {
+    for (const part of argumentParts(text)) {
       const arrow = part.indexOf("→");
       const equals = part.indexOf("=");
       if (arrow >= 0 && (equals < 0 || arrow < equals)) args.out = part.slice(arrow + 1).trim();
-      else if (equals > 0) args[part.slice(0, equals).trim()] = part.slice(equals + 1).trim().replace(/^'(.*)'$/, "$1")
-        .replace(/^\((.*)\)$/, "$1").replace(/\s+/g, "");
+      else if (equals > 0) args[part.slice(0, equals).trim()] = fieldValue(part.slice(equals + 1));
     }
     return args;
+  }
+  function typedArguments(text, kind) {
+    // the arguments of a layer string as typed, e.g. "Conv2d(8, 7, stride=2)": positional ones in the
+    // order the form lists them (out, kernel_size), keywords by name
+    const positional = KINDS[kind].args.filter((name) => name === "out" || name === "kernel_size");
+    const args = {};
+    for (const part of argumentParts(text)) {
+      const equals = part.indexOf("=");
+      if (equals > 0) args[part.slice(0, equals).trim()] = fieldValue(part.slice(equals + 1));
+      else if (positional.length) args[positional.shift()] = fieldValue(part);
+    }
+    return args;
+  }
+  function fillArguments(args) {
+    for (const name of ["out", "kernel_size", ...KEYWORDS]) $(`arg-${name}`).value = args[name] ?? "";
   }
   function fillControls(layer) {
     const kind = ALIASES[layer.kind] || layer.kind;
@@ -209,14 +230,12 @@
       $("in-h").value = shape[1];
       $("in-w").value = shape.length > 2 ? shape[2] : "";
     }
-    const args = describedArguments(layer.layer);
-    $("arg-out").value = args.out ?? "";
-    for (const name of ["kernel_size", ...KEYWORDS]) $(`arg-${name}`).value = args[name] ?? "";
+    fillArguments(describedArguments(layer.layer));
   }
 
   function fillControlsFromUrl() {
-    // a layer the engine refused: the form shows the URL's kind and input as written (its
-    // arguments stay in the editable layer string), never those of another layer
+    // a layer the engine refused: the form shows the URL's kind, input and arguments as written,
+    // never those of another layer
     const kind = kindOf(state.layers[0]);
     if (kind in KINDS) {
       $("kind").value = kind;
@@ -225,64 +244,163 @@
     const sizes = state.input.split("x");
     if (kind in KINDS && KINDS[kind].dims === 0) $("in-features").value = state.input;
     else [$("in-channels").value, $("in-h").value, $("in-w").value] = [sizes[0] ?? "", sizes[1] ?? "", sizes[2] ?? ""];
-    for (const name of ["out", "kernel_size", ...KEYWORDS]) $(`arg-${name}`).value = "";
+    fillArguments(kind in KINDS ? typedArguments(state.layers[0], kind) : {});
   }
 
   // ---- grids of cells ---------------------------------------------------------------------------------
   // The API says which part of a map is drawn (grid.channels_shown, grid.cells_shown); cells carry
   // data-testid and data-pos ("c,i,j", "c,i" or "i"), lit cells data-active="true".
-  // a grid's box: cols × rows cells of `size` px and 1 px gaps, fixed so its layout stays inside it
-  const gridBox = (cols, rows, size) => `--cols:${cols};--cell:${size}px;width:${cols * (size + 1) + 1}px;height:${rows * (size + 1) + 1}px`;
+  // a grid's box: cols × rows slots of `size` px and 1 px gaps, fixed so its layout stays inside it.
+  // Plain properties, not CSS variables: a variable is inherited, so changing one restyles every cell
+  const gridBox = (cols, rows, size) => `grid-template-columns:repeat(${cols},${size}px);grid-auto-rows:${size}px;`
+    + `background-image:${["right", "bottom"].map((to) => `repeating-linear-gradient(to ${to},var(--line) 0 1px,transparent 1px ${size + 1}px)`).join(",")};`
+    + `width:${cols * (size + 1) + 1}px;height:${rows * (size + 1) + 1}px`;
   function cellSize(cols) { return Math.max(5, Math.min(16, Math.floor(400 / cols) - 1)); }
   const gridCols = (grid) => (grid.shape.length === 1 ? Math.min(grid.cells_shown, 32) : grid.shape[grid.shape.length - 1]);
-  function buildGrid(container, grid, testid, extraClass, size) {
-    // cells already there are kept and renamed (data-pos), only the missing ones are made: a new
-    // shape costs no new elements, so a redraw stays cheap
+  // A slot's key orders the slots as the DOM does and names its position: features k; a (C, L) map
+  // c·2¹⁶ + i; a (C, H, W) map (i·2¹⁰ + c)·2¹⁶ + j, a gap slot with j = GAP (after its channel's cells)
+  const GAP = 65535;
+  function gridLayout(grid) {
+    // the slots of one map's box in row-major order: `cols` × `rows`, and the data-pos (null: a gap
+    // slot) and key of slot k. Features wrap at 32 a row; a (C, L) map has one channel a row; a
+    // (C, H, W) map has its channels side by side, one gap slot apart.
     const shape = grid.shape;
-    const key = `${testid}:${shape.join("x")}:${grid.channels_shown}:${grid.cells_shown}:${grid.drawn}:${size}`;
+    const channels = grid.channels_shown;
+    if (shape.length === 1) {
+      const cols = gridCols(grid);
+      return { rank: 1, cols, rows: Math.ceil(grid.cells_shown / cols), slots: grid.cells_shown, pos: (k) => String(k), key: (k) => k };
+    }
+    if (shape.length === 2) {
+      const length = shape[1];
+      return { rank: 2, cols: length, rows: channels, slots: channels * length,
+        pos: (k) => `${Math.floor(k / length)},${k % length}`, key: (k) => Math.floor(k / length) * 65536 + (k % length) };
+    }
+    const width = shape[2];
+    const cols = channels * (width + 1) - 1;
+    const split = (k) => { // [row, channel, column (GAP for a gap slot)]
+      const x = k % cols;
+      const j = x % (width + 1);
+      return [Math.floor(k / cols), (x - j) / (width + 1), j === width ? GAP : j];
+    };
+    return { rank: 3, cols, rows: shape[1], slots: shape[1] * cols,
+      pos: (k) => { const [i, c, j] = split(k); return j === GAP ? null : `${c},${i},${j}`; },
+      key: (k) => { const [i, c, j] = split(k); return (i * 1024 + c) * 65536 + j; } };
+  }
+  function makeSlot(layout, k, testid) {
+    const slot = document.createElement("i");
+    const pos = layout.pos(k);
+    if (pos === null) slot.className = "gap";
+    else {
+      slot.setAttribute("data-testid", testid);
+      slot.setAttribute("data-pos", pos);
+    }
+    return slot;
+  }
+  function renameSlot(slot, pos, testid) {
+    if (pos === null) {
+      if (slot.className === "gap") return;
+      slot.className = "gap";
+      slot.removeAttribute("data-testid");
+      slot.removeAttribute("data-pos");
+      return;
+    }
+    if (slot.className === "gap") {
+      slot.removeAttribute("class");
+      slot.setAttribute("data-testid", testid);
+    }
+    slot.setAttribute("data-pos", pos);
+  }
+  // what the browser spends on one slot, in renames: making one (element, style, layout) ~4, renaming
+  // one (attribute change) 1, removing one ~0.3 (measured in headless Chromium with benchmarks/serve.py)
+  const COST = { make: 4, rename: 1, remove: 0.3 };
+  function reconcile(box, layout, testid) {
+    // make the box's slots the layout's, by the cheaper of two ways: by key (a slot whose position
+    // stays is left alone, a new one made in place, a gone one removed: a grown or shrunk map), or in
+    // order (slots renamed first to last, made or removed at the end: channels reshuffled)
+    const sameRank = box._rank === layout.rank; // else the keys mean other positions: no slot is kept by key
+    const old = box._keys || [];
+    const oldSlots = box._slots || [];
+    const keys = Array.from({ length: layout.slots }, (_, k) => layout.key(k));
+    let same = 0; // slots whose key stays
+    for (let a = 0, k = 0; sameRank && k < keys.length; k += 1) {
+      while (a < old.length && old[a] < keys[k]) a += 1;
+      if (a < old.length && old[a] === keys[k]) { same += 1; a += 1; }
+    }
+    const common = Math.min(old.length, keys.length);
+    const byKey = COST.make * (keys.length - same) + COST.remove * (old.length - same);
+    const inOrder = COST.make * (keys.length - common) + COST.rename * common + COST.remove * (old.length - common);
+    const slots = [];
+    let fresh = null; // new slots waiting to go in before the next kept one
+    const add = (k) => {
+      const slot = makeSlot(layout, k, testid);
+      (fresh ||= document.createDocumentFragment()).append(slot);
+      slots.push(slot);
+    };
+    if (byKey <= inOrder) {
+      if (!sameRank) box.replaceChildren();
+      const kept = sameRank ? old : [];
+      let a = 0;
+      for (let k = 0; k < keys.length; k += 1) {
+        while (a < kept.length && kept[a] < keys[k]) { oldSlots[a].remove(); a += 1; }
+        if (a < kept.length && kept[a] === keys[k]) {
+          if (fresh) { box.insertBefore(fresh, oldSlots[a]); fresh = null; }
+          slots.push(oldSlots[a]);
+          a += 1;
+        } else add(k);
+      }
+      for (; a < kept.length; a += 1) oldSlots[a].remove();
+    } else {
+      for (let a = old.length - 1; a >= common; a -= 1) oldSlots[a].remove();
+      for (let k = 0; k < common; k += 1) {
+        if (!sameRank || old[k] !== keys[k]) renameSlot(oldSlots[k], layout.pos(k), testid);
+        slots.push(oldSlots[k]);
+      }
+      for (let k = common; k < keys.length; k += 1) add(k);
+    }
+    if (fresh) box.append(fresh);
+    box._keys = keys;
+    box._slots = slots;
+    box._rank = layout.rank;
+  }
+  function gridParts(container) {
+    // a map's parts, made once and kept: channel labels, the box of slots, the note on what is not drawn
+    if (!container._box) {
+      container.replaceChildren(el("div", { class: "labels" }), el("div", { class: "grid" }), el("div", { class: "more" }));
+      [container._labels, container._box, container._more] = container.children;
+    }
+    return [container._labels, container._box, container._more];
+  }
+  function buildGrid(container, grid, testid, extraClass, size) {
+    // the box and its slots are kept across redraws and changed as little as they can be
+    // (reconcile), so that a redraw makes few elements for the browser to style and lay out
+    const shape = grid.shape;
+    const key = `${shape.join("x")}:${grid.channels_shown}:${grid.cells_shown}:${grid.drawn}:${size}`;
     if (container.dataset.key === key) return; // same cells: keep them
     container.dataset.key = key;
     container._cells = null; // the lookup is built at the first hover
-    for (const node of [...container.children]) if (!node.classList.contains("channel")) node.remove();
+    const [labels, box, more] = gridParts(container);
+    box.className = `grid ${extraClass}`;
     if (!grid.drawn) {
-      container.replaceChildren(el("div", { class: "more" }, `${shapeText(shape)}: too many positions to draw as cells`));
+      box.hidden = true;
+      box.replaceChildren();
+      box._keys = box._slots = box._rank = null;
+      labels.replaceChildren();
+      more.textContent = `${shapeText(shape)}: too many positions to draw as cells`;
       return;
     }
-    const flat = shape.length === 1;
-    const channels = flat ? 1 : grid.channels_shown;
-    const cols = flat ? Math.min(grid.cells_shown, 32) : shape[shape.length - 1];
-    const rows = flat ? Math.ceil(grid.cells_shown / cols) : shape.length === 3 ? shape[1] : 1;
-    const count = flat ? grid.cells_shown : rows * cols;
-    const panels = [...container.children];
-    for (const extra of panels.slice(channels)) extra.remove();
-    for (let c = 0; c < channels; c += 1) {
-      let panel = panels[c];
-      if (!panel) {
-        panel = el("div", { class: "channel" });
-        panel.innerHTML = "<span></span><div></div>";
-        container.append(panel);
-      }
-      panel.firstChild.textContent = flat ? "" : `channel ${c}`;
-      const box = panel.lastChild;
-      box.className = `grid ${extraClass}`;
-      box.setAttribute("style", gridBox(cols, rows, size));
-      const have = box.childElementCount;
-      if (have < count) box.insertAdjacentHTML("beforeend", `<i data-testid="${testid}"></i>`.repeat(count - have));
-      for (let k = have; k > count; k -= 1) box.lastElementChild.remove();
-      const layout = `${shape.length}:${c}:${rows}:${cols}`;
-      if (box.dataset.layout !== layout || have < count) {
-        box.dataset.layout = layout;
-        const cells = box.children;
-        for (let k = 0; k < count; k += 1) {
-          cells[k].dataset.pos = flat ? String(k) : shape.length === 3 ? `${c},${Math.floor(k / cols)},${k % cols}` : `${c},${k}`;
-        }
-      }
-    }
-    const hidden = flat ? shape[0] - grid.cells_shown : shape[0] - channels;
-    if (hidden > 0) {
-      container.append(el("div", { class: "more" }, flat ? `features ${grid.cells_shown}…${shape[0] - 1} not drawn`
-        : `channels ${channels}…${shape[0] - 1} not drawn`));
-    }
+    box.hidden = false;
+    const layout = gridLayout(grid);
+    box.setAttribute("style", gridBox(layout.cols, layout.rows, size));
+    reconcile(box, layout, testid);
+    // a label over each channel of a (C, H, W) map; a (C, L) map says that its rows are channels
+    const channels = shape.length === 1 ? 0 : grid.channels_shown;
+    labels.replaceChildren(...(shape.length === 3
+      ? Array.from({ length: channels }, (_, c) => el("span", { style: `width:${shape[2] * (size + 1)}px;margin-right:${size + 1}px` }, `channel ${c}`))
+      : shape.length === 2 ? [el("span", {}, `one row per channel (0…${channels - 1})`)] : []));
+    const hidden = shape.length === 1 ? shape[0] - grid.cells_shown : shape[0] - channels;
+    const first = shape.length === 1 ? grid.cells_shown : channels;
+    const what = shape.length === 1 ? "feature" : "channel";
+    more.textContent = hidden <= 0 ? "" : hidden === 1 ? `${what} ${first} not drawn` : `${what}s ${first}…${shape[0] - 1} not drawn`;
   }
   function cellsOf(container) {
     if (!container._cells) {
@@ -400,23 +518,33 @@
     context.textAlign = "center";
     context.textBaseline = "middle";
     const span = Math.max(1, coverage.max - coverage.min);
+    // one path per count (one colour each) and one for the output-padding frames: a few draw calls
+    const squares = new Map();
+    const frames = new Path2D();
     rows.forEach((row, i) => {
       row.forEach((n, j) => {
-        const t = (n - coverage.min) / span;
-        context.fillStyle = rampColour(t);
-        context.fillRect(j * size, i * size, size - 1, size - 1);
-        if (size >= 13) {
-          context.fillStyle = t > 0.6 ? "#000" : "#fff";
-          context.fillText(String(n), j * size + (size - 1) / 2, i * size + size / 2);
-        }
-        const opad = rows.length > 1 ? padding[0].has(i) || padding[1].has(j) : padding[0].has(j);
-        if (opad) {
-          context.strokeStyle = "#e11d48";
-          context.lineWidth = 2;
-          context.strokeRect(j * size + 1, i * size + 1, size - 3, size - 3);
+        if (!squares.has(n)) squares.set(n, new Path2D());
+        squares.get(n).rect(j * size, i * size, size - 1, size - 1);
+        if (rows.length > 1 ? padding[0].has(i) || padding[1].has(j) : padding[0].has(j)) {
+          frames.rect(j * size + 1, i * size + 1, size - 3, size - 3);
         }
       });
     });
+    for (const [n, path] of squares) {
+      context.fillStyle = rampColour((n - coverage.min) / span);
+      context.fill(path);
+    }
+    if (size >= 13) {
+      rows.forEach((row, i) => {
+        row.forEach((n, j) => {
+          context.fillStyle = (n - coverage.min) / span > 0.6 ? "#000" : "#fff";
+          context.fillText(String(n), j * size + (size - 1) / 2, i * size + size / 2);
+        });
+      });
+    }
+    context.strokeStyle = "#e11d48";
+    context.lineWidth = 2;
+    context.stroke(frames);
     $("coverage-note").textContent = `input cells per input channel that reach each output position: ${coverage.min} to ${coverage.max}${added}`;
   }
 
