@@ -95,7 +95,7 @@ def fold(index, size: int, padding_mode: str):
 
     Plain arithmetic (``abs``, ``+ − // %``, comparisons, ``& |``): it works on ints and element-wise
     on integer arrays and tensors, the one formula of :func:`fold_index` and of
-    :func:`layerlab.convert.window_index`.
+    :func:`layerlab.convert.entries.window_index`.
 
     Examples:
         >>> [fold(i, 4, "reflect") for i in (-1, 4)], fold(-1, 4, "zeros")
@@ -157,7 +157,7 @@ def weight_id(kind: str, group, o, c, tap, out_position=0, in_position=0, *, gro
 
     Plain arithmetic (``+ * // %``): it works on ints and element-wise (broadcasting) on integer
     arrays and tensors, the one formula of :meth:`Connectivity.weight_id` and of
-    :func:`layerlab.convert.conv_family_entries`.
+    :func:`layerlab.convert.entries.conv_family_entries`.
 
     Examples:
         >>> sizes = dict(groups=2, per_in=3, per_out=4, taps=9)
