@@ -39,8 +39,10 @@ within their group and ``t`` the flat tap:
 - ``Linear`` (weight ``(out, in)``): ``o·in + i``;
 - layers without weights (pooling, element-wise): ``None``.
 
-Pure arithmetic (no torch); :mod:`layerlab.convert` builds the same connections with torch, and the
-tests check one against the other.
+Pure arithmetic (no torch). :func:`fold`, :func:`tile_index` and :func:`weight_id` use only
+``abs``, ``+ − * // %``, comparisons and ``& |``, so :mod:`layerlab.convert` calls the same functions
+on torch tensors to build :func:`layerlab.convert.dense_matrix`; the tests check that matrix against
+the layers' own forward pass and these links against its non-zeros.
 
 Examples:
     >>> from layerlab.arith import ConvSpec
@@ -71,7 +73,8 @@ from layerlab.arith.specs import (
 )
 from layerlab.errors import ArgumentError
 
-__all__ = ["Link", "Connectivity", "connectivity", "dim_taps", "fold_index", "LINKED_LAYERS"]
+__all__ = ["Link", "Connectivity", "connectivity", "dim_taps", "fold", "fold_index", "tile_index", "weight_id",
+           "LINKED_LAYERS"]
 
 # the layer kinds whose cells are linked (the others have no fixed window, or mix cells through statistics)
 LINKED_LAYERS = ("Linear", "Conv*d", "ConvTranspose*d", "LocallyConnected*d", "LocallyConnectedTranspose*d",
@@ -80,23 +83,95 @@ LINKED_LAYERS = ("Linear", "Conv*d", "ConvTranspose*d", "LocallyConnected*d", "L
                  "element-wise layers (ReLU, Dropout, Identity, ...)")
 
 
+def fold(index, size: int, padding_mode: str):
+    """The input position a (possibly padded) position ``index`` reads along a dim of ``size``, and
+    whether it reads one: ``(position, valid)``.
+
+    With ``last = size − 1``: reflect ``last − |last − |index||`` (a reflection about each edge),
+    circular ``index mod size``, replicate the clamp to ``[0, last]``,
+    ``(|index| − |index − last| + last) / 2``. ``valid`` is false only for a zero-padding cell
+    (outside ``[0, last]`` with ``padding_mode="zeros"``), whose ``position`` is then the clamp, an
+    index that is safe to gather with.
+
+    Plain arithmetic (``abs``, ``+ − // %``, comparisons, ``& |``): it works on ints and element-wise
+    on integer arrays and tensors, the one formula of :func:`fold_index` and of
+    :func:`layerlab.convert.entries.window_index`.
+
+    Examples:
+        >>> [fold(i, 4, "reflect") for i in (-1, 4)], fold(-1, 4, "zeros")
+        ([(1, True), (2, True)], (0, False))
+    """
+    last = size - 1
+    if padding_mode == "reflect":
+        position = last - abs(last - abs(index))
+    elif padding_mode == "circular":
+        position = index % size
+    else:  # replicate, and the stand-in position of a zero-padding cell
+        position = (abs(index) - abs(index - last) + last) // 2
+    return position, ((index >= 0) & (index <= last)) | (padding_mode != "zeros")
+
+
 def fold_index(index: int, size: int, padding_mode: str) -> int | None:
     """The input position a (possibly padded) position ``index`` reads along a dim of ``size``, or
-    ``None`` for a zero-padding cell.
+    ``None`` for a zero-padding cell (:func:`fold` of one int).
 
     Examples:
         >>> [fold_index(i, 4, "reflect") for i in (-1, 4)], fold_index(-1, 4, "zeros")
         ([1, 2], None)
     """
-    if 0 <= index < size:
-        return index
-    if padding_mode == "zeros":
-        return None
-    if padding_mode == "reflect":
-        return -index if index < 0 else 2 * (size - 1) - index
-    if padding_mode == "replicate":
-        return min(max(index, 0), size - 1)
-    return index % size  # circular
+    position, valid = fold(index, size, padding_mode)
+    return position if valid else None
+
+
+def tile_index(position, out_spatial: tuple[int, ...], tile_size: tuple[int, ...]):
+    """The flat tile position of flat output position ``position`` of a tiled layer: its position
+    modulo ``tile_size`` per dim, flattened row-major over ``tile_size``.
+
+    Plain arithmetic (``+ * // %``): it works on ints and element-wise on integer arrays and tensors.
+
+    Examples:
+        >>> [tile_index(p, (3, 4), (2, 2)) for p in (0, 5, 7, 11)]  # (0,0) (1,1) (1,3) (2,3)
+        [0, 3, 3, 1]
+    """
+    tile = 0
+    for d, (n, t) in enumerate(zip(out_spatial, tile_size)):
+        tile = tile * t + position // prod(out_spatial[d + 1:]) % n % t
+    return tile
+
+
+def weight_id(kind: str, group, o, c, tap, out_position=0, in_position=0, *, groups: int, per_in: int,
+              per_out: int, taps: int, out_spatial: tuple[int, ...] = (), tile_size: tuple[int, ...] | None = None):
+    """The flat index into a layer's ``weight`` of the connection from input channel ``c`` to output
+    channel ``o`` (both counted within ``group``) through flat tap ``tap`` (the formulas of the module
+    docstring, with ``K = taps``, ``C_g = per_in``, ``O_g = per_out``, ``G = groups``).
+
+    Args:
+        kind: ``"conv"``, ``"dense"``, ``"lowrank"`` (the tap of basis 0), ``"transpose"``,
+            ``"local"``, ``"tiled"`` or ``"local_transpose"``.
+        group, o, c, tap: the connection (``0 ≤ o < O_g``, ``0 ≤ c < C_g``, ``0 ≤ tap < K``; dense:
+            ``group = 0``, ``c`` the input feature, ``tap = 0``).
+        out_position, in_position: its flat output and input positions: a local layer reads the
+            filter bank of ``out_position``, a tiled layer that of its :func:`tile_index`, a
+            transposed local layer that of ``in_position``; the others use neither.
+        out_spatial, tile_size: a tiled layer's output and tile sizes.
+
+    Plain arithmetic (``+ * // %``): it works on ints and element-wise (broadcasting) on integer
+    arrays and tensors, the one formula of :meth:`Connectivity.weight_id` and of
+    :func:`layerlab.convert.entries.conv_family_entries`.
+
+    Examples:
+        >>> sizes = dict(groups=2, per_in=3, per_out=4, taps=9)
+        >>> weight_id("conv", 1, 2, 0, 5, **sizes), weight_id("local", 1, 2, 0, 5, out_position=7, **sizes)
+        (167, 1642)
+    """
+    if kind in ("conv", "dense", "lowrank"):  # (C_out, C_g, *k)
+        return ((group * per_out + o) * per_in + c) * taps + tap
+    if kind == "transpose":  # (C_in, O_g, *k)
+        return ((group * per_in + c) * per_out + o) * taps + tap
+    if kind == "local_transpose":  # (*in, G, O_g, *k, C_g)
+        return (((in_position * groups + group) * per_out + o) * taps + tap) * per_in + c
+    position = tile_index(out_position, out_spatial, tile_size) if kind == "tiled" else out_position
+    return (((position * groups + group) * per_in + c) * taps + tap) * per_out + o  # (*out | *tile, G, C_g, *k, O_g)
 
 
 def dim_taps(in_size: int, out_size: int, kernel_size: int, stride: int, pad_left: int, dilation: int = 1, *,
@@ -213,24 +288,14 @@ class Connectivity:
 
     def weight_id(self, out_channel: int, in_channel: int, out_position: int, in_position: int,
                   tap: int) -> int | None:
-        """The flat weight index of one connection (module docstring), or ``None`` without weights.
-        Works element-wise on integer arrays too."""
+        """The flat weight index of one connection (:func:`weight_id` of its group and channels within
+        it), or ``None`` without weights. Works element-wise on integer arrays too."""
         if self.kind in ("pool", "adaptive", "identity"):
             return None
         per_in, per_out = self.in_channels // self.groups, self.out_channels // self.groups
-        k = prod(self.kernel_size)
-        group, o, c = out_channel // per_out, out_channel % per_out, in_channel % per_in
-        if self.kind in ("conv", "dense", "lowrank"):
-            return (out_channel * per_in + c) * k + tap
-        if self.kind == "transpose":
-            return (in_channel * per_out + o) * k + tap
-        if self.kind == "local_transpose":
-            return (((in_position * self.groups + group) * per_out + o) * k + tap) * per_in + c
-        position = out_position
-        if self.kind == "tiled":
-            position = _flat(tuple(p % t for p, t in zip(_unflat(out_position, self.out_spatial), self.tile_size)),
-                             self.tile_size)
-        return (((position * self.groups + group) * per_in + c) * k + tap) * per_out + o
+        return weight_id(self.kind, out_channel // per_out, out_channel % per_out, in_channel % per_in, tap,
+                         out_position, in_position, groups=self.groups, per_in=per_in, per_out=per_out,
+                         taps=prod(self.kernel_size), out_spatial=self.out_spatial, tile_size=self.tile_size)
 
     def basis_taps(self, weight: int) -> list[int]:
         """A low-rank layer's ``R`` basis taps (flat indices into its weight) that a connection with

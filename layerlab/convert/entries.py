@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from layerlab.arith import adaptive_windows
+from layerlab.arith.cells import fold, tile_index, weight_id
 from layerlab.convert.geometry import TRANSPOSED, LayerGeometry
 
 __all__ = ["Entries", "combine_dims", "window_index", "adaptive_index", "conv_family_entries",
@@ -50,21 +51,6 @@ class Entries:
     tie: torch.Tensor | None
     shape: tuple[int, int]
     offset: torch.Tensor | None
-
-
-def _fold(index: torch.Tensor, size: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Map padded positions to input positions; return ``(index, valid)``."""
-    if mode == "zeros":
-        valid = (index >= 0) & (index < size)
-        return index.clamp(0, size - 1), valid
-    if mode == "reflect":
-        index = torch.where(index < 0, -index, index)
-        index = torch.where(index >= size, 2 * (size - 1) - index, index)
-    elif mode == "replicate":
-        index = index.clamp(0, size - 1)
-    else:  # circular
-        index = index.remainder(size)
-    return index, torch.ones_like(index, dtype=torch.bool)
 
 
 def combine_dims(in_size, per_dim):
@@ -105,7 +91,7 @@ def window_index(in_size, out_size, kernel_size, stride, pad_left, dilation, pad
     per_dim = []
     for n, o, k, s, p, d in zip(in_size, out_size, kernel_size, stride, pad_left, dilation):
         position = torch.arange(o)[:, None] * s - p + torch.arange(k)[None, :] * d  # (out_d, k_d)
-        per_dim.append(_fold(position, n, padding_mode))
+        per_dim.append(fold(position, n, padding_mode))
     return combine_dims(in_size, per_dim)
 
 
@@ -132,12 +118,9 @@ def adaptive_index(in_size, out_size):
 
 
 def tile_position(out_size, tile_size) -> torch.Tensor:
-    """``(L,)`` flat tile index ``p mod tile_size`` of every flat output position ``p``."""
-    grids = torch.meshgrid(*[torch.arange(n) % t for n, t in zip(out_size, tile_size)], indexing="ij")
-    flat = torch.zeros(out_size, dtype=torch.long)
-    for d, g in enumerate(grids):
-        flat = flat + g * math.prod(tile_size[d + 1:])
-    return flat.reshape(-1)
+    """``(L,)`` flat tile index ``p mod tile_size`` of every flat output position ``p``
+    (:func:`layerlab.arith.cells.tile_index`)."""
+    return tile_index(torch.arange(math.prod(out_size)), tuple(out_size), tuple(tile_size))
 
 
 def structure_size(geometry: LayerGeometry, in_size) -> int:
@@ -159,7 +142,8 @@ def conv_family_entries(geometry: LayerGeometry, in_size, weight: torch.Tensor) 
     ``(*out_size | *tile_size, groups, C_in/groups, *k, C_out/groups)`` of Contract 3 for local and
     tiled layers (and low-rank ones, whose per-position weight is materialised first); a transposed
     local layer's ``(*in_size, groups, C_out/groups, *k, C_in/groups)`` is the weight of the local
-    layer (``C_out → C_in`` over its output grid) whose matrix, transposed, is its own. No bias (see
+    layer (``C_out → C_in`` over its output grid) whose matrix, transposed, is its own. The ties are
+    :func:`layerlab.arith.cells.weight_id` of every entry, computed on tensors. No bias (see
     :func:`layerlab.convert.dense_bias`).
     """
     in_size = tuple(in_size)
@@ -186,11 +170,13 @@ def conv_family_entries(geometry: LayerGeometry, in_size, weight: torch.Tensor) 
     full = (groups, og, cg, lv.numel())
     rows = ((g * og + o) * L + lv).expand(full).reshape(-1)
     cols = ((g * cg + c) * l_in + source).expand(full).reshape(-1)
-    if geometry.kind in ("conv", "transpose"):
-        tie = ((g * og + o) * cg + c) * K + kv
-    else:
-        position = tile_position(out_size, geometry.tile_size)[lv] if geometry.kind == "tiled" else lv
-        tie = (((position * groups + g) * cg + c) * K + kv) * og + o
+    # the layer's own output and input channel (within the group) and position: a transposed layer's
+    # window runs from its output to its input
+    o_own, c_own, out_position, in_position = (c, o, source, lv) if transposed else (o, c, lv, source)
+    kind = "local" if geometry.kind == "lowrank" else geometry.kind  # a low-rank weight comes materialised per position
+    tie = weight_id(kind, g, o_own, c_own, kv, out_position, in_position, groups=groups,
+                    per_in=geometry.in_channels // groups, per_out=geometry.out_channels // groups, taps=K,
+                    out_spatial=out_size, tile_size=geometry.tile_size)
     tie = tie.expand(full).reshape(-1)
     shape = (c_out * L, c_in * l_in)
     if transposed:
