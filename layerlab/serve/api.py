@@ -51,16 +51,17 @@ from layerlab.arith.receptive import FieldDim, ReceptiveField
 from layerlab.arith.parse import parse_stack
 from layerlab.errors import ArgumentError, LayerlabError, SizeLimitError
 
-__all__ = ["SCHEMA", "MAX_QUERY_BYTES", "MAX_LAYERS", "MAX_POSITIONS", "EXACT_ENTRIES", "MAX_BINS",
+__all__ = ["SCHEMA", "MAX_QUERY_BYTES", "MAX_LAYERS", "MAX_POSITIONS", "MAX_CELL_POSITIONS", "EXACT_ENTRIES", "MAX_BINS",
            "MAX_CONNECTIONS", "MAX_DIM_TAPS", "CHANNELS_SHOWN", "ENDPOINTS", "answer", "view", "links", "matrix", "rf",
            "model_rf", "error_document"]
 
 SCHEMA = "layerlab.serve/1"
 MAX_QUERY_BYTES = 4096  # a query string longer than this is refused before it is parsed
 MAX_LAYERS = 64  # layers in one stack
-MAX_POSITIONS = 16384  # spatial positions of one map (128×128) drawn as cells; larger maps show no grid
+MAX_POSITIONS = 16384  # spatial positions of one map (128×128) drawn; larger maps show no grid
+MAX_CELL_POSITIONS = 4096  # positions of one map (64×64) drawn as one element per cell; larger: a canvas
 CHANNELS_SHOWN = 4  # channels of a map the page draws
-MAX_CELLS_SHOWN = 4096  # cells of one map the page draws (one channel of 64×64): keeps a redraw fast
+MAX_CELLS_SHOWN = 2048  # cells of one map the page draws in channels beyond the first: keeps a redraw fast
 MAX_FEATURES_SHOWN = 1024  # cells of a flat (features) map the page draws
 NO_MODEL = "no model: start the server with layerlab serve --model FILE.py:NAME --input SHAPE"
 EXACT_ENTRIES = 65536  # matrices with at most this many entries are sent entry by entry
@@ -325,17 +326,19 @@ def _code(spec, report) -> dict | None:
 def _grid(shape: tuple[int, ...]) -> dict:
     """What the page draws of a map: at most :data:`CHANNELS_SHOWN` channels of at most
     :data:`MAX_POSITIONS` positions (and no more channels than fit in :data:`MAX_CELLS_SHOWN`
-    cells, but at least one), or the first :data:`MAX_FEATURES_SHOWN` flat features."""
+    cells, but at least one), or the first :data:`MAX_FEATURES_SHOWN` flat features; ``canvas``:
+    a map of more than :data:`MAX_CELL_POSITIONS` positions is painted on a canvas, not drawn as
+    one element per cell."""
     if len(shape) == 1:
         shown = min(shape[0], MAX_FEATURES_SHOWN)
         return {"shape": list(shape), "positions": "i", "channels_shown": None, "cells_shown": shown,
-                "drawn": True}
+                "drawn": True, "canvas": False}
     positions = prod(shape[1:])
     drawn = positions <= MAX_POSITIONS
     channels = min(shape[0], CHANNELS_SHOWN, max(1, MAX_CELLS_SHOWN // positions)) if drawn else 0
     layout = {2: "c,i", 3: "c,i,j", 4: "c,d,i,j"}[len(shape)]
     return {"shape": list(shape), "positions": layout, "channels_shown": channels, "cells_shown": channels * positions,
-            "drawn": drawn}
+            "drawn": drawn, "canvas": drawn and positions > MAX_CELL_POSITIONS}
 
 
 def _coverage(spec: ConvTransposeSpec | LocalTransposeSpec, report) -> dict:

@@ -65,6 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     timeout = 60  # seconds an idle connection is kept: one that never sends a request does not hold a thread forever
+    # TCP_NODELAY: an answer's last small segment goes out at once instead of waiting for the
+    # client's (delayed, up to 40 ms) acknowledgement of the one before
+    disable_nagle_algorithm = True
 
     def version_string(self) -> str:
         return self.server_version

@@ -219,15 +219,22 @@ def test_code_builds_the_layer_shown(input_shape, layer):
         assert view["code"]["torch"].startswith(f"# torch.nn has no ")
 
 
-def test_grid_says_which_channels_the_page_draws():
+def test_grid_says_which_channels_the_page_draws_and_how():
     grid = ok("/api/view", query("3x32x32", "Conv2d(8,3)"))["layer"]["grid"]
-    assert grid["input"] == {"shape": [3, 32, 32], "positions": "c,i,j", "channels_shown": 3, "cells_shown": 3072,
-                             "drawn": True}
-    assert grid["output"]["channels_shown"] == api.CHANNELS_SHOWN
+    # 2,048 cells: two 32×32 channels of the input, two 30×30 of the output
+    assert grid["input"] == {"shape": [3, 32, 32], "positions": "c,i,j", "channels_shown": 2, "cells_shown": 2048,
+                             "drawn": True, "canvas": False}
+    assert (grid["output"]["channels_shown"], grid["output"]["cells_shown"]) == (2, 1800)
+    small = ok("/api/view", query("6x8x8", "Conv2d(8,3)"))["layer"]["grid"]
+    assert [small[side]["channels_shown"] for side in ("input", "output")] == [api.CHANNELS_SHOWN] * 2
     flat = ok("/api/view", query("2000", "Linear(10)"))["layer"]["grid"]
     assert flat["input"]["cells_shown"] == api.MAX_FEATURES_SHOWN and flat["output"]["positions"] == "i"
+    # one channel always; cells up to 64×64 positions, a canvas beyond, nothing beyond 128×128
+    edge = ok("/api/view", query("2x64x64", "ConvTranspose2d(1,2)"))["layer"]["grid"]
+    assert [(g["channels_shown"], g["cells_shown"], g["canvas"]) for g in edge.values()] == [(1, 4096, False),
+                                                                                             (1, 4225, True)]
     big = ok("/api/view", query("1x200x200", "Conv2d(1,3)"))["layer"]["grid"]["input"]
-    assert (big["drawn"], big["channels_shown"]) == (False, 0)
+    assert (big["drawn"], big["channels_shown"], big["canvas"]) == (False, 0, False)
 
 
 @pytest.mark.parametrize("input_shape, layer", [

@@ -114,6 +114,8 @@ def _reading_order(grid: dict) -> list[str]:
     order, a (C, L) map one channel a row, a (C, H, W) map its channels side by side (row i of every
     channel, left to right, then row i + 1)."""
     shape = grid["shape"]
+    if grid["canvas"]:  # painted on a canvas: no cells
+        return []
     if len(shape) == 1:
         return [str(i) for i in range(grid["cells_shown"])]
     channels = range(grid["channels_shown"])
@@ -138,5 +140,14 @@ def test_the_grids_follow_every_change_as_the_api_says(page, server_url, changes
         page.set_control(control, value)
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(page.driver.current_url).query)
         grid = api(server_url, "view", input=query["input"][0], layer=query["layer"][0])["layer"]["grid"]
-        assert page.cells_in_reading_order("in-cell") == _reading_order(grid["input"]), (control, value)
-        assert page.cells_in_reading_order("out-cell") == _reading_order(grid["output"]), (control, value)
+        for side in ("in", "out"):
+            map_grid = grid["input" if side == "in" else "output"]
+            assert page.cells_in_reading_order(f"{side}-cell") == _reading_order(map_grid), (control, value)
+            # a canvas map: shown, one equal square step per position along both dims
+            size = page.js("const c = document.querySelector(`[data-testid=\"${arguments[0]}\"]`);"
+                           "return c && c.offsetParent ? [c.width, c.height] : null", f"{side}-map")
+            if map_grid["canvas"]:
+                rows, cols = map_grid["shape"][1:]
+                assert size and (size[0] - 1) / cols == (size[1] - 1) / rows == int((size[0] - 1) / cols), size
+            else:
+                assert size is None, (side, control, value)

@@ -38,8 +38,7 @@ def test_an_invalid_configuration_shows_the_engines_message(page, case):
     input_shape, layer = INVALID[case]
     page.open(input_shape, [layer])
     assert page.text("error") == engine_message(input_shape, layer)
-    assert not page.js("return document.querySelector('[data-testid=\"output-shape\"]').offsetParent"), \
-        "the view of another configuration stays hidden"
+    assert not page.testid("output-shape")[0].is_displayed(), "the view of another configuration stays hidden"
 
 
 def test_a_control_that_makes_the_layer_invalid_replaces_the_view_and_back(page):

@@ -99,3 +99,52 @@ def test_a_changed_layer_never_leaves_the_old_window_lit(page):
     assert page.text("output-shape") == "1×5×5"
     # the mouse still rests on output (0,1,1): nothing is lit, or its new 2×2 window
     assert page.active("in-cell") in (set(), {f"0,{i},{j}" for i in (1, 2) for j in (1, 2)})
+
+
+def _hover_map(page, testid: str, cols: int, i: int, j: int) -> None:
+    """Move the real mouse onto position ``(0, i, j)`` of a one-channel canvas map ``cols`` cells
+    wide (cells between 1 px lines) and wait for the page."""
+    from selenium.webdriver.common.action_chains import ActionChains  # selenium: optional, see conftest
+
+    canvas = page.driver.find_element("css selector", f'[data-testid="{testid}"]')
+    ActionChains(page.driver, duration=0).move_to_element(page.driver.find_element("id", "kind")).perform()
+    page.js("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    width, height, step = page.js("const r = arguments[0].getBoundingClientRect();"
+                                  "return [r.width, r.height, (arguments[0].width - 1) / arguments[1]]", canvas, cols)
+    ActionChains(page.driver, duration=0).move_to_element_with_offset(
+        canvas, round(1 + (j + 0.5) * step - width / 2), round(1 + (i + 0.5) * step - height / 2)).perform()
+    page.wait_ready()
+
+
+def _lit_on_map(page, testid: str, rows: int, cols: int, rgb: tuple[int, int, int]) -> set[str]:
+    """Positions ``0,i,j`` of a one-channel canvas map whose cell centre has the colour ``rgb``."""
+    return set(page.js(
+        "const [canvas, rows, cols, rgb] = arguments; const step = (canvas.width - 1) / cols;"
+        "const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data; const lit = [];"
+        "for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {"
+        "  const x = Math.floor(1 + (j + 0.5) * step), y = Math.floor(1 + (i + 0.5) * step), k = 4 * (y * canvas.width + x);"
+        "  if (data[k] === rgb[0] && data[k + 1] === rgb[1] && data[k + 2] === rgb[2]) lit.push(`0,${i},${j}`); }"
+        "return lit;", page.driver.find_element("css selector", f'[data-testid="{testid}"]'), rows, cols, list(rgb)))
+
+
+def test_a_map_too_large_for_cells_is_painted_and_hovers_like_cells(page):
+    """An 81×61 output (more than 64×64 positions) is a canvas: hovering one of its positions lights
+    the input window, and hovering an input cell paints the outputs it feeds in the lit colour."""
+    in_shape, out_shape = (1, 40, 30), (1, 81, 61)
+    page.open("1x40x30", ["ConvTranspose2d(1, 3, stride=2)"])
+    assert not page.cells("out-cell") and len(page.cells("in-cell")) == 40 * 30
+    matrix = _matrix(lambda: nn.ConvTranspose2d(1, 1, 3, stride=2), in_shape)
+    assert matrix.shape == (81 * 61, 40 * 30)
+    for row in _probes(matrix.shape[0]):
+        _, i, j = np.unravel_index(row, out_shape)
+        _hover_map(page, "out-map", 61, int(i), int(j))
+        window = {_pos(col, in_shape) for col in np.flatnonzero(matrix[row])}
+        assert page.active("in-cell") == window, f"output (0,{i},{j})"
+    lit_out = tuple(int(page.js("return getComputedStyle(document.documentElement).getPropertyValue('--lit-out')")
+                        .strip()[k:k + 2], 16) for k in (1, 3, 5))
+    for col in _probes(matrix.shape[1]):
+        page.hover("in-cell", _pos(col, in_shape))
+        fed = {_pos(row, out_shape) for row in np.flatnonzero(matrix[:, col])}
+        assert _lit_on_map(page, "out-map", 81, 61, lit_out) == fed, f"input {_pos(col, in_shape)}"
+    page.hover_away()
+    assert not _lit_on_map(page, "out-map", 81, 61, lit_out)

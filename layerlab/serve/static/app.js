@@ -89,13 +89,15 @@
   }
 
   // ---- errors: the engine's text in place; the view it replaces is hidden, never left stale -------------
+  // (hidden by a class that keeps its layout: display:none would drop the layout of every grid cell,
+  // and the browser would lay out thousands of cells again when the next answer shows it)
   function showError(message) {
     $("error-slot").replaceChildren(el("pre", { class: "error", "data-testid": "error", role: "alert" }, message));
-    $("result").hidden = true;
+    $("result").classList.add("refused");
   }
   function clearError() {
     $("error-slot").replaceChildren();
-    $("result").hidden = false;
+    $("result").classList.remove("refused");
   }
 
   // ---- URL <-> state ---------------------------------------------------------------------------------
@@ -273,7 +275,8 @@
     if (shape.length === 2) {
       const length = shape[1];
       return { rank: 2, cols: length, rows: channels, slots: channels * length,
-        pos: (k) => `${Math.floor(k / length)},${k % length}`, key: (k) => Math.floor(k / length) * 65536 + (k % length) };
+        pos: (k) => `${Math.floor(k / length)},${k % length}`, key: (k) => Math.floor(k / length) * 65536 + (k % length),
+        place: ([c, i]) => [i, c] };
     }
     const width = shape[2];
     const cols = channels * (width + 1) - 1;
@@ -284,18 +287,10 @@
     };
     return { rank: 3, cols, rows: shape[1], slots: shape[1] * cols,
       pos: (k) => { const [i, c, j] = split(k); return j === GAP ? null : `${c},${i},${j}`; },
-      key: (k) => { const [i, c, j] = split(k); return (i * 1024 + c) * 65536 + j; } };
+      key: (k) => { const [i, c, j] = split(k); return (i * 1024 + c) * 65536 + j; },
+      place: ([c, i, j]) => [c * (width + 1) + j, i] };
   }
-  function makeSlot(layout, k, testid) {
-    const slot = document.createElement("i");
-    const pos = layout.pos(k);
-    if (pos === null) slot.className = "gap";
-    else {
-      slot.setAttribute("data-testid", testid);
-      slot.setAttribute("data-pos", pos);
-    }
-    return slot;
-  }
+  const slotMarkup = (pos, testid) => (pos === null ? '<i class="gap"></i>' : `<i data-testid="${testid}" data-pos="${pos}"></i>`);
   function renameSlot(slot, pos, testid) {
     if (pos === null) {
       if (slot.className === "gap") return;
@@ -329,13 +324,8 @@
     const common = Math.min(old.length, keys.length);
     const byKey = COST.make * (keys.length - same) + COST.remove * (old.length - same);
     const inOrder = COST.make * (keys.length - common) + COST.rename * common + COST.remove * (old.length - common);
-    const slots = [];
-    let fresh = null; // new slots waiting to go in before the next kept one
-    const add = (k) => {
-      const slot = makeSlot(layout, k, testid);
-      (fresh ||= document.createDocumentFragment()).append(slot);
-      slots.push(slot);
-    };
+    let fresh = ""; // the markup of new slots waiting to go in before the next kept one (parsed in one go)
+    const add = (k) => { fresh += slotMarkup(layout.pos(k), testid); };
     if (byKey <= inOrder) {
       if (!sameRank) box.replaceChildren();
       const kept = sameRank ? old : [];
@@ -343,8 +333,7 @@
       for (let k = 0; k < keys.length; k += 1) {
         while (a < kept.length && kept[a] < keys[k]) { oldSlots[a].remove(); a += 1; }
         if (a < kept.length && kept[a] === keys[k]) {
-          if (fresh) { box.insertBefore(fresh, oldSlots[a]); fresh = null; }
-          slots.push(oldSlots[a]);
+          if (fresh) { oldSlots[a].insertAdjacentHTML("beforebegin", fresh); fresh = ""; }
           a += 1;
         } else add(k);
       }
@@ -353,22 +342,23 @@
       for (let a = old.length - 1; a >= common; a -= 1) oldSlots[a].remove();
       for (let k = 0; k < common; k += 1) {
         if (!sameRank || old[k] !== keys[k]) renameSlot(oldSlots[k], layout.pos(k), testid);
-        slots.push(oldSlots[k]);
       }
       for (let k = common; k < keys.length; k += 1) add(k);
     }
-    if (fresh) box.append(fresh);
+    if (fresh) box.insertAdjacentHTML("beforeend", fresh);
     box._keys = keys;
-    box._slots = slots;
+    box._slots = Array.from(box.children);
     box._rank = layout.rank;
   }
   function gridParts(container) {
-    // a map's parts, made once and kept: channel labels, the box of slots, the note on what is not drawn
+    // a map's parts, made once and kept: channel labels, the box of slots (or the canvas of a map with
+    // too many positions for one element per cell), the note on what is not drawn
     if (!container._box) {
-      container.replaceChildren(el("div", { class: "labels" }), el("div", { class: "grid" }), el("div", { class: "more" }));
-      [container._labels, container._box, container._more] = container.children;
+      container.replaceChildren(el("div", { class: "labels" }), el("div", { class: "grid" }),
+        el("canvas", { class: "map", hidden: "" }), el("div", { class: "more" }));
+      [container._labels, container._box, container._canvas, container._more] = container.children;
     }
-    return [container._labels, container._box, container._more];
+    return [container._labels, container._box, container._canvas, container._more];
   }
   function buildGrid(container, grid, testid, extraClass, size) {
     // the box and its slots are kept across redraws and changed as little as they can be
@@ -378,20 +368,30 @@
     if (container.dataset.key === key) return; // same cells: keep them
     container.dataset.key = key;
     container._cells = null; // the lookup is built at the first hover
-    const [labels, box, more] = gridParts(container);
+    const [labels, box, canvas, more] = gridParts(container);
     box.className = `grid ${extraClass}`;
-    if (!grid.drawn) {
-      box.hidden = true;
+    const cells = grid.drawn && !grid.canvas;
+    if (!cells && box.childElementCount) {
       box.replaceChildren();
       box._keys = box._slots = box._rank = null;
+    }
+    box.hidden = !cells;
+    canvas.hidden = !grid.canvas;
+    container._map = null;
+    if (!grid.drawn) {
       labels.replaceChildren();
-      more.textContent = `${shapeText(shape)}: too many positions to draw as cells`;
+      more.textContent = `${shapeText(shape)}: too many positions to draw`;
       return;
     }
-    box.hidden = false;
     const layout = gridLayout(grid);
-    box.setAttribute("style", gridBox(layout.cols, layout.rows, size));
-    reconcile(box, layout, testid);
+    if (grid.canvas) {
+      canvas.dataset.testid = testid.replace("-cell", "-map");
+      container._map = { layout, size, out: extraClass === "out", lit: [], hovered: null, pointer: null };
+      paintMap(container);
+    } else {
+      box.setAttribute("style", gridBox(layout.cols, layout.rows, size));
+      reconcile(box, layout, testid);
+    }
     // a label over each channel of a (C, H, W) map; a (C, L) map says that its rows are channels
     const channels = shape.length === 1 ? 0 : grid.channels_shown;
     labels.replaceChildren(...(shape.length === 3
@@ -402,6 +402,47 @@
     const what = shape.length === 1 ? "feature" : "channel";
     more.textContent = hidden <= 0 ? "" : hidden === 1 ? `${what} ${first} not drawn` : `${what}s ${first}…${shape[0] - 1} not drawn`;
   }
+  function paintMap(container) {
+    // the slots of gridLayout painted: cells in the map's colour, 1 px lines, white gap columns, lit
+    // cells in the lit colour, the hovered one framed
+    const { layout, size, out, lit, hovered } = container._map;
+    const canvas = container._canvas;
+    const step = size + 1;
+    const [width, height] = [layout.cols * step + 1, layout.rows * step + 1];
+    if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
+    const context = canvas.getContext("2d");
+    context.fillStyle = colour(out ? "--out" : "--in");
+    context.fillRect(0, 0, width, height);
+    context.fillStyle = colour("--line");
+    for (let x = 0; x <= layout.cols; x += 1) context.fillRect(x * step, 0, 1, height);
+    for (let y = 0; y <= layout.rows; y += 1) context.fillRect(0, y * step, width, 1);
+    context.fillStyle = "#fff";
+    for (let k = 0; k < layout.cols; k += 1) if (layout.pos(k) === null) context.fillRect(k * step, 0, step + 1, height);
+    const square = (pos) => layout.place(pos.split(",").map(Number)).map((v) => v * step + 1);
+    context.fillStyle = colour(out ? "--lit-out" : "--lit");
+    for (const pos of lit) {
+      const [x, y] = square(pos);
+      context.fillRect(x, y, size, size);
+    }
+    if (hovered !== null) {
+      const [x, y] = square(hovered);
+      context.strokeStyle = colour("--ink");
+      context.lineWidth = 2;
+      context.strokeRect(x, y, size, size);
+    }
+  }
+  function mapCell(container, event) {
+    // the position under the mouse on a canvas map (null: a line or a gap)
+    const { layout, size } = container._map;
+    const [x, y] = [event.offsetX, event.offsetY].map((v) => Math.floor((v - 1) / (size + 1)));
+    return x >= 0 && y >= 0 && x < layout.cols && y < layout.rows ? layout.pos(y * layout.cols + x) : null;
+  }
+  const COLOURS = new Map();
+  function colour(name) {
+    // the style sheet's colour variables, read once
+    if (!COLOURS.has(name)) COLOURS.set(name, getComputedStyle(document.documentElement).getPropertyValue(name).trim());
+    return COLOURS.get(name);
+  }
   function cellsOf(container) {
     if (!container._cells) {
       container._cells = new Map();
@@ -410,6 +451,11 @@
     return container._cells;
   }
   function light(container, positions) {
+    if (container._map) {
+      container._map.lit = positions;
+      paintMap(container);
+      return;
+    }
     const cells = cellsOf(container);
     for (const pos of positions) {
       const cell = cells.get(pos);
@@ -417,6 +463,11 @@
     }
   }
   function unlight(container) {
+    if (container._map) {
+      Object.assign(container._map, { lit: [], hovered: null });
+      paintMap(container);
+      return;
+    }
     for (const cell of container.querySelectorAll('[data-active="true"]')) delete cell.dataset.active;
     for (const cell of container.querySelectorAll(".hovered")) cell.classList.remove("hovered");
   }
@@ -427,25 +478,25 @@
     state.hoverSeq += 1;
     busy();
     try {
-      const pendingMatrix = api("/api/matrix", stackParams()); // asked at once, drawn after the view
-      const answer = await api("/api/view", stackParams());
+      // both asked at once and drawn together: one frame for the browser to style, lay out and paint
+      const [answer, matrix] = await Promise.all([api("/api/view", stackParams()), api("/api/matrix", stackParams())]);
       if (seq !== state.seq) return; // a newer change is on its way
       if (document.activeElement !== $("layer-string")) $("layer-string").value = state.layers[0];
       if (!answer.ok) {
         current = null;
         if (!fromControls) fillControlsFromUrl();
         showError(errorText(answer));
-        await pendingMatrix.catch(() => null);
         return;
       }
       clearError();
       renderLayer(answer.body.layer, fromControls);
-      const matrix = await pendingMatrix;
-      if (seq !== state.seq) return;
       renderMatrix(matrix.ok ? matrix.body : null, matrix.ok ? "" : errorText(matrix));
     } catch (err) {
       if (seq === state.seq) showError(`the page could not reach layerlab serve: ${err.message}`);
     } finally {
+      // the URL is written once the view is drawn: the browser's own work for a history entry then
+      // does not compete with the API's answers and the drawing
+      if (seq === state.seq) writeUrl();
       done();
     }
   }
@@ -514,9 +565,6 @@
     canvas.width = cols * size;
     canvas.height = rows.length * size;
     const context = canvas.getContext("2d");
-    context.font = `${Math.max(8, size - 6)}px ui-monospace, "DejaVu Sans Mono", monospace`;
-    context.textAlign = "center";
-    context.textBaseline = "middle";
     const span = Math.max(1, coverage.max - coverage.min);
     // one path per count (one colour each) and one for the output-padding frames: a few draw calls
     const squares = new Map();
@@ -535,6 +583,10 @@
       context.fill(path);
     }
     if (size >= 13) {
+      // (a font makes the browser compute the page's styles at once: set only where numbers are drawn)
+      context.font = `${Math.max(8, size - 6)}px ui-monospace, "DejaVu Sans Mono", monospace`;
+      context.textAlign = "center";
+      context.textBaseline = "middle";
       rows.forEach((row, i) => {
         row.forEach((n, j) => {
           context.fillStyle = (n - coverage.min) / span > 0.6 ? "#000" : "#fff";
@@ -563,8 +615,13 @@
       }
       const links = answer.body;
       const own = side === "out" ? $("out-grid") : $("in-grid");
-      const cell = cellsOf(own).get(pos);
-      if (cell) cell.classList.add("hovered");
+      if (own._map) {
+        own._map.hovered = pos;
+        paintMap(own);
+      } else {
+        const cell = cellsOf(own).get(pos);
+        if (cell) cell.classList.add("hovered");
+      }
       const other = side === "out" ? links.in : links.out;
       light(side === "out" ? $("in-grid") : $("out-grid"), other);
       renderWeights(links, side);
@@ -649,10 +706,9 @@
     const rows = exact ? matrix.rows : matrix.bins.counts.length;
     const cols = exact ? matrix.cols : matrix.bins.counts[0].length;
     const scale = Math.min(12, 880 / cols, 520 / rows); // CSS pixels per entry (or bin)
-    canvas.width = cols;
-    canvas.height = rows;
-    canvas.style.width = `${cols * scale}px`;
-    canvas.style.height = `${rows * scale}px`;
+    if (canvas.width !== cols || canvas.height !== rows) [canvas.width, canvas.height] = [cols, rows];
+    const size = [`${cols * scale}px`, `${rows * scale}px`];
+    if (canvas.style.width !== size[0] || canvas.style.height !== size[1]) [canvas.style.width, canvas.style.height] = size;
     const context = canvas.getContext("2d");
     const image = context.createImageData(cols, rows);
     const pixels = new Uint32Array(image.data.buffer);
@@ -684,10 +740,13 @@
   function drawColourbar(top) {
     $("colourbar").hidden = false;
     const canvas = $("colourbar-canvas");
-    const context = canvas.getContext("2d");
-    for (let y = 0; y < canvas.height; y += 1) {
-      context.fillStyle = rampColour(1 - y / (canvas.height - 1));
-      context.fillRect(0, y, canvas.width, 1);
+    if (!canvas.dataset.painted) { // the ramp is the same for every matrix: painted once
+      const context = canvas.getContext("2d");
+      for (let y = 0; y < canvas.height; y += 1) {
+        context.fillStyle = rampColour(1 - y / (canvas.height - 1));
+        context.fillRect(0, y, canvas.width, 1);
+      }
+      canvas.dataset.painted = "true";
     }
     const percent = (v) => `${Number((100 * v).toPrecision(3))}%`;
     $("colourbar-labels").replaceChildren(el("span", {}, `${percent(top)} of a bin's entries are connections`),
@@ -860,7 +919,6 @@
   function onControlChange() {
     state.input = inputFromControls();
     state.layers = [layerFromControls()];
-    writeUrl();
     drawLayer(true);
   }
   function onStackChange() {
@@ -896,7 +954,6 @@
       if (event.target.id === "layer-string") {
         // a typed layer string: the engine parses it, and the form follows its answer
         state.layers = [event.target.value.trim()];
-        writeUrl();
         drawLayer(false);
         return;
       }
@@ -910,7 +967,17 @@
         const data = event.target.dataset;
         if (data && data.testid === `${side}-cell`) hoverCell(side, data.pos);
       });
-      $(id).addEventListener("mouseleave", leaveGrids);
+      $(id).addEventListener("mousemove", (event) => { // a canvas map: the cell under the mouse
+        const map = $(id)._map;
+        if (!map || event.target !== $(id)._canvas) return;
+        const pos = mapCell($(id), event);
+        if (pos !== null && pos !== map.pointer) hoverCell(side, pos);
+        map.pointer = pos;
+      });
+      $(id).addEventListener("mouseleave", () => {
+        if ($(id)._map) $(id)._map.pointer = null;
+        leaveGrids();
+      });
     }
     $("matrix").addEventListener("mousemove", matrixTip);
     $("matrix").addEventListener("mouseleave", () => { $("matrix-tip").hidden = true; });
