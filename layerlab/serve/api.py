@@ -404,7 +404,8 @@ def matrix(params: dict[str, list[str]]) -> dict:
     """``/api/matrix``: the dense-equivalent matrix ``[out_features, in_features]`` (C-major), exact
     (``ids``: the weight of every entry, ``-1`` a structural zero) when it has at most
     :data:`EXACT_ENTRIES` entries, else aggregated into at most :data:`MAX_BINS` × :data:`MAX_BINS`
-    bins (``counts`` of structural non-zeros, ``fraction`` of the bin's entries)."""
+    bins (the bins holding structural non-zeros: their ``counts`` and ``fraction`` of the bin's
+    entries)."""
     shape, layers, specs, reports = _analysed(params)
     index = _selected(params, specs)
     net = _connectivity(specs[index], reports[index])
@@ -538,15 +539,17 @@ def _bin_edges(size: int) -> tuple[int, int]:
 
 
 def _bins(counts, rows: int, cols: int) -> dict:
-    """The ``bins`` document of the structural non-zeros ``counts`` per bin (:func:`_bin_edges`)."""
+    """The ``bins`` document of the structural non-zeros ``counts`` per bin (:func:`_bin_edges`):
+    the bins that hold any, listed row-major (``rows``, ``cols``: bin indices; their ``counts`` and
+    ``fraction`` = counts / bin area); every other bin is empty. A band matrix fills few bins."""
     (row_size, n_rows), (col_size, n_cols) = _bin_edges(rows), _bin_edges(cols)
     row_edges = np.minimum(np.arange(n_rows + 1) * row_size, rows)
     col_edges = np.minimum(np.arange(n_cols + 1) * col_size, cols)
-    area = np.outer(np.diff(row_edges), np.diff(col_edges))
-    fraction = counts / area
-    return {"row_edges": row_edges.tolist(), "col_edges": col_edges.tolist(), "counts": counts.tolist(),
-            "fraction": np.round(fraction, 6).tolist(), "max_fraction": float(round(fraction.max(), 6)),
-            "max_count": int(counts.max())}
+    fraction = counts / np.outer(np.diff(row_edges), np.diff(col_edges))
+    filled = np.nonzero(counts)
+    return {"row_edges": row_edges.tolist(), "col_edges": col_edges.tolist(), "rows": filled[0].tolist(),
+            "cols": filled[1].tolist(), "counts": counts[filled].tolist(), "fraction": np.round(fraction[filled], 6).tolist(),
+            "max_fraction": float(round(fraction.max(), 6)), "max_count": int(counts.max())}
 
 
 # ----------------------------------------------------------------------------- /api/rf

@@ -151,3 +151,14 @@ def test_the_grids_follow_every_change_as_the_api_says(page, server_url, changes
                 assert size and (size[0] - 1) / cols == (size[1] - 1) / rows == int((size[0] - 1) / cols), size
             else:
                 assert size is None, (side, control, value)
+
+
+def test_an_aggregated_matrix_is_drawn_in_the_bins_the_api_lists(page, server_url):
+    page.open("1x40x40", ["Conv2d(1, 3, stride=2)"])
+    bins = api(server_url, "matrix", input="1x40x40", layer="Conv2d(1, 3, stride=2)")["bins"]
+    shape = [len(bins["row_edges"]) - 1, len(bins["col_edges"]) - 1]
+    drawn = page.js("const c = document.querySelector('[data-testid=\"matrix\"]'); const d = c.getContext('2d')"
+                    ".getImageData(0, 0, c.width, c.height).data; const on = [];"
+                    "for (let k = 0; k < c.width * c.height; k++) if (d[4 * k + 3]) on.push([Math.floor(k / c.width), k % c.width]);"
+                    "return [[c.height, c.width], on]")
+    assert drawn == [shape, [list(rc) for rc in zip(bins["rows"], bins["cols"])]]

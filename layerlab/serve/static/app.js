@@ -703,8 +703,8 @@
       return;
     }
     const exact = matrix.mode === "exact";
-    const rows = exact ? matrix.rows : matrix.bins.counts.length;
-    const cols = exact ? matrix.cols : matrix.bins.counts[0].length;
+    const rows = exact ? matrix.rows : matrix.bins.row_edges.length - 1;
+    const cols = exact ? matrix.cols : matrix.bins.col_edges.length - 1;
     const scale = Math.min(12, 880 / cols, 520 / rows); // CSS pixels per entry (or bin)
     if (canvas.width !== cols || canvas.height !== rows) [canvas.width, canvas.height] = [cols, rows];
     const size = [`${cols * scale}px`, `${rows * scale}px`];
@@ -722,15 +722,15 @@
       }
       $("colourbar").hidden = true;
     } else {
-      const top = matrix.bins.max_fraction || 1;
-      let k = 0;
-      for (const row of matrix.bins.fraction) {
-        for (const value of row) {
-          if (value > 0) pixels[k] = rgbaWord(ramp(value / top));
-          k += 1;
-        }
-      }
-      drawColourbar(matrix.bins.max_fraction);
+      // the bins that hold connections, row-major; the others stay blank
+      const bins = matrix.bins;
+      const top = bins.max_fraction || 1;
+      bins.at = new Map(); // bin (row·cols + col) -> its place in the lists, for the tooltip
+      bins.rows.forEach((row, k) => {
+        pixels[row * cols + bins.cols[k]] = rgbaWord(ramp(bins.fraction[k] / top));
+        bins.at.set(row * cols + bins.cols[k], k);
+      });
+      drawColourbar(bins.max_fraction);
     }
     context.putImageData(image, 0, 0);
     const summary = `${count(matrix.rows)} × ${count(matrix.cols)} (outputs × inputs), ${count(matrix.connections)} connections, ${count(matrix.weights)} weights`;
@@ -775,8 +775,9 @@
   }
   function binTip(row, col) {
     const bins = matrixData.bins;
+    const k = bins.at.get(row * (bins.col_edges.length - 1) + col);
     return `rows ${bins.row_edges[row]}…${bins.row_edges[row + 1] - 1}, columns ${bins.col_edges[col]}…${bins.col_edges[col + 1] - 1}\n`
-      + `${count(bins.counts[row][col])} connections (${bins.fraction[row][col]} of the bin)`;
+      + (k === undefined ? "no connections" : `${count(bins.counts[k])} connections (${bins.fraction[k]} of the bin)`);
   }
 
   // ---- colours ------------------------------------------------------------------------------------------
