@@ -5,6 +5,7 @@ change (p50/p95), asset bytes; optionally screenshots of each view.
     python benchmarks/serve.py --rounds 5            # more changes per scenario
     python benchmarks/serve.py --screenshots DIR     # also a PNG of each view in DIR
     python benchmarks/serve.py --readme docs/img/serve   # only the two README pictures
+    python benchmarks/serve.py --against HEAD~5      # also the page of a git revision, side by side
 
 Needs Debian's ``chromium`` and ``chromium-driver`` and ``selenium`` (the dev extra). The server is
 ``layerlab serve --no-browser --port 0`` (a subprocess); the page is driven as a user would: a
@@ -26,6 +27,7 @@ import queue
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -106,10 +108,11 @@ check();
 """
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+def start_server(root: pathlib.Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """``layerlab serve`` of the ``layerlab`` package under ``root``: the process and its address."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen([sys.executable, "-m", "layerlab", "serve", "--no-browser", "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=root)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     line = lines.get(timeout=60)
@@ -181,28 +184,71 @@ def measure(driver, base: str, rounds: int, server_pid: int) -> None:
           f"{'CPU ms (server)':>16}")
     everything, api_everything, cpu_everything, server_everything = [], [], 0.0, 0.0
     for name, query, changes in SCENARIOS:
-        open_page(driver, base, query)
-        times, api_times = [], []
-        server = cpu_ms(server_pid)
-        cpu = cpu_ms(browser_pid) + server
-        for _ in range(rounds):
-            for control, value in changes:
-                total, api = driver.execute_async_script(TIME_CHANGE, control, value)
-                times.append(total)
-                api_times.append(api)
-        server = cpu_ms(server_pid) - server
-        cpu = cpu_ms(browser_pid) + cpu_ms(server_pid) - cpu
-        cpu_everything += cpu
-        server_everything += server
+        times, api_times, (browser, server) = time_changes(driver, base, rounds, [browser_pid, server_pid], query,
+                                                            changes)
+        cpu = browser + server
+        cpu_everything += cpu * len(times)
+        server_everything += server * len(times)
         everything += times
         api_everything += api_times
         print(f"{name:<52} {len(times):>7} {statistics.median(times):>7.1f} {percentile(times, 0.95):>7.1f} "
               f"{max(times):>7.1f} {statistics.median(api_times):>8.1f} {percentile(api_times, 0.95):>8.1f} "
-              f"{cpu / len(times):>8.1f} ({server / len(times):>4.1f})")
+              f"{cpu:>8.1f} ({server:>4.1f})")
     print(f"{'all changes':<52} {len(everything):>7} {statistics.median(everything):>7.1f} "
           f"{percentile(everything, 0.95):>7.1f} {max(everything):>7.1f} {statistics.median(api_everything):>8.1f} "
           f"{percentile(api_everything, 0.95):>8.1f} {cpu_everything / len(everything):>8.1f} "
           f"({server_everything / len(everything):>4.1f})")
+
+
+def time_changes(driver, base: str, rounds: int, pids: list[int], query: str, changes) -> tuple[list, list, list]:
+    """Open ``base?query`` and make ``changes`` ``rounds`` times: the redraw and API times (ms) and,
+    per process of ``pids`` (with its descendants), the CPU time per change (ms)."""
+    open_page(driver, base, query)
+    cpu = [cpu_ms(pid) for pid in pids]
+    times, api_times = [], []
+    for _ in range(rounds):
+        for control, value in changes:
+            total, api = driver.execute_async_script(TIME_CHANGE, control, value)
+            times.append(total)
+            api_times.append(api)
+    return times, api_times, [(cpu_ms(pid) - before) / len(times) for pid, before in zip(pids, cpu)]
+
+
+def compare(driver, servers: dict[str, tuple[str, int]], rounds: int) -> None:
+    """Every scenario on each server (label -> (address, pid)), twice, in alternating order, in one
+    browser: p50/p95 per label and the p95 ratio of the first label to the last."""
+    browser_pid = driver.service.process.pid
+    labels = list(servers)
+    print(f"redraw p50 / p95 ms and CPU ms per change, {2 * rounds} rounds per scenario, servers alternating")
+    print(f"{'scenario':<52} " + " ".join(f"{label[:18]:>24}" for label in labels) + f" {'p95 ratio':>10}")
+    every = {label: [] for label in labels}
+    for name, query, changes in SCENARIOS:
+        times = {label: [] for label in labels}
+        cpus = {label: [] for label in labels}
+        for order in (labels, labels[::-1]):
+            for label in order:
+                base, pid = servers[label]
+                found, _, cpu = time_changes(driver, base, rounds, [browser_pid, pid], query, changes)
+                times[label] += found
+                cpus[label].append(sum(cpu))
+        for label in labels:
+            every[label] += times[label]
+        cells = [f"{statistics.median(times[l]):6.1f} / {percentile(times[l], 0.95):6.1f} ({statistics.mean(cpus[l]):4.0f})"
+                 for l in labels]
+        ratio = percentile(times[labels[0]], 0.95) / percentile(times[labels[-1]], 0.95)
+        print(f"{name:<52} " + " ".join(f"{cell:>24}" for cell in cells) + f" {ratio:>9.2f}×")
+    cells = [f"{statistics.median(every[l]):6.1f} / {percentile(every[l], 0.95):6.1f}      " for l in labels]
+    ratio = percentile(every[labels[0]], 0.95) / percentile(every[labels[-1]], 0.95)
+    print(f"{'all changes':<52} " + " ".join(f"{cell:>24}" for cell in cells) + f" {ratio:>9.2f}×")
+
+
+def revision_tree(revision: str, folder: pathlib.Path) -> pathlib.Path:
+    """The ``layerlab`` package of git ``revision`` unpacked under ``folder`` (which is returned)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "layerlab"], capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"git archive {revision} failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
 
 
 def hover(driver, cell) -> None:
@@ -249,26 +295,38 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="times each scenario's changes are made (default: 3)")
     parser.add_argument("--screenshots", type=pathlib.Path, help="also save a PNG of each view in this folder")
     parser.add_argument("--readme", type=pathlib.Path, help="only save the README's two pictures in this folder")
+    parser.add_argument("--against", metavar="REVISION",
+                        help="also serve the page of this git revision and time both, alternating (prints ratios)")
     args = parser.parse_args()
-    process, base = start_server()
-    driver = start_browser()
-    try:
-        if args.readme:
-            screenshots(driver, base, args.readme, readme=True)
-            return
-        print(f"layerlab serve page benchmark · {platform.node()} · {os.cpu_count()} CPUs · "
-              f"load average {os.getloadavg()[0]:.1f} · {driver.capabilities['browserName']} "
-              f"{driver.capabilities['browserVersion']} · Python {platform.python_version()} · "
-              f"window {WINDOW[0]}×{WINDOW[1]}")
-        started = time.perf_counter()
-        measure(driver, base, args.rounds, process.pid)
-        print(f"(benchmark wall time {time.perf_counter() - started:.0f} s; load average after: {os.getloadavg()[0]:.1f})")
-        if args.screenshots:
-            screenshots(driver, base, args.screenshots, readme=False)
-    finally:
-        driver.quit()
-        process.terminate()
-        process.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as folder:
+        processes = {"working tree": start_server()}
+        if args.against:
+            processes = {args.against: start_server(revision_tree(args.against, pathlib.Path(folder))), **processes}
+        process, base = processes["working tree"]
+        driver = start_browser()
+        try:
+            if args.readme:
+                screenshots(driver, base, args.readme, readme=True)
+                return
+            print(f"layerlab serve page benchmark · {platform.node()} · {os.cpu_count()} CPUs · "
+                  f"load average {os.getloadavg()[0]:.1f} · {driver.capabilities['browserName']} "
+                  f"{driver.capabilities['browserVersion']} · Python {platform.python_version()} · "
+                  f"window {WINDOW[0]}×{WINDOW[1]}")
+            started = time.perf_counter()
+            if args.against:
+                compare(driver, {label: (address, server.pid) for label, (server, address) in processes.items()},
+                        args.rounds)
+            else:
+                measure(driver, base, args.rounds, process.pid)
+            print(f"(benchmark wall time {time.perf_counter() - started:.0f} s; load average after: "
+                  f"{os.getloadavg()[0]:.1f})")
+            if args.screenshots:
+                screenshots(driver, base, args.screenshots, readme=False)
+        finally:
+            driver.quit()
+            for server, _ in processes.values():
+                server.terminate()
+                server.wait(timeout=10)
 
 
 if __name__ == "__main__":
