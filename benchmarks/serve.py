@@ -233,11 +233,11 @@ def compare(driver, servers: dict[str, tuple[str, int]], rounds: int) -> None:
                 cpus[label].append(sum(cpu))
         for label in labels:
             every[label] += times[label]
-        cells = [f"{statistics.median(times[l]):6.1f} / {percentile(times[l], 0.95):6.1f} ({statistics.mean(cpus[l]):4.0f})"
-                 for l in labels]
+        cells = [f"{statistics.median(times[label]):6.1f} / {percentile(times[label], 0.95):6.1f} "
+                 f"({statistics.mean(cpus[label]):4.0f})" for label in labels]
         ratio = percentile(times[labels[0]], 0.95) / percentile(times[labels[-1]], 0.95)
         print(f"{name:<52} " + " ".join(f"{cell:>24}" for cell in cells) + f" {ratio:>9.2f}×")
-    cells = [f"{statistics.median(every[l]):6.1f} / {percentile(every[l], 0.95):6.1f}      " for l in labels]
+    cells = [f"{statistics.median(every[label]):6.1f} / {percentile(every[label], 0.95):6.1f}      " for label in labels]
     ratio = percentile(every[labels[0]], 0.95) / percentile(every[labels[-1]], 0.95)
     print(f"{'all changes':<52} " + " ".join(f"{cell:>24}" for cell in cells) + f" {ratio:>9.2f}×")
 

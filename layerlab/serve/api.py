@@ -51,8 +51,8 @@ from layerlab.arith.receptive import FieldDim, ReceptiveField
 from layerlab.arith.parse import parse_stack
 from layerlab.errors import ArgumentError, LayerlabError, SizeLimitError
 
-__all__ = ["SCHEMA", "MAX_QUERY_BYTES", "MAX_LAYERS", "MAX_POSITIONS", "MAX_CELL_POSITIONS", "EXACT_ENTRIES", "MAX_BINS",
-           "MAX_CONNECTIONS", "MAX_DIM_TAPS", "CHANNELS_SHOWN", "ENDPOINTS", "answer", "view", "links", "matrix", "rf",
+__all__ = ["SCHEMA", "MAX_QUERY_BYTES", "MAX_LAYERS", "MAX_POSITIONS", "MAX_CELL_POSITIONS", "EXACT_ENTRIES",
+           "MAX_BINS", "MAX_CONNECTIONS", "MAX_DIM_TAPS", "CHANNELS_SHOWN", "ENDPOINTS", "answer", "view", "links", "matrix", "rf",
            "model_rf", "error_document"]
 
 SCHEMA = "layerlab.serve/1"
@@ -548,8 +548,9 @@ def _bins(counts, rows: int, cols: int) -> dict:
     fraction = counts / np.outer(np.diff(row_edges), np.diff(col_edges))
     filled = np.nonzero(counts)
     return {"row_edges": row_edges.tolist(), "col_edges": col_edges.tolist(), "rows": filled[0].tolist(),
-            "cols": filled[1].tolist(), "counts": counts[filled].tolist(), "fraction": np.round(fraction[filled], 6).tolist(),
-            "max_fraction": float(round(fraction.max(), 6)), "max_count": int(counts.max())}
+            "cols": filled[1].tolist(), "counts": counts[filled].tolist(),
+            "fraction": np.round(fraction[filled], 6).tolist(), "max_fraction": float(round(fraction.max(), 6)),
+            "max_count": int(counts.max())}
 
 
 # ----------------------------------------------------------------------------- /api/rf

@@ -216,7 +216,7 @@ def test_code_builds_the_layer_shown(input_shape, layer):
         out = module(torch.zeros(1, *shape))
         assert list(out.shape[1:]) == view["output_shape"]
     if layer.startswith(("Locally", "Tiled", "LowRank")):
-        assert view["code"]["torch"].startswith(f"# torch.nn has no ")
+        assert view["code"]["torch"].startswith("# torch.nn has no ")
 
 
 def test_grid_says_which_channels_the_page_draws_and_how():
