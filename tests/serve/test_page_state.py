@@ -124,3 +124,27 @@ def test_fractional_receptive_fields_show_six_significant_digits(page):
     assert expected[0] != round(expected[0])  # 3 + 2/3: a fraction
     rows = page.js("return [...document.querySelectorAll('#stack-table tbody tr')].map(tr => tr.cells[5].textContent)")
     assert rows[2] == "×".join(f"{size:g}" for size in expected)
+
+
+def _numbers(input_shape: str, layer: str) -> tuple[str, str, str]:
+    expected = shape_json(input_shape, [layer])
+    return ("×".join(map(str, expected["output_shape"])), f"{expected['total']['params']:,}",
+            f"{expected['total']['macs']:,}")
+
+
+def test_the_groups_slider_runs_from_a_full_conv_to_depthwise(page):
+    page.open("4x8x8", ["Conv2d(8, 3)"])
+    assert page.js("const s = document.getElementById('groups-slider'); return [s.min, s.max, s.value]") == ["1", "4", "1"]
+    page.set_control("groups-slider", "2")
+    assert urllib.parse.unquote(page.driver.current_url).endswith("layer=Conv2d(8,3,groups=2)")
+    assert _view(page) == _numbers("4x8x8", "Conv2d(8,3,groups=2)")
+    page.driver.find_element("id", "depthwise").click()  # 8 out channels: a multiple of 4, kept
+    page.wait_ready()
+    assert (_control(page, "arg-groups"), _control(page, "arg-out"), _control(page, "groups-slider")) == ("4", "8", "4")
+    assert _view(page) == _numbers("4x8x8", "Conv2d(8,3,groups=4)")
+    page.set_control("in-channels", "3")  # depthwise again: 8 is no multiple of 3, so one output per channel
+    assert page.js("return document.getElementById('groups-slider').max") == "3"
+    page.driver.find_element("id", "depthwise").click()
+    page.wait_ready()
+    assert urllib.parse.unquote(page.driver.current_url).endswith("input=3x8x8&layer=Conv2d(3,3,groups=3)")
+    assert _view(page) == _numbers("3x8x8", "Conv2d(3,3,groups=3)")

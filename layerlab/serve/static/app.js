@@ -219,6 +219,22 @@
   }
   function fillArguments(args) {
     for (const name of ["out", "kernel_size", ...KEYWORDS]) $(`arg-${name}`).value = args[name] ?? "";
+    syncGroupsSlider();
+  }
+  function syncGroupsSlider() {
+    // the slider runs from 1 (every input channel feeds every output channel) to the input channels
+    // (depthwise: one input channel a group); the engine says which counts divide the channels
+    const slider = $("groups-slider");
+    slider.max = String(Math.max(1, Number($("in-channels").value) || 1));
+    slider.value = $("arg-groups").value || "1";
+  }
+  function depthwise() {
+    // one group per input channel; out channels stay when they are a multiple of the input channels
+    const channels = $("in-channels").value.trim();
+    $("arg-groups").value = channels;
+    if (Number($("arg-out").value) % Number(channels) !== 0) $("arg-out").value = channels;
+    syncGroupsSlider();
+    onControlChange();
   }
   function fillControls(layer) {
     const kind = ALIASES[layer.kind] || layer.kind;
@@ -959,8 +975,11 @@
         return;
       }
       if (event.target.id === "kind") showControlsFor($("kind").value);
+      if (event.target.id === "groups-slider") $("arg-groups").value = event.target.value === "1" ? "" : event.target.value;
+      else syncGroupsSlider();
       onControlChange();
     });
+    $("depthwise").addEventListener("click", depthwise);
     $("stack-controls").addEventListener("input", () => { state.model = false; onStackChange(); });
     for (const button of document.querySelectorAll(".tabs button")) button.addEventListener("click", () => switchView(button.dataset.view));
     for (const [id, side] of [["in-grid", "in"], ["out-grid", "out"]]) {
