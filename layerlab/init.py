@@ -13,7 +13,13 @@ a ``Conv2D``'s. The fans of one output unit do not depend on weight sharing, so 
   (for ``groups > 1`` torch counts a conv's fan_out as ``C_out·∏k``, ignoring groups; one input unit
   really reaches ``C_out/groups·∏k`` outputs, which is what layerlab uses for local layers);
 - transposed local: its weight ``(*in_size, groups, C_out/g, *k, C_in/g)`` read as a local one,
-  ``fan_in = C_out/groups·∏k``, ``fan_out = C_in/groups·∏k`` (torch's transposed-conv rule, with groups).
+  ``fan_in = C_out/groups·∏k``, ``fan_out = C_in/groups·∏k`` (torch's transposed-conv rule, with groups);
+- low-rank local: its weight ``(R, C_out, C_in/g, *k)`` holds ``R`` conv kernels mixed per position,
+  and one output unit still sums ``C_in/groups·∏k`` products, so the local layer's fans (the rank is
+  not counted). Filling the bases with variance ``σ²`` gives the mixed kernel ``Σ_r α_r·weight[r]``
+  the variance ``σ²·Σ_r α_r²``: at the layer's constant starting logits that is ``σ²`` with
+  ``normalize="l2"``/``None`` (``α_r = 1/√R``) but ``σ²/R`` with ``"softmax"`` (``α_r = 1/R``),
+  which the layer's own ``reset_parameters`` offsets by scaling its bases by ``√R``.
 
 Formulas (Glorot & Bengio 2010; He et al. 2015)::
 
@@ -24,12 +30,15 @@ Formulas (Glorot & Bengio 2010; He et al. 2015)::
 
 Every function takes a module (layerlab or torch, with a ``weight``) or a weight tensor plus its
 ``layout`` (``"dense"``, ``"conv"``, ``"local"``, ``"tiled"``); it fills the weight in place (the
-bias is left alone, as ``torch.nn.init``) and returns what it was given.
+bias is left alone, as ``torch.nn.init``) and returns what it was given. A low-rank weight has no
+layout: its shape does not record ``groups``, which its ``fan_out`` needs, so pass the layer.
 
 Examples:
     >>> import layerlab
     >>> layer = layerlab.LocallyConnected2d(3, 32, 3, input_size=(32, 32))
     >>> fans(layer)
+    (27, 288)
+    >>> fans(layerlab.LowRankLocallyConnected2d(3, 32, 3, rank=4, input_size=(32, 32)))
     (27, 288)
 """
 
@@ -44,6 +53,7 @@ from torch.nn.parameter import UninitializedParameter
 from layerlab.errors import ArgumentError
 from layerlab.nn.local import _LocallyConnectedNd
 from layerlab.nn.local_transpose import _LocallyConnectedTransposeNd
+from layerlab.nn.lowrank import _LowRankLocallyConnectedNd
 from layerlab.nn.tiled import _TiledConvNd
 
 __all__ = ["fans", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_"]
@@ -77,6 +87,8 @@ def _resolve(target, layout: str | None) -> tuple[torch.Tensor, tuple[int, int]]
                 f"layerlab.init: {target!r} has no weight yet (lazy layer): call it once on an input, "
                 "or build it with in_features/input_size, then initialise"
             )
+        if layout is None and isinstance(target, _LowRankLocallyConnectedNd):
+            return weight, (target.fan_in, target.fan_out)  # the window layers' C_in/g·∏k, C_out/g·∏k
         if layout is None:
             is_local = isinstance(target, (_LocallyConnectedNd, _TiledConvNd, _LocallyConnectedTransposeNd))
             layout = "local" if is_local else "conv"  # torch's rule covers Linear and Conv*

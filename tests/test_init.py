@@ -27,6 +27,40 @@ def test_fans_match_the_matching_conv_and_dense():
     assert nn.init._calculate_fan_in_and_fan_out(local.weight) != (36, 72)
 
 
+
+LOWRANK_CASES = [  # (low-rank class, local class, C_in, C_out, kernel_size, groups, rank, input_size)
+    (layerlab.LowRankLocallyConnected1d, layerlab.LocallyConnected1d, 6, 4, 5, 1, 3, (12,)),
+    (layerlab.LowRankLocallyConnected1d, layerlab.LocallyConnected1d, 6, 4, 5, 2, 3, (12,)),
+    (layerlab.LowRankLocallyConnected2d, layerlab.LocallyConnected2d, 3, 8, 3, 1, 2, (8, 8)),
+    (layerlab.LowRankLocallyConnected2d, layerlab.LocallyConnected2d, 6, 12, (3, 2), 3, 4, (7, 9)),
+]
+
+
+@pytest.mark.parametrize("lowrank_cls, local_cls, c_in, c_out, k, groups, rank, size", LOWRANK_CASES)
+def test_lowrank_fans_are_the_matching_local_layers(lowrank_cls, local_cls, c_in, c_out, k, groups, rank, size):
+    lowrank = lowrank_cls(c_in, c_out, k, rank=rank, groups=groups, input_size=size)
+    local = local_cls(c_in, c_out, k, groups=groups, input_size=size)  # fans read from its own weight
+    taps = math.prod(lowrank.kernel_size)
+    assert fans(lowrank) == fans(local) == (c_in // groups * taps, c_out // groups * taps)
+    # the storage-shape rule on the (R, C_out, C_in/groups, *k) weight counts C_out into fan_in
+    assert nn.init._calculate_fan_in_and_fan_out(lowrank.weight)[0] == c_out * c_in // groups * taps
+
+
+@pytest.mark.parametrize("normalize, alpha", [("softmax", 1 / 4), ("l2", 1 / 2), (None, 1 / 2)])
+def test_lowrank_bases_get_the_conv_distribution_and_the_mix_scales_it(normalize, alpha):
+    torch.manual_seed(0)
+    rank = 4
+    lowrank = layerlab.LowRankLocallyConnected2d(16, 32, 3, rank=rank, normalize=normalize, input_size=(6, 6))
+    assert kaiming_normal_(lowrank, nonlinearity="relu") is lowrank
+    std = math.sqrt(2 / 144)  # fan_in = 16·3·3, as the conv
+    assert lowrank.weight.std().item() == pytest.approx(std, rel=0.02)  # 18,432 samples
+    # constant starting logits: α_r = 1/R (softmax) or 1/√R ("l2", None), so the mixed kernel
+    # Σ_r α_r·weight[r] has the variance std²·Σ_r α_r² = std²/R or std²
+    mix = lowrank.combining_weights()[2, 3]
+    assert torch.allclose(mix, torch.full((rank,), alpha))
+    mixed = torch.einsum("r,r...->...", mix, lowrank.weight.detach())
+    assert mixed.std().item() == pytest.approx(std * math.sqrt(rank) * alpha, rel=0.05)  # 4,608 samples
+
 INITS = [
     (xavier_uniform_, nn.init.xavier_uniform_, {}),
     (xavier_normal_, nn.init.xavier_normal_, {}),
