@@ -25,30 +25,30 @@ from layerlab.arith.sizes import transposed_output_size
 from layerlab.arith.specs import ConvSpec, ConvTransposeSpec
 from layerlab.nn._budget import ParameterBudget, check_output
 from layerlab.nn._shape import ShapeDiagnosis, check_channels, check_rank, shape_str
+from layerlab.nn._window import window_arguments
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 
-class _ConvNdMixin(ShapeDiagnosis, ParameterBudget):
-    """``layer_spec()``, input diagnosis and a parameter estimate for ``torch.nn.Conv*d`` subclasses."""
+class _TorchWindowNdMixin(ShapeDiagnosis, ParameterBudget):
+    """Input diagnosis and a parameter estimate shared by the ``torch.nn.Conv*d`` and
+    ``torch.nn.ConvTranspose*d`` subclasses."""
 
     _ndim: int
     _budget_hint = "Use fewer channels or a smaller kernel"
 
+    def _check_input(self, input: torch.Tensor) -> None:
+        check_rank(self, input, self._ndim, "C_in")
+        check_channels(self, input, self._ndim, self.in_channels)
+
+
+class _ConvNdMixin(_TorchWindowNdMixin):
+    """``layer_spec()``, input diagnosis and a parameter estimate for ``torch.nn.Conv*d`` subclasses."""
+
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.ConvSpec`."""
-        return ConvSpec(
-            ndim=self._ndim,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            in_channels=self.in_channels,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias is not None,
-            padding_mode=self.padding_mode,
-        )
+        return ConvSpec(**window_arguments(self), bias=self.bias is not None,
+                        padding_mode=self.padding_mode)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         try:
@@ -57,17 +57,10 @@ class _ConvNdMixin(ShapeDiagnosis, ParameterBudget):
             self._diagnose(input)
             raise
 
-    def _check_input(self, input: torch.Tensor) -> None:
-        check_rank(self, input, self._ndim, "C_in")
-        check_channels(self, input, self._ndim, self.in_channels)
 
-
-class _ConvTransposeNdMixin(ShapeDiagnosis, ParameterBudget):
+class _ConvTransposeNdMixin(_TorchWindowNdMixin):
     """``layer_spec()``, input diagnosis and parameter and output estimates for
     ``torch.nn.ConvTranspose*d`` subclasses."""
-
-    _ndim: int
-    _budget_hint = "Use fewer channels or a smaller kernel"
 
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         """torch's forward, once the output is known to fit the memory limit (a large stride
@@ -91,22 +84,8 @@ class _ConvTransposeNdMixin(ShapeDiagnosis, ParameterBudget):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.ConvTransposeSpec`."""
-        return ConvTransposeSpec(
-            ndim=self._ndim,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            in_channels=self.in_channels,
-            stride=self.stride,
-            padding=self.padding,
-            output_padding=self.output_padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias is not None,
-        )
-
-    def _check_input(self, input: torch.Tensor) -> None:
-        check_rank(self, input, self._ndim, "C_in")
-        check_channels(self, input, self._ndim, self.in_channels)
+        return ConvTransposeSpec(**window_arguments(self), bias=self.bias is not None,
+                                 output_padding=self.output_padding)
 
 
 class Conv1d(_ConvNdMixin, nn.Conv1d):

@@ -12,24 +12,24 @@ one per channel and location) or ``C_out`` (``bias="shared"``).
 from __future__ import annotations
 
 import torch
-from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import Parameter, UninitializedParameter
 
-from layerlab.arith._args import ntuple
 from layerlab.arith.specs import LocalSpec
-from layerlab.errors import ShapeError
 from layerlab.functional import local_conv
-from layerlab.nn._shape import shape_str, size_str
-from layerlab.nn._window import _WindowedNd
+from layerlab.nn._window import _PositionBanksNd
 
 __all__ = ["LocallyConnected1d", "LocallyConnected2d", "LocallyConnected3d"]
 
+# why a local layer takes one input size (in its shape errors)
+_FIXED_SIZE = "a local layer has one filter per position"
 
-class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
+
+class _LocallyConnectedNd(_PositionBanksNd):
     """N-d locally connected layer; see :class:`LocallyConnected2d` for the documentation."""
 
-    # stay a layerlab layer after the lazy initialisation (torch's Lazy* modules change class)
-    cls_to_become = None
+    _budget_hint = (
+        "A local layer stores one filter bank per output position; use a smaller input or a larger stride, "
+        "or a conv or tiled layer"
+    )
 
     def __init__(
         self,
@@ -51,39 +51,12 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
             LocalSpec, in_channels, bias, padding_mode, out_channels=out_channels, kernel_size=kernel_size,
             stride=stride, padding=padding, dilation=dilation, groups=groups,
         )
-        who = type(self).__name__
-        self.input_size = None if input_size is None else ntuple(who, "input_size", input_size, self._ndim, minimum=1)
-        factory_kwargs = {"device": device, "dtype": dtype}
-        if self.input_size is None:
-            self.weight = UninitializedParameter(**factory_kwargs)
-            self.bias = None if self.bias_mode is None else UninitializedParameter(**factory_kwargs)
-            return
-        out_size = self._allocation_size(self.input_size, None, dtype, device)
-        self.weight = Parameter(torch.empty(self._weight_shape(out_size), **factory_kwargs))
-        self.bias = None if self.bias_mode is None else Parameter(torch.empty(self._bias_shape(out_size), **factory_kwargs))
-        self.reset_parameters()
+        self._set_input_size(input_size)
+        self._create_parameters(device, dtype)
 
-    def _bias_shape(self, out_size: tuple[int, ...]) -> tuple[int, ...]:
-        return (self.out_channels, *out_size) if self.bias_mode == "location" else (self.out_channels,)
-
-    def _analyse(self, in_size: tuple[int, ...], input: torch.Tensor | None):
-        """The spec's report for spatial input ``in_size``; :class:`ShapeError` when the (padded,
-        dilated) window does not fit."""
-        try:
-            return self.layer_spec().analyse((self.in_channels, *in_size))
-        except ShapeError as err:
-            got = f"an input of shape {shape_str(input.shape)}" if input is not None else "its input_size"
-            raise ShapeError(f"{self._who()} cannot take {got}: {err}") from None
-
-    def _allocation_size(self, in_size: tuple[int, ...], input: torch.Tensor | None, dtype, device) -> tuple[int, ...]:
-        """The output size for ``in_size``, once its parameters are known to fit the memory limit."""
-        report = self._analyse(in_size, input)
-        self._check_parameters(
-            report.params, dtype, device,
-            "A local layer stores one filter bank per output position; use a smaller input or a larger stride, "
-            "or a conv or tiled layer",
-        )
-        return report.output_shape[1:]
+    def _bank_positions(self, in_size: tuple[int, ...], out_size: tuple[int, ...]) -> tuple[int, ...]:
+        """A filter bank per output position."""
+        return out_size
 
     @property
     def output_size(self) -> tuple[int, ...] | None:
@@ -104,65 +77,22 @@ class _LocallyConnectedNd(LazyModuleMixin, _WindowedNd):
         if not self.has_uninitialized_params():
             self._init_uniform()
 
-    def initialize_parameters(self, input: torch.Tensor) -> None:
-        """Lazy init (forward pre-hook): record the input size, materialise the parameters.
-
-        When the parameters were loaded from a ``state_dict`` before the first call, the first input
-        must produce the loaded output size.
-        """
-        if self.input_size is not None:
-            return  # built for a known size: forward checks every input against it
-        self._check_rank_channels(input)
-        in_size = tuple(input.shape[input.dim() - self._ndim :])
-        if self.has_uninitialized_params():
-            out_size = self._allocation_size(in_size, input, self.weight.dtype, self.weight.device)
-            with torch.no_grad():
-                self.weight.materialize(self._weight_shape(out_size))
-                if self.bias is not None:
-                    self.bias.materialize(self._bias_shape(out_size))
-                self.input_size = in_size
-                self.reset_parameters()
-        else:
-            out_size = self._analyse(in_size, input).output_shape[1:]
-            if out_size != self.output_size:
-                raise ShapeError(
-                    f"{self._who()} holds weights for output size {size_str(self.output_size)}, but a "
-                    f"{size_str(in_size)} input gives {size_str(out_size)}: a local layer has one "
-                    "filter per position; feed inputs of the size the weights were trained on"
-                )
-            self.input_size = in_size
+    def _check_loaded(self, in_size: tuple[int, ...], input: torch.Tensor) -> None:
+        """The first input after loading a ``state_dict`` must produce the loaded output size."""
+        self._check_loaded_output_size(in_size, input, "weights", why=_FIXED_SIZE)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *input_size)`` or unbatched ``(C_in, *input_size)`` → ``(B, C_out, *output_size)``."""
         ndim = self._ndim
-        self._check_input(input, "a local layer has one filter per position")
+        self._check_input(input, _FIXED_SIZE)
         unbatched = input.dim() == ndim + 1
         x = self._pad(input.unsqueeze(0) if unbatched else input)  # (B, C_in, *padded)
         out = local_conv(x, self.weight, self.bias, self.stride, self._op_padding, self.dilation, self.groups)
         return out.squeeze(0) if unbatched else out  # (B, C_out, *output_size)
 
-    def _who(self) -> str:
-        size = "" if self.input_size is None else f", input_size={self.input_size}"
-        return f"{type(self).__name__}({self._window_repr()}{size})"
-
-    def extra_repr(self) -> str:
-        size = "?" if self.input_size is None else self.input_size
-        out = "?" if self.output_size is None else self.output_size
-        return f"{self._window_repr()}, input_size={size}, output_size={out}"
-
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.LocalSpec`."""
-        return LocalSpec(
-            ndim=self._ndim,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            in_channels=self.in_channels,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias_mode,
-        )
+        return self._layer_spec(LocalSpec)
 
 
 class LocallyConnected1d(_LocallyConnectedNd):

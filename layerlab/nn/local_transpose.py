@@ -18,24 +18,26 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import Parameter, UninitializedParameter
 
-from layerlab.arith._args import ntuple, positive_int
 from layerlab.arith.specs import LocalTransposeSpec
 from layerlab.errors import ShapeError
 from layerlab.functional import local_conv_transpose
-from layerlab.nn._shape import shape_str, size_str
-from layerlab.nn._window import _bias_mode, _WindowedNd
+from layerlab.nn._shape import size_str
+from layerlab.nn._window import _PositionBanksNd
 
 __all__ = ["LocallyConnectedTranspose1d", "LocallyConnectedTranspose2d", "LocallyConnectedTranspose3d"]
 
+# why a transposed local layer takes one input size (in its shape errors)
+_FIXED_SIZE = "a transposed local layer has one filter per input position"
 
-class _LocallyConnectedTransposeNd(LazyModuleMixin, _WindowedNd):
+
+class _LocallyConnectedTransposeNd(_PositionBanksNd):
     """N-d transposed locally connected layer; see :class:`LocallyConnectedTranspose2d`."""
 
-    # stay a layerlab layer after the lazy initialisation (torch's Lazy* modules change class)
-    cls_to_become = None
+    _budget_hint = (
+        "A transposed local layer stores one filter bank per input position; use a smaller input, "
+        "or a ConvTranspose layer"
+    )
 
     def __init__(
         self,
@@ -53,34 +55,22 @@ class _LocallyConnectedTransposeNd(LazyModuleMixin, _WindowedNd):
         dtype=None,
     ) -> None:
         super().__init__()
-        who = type(self).__name__
-        spec = LocalTransposeSpec(
-            ndim=self._ndim, out_channels=out_channels, kernel_size=kernel_size,
-            in_channels=positive_int(who, "in_channels", in_channels), stride=stride, padding=padding,
-            output_padding=output_padding, dilation=dilation, groups=groups, bias=_bias_mode(who, bias),
-        )
-        self.in_channels, self.out_channels, self.groups = spec.in_channels, spec.out_channels, spec.groups
-        self.kernel_size, self.stride, self.dilation = spec.kernel_size, spec.stride, spec.dilation
-        self.padding, self.output_padding, self.bias_mode = spec.padding, spec.output_padding, spec.bias
+        self.output_padding = self._set_spec_args(
+            LocalTransposeSpec, in_channels, bias, out_channels=out_channels, kernel_size=kernel_size,
+            stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups,
+        ).output_padding
         self.padding_mode = "zeros"  # as torch's ConvTranspose: zero padding only
-        self.input_size = None if input_size is None else ntuple(who, "input_size", input_size, self._ndim, minimum=1)
-        factory_kwargs = {"device": device, "dtype": dtype}
-        if self.input_size is None:
-            self.weight = UninitializedParameter(**factory_kwargs)
-            self.bias = None if self.bias_mode is None else UninitializedParameter(**factory_kwargs)
-            return
-        out_size = self._allocation_size(self.input_size, None, dtype, device)
-        self.weight = Parameter(torch.empty(self._weight_shape(self.input_size), **factory_kwargs))
-        self.bias = None if self.bias_mode is None else Parameter(torch.empty(self._bias_shape(out_size), **factory_kwargs))
-        self.reset_parameters()
+        self._set_input_size(input_size)
+        self._create_parameters(device, dtype)
 
     def _weight_shape(self, positions: tuple[int, ...]) -> tuple[int, ...]:
         """``(*in_size, groups, C_out/groups, *kernel_size, C_in/groups)``: the matching local layer's."""
         g = self.groups
         return (*positions, g, self.out_channels // g, *self.kernel_size, self.in_channels // g)
 
-    def _bias_shape(self, out_size: tuple[int, ...]) -> tuple[int, ...]:
-        return (self.out_channels, *out_size) if self.bias_mode == "location" else (self.out_channels,)
+    def _bank_positions(self, in_size: tuple[int, ...], out_size: tuple[int, ...]) -> tuple[int, ...]:
+        """A filter bank per input position."""
+        return in_size
 
     @property
     def fan_in(self) -> int:
@@ -92,25 +82,6 @@ class _LocallyConnectedTransposeNd(LazyModuleMixin, _WindowedNd):
     def fan_out(self) -> int:
         """``C_in/groups·∏kernel_size`` (the matching local layer's fan_out)."""
         return self.in_channels // self.groups * math.prod(self.kernel_size)
-
-    def _analyse(self, in_size: tuple[int, ...], input: torch.Tensor | None):
-        """The spec's report for spatial input ``in_size``; :class:`ShapeError` when the padding crops the
-        whole output."""
-        try:
-            return self.layer_spec().analyse((self.in_channels, *in_size))
-        except ShapeError as err:
-            got = f"an input of shape {shape_str(input.shape)}" if input is not None else "its input_size"
-            raise ShapeError(f"{self._who()} cannot take {got}: {err}") from None
-
-    def _allocation_size(self, in_size: tuple[int, ...], input: torch.Tensor | None, dtype, device) -> tuple[int, ...]:
-        """The output size for ``in_size``, once its parameters are known to fit the memory limit."""
-        report = self._analyse(in_size, input)
-        self._check_parameters(
-            report.params, dtype, device,
-            "A transposed local layer stores one filter bank per input position; use a smaller input, "
-            "or a ConvTranspose layer",
-        )
-        return report.output_shape[1:]
 
     @property
     def output_size(self) -> tuple[int, ...] | None:
@@ -125,38 +96,19 @@ class _LocallyConnectedTransposeNd(LazyModuleMixin, _WindowedNd):
         if not self.has_uninitialized_params():
             self._init_uniform()
 
-    def initialize_parameters(self, input: torch.Tensor) -> None:
-        """Lazy init (forward pre-hook): record the input size, materialise the parameters.
-
-        When the parameters were loaded from a ``state_dict`` before the first call, the first input
-        must have the loaded input size.
-        """
-        if self.input_size is not None:
-            return  # built for a known size: forward checks every input against it
-        self._check_rank_channels(input)
-        in_size = tuple(input.shape[input.dim() - self._ndim :])
-        if self.has_uninitialized_params():
-            out_size = self._allocation_size(in_size, input, self.weight.dtype, self.weight.device)
-            with torch.no_grad():
-                self.weight.materialize(self._weight_shape(in_size))
-                if self.bias is not None:
-                    self.bias.materialize(self._bias_shape(out_size))
-                self.input_size = in_size
-                self.reset_parameters()
-        else:
-            loaded = tuple(self.weight.shape[: self._ndim])
-            if in_size != loaded:
-                raise ShapeError(
-                    f"{self._who()} holds weights for input size {size_str(loaded)}, got a "
-                    f"{size_str(in_size)} input: a transposed local layer has one filter per input "
-                    "position; feed inputs of the size the weights were trained on"
-                )
-            self.input_size = in_size
+    def _check_loaded(self, in_size: tuple[int, ...], input: torch.Tensor) -> None:
+        """The first input after loading a ``state_dict`` must have the loaded input size."""
+        loaded = tuple(self.weight.shape[: self._ndim])
+        if in_size != loaded:
+            raise ShapeError(
+                f"{self._who()} holds weights for input size {size_str(loaded)}, got a "
+                f"{size_str(in_size)} input: {_FIXED_SIZE}; feed inputs of the size the weights were trained on"
+            )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *input_size)`` or unbatched ``(C_in, *input_size)`` → ``(B, C_out, *output_size)``."""
         ndim = self._ndim
-        self._check_input(input, "a transposed local layer has one filter per input position")
+        self._check_input(input, _FIXED_SIZE)
         unbatched = input.dim() == ndim + 1
         x = input.unsqueeze(0) if unbatched else input  # (B, C_in, *input_size)
         out = local_conv_transpose(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
@@ -173,29 +125,9 @@ class _LocallyConnectedTransposeNd(LazyModuleMixin, _WindowedNd):
             after = f", stride={self.stride}"
         return text.replace(after, f"{after}, output_padding={self.output_padding}", 1)
 
-    def _who(self) -> str:
-        size = "" if self.input_size is None else f", input_size={self.input_size}"
-        return f"{type(self).__name__}({self._window_repr()}{size})"
-
-    def extra_repr(self) -> str:
-        size = "?" if self.input_size is None else self.input_size
-        out = "?" if self.output_size is None else self.output_size
-        return f"{self._window_repr()}, input_size={size}, output_size={out}"
-
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.LocalTransposeSpec`."""
-        return LocalTransposeSpec(
-            ndim=self._ndim,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            in_channels=self.in_channels,
-            stride=self.stride,
-            padding=self.padding,
-            output_padding=self.output_padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias_mode,
-        )
+        return self._layer_spec(LocalTransposeSpec, output_padding=self.output_padding)
 
 
 class LocallyConnectedTranspose1d(_LocallyConnectedTransposeNd):

@@ -18,25 +18,18 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import Parameter, UninitializedParameter
+from torch.nn.parameter import UninitializedParameter
 
-from layerlab.arith._args import ntuple
 from layerlab.arith.sizes import DIM_NAMES
 from layerlab.arith.specs import LowRankLocalSpec
-from layerlab.errors import ShapeError
 from layerlab.functional.lowrank import combining_weights, lowrank_local_conv
-from layerlab.nn._shape import shape_str, size_str
-from layerlab.nn._window import _WindowedNd
+from layerlab.nn._window import _LazyWindowedNd, element_count
 
 __all__ = ["LowRankLocallyConnected1d", "LowRankLocallyConnected2d", "LowRankLocallyConnected3d"]
 
 
-class _LowRankLocallyConnectedNd(LazyModuleMixin, _WindowedNd):
+class _LowRankLocallyConnectedNd(_LazyWindowedNd):
     """N-d low-rank locally connected layer; see :class:`LowRankLocallyConnected2d`."""
-
-    # stay a layerlab layer after the lazy initialisation (torch's Lazy* modules change class)
-    cls_to_become = None
 
     def __init__(
         self,
@@ -63,21 +56,18 @@ class _LowRankLocallyConnectedNd(LazyModuleMixin, _WindowedNd):
             groups=groups, combining=combining, normalize=normalize,
         )
         self.rank, self.combining, self.normalize = spec.rank, spec.combining, spec.normalize
-        who = type(self).__name__
-        self.input_size = None if input_size is None else ntuple(who, "input_size", input_size, self._ndim, minimum=1)
+        self._set_input_size(input_size)
         factory_kwargs = {"device": device, "dtype": dtype}
         weight_shape = (self.rank, self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         bias_shape = {"location": (self.rank, self.out_channels), "shared": (self.out_channels,)}.get(self.bias_mode)
         out_size = None
         if self.input_size is not None:
             out_size = self._analyse(self.input_size, None).output_shape[1:]
-        params = math.prod(weight_shape) + (0 if bias_shape is None else math.prod(bias_shape))
         self._check_parameters(
-            params + (0 if out_size is None else spec.combining_count(out_size)), dtype, device,
-            "Use a smaller rank, fewer channels or a smaller kernel",
+            element_count(weight_shape, bias_shape) + (0 if out_size is None else spec.combining_count(out_size)),
+            dtype, device, "Use a smaller rank, fewer channels or a smaller kernel",
         )
-        self.weight = Parameter(torch.empty(weight_shape, **factory_kwargs))
-        self.bias = None if bias_shape is None else Parameter(torch.empty(bias_shape, **factory_kwargs))
+        self._new_parameters(weight_shape, bias_shape, device, dtype)
         for name in self._combining_names():
             setattr(self, name, UninitializedParameter(**factory_kwargs))
         if out_size is not None:
@@ -141,42 +131,20 @@ class _LowRankLocallyConnectedNd(LazyModuleMixin, _WindowedNd):
             for name in names:
                 getattr(self, name).fill_(1.0 / (len(names) * math.sqrt(self.rank)))
 
-    def _analyse(self, in_size: tuple[int, ...], input: torch.Tensor | None):
-        """The spec's report for spatial input ``in_size``; :class:`ShapeError` when the window does
-        not fit."""
-        try:
-            return self.layer_spec().analyse((self.in_channels, *in_size))
-        except ShapeError as err:
-            got = f"an input of shape {shape_str(input.shape)}" if input is not None else "its input_size"
-            raise ShapeError(f"{self._who()} cannot take {got}: {err}") from None
-
-    def initialize_parameters(self, input: torch.Tensor) -> None:
-        """Lazy init (forward pre-hook): record the input size, materialise the combining weights.
-
-        When they were loaded from a ``state_dict`` before the first call, the first input must
-        produce the loaded output size.
-        """
-        if self.input_size is not None:
-            return  # built for a known size: forward checks every input against it
-        self._check_rank_channels(input)
-        in_size = tuple(input.shape[input.dim() - self._ndim :])
+    def _materialize(self, in_size: tuple[int, ...], input: torch.Tensor) -> None:
+        """The combining weights for the output size of ``in_size`` (the bases exist already)."""
         out_size = self._analyse(in_size, input).output_shape[1:]
-        if self.has_uninitialized_params():
-            spec = self.layer_spec()
-            self._check_parameters(
-                sum(p.numel() for p in (self.weight, self.bias) if p is not None) + spec.combining_count(out_size),
-                self.weight.dtype, self.weight.device, "Use a smaller rank, or combining='factorized'",
-            )
-            self._materialize_combining(out_size)
-            self.input_size = in_size
-            self.reset_parameters()
-        elif out_size != self.output_size:
-            raise ShapeError(
-                f"{self._who()} holds combining weights for output size {size_str(self.output_size)}, "
-                f"but a {size_str(in_size)} input gives {size_str(out_size)}: feed inputs of the size "
-                "the weights were trained on"
-            )
-        self.input_size = in_size
+        bases = sum(p.numel() for p in (self.weight, self.bias) if p is not None)
+        self._check_parameters(
+            bases + self.layer_spec().combining_count(out_size), self.weight.dtype, self.weight.device,
+            "Use a smaller rank, or combining='factorized'",
+        )
+        self._materialize_combining(out_size)
+        self.reset_parameters()
+
+    def _check_loaded(self, in_size: tuple[int, ...], input: torch.Tensor) -> None:
+        """The first input after loading a ``state_dict`` must produce the loaded output size."""
+        self._check_loaded_output_size(in_size, input, "combining weights")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *input_size)`` or unbatched ``(C_in, *input_size)`` → ``(B, C_out, *output_size)``."""
@@ -200,30 +168,13 @@ class _LowRankLocallyConnectedNd(LazyModuleMixin, _WindowedNd):
             text += f", normalize={self.normalize!r}"
         return text
 
-    def _who(self) -> str:
-        size = "" if self.input_size is None else f", input_size={self.input_size}"
-        return f"{type(self).__name__}({self._window_repr()}{size})"
-
     def extra_repr(self) -> str:
         size = "" if self.input_size is None else f", input_size={self.input_size}"
         return self._window_repr() + size
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.LowRankLocalSpec`."""
-        return LowRankLocalSpec(
-            ndim=self._ndim,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            rank=self.rank,
-            in_channels=self.in_channels,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias_mode,
-            combining=self.combining,
-            normalize=self.normalize,
-        )
+        return self._layer_spec(LowRankLocalSpec, rank=self.rank, combining=self.combining, normalize=self.normalize)
 
 
 class LowRankLocallyConnected1d(_LowRankLocallyConnectedNd):

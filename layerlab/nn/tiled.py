@@ -11,14 +11,11 @@ or ``C_out`` (``bias="shared"``).
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torch.nn.parameter import Parameter
 
 from layerlab.arith.specs import TiledSpec
 from layerlab.functional.tiled import tiled_conv
-from layerlab.nn._window import _WindowedNd
+from layerlab.nn._window import _WindowedNd, element_count
 
 __all__ = ["TiledConv1d", "TiledConv2d", "TiledConv3d"]
 
@@ -46,15 +43,12 @@ class _TiledConvNd(_WindowedNd):
             TiledSpec, in_channels, bias, padding_mode, out_channels=out_channels, kernel_size=kernel_size,
             tile_size=tile_size, stride=stride, padding=padding, dilation=dilation, groups=groups,
         ).tile_size
-        weight_shape = self._weight_shape(self.tile_size)
-        bias_shape = {"location": (self.out_channels, *self.tile_size), "shared": (self.out_channels,)}.get(self.bias_mode)
+        weight_shape, bias_shape = self._weight_shape(self.tile_size), self._bias_shape(self.tile_size)
         self._check_parameters(
-            math.prod(weight_shape) + (0 if bias_shape is None else math.prod(bias_shape)), dtype, device,
+            element_count(weight_shape, bias_shape), dtype, device,
             "Use a smaller tile_size, fewer channels or a smaller kernel",
         )
-        factory_kwargs = {"device": device, "dtype": dtype}
-        self.weight = Parameter(torch.empty(weight_shape, **factory_kwargs))
-        self.bias = None if bias_shape is None else Parameter(torch.empty(bias_shape, **factory_kwargs))
+        self._new_parameters(weight_shape, bias_shape, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -81,18 +75,7 @@ class _TiledConvNd(_WindowedNd):
 
     def layer_spec(self):
         """This layer as a :class:`layerlab.arith.specs.TiledSpec`."""
-        return TiledSpec(
-            ndim=self._ndim,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            tile_size=self.tile_size,
-            in_channels=self.in_channels,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias_mode,
-        )
+        return self._layer_spec(TiledSpec, tile_size=self.tile_size)
 
 
 class TiledConv1d(_TiledConvNd):
