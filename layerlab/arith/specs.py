@@ -549,7 +549,7 @@ class TiledSpec(_ConvPadding):
 
     def analyse(self, input_shape) -> LayerReport:
         tiles = prod(self.tile_size)
-        channels, spatial = _split_input(self, input_shape, self.ndim)
+        _, spatial = _split_input(self, input_shape, self.ndim)
         pads = self.padding_pairs()
         out = [Geometry("", n, k, s, p, d).out_size
                for n, k, s, p, d in zip(spatial, self.kernel_size, self.stride, pads, self.dilation)]
