@@ -38,6 +38,7 @@ from typing import Any
 
 from layerlab.arith import reshape, specs
 from layerlab.arith._args import is_int
+from layerlab.arith.sizes import PADDING_MODES
 from layerlab.errors import ArgumentError, LayerlabError
 
 __all__ = ["parse_layer", "parse_stack", "torch_order_note", "LAYER_NAMES", "MAX_TEXT_LENGTH", "MAX_INT", "MAX_TUPLE_LENGTH"]
@@ -179,60 +180,67 @@ _CONV_KW = {
 }
 
 
-def _conv(ndim: int) -> _Layer:
+def _windowed(spec: Callable[..., Any], ndim: int, positional: tuple[str, ...], *, required: tuple[str, ...] = (),
+              **keywords: Checker) -> _Layer:
+    """A conv-like layer: ``positional`` from ``out_channels``, the conv keywords (``keywords`` add to
+    or replace them), ``out_channels`` and ``kernel_size`` required (then ``required``), the spec
+    built with ``ndim``; torch's constructor takes ``in_channels`` before ``positional``."""
     return _Layer(
-        positional=("out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"),
-        keywords={**_CONV_KW, "bias": _bool, "padding_mode": _choice("zeros", "reflect", "replicate", "circular")},
-        build=lambda v: specs.ConvSpec(ndim=ndim, **v),
-        required=("out_channels", "kernel_size"),
+        positional=positional,
+        keywords={**_CONV_KW, **keywords},
+        build=lambda v: spec(ndim=ndim, **v),
+        required=("out_channels", "kernel_size", *required),
+        torch_positional=("in_channels", *positional),
+    )
+
+
+def _conv(ndim: int) -> _Layer:
+    return _windowed(
+        specs.ConvSpec, ndim,
+        ("out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"),
+        bias=_bool, padding_mode=_choice(*PADDING_MODES),
     )
 
 
 def _conv_transpose(ndim: int) -> _Layer:
     # torch order after in_channels: out, kernel, stride, padding, output_padding, groups, bias, dilation
-    return _Layer(
-        positional=("out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation"),
-        keywords={**_CONV_KW, "padding": _ints, "output_padding": _ints, "bias": _bool},
-        build=lambda v: specs.ConvTransposeSpec(ndim=ndim, **v),
-        required=("out_channels", "kernel_size"),
+    return _windowed(
+        specs.ConvTransposeSpec, ndim,
+        ("out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation"),
+        padding=_ints, output_padding=_ints, bias=_bool,
     )
 
 
 def _local(ndim: int) -> _Layer:
-    return _Layer(
-        positional=("out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias"),
-        keywords={**_CONV_KW, "bias": _local_bias},
-        build=lambda v: specs.LocalSpec(ndim=ndim, **v),
-        required=("out_channels", "kernel_size"),
+    return _windowed(
+        specs.LocalSpec, ndim, ("out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias"),
+        bias=_local_bias,
     )
 
 
 def _tiled(ndim: int) -> _Layer:
-    return _Layer(
-        positional=("out_channels", "kernel_size", "tile_size", "stride", "padding", "dilation", "groups", "bias"),
-        keywords={**_CONV_KW, "tile_size": _ints, "bias": _local_bias},
-        build=lambda v: specs.TiledSpec(ndim=ndim, **v),
-        required=("out_channels", "kernel_size", "tile_size"),
+    return _windowed(
+        specs.TiledSpec, ndim,
+        ("out_channels", "kernel_size", "tile_size", "stride", "padding", "dilation", "groups", "bias"),
+        required=("tile_size",), tile_size=_ints, bias=_local_bias,
     )
 
 
 def _local_transpose(ndim: int) -> _Layer:
     # layerlab order after in_channels: out, kernel, stride, padding, output_padding, dilation, groups, bias
-    return _Layer(
-        positional=("out_channels", "kernel_size", "stride", "padding", "output_padding", "dilation", "groups", "bias"),
-        keywords={**_CONV_KW, "padding": _ints, "output_padding": _ints, "bias": _local_bias},
-        build=lambda v: specs.LocalTransposeSpec(ndim=ndim, **v),
-        required=("out_channels", "kernel_size"),
+    return _windowed(
+        specs.LocalTransposeSpec, ndim,
+        ("out_channels", "kernel_size", "stride", "padding", "output_padding", "dilation", "groups", "bias"),
+        padding=_ints, output_padding=_ints, bias=_local_bias,
     )
 
 
 def _lowrank(ndim: int) -> _Layer:
-    return _Layer(
-        positional=("out_channels", "kernel_size", "rank", "stride", "padding", "dilation", "groups", "bias"),
-        keywords={**_CONV_KW, "rank": _int, "bias": _local_bias, "combining": _choice(*specs.LOWRANK_COMBINING),
-                  "normalize": _optional(_choice(*(n for n in specs.LOWRANK_NORMALIZE if n is not None)))},
-        build=lambda v: specs.LowRankLocalSpec(ndim=ndim, **v),
-        required=("out_channels", "kernel_size", "rank"),
+    return _windowed(
+        specs.LowRankLocalSpec, ndim,
+        ("out_channels", "kernel_size", "rank", "stride", "padding", "dilation", "groups", "bias"),
+        required=("rank",), rank=_int, bias=_local_bias, combining=_choice(*specs.LOWRANK_COMBINING),
+        normalize=_optional(_choice(*(n for n in specs.LOWRANK_NORMALIZE if n is not None))),
     )
 
 
@@ -307,30 +315,32 @@ def _batch_norm(kind: str, ndim: int, affine: bool, track_running_stats: bool) -
     )
 
 
-def _layer_norm() -> _Layer:
-    def build(v: dict[str, Any]) -> Any:
-        if "elementwise_affine" in v:
-            v["affine"] = v.pop("elementwise_affine")
-        return specs.NormSpec(kind="layer", **v)
+def _norm_build(kind: str, torch_key: str, spec_key: str) -> Callable[[dict[str, Any]], Any]:
+    """``build`` of a ``NormSpec`` of ``kind`` whose torch keyword ``torch_key`` is the spec's
+    ``spec_key`` (LayerNorm's ``elementwise_affine`` is ``affine``)."""
 
+    def build(v: dict[str, Any]) -> Any:
+        if torch_key in v:
+            v[spec_key] = v.pop(torch_key)
+        return specs.NormSpec(kind=kind, **v)
+
+    return build
+
+
+def _layer_norm() -> _Layer:
     return _Layer(
         positional=("normalized_shape", "eps", "elementwise_affine", "bias"),
         keywords={"normalized_shape": _optional(_ints), "eps": _number, "elementwise_affine": _bool, "bias": _bool},
-        build=build,
+        build=_norm_build("layer", "elementwise_affine", "affine"),
         ignored=frozenset({"eps", "bias"}),
     )
 
 
 def _group_norm() -> _Layer:
-    def build(v: dict[str, Any]) -> Any:
-        if "num_channels" in v:
-            v["num_features"] = v.pop("num_channels")
-        return specs.NormSpec(kind="group", **v)
-
     return _Layer(
         positional=("num_groups", "num_channels", "eps", "affine"),
         keywords={"num_groups": _int, "num_channels": _optional(_int), "eps": _number, "affine": _bool},
-        build=build,
+        build=_norm_build("group", "num_channels", "num_features"),
         ignored=frozenset({"eps"}),
         required=("num_groups",),
     )
@@ -347,11 +357,6 @@ def _elementwise(name: str, *, inplace: bool = False, **keywords: Checker) -> _L
     )
 
 
-def _input_first(layer: _Layer) -> _Layer:
-    """``layer`` whose torch constructor takes ``in_channels`` before this order."""
-    return dataclasses.replace(layer, torch_positional=("in_channels", *layer.positional))
-
-
 def _table() -> dict[str, _Layer]:
     table: dict[str, _Layer] = {}
     dense = _Layer(
@@ -365,12 +370,12 @@ def _table() -> dict[str, _Layer]:
         dense, positional=("out_features",), torch_positional=("in_features", "out_features", "bias"))
     table["Dense"] = dataclasses.replace(dense, positional=("out_features",))
     for n in (1, 2, 3):
-        table[f"Conv{n}d"] = _input_first(_conv(n))
-        table[f"ConvTranspose{n}d"] = _input_first(_conv_transpose(n))
-        table[f"LocallyConnected{n}d"] = _input_first(_local(n))
-        table[f"TiledConv{n}d"] = _input_first(_tiled(n))
-        table[f"LocallyConnectedTranspose{n}d"] = _input_first(_local_transpose(n))
-        table[f"LowRankLocallyConnected{n}d"] = _input_first(_lowrank(n))
+        table[f"Conv{n}d"] = _conv(n)
+        table[f"ConvTranspose{n}d"] = _conv_transpose(n)
+        table[f"LocallyConnected{n}d"] = _local(n)
+        table[f"TiledConv{n}d"] = _tiled(n)
+        table[f"LocallyConnectedTranspose{n}d"] = _local_transpose(n)
+        table[f"LowRankLocallyConnected{n}d"] = _lowrank(n)
         table[f"MaxPool{n}d"] = _max_pool(n)
         table[f"AvgPool{n}d"] = _avg_pool(n)
         table[f"AdaptiveAvgPool{n}d"] = _adaptive_pool(n, "avg")

@@ -177,8 +177,11 @@ def _geometries(spec, spatial, kernel, stride, pads, dilation, ceil_mode=False) 
     return found
 
 
-def _conv_padding(who: str, padding, kernel, stride, dilation, ndim: int):
-    """Normalise conv padding: a tuple of ints or ``'same'``/``'valid'``."""
+def _conv_padding(spec):
+    """A conv-like spec's ``padding`` normalised: a tuple of ints or ``'same'``/``'valid'`` (after
+    :func:`_windowed_init`, which normalises ``kernel_size``, ``stride`` and ``dilation``)."""
+    who, padding, ndim = spec.name, spec.padding, spec.ndim
+    kernel, stride, dilation = spec.kernel_size, spec.stride, spec.dilation
     if isinstance(padding, str):
         if padding not in ("same", "valid"):
             raise ArgumentError(
@@ -204,7 +207,6 @@ def _windowed_report(spec, input_shape, *, kind_params, bias_count, ceil_mode=Fa
     geo = _geometries(spec, spatial, spec.kernel_size, spec.stride, pads, spec.dilation, ceil_mode)
     out = tuple(g.out_size for g in geo)
     positions = prod(out)
-    fan_in = channels // spec.groups * prod(spec.kernel_size)  # (C_in/g)·∏k
     other = {"bias_add": spec.out_channels * positions} if bias_count else {}
     return LayerReport(
         kind=spec.name,
@@ -213,7 +215,7 @@ def _windowed_report(spec, input_shape, *, kind_params, bias_count, ceil_mode=Fa
         formulas=tuple(g.formula() for g in geo),
         params=kind_params(channels, out) + bias_count(out),
         buffers=0,
-        macs=spec.out_channels * positions * fan_in,
+        macs=positions * _bank_weights(spec, channels),  # C_out·∏out·(C_in/g)·∏k
         other_ops=other,
         activation_elements=spec.out_channels * positions,
         window=tuple(Window(g.kernel_size, g.stride, g.padding[0], g.dilation) for g in geo),
@@ -236,11 +238,41 @@ def _windowed_init(spec, kind: str) -> str:
     return who
 
 
-def _windowed_describe(spec, extra: list[tuple[str, object, object]]) -> str:
+def _windowed_describe(spec, bias_default, *, before=(), after=(), transposed=False) -> str:
+    """``Name(C_in → C_out, kernel_size=…, stride=…, *before, padding=…, output_padding=…,
+    dilation=…, groups=…, bias=…, *after)`` with only the options that differ from their defaults
+    (``output_padding`` for ``transposed`` layers); ``before``/``after`` are the layer's own
+    ``(key, value, default)`` options."""
     head = f"{'?' if spec.in_channels is None else spec.in_channels} → {spec.out_channels}"
-    ones = (1,) * spec.ndim
-    options = [("kernel_size", spec.kernel_size, None), ("stride", spec.stride, ones)]
-    return _repr(spec.name, head, options + extra)
+    zeros, ones = (0,) * spec.ndim, (1,) * spec.ndim
+    paddings = [("padding", spec.padding, zeros)]
+    if transposed:
+        paddings.append(("output_padding", spec.output_padding, zeros))
+    return _repr(spec.name, head, [
+        ("kernel_size", spec.kernel_size, None), ("stride", spec.stride, ones), *before, *paddings,
+        ("dilation", spec.dilation, ones), ("groups", spec.groups, 1), ("bias", spec.bias, bias_default),
+        *after,
+    ])
+
+
+def _bank_weights(spec, c_in: int) -> int:
+    """Weights of one filter bank of a conv-like layer with ``c_in`` input channels:
+    C_out·(C_in/g)·∏k, which is C_in·(C_out/g)·∏k (a transposed conv's) as ``g`` divides both."""
+    return spec.out_channels * (c_in // spec.groups) * prod(spec.kernel_size)
+
+
+def _local_bias_count(bias: str | None, location: int, channels: int) -> int:
+    """Biases of a layer with a local ``bias`` option: ``location`` for ``"location"`` (the
+    layer's count per position or bank), ``channels`` (C_out) for ``"shared"``, 0 for ``None``."""
+    return {"location": location, "shared": channels, None: 0}[bias]
+
+
+class _ConvPadding:
+    """Shared by the specs whose ``padding`` is a conv's (int/tuple/``'same'``/``'valid'``)."""
+
+    def padding_pairs(self) -> tuple[tuple[int, int], ...]:
+        """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
+        return padding_pairs(self.padding, self.kernel_size, self.dilation)
 
 
 # ----------------------------------------------------------------------------- dense
@@ -350,7 +382,7 @@ class DenseSpec:
 
 # ----------------------------------------------------------------------------- convolution
 @dataclass(frozen=True)
-class ConvSpec:
+class ConvSpec(_ConvPadding):
     """Convolution (PyTorch ``Conv1d/2d/3d``): the same filter bank at every output position.
 
     Args:
@@ -388,8 +420,7 @@ class ConvSpec:
 
     def __post_init__(self):
         who = _windowed_init(self, "ConvSpec")
-        _set(self, padding=_conv_padding(who, self.padding, self.kernel_size, self.stride,
-                                         self.dilation, self.ndim))
+        _set(self, padding=_conv_padding(self))
         _check_bool(who, "bias", self.bias)
         choice(who, "padding_mode", self.padding_mode, PADDING_MODES)
 
@@ -397,24 +428,15 @@ class ConvSpec:
     def name(self) -> str:
         return f"Conv{self.ndim}d"
 
-    def padding_pairs(self) -> tuple[tuple[int, int], ...]:
-        """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
-        return padding_pairs(self.padding, self.kernel_size, self.dilation)
-
     def describe(self) -> str:
-        zeros = (0,) * self.ndim
-        return _windowed_describe(self, [
-            ("padding", self.padding, zeros), ("dilation", self.dilation, (1,) * self.ndim),
-            ("groups", self.groups, 1), ("bias", self.bias, True),
-            ("padding_mode", self.padding_mode, "zeros"),
-        ])
+        return _windowed_describe(self, True, after=[("padding_mode", self.padding_mode, "zeros")])
 
     def analyse(self, input_shape) -> LayerReport:
         _, spatial = _split_input(self, input_shape, self.ndim)
         self._check_padding_mode(spatial)
         return _windowed_report(
             self, input_shape,
-            kind_params=lambda c_in, out: self.out_channels * (c_in // self.groups) * prod(self.kernel_size),
+            kind_params=lambda c_in, out: _bank_weights(self, c_in),
             bias_count=lambda out: self.out_channels if self.bias else 0,
         )
 
@@ -433,7 +455,7 @@ class ConvSpec:
 
 
 @dataclass(frozen=True)
-class LocalSpec:
+class LocalSpec(_ConvPadding):
     """Locally connected layer ("unshared convolution"): a conv's windows with a different filter
     bank at every output position.
 
@@ -465,37 +487,26 @@ class LocalSpec:
 
     def __post_init__(self):
         who = _windowed_init(self, "LocalSpec")
-        _set(self, padding=_conv_padding(who, self.padding, self.kernel_size, self.stride,
-                                         self.dilation, self.ndim))
+        _set(self, padding=_conv_padding(self))
         choice(who, "bias", self.bias, LOCAL_BIAS)
 
     @property
     def name(self) -> str:
         return f"LocallyConnected{self.ndim}d"
 
-    def padding_pairs(self) -> tuple[tuple[int, int], ...]:
-        """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
-        return padding_pairs(self.padding, self.kernel_size, self.dilation)
-
     def describe(self) -> str:
-        return _windowed_describe(self, [
-            ("padding", self.padding, (0,) * self.ndim), ("dilation", self.dilation, (1,) * self.ndim),
-            ("groups", self.groups, 1), ("bias", self.bias, "location"),
-        ])
+        return _windowed_describe(self, "location")
 
     def analyse(self, input_shape) -> LayerReport:
-        def bias_count(out):
-            return {"location": self.out_channels * prod(out), "shared": self.out_channels, None: 0}[self.bias]
-
         return _windowed_report(
             self, input_shape,
-            kind_params=lambda c_in, out: prod(out) * (c_in // self.groups) * prod(self.kernel_size) * self.out_channels,
-            bias_count=bias_count,
+            kind_params=lambda c_in, out: prod(out) * _bank_weights(self, c_in),
+            bias_count=lambda out: _local_bias_count(self.bias, self.out_channels * prod(out), self.out_channels),
         )
 
 
 @dataclass(frozen=True)
-class TiledSpec:
+class TiledSpec(_ConvPadding):
     """Tiled convolution (Le et al. 2010): output positions equal modulo ``tile_size`` share
     weights; ``tile_size=1`` is a conv, ``tile_size=out`` a locally connected layer.
 
@@ -526,32 +537,19 @@ class TiledSpec:
     def __post_init__(self):
         who = _windowed_init(self, "TiledSpec")
         _set(self, tile_size=ntuple(who, "tile_size", self.tile_size, self.ndim, minimum=1),
-             padding=_conv_padding(who, self.padding, self.kernel_size, self.stride,
-                                   self.dilation, self.ndim))
+             padding=_conv_padding(self))
         choice(who, "bias", self.bias, LOCAL_BIAS)
 
     @property
     def name(self) -> str:
         return f"TiledConv{self.ndim}d"
 
-    def padding_pairs(self) -> tuple[tuple[int, int], ...]:
-        """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
-        return padding_pairs(self.padding, self.kernel_size, self.dilation)
-
     def describe(self) -> str:
-        return _windowed_describe(self, [
-            ("tile_size", self.tile_size, None),
-            ("padding", self.padding, (0,) * self.ndim), ("dilation", self.dilation, (1,) * self.ndim),
-            ("groups", self.groups, 1), ("bias", self.bias, "location"),
-        ])
+        return _windowed_describe(self, "location", before=[("tile_size", self.tile_size, None)])
 
     def analyse(self, input_shape) -> LayerReport:
         tiles = prod(self.tile_size)
-
-        def bias_count(out):
-            return {"location": self.out_channels * tiles, "shared": self.out_channels, None: 0}[self.bias]
-
-        channels, spatial = _split_input(self, input_shape, self.ndim)
+        _, spatial = _split_input(self, input_shape, self.ndim)
         pads = self.padding_pairs()
         out = [Geometry("", n, k, s, p, d).out_size
                for n, k, s, p, d in zip(spatial, self.kernel_size, self.stride, pads, self.dilation)]
@@ -561,14 +559,14 @@ class TiledSpec:
         ]
         return _windowed_report(
             self, input_shape,
-            kind_params=lambda c_in, out: tiles * (c_in // self.groups) * prod(self.kernel_size) * self.out_channels,
-            bias_count=bias_count,
+            kind_params=lambda c_in, out: tiles * _bank_weights(self, c_in),
+            bias_count=lambda out: _local_bias_count(self.bias, self.out_channels * tiles, self.out_channels),
             warnings=unused,
         )
 
 
 @dataclass(frozen=True)
-class LowRankLocalSpec:
+class LowRankLocalSpec(_ConvPadding):
     """Low-rank locally connected layer (Elsayed et al. 2020): ``rank`` basis filter banks (each a
     conv kernel) mixed at every output position by ``rank`` combining weights.
 
@@ -616,8 +614,7 @@ class LowRankLocalSpec:
     def __post_init__(self):
         who = _windowed_init(self, "LowRankLocalSpec")
         _set(self, rank=positive_int(who, "rank", self.rank),
-             padding=_conv_padding(who, self.padding, self.kernel_size, self.stride,
-                                   self.dilation, self.ndim))
+             padding=_conv_padding(self))
         choice(who, "bias", self.bias, LOCAL_BIAS)
         choice(who, "combining", self.combining, LOWRANK_COMBINING)
         choice(who, "normalize", self.normalize, LOWRANK_NORMALIZE)
@@ -626,15 +623,8 @@ class LowRankLocalSpec:
     def name(self) -> str:
         return f"LowRankLocallyConnected{self.ndim}d"
 
-    def padding_pairs(self) -> tuple[tuple[int, int], ...]:
-        """(left, right) padding per spatial dim, ``'same'``/``'valid'`` resolved."""
-        return padding_pairs(self.padding, self.kernel_size, self.dilation)
-
     def describe(self) -> str:
-        return _windowed_describe(self, [
-            ("rank", self.rank, None),
-            ("padding", self.padding, (0,) * self.ndim), ("dilation", self.dilation, (1,) * self.ndim),
-            ("groups", self.groups, 1), ("bias", self.bias, "location"),
+        return _windowed_describe(self, "location", before=[("rank", self.rank, None)], after=[
             ("combining", self.combining, "factorized"), ("normalize", self.normalize, "softmax"),
         ])
 
@@ -644,15 +634,10 @@ class LowRankLocalSpec:
 
     def analyse(self, input_shape) -> LayerReport:
         rank, c_out = self.rank, self.out_channels
-
-        def bias_count(out):
-            return {"location": rank * c_out, "shared": c_out, None: 0}[self.bias]
-
         report = _windowed_report(
             self, input_shape,
-            kind_params=lambda c_in, out: (rank * (c_in // self.groups) * prod(self.kernel_size) * c_out
-                                           + self.combining_count(out)),
-            bias_count=bias_count,
+            kind_params=lambda c_in, out: rank * _bank_weights(self, c_in) + self.combining_count(out),
+            bias_count=lambda out: _local_bias_count(self.bias, rank * c_out, c_out),
         )
         positions = prod(report.output_shape[1:])
         other = {"combine": rank * c_out * positions}
@@ -708,17 +693,12 @@ class ConvTransposeSpec:
         return f"ConvTranspose{self.ndim}d"
 
     def describe(self) -> str:
-        zeros = (0,) * self.ndim
-        return _windowed_describe(self, [
-            ("padding", self.padding, zeros), ("output_padding", self.output_padding, zeros),
-            ("dilation", self.dilation, (1,) * self.ndim), ("groups", self.groups, 1),
-            ("bias", self.bias, True),
-        ])
+        return _windowed_describe(self, True, transposed=True)
 
     def analyse(self, input_shape) -> LayerReport:
         return _transposed_report(
             self, input_shape,
-            kind_params=lambda c_in, spatial: c_in * (self.out_channels // self.groups) * prod(self.kernel_size),
+            kind_params=lambda c_in, spatial: _bank_weights(self, c_in),
             bias_count=lambda out: self.out_channels if self.bias else 0,
         )
 
@@ -766,22 +746,13 @@ class LocalTransposeSpec:
         return f"LocallyConnectedTranspose{self.ndim}d"
 
     def describe(self) -> str:
-        zeros = (0,) * self.ndim
-        return _windowed_describe(self, [
-            ("padding", self.padding, zeros), ("output_padding", self.output_padding, zeros),
-            ("dilation", self.dilation, (1,) * self.ndim), ("groups", self.groups, 1),
-            ("bias", self.bias, "location"),
-        ])
+        return _windowed_describe(self, "location", transposed=True)
 
     def analyse(self, input_shape) -> LayerReport:
-        def bias_count(out):
-            return {"location": self.out_channels * prod(out), "shared": self.out_channels, None: 0}[self.bias]
-
         return _transposed_report(
             self, input_shape,
-            kind_params=lambda c_in, spatial: prod(spatial) * c_in * (self.out_channels // self.groups)
-            * prod(self.kernel_size),
-            bias_count=bias_count,
+            kind_params=lambda c_in, spatial: prod(spatial) * _bank_weights(self, c_in),
+            bias_count=lambda out: _local_bias_count(self.bias, self.out_channels * prod(out), self.out_channels),
         )
 
 
