@@ -207,7 +207,7 @@ def _windowed_report(spec, input_shape, *, kind_params, bias_count, ceil_mode=Fa
     geo = _geometries(spec, spatial, spec.kernel_size, spec.stride, pads, spec.dilation, ceil_mode)
     out = tuple(g.out_size for g in geo)
     positions = prod(out)
-    other = {"bias_add": spec.out_channels * positions} if bias_count else {}
+    other = {"bias_add": spec.out_channels * positions} if bias_count(out) else {}
     return LayerReport(
         kind=spec.name,
         input_shape=(channels, *spatial),

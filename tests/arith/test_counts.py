@@ -3,6 +3,7 @@ transposed conv's effective MACs against a ones-propagation count, buffers, memo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import prod
 
 import pytest
@@ -56,6 +57,19 @@ def test_conv_macs_match_flop_counter(ndim, c_in, c_out, size, kernel, stride, p
     report = ConvSpec(ndim, c_out, kernel, c_in, stride, padding, dilation, groups).analyse((c_in, *size))
     assert report.macs == counted_flops(module, (c_in, *size)) // 2
     assert report.other_ops["bias_add"] == prod(report.output_shape)
+
+
+@pytest.mark.parametrize("spec, input_shape", [
+    (ConvSpec(2, 8, 3, bias=False), (3, 8, 8)),
+    (LocalSpec(2, 8, 3, bias=None), (3, 8, 8)),
+    (TiledSpec(2, 8, 3, tile_size=2, bias=None), (3, 8, 8)),
+    (ConvSpec(1, 4, 3, bias=False), (2, 10)),
+])
+def test_a_layer_without_bias_adds_no_bias(spec, input_shape):
+    report = spec.analyse(input_shape)
+    assert report.other_ops == {}
+    with_bias = replace(spec, bias=True if isinstance(spec, ConvSpec) else "location").analyse(input_shape)
+    assert with_bias.other_ops == {"bias_add": prod(with_bias.output_shape)}
 
 
 TRANSPOSED_CONFIGS = [
