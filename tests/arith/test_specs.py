@@ -180,3 +180,15 @@ def test_numpy_integers_are_plain_ints_after_construction():
     assert spec.describe() == "Conv2d(3 → 8, kernel_size=3)"
     assert spec.analyse((np.int64(3), np.int64(8), 8)).output_shape == (8, 6, 6)
     assert DenseSpec(np.int64(4)).analyse(torch.Size([5])).output_shape == (4,)
+
+
+@pytest.mark.parametrize("spec, text", [
+    (ConvTransposeSpec(1, 4, 3, stride=2, padding=1, output_padding=1, dilation=2, groups=2, bias=False),
+     "ConvTranspose1d(? → 4, kernel_size=3, stride=2, padding=1, output_padding=1, dilation=2, groups=2, bias=False)"),
+    (ConvSpec(2, 4, 3, padding=1, dilation=2, groups=2, bias=False),
+     "Conv2d(? → 4, kernel_size=3, padding=1, dilation=2, groups=2, bias=False)"),
+    (LocalSpec(2, 4, 3, padding=1, dilation=2, groups=2, bias="shared"),
+     "LocallyConnected2d(? → 4, kernel_size=3, padding=1, dilation=2, groups=2, bias='shared')"),
+])
+def test_describe_lists_every_option_in_torchs_order(spec, text):
+    assert spec.describe() == text
