@@ -76,32 +76,14 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
     ``out_size`` is :func:`layerlab.arith.window_output_sizes`'; the weight's leading dims must equal it,
     and every kernel set takes the output size from them (the C++ op checks its own loop bounds
     against them, ``tests/functional/test_local_geometry.py``)."""
-    if not isinstance(input, torch.Tensor) or input.dim() not in (3, 4, 5):
-        shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
-        raise ShapeError(
-            "local_conv: expected a 3-d, 4-d or 5-d input (B, C_in, *spatial) for a 1-d, 2-d or "
-            f"3-d locally connected op. Received: input of shape {shape}; add the batch dimension "
-            "with input.unsqueeze(0) if it is a single sample"
-        )
-    ndim = input.dim() - 2
+    ndim = _check_batched("local_conv", "locally connected op", input)
     stride = ntuple("local_conv", "stride", stride, ndim, minimum=1)
     padding = ntuple("local_conv", "padding", padding, ndim, minimum=0)
     dilation = ntuple("local_conv", "dilation", dilation, ndim, minimum=1)
     groups = positive_int("local_conv", "groups", groups)
     c_in = input.shape[1]
-    if c_in % groups:
-        raise ArgumentError(
-            f"local_conv: in_channels must be divisible by groups. Received: in_channels={c_in}, "
-            f"groups={groups}; choose groups dividing {c_in}"
-        )
-    expected_rank = 2 * ndim + 3
-    if not isinstance(weight, torch.Tensor) or weight.dim() != expected_rank:
-        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
-        raise ShapeError(
-            f"local_conv: expected a {expected_rank}-d location-major weight "
-            f"(*out_size, groups, C_in // groups, *kernel_size, C_out // groups) for a {ndim}-d "
-            f"input. Received: weight of shape {shape}"
-        )
+    _check_groups("local_conv", c_in, groups)
+    _check_weight_rank("local_conv", weight, ndim, "(*out_size, groups, C_in // groups, *kernel_size, C_out // groups)")
     _check_dtypes(input, weight, bias)
     kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
     out_size = window_output_sizes("local_conv", input.shape[2:], kernel, stride, padding, dilation)
@@ -122,6 +104,37 @@ def _check(input, weight, bias, stride, padding, dilation, groups):
             f"['location']. Received: bias of shape {tuple(bias.shape)}"
         )
     return ndim, stride, padding, dilation, kernel, out_size
+
+
+def _check_batched(who: str, op: str, input) -> int:
+    """The number of spatial dims of a batched ``(B, C_in, *spatial)`` input (1, 2 or 3)."""
+    if not isinstance(input, torch.Tensor) or input.dim() not in (3, 4, 5):
+        shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
+        raise ShapeError(
+            f"{who}: expected a 3-d, 4-d or 5-d input (B, C_in, *spatial) for a 1-d, 2-d or 3-d {op}. "
+            f"Received: input of shape {shape}; add the batch dimension with input.unsqueeze(0) if it "
+            "is a single sample"
+        )
+    return input.dim() - 2
+
+
+def _check_groups(who: str, c_in: int, groups: int) -> None:
+    if c_in % groups:
+        raise ArgumentError(
+            f"{who}: in_channels must be divisible by groups. Received: in_channels={c_in}, "
+            f"groups={groups}; choose groups dividing {c_in}"
+        )
+
+
+def _check_weight_rank(who: str, weight, ndim: int, layout: str) -> None:
+    """A location-major weight of ``layout`` has rank ``2·ndim + 3``."""
+    expected_rank = 2 * ndim + 3
+    if not isinstance(weight, torch.Tensor) or weight.dim() != expected_rank:
+        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ShapeError(
+            f"{who}: expected a {expected_rank}-d location-major weight {layout} for a {ndim}-d "
+            f"input. Received: weight of shape {shape}"
+        )
 
 
 def _check_dtypes(input, weight, bias, who: str = "local_conv") -> None:

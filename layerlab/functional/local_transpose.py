@@ -37,9 +37,16 @@ import torch.nn.functional as F
 from layerlab.arith import transposed_output_size
 from layerlab.arith._args import ntuple, positive_int
 from layerlab.arith.specs import check_output_padding
-from layerlab.errors import ArgumentError, ShapeError
+from layerlab.errors import ShapeError
 from layerlab.functional._local_ext import memory_format
-from layerlab.functional.local import _backend, _check_dtypes, _InputGrad
+from layerlab.functional.local import (
+    _backend,
+    _check_batched,
+    _check_dtypes,
+    _check_groups,
+    _check_weight_rank,
+    _InputGrad,
+)
 
 __all__ = ["local_conv_transpose"]
 
@@ -48,14 +55,7 @@ WHO = "local_conv_transpose"
 
 def _check(input, weight, bias, stride, padding, output_padding, dilation, groups):
     """Validate arguments; return ``(stride, padding, output_padding, dilation, out_size)``."""
-    if not isinstance(input, torch.Tensor) or input.dim() not in (3, 4, 5):
-        shape = tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__
-        raise ShapeError(
-            f"{WHO}: expected a 3-d, 4-d or 5-d input (B, C_in, *spatial) for a 1-d, 2-d or 3-d "
-            f"transposed locally connected op. Received: input of shape {shape}; add the batch "
-            "dimension with input.unsqueeze(0) if it is a single sample"
-        )
-    ndim = input.dim() - 2
+    ndim = _check_batched(WHO, "transposed locally connected op", input)
     stride = ntuple(WHO, "stride", stride, ndim, minimum=1)
     padding = ntuple(WHO, "padding", padding, ndim, minimum=0)
     output_padding = ntuple(WHO, "output_padding", output_padding, ndim, minimum=0)
@@ -63,19 +63,8 @@ def _check(input, weight, bias, stride, padding, output_padding, dilation, group
     groups = positive_int(WHO, "groups", groups)
     check_output_padding(WHO, output_padding, stride, dilation)
     c_in = input.shape[1]
-    if c_in % groups:
-        raise ArgumentError(
-            f"{WHO}: in_channels must be divisible by groups. Received: in_channels={c_in}, "
-            f"groups={groups}; choose groups dividing {c_in}"
-        )
-    expected_rank = 2 * ndim + 3
-    if not isinstance(weight, torch.Tensor) or weight.dim() != expected_rank:
-        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
-        raise ShapeError(
-            f"{WHO}: expected a {expected_rank}-d location-major weight "
-            f"(*in_size, groups, C_out // groups, *kernel_size, C_in // groups) for a {ndim}-d "
-            f"input. Received: weight of shape {shape}"
-        )
+    _check_groups(WHO, c_in, groups)
+    _check_weight_rank(WHO, weight, ndim, "(*in_size, groups, C_out // groups, *kernel_size, C_in // groups)")
     _check_dtypes(input, weight, bias, WHO)
     in_size = tuple(input.shape[2:])
     kernel = tuple(weight.shape[ndim + 2 : 2 * ndim + 2])
