@@ -1,7 +1,8 @@
 """Training memory: the summary's estimate against one real forward+backward, per model.
 
 For every zoo model (``layerlab.zoo.MODELS``, its U-Net with concatenated skips among them) and two
-models with attention and a recurrence, prints a markdown table of
+models with attention and a recurrence (``summary_models.py``'s ``PatchTransformer``, 4×4 patches and
+no dropout, and ``LSTMClassifier``), prints a markdown table of
 
 * ``estimate``: ``summary(...).total.memory["activations_saved"]``, what the layers' backward
   passes keep (:func:`layerlab.arith.counts.saved_bytes`, from the rows' shapes and kinds),
@@ -21,38 +22,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch import nn
+from summary_models import LSTMClassifier, PatchTransformer
 
 from layerlab.analysis import summary
 from layerlab.zoo import MODELS, build
-
-
-class PatchTransformer(nn.Module):
-    """Patch convolution (4×4, stride 4) into 16 tokens of d=64, a 2-layer encoder (4 heads), mean, Linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.patch = nn.Conv2d(3, 64, 4, stride=4)
-        layer = nn.TransformerEncoderLayer(64, 4, dim_feedforward=128, dropout=0.0, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.head = nn.Linear(64, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch(x).flatten(2).transpose(1, 2)  # (B, 16, 64)
-        return self.head(self.encoder(tokens).mean(1))
-
-
-class LSTMClassifier(nn.Module):
-    """``nn.LSTM(40, 64)`` over 20 steps, then Linear on the last step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(40, 64, batch_first=True)
-        self.head = nn.Linear(64, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(x)
-        return self.head(out[:, -1])
 
 
 # zoo model -> (input shape, classes)
@@ -80,7 +53,7 @@ def models():
     for name in MODELS:
         shape, classes = ZOO_INPUTS.get(name, ((3, 32, 32), 10))
         yield name, build(name, shape, classes), shape
-    yield "transformer", PatchTransformer(), (3, 16, 16)
+    yield "transformer", PatchTransformer(patch=4, dropout=0.0), (3, 16, 16)
     yield "lstm", LSTMClassifier(), (20, 40)
 
 

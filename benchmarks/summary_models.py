@@ -36,10 +36,10 @@ class PatchTransformer(nn.Module):
     """``(B, 3, H, W)`` → patches ``(B, T, d)`` → transformer encoder → mean over tokens → classes."""
 
     def __init__(self, dim: int = 64, heads: int = 4, layers: int = 2, ffn: int = 128, patch: int = 8,
-                 classes: int = 10) -> None:
+                 classes: int = 10, dropout: float = 0.1) -> None:
         super().__init__()
         self.patch = nn.Conv2d(3, dim, patch, stride=patch)
-        layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout=0.1, batch_first=True)
+        layer = nn.TransformerEncoderLayer(dim, heads, ffn, dropout=dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(dim, classes)
 
