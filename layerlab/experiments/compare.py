@@ -194,15 +194,7 @@ def run_compare(dataset: str | os.PathLike | Dataset = "mnist1d", *, models: tup
     if not isinstance(recipe, TrainConfig):
         raise ArgumentError(f"recipe must be a TrainConfig. Received: recipe={recipe!r}")
     resolve_device(recipe.device)  # a missing GPU is one error here, not one failure per training
-    if isinstance(dataset, Dataset) and limit is not None:
-        raise ArgumentError("limit applies to data loaded by name or path; subsample a Dataset object yourself")
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, limit=limit)
-    variants = [(False, data)]
-    permutation = None
-    if permute_pixels:
-        shuffled, perm = permute_positions(data, permutation_seed)
-        variants.append((True, shuffled))
-        permutation = perm.tolist()
+    data, variants, permutation = data_variants(dataset, limit, permute_pixels, permutation_seed)
     result = CompareResult(
         dataset={"name": printable(data.name), "input_shape": list(data.input_shape), "num_classes": data.num_classes,
                  "train_samples": len(data.y_train), "test_samples": len(data.y_test)},
@@ -270,6 +262,23 @@ def run_plan(result: CompareResult, plan: list[Training], recipe: TrainConfig, s
             on_record(record)
         if log is not None:
             log(_describe(record, len(result.runs) - done_before, len(plan)))
+
+
+def data_variants(dataset, limit: int | None, permute_pixels: bool, permutation_seed: int):
+    """``(data, variants, permutation)``: the data (``dataset`` loaded by name or path with ``limit``,
+    or the :class:`~layerlab.data.Dataset` given), the variants to train on (``[(False, data)]``, plus
+    ``(True, data with its positions shuffled)`` when ``permute_pixels``) and the permutation as a
+    list (``None`` without)."""
+    if isinstance(dataset, Dataset) and limit is not None:
+        raise ArgumentError("limit applies to data loaded by name or path; subsample a Dataset object yourself")
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, limit=limit)
+    variants = [(False, data)]
+    permutation = None
+    if permute_pixels:
+        shuffled, perm = permute_positions(data, permutation_seed)
+        variants.append((True, shuffled))
+        permutation = perm.tolist()
+    return data, variants, permutation
 
 
 def _check_models(models, registry) -> tuple[str, ...]:

@@ -39,16 +39,15 @@ from torch import nn
 
 import layerlab
 from layerlab.arith import ConvSpec, LocalSpec, LowRankLocalSpec, TiledSpec
-from layerlab.data import Dataset, load_dataset
+from layerlab.data import Dataset
 from layerlab.errors import ArgumentError, DataError, LayerlabError
 from layerlab.experiments.compare import (
-    CompareResult, RunRecord, Training, estimate_plan, run_plan,
+    CompareResult, RunRecord, Training, data_variants, estimate_plan, run_plan,
 )
 from layerlab.experiments.defaults import (
     DEFAULT_RANKS, DEFAULT_RECIPE, DEFAULT_SWEEP_SEEDS, DEFAULT_TILES, SWEEPS,
 )
 from layerlab.experiments.estimate import ANNOUNCE_ABOVE_SECONDS, describe_estimate
-from layerlab.experiments.permute import permute_positions
 from layerlab.train import TrainConfig
 from layerlab.train.distributed import resolve_device
 from layerlab.train.metrics import write_text_atomic
@@ -242,15 +241,7 @@ def run_sweep(dataset: str | os.PathLike | Dataset = "mnist1d", *, sweep: str = 
     if not train and not resume:
         raise ArgumentError("train=False reports the trainings saved in out_dir; it needs resume=True and out_dir")
     resolve_device(recipe.device)
-    if isinstance(dataset, Dataset) and limit is not None:
-        raise ArgumentError("limit applies to data loaded by name or path; subsample a Dataset object yourself")
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, limit=limit)
-    variants = [(False, data)]
-    permutation = None
-    if permute_pixels:
-        shuffled, perm = permute_positions(data, permutation_seed)
-        variants.append((True, shuffled))
-        permutation = perm.tolist()
+    data, variants, permutation = data_variants(dataset, limit, permute_pixels, permutation_seed)
     banks = {}
     for point in points:  # built on the meta device: shapes only, nothing allocated
         try:
