@@ -50,10 +50,10 @@ import json
 import math
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from _machine import cpu_model, resolve_device, wall_seconds
 import torch.nn.functional as F
 from torch import nn
 
@@ -73,26 +73,8 @@ IMPLS = ["layerlab", "layerlab-triton", "layerlab-torch", "forum", "unfold+einsu
 # ---- machine ---------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def resolve_device(name: str) -> torch.device:
-    """``torch.device(name)``; exits with an explanation when CUDA is asked for but torch sees no GPU."""
-    if name == "cuda" and not torch.cuda.is_available():
-        build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise SystemExit(
-            f"--device cuda: expected a CUDA GPU visible to torch, found torch.cuda.is_available() == False "
-            f"(torch {torch.__version__}, {build}). Run on a machine with an NVIDIA GPU and a CUDA build "
-            "of torch (check nvidia-smi and CUDA_VISIBLE_DEVICES), or use --device cpu."
-        )
-    return torch.device(name)
 
 
 def device_info(device: torch.device) -> dict:
@@ -115,28 +97,17 @@ def machine_limits(device: torch.device, threads: int | None) -> dict:
         torch.set_num_threads(threads)
     n = 8192 if cuda else 2048
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    gemm = min(_seconds(lambda: torch.mm(a, b), device) for _ in range(5))
+    gemm = min(wall_seconds(lambda: torch.mm(a, b), device) for _ in range(5))
     src = torch.empty((256 if cuda else 64) * 2**20, device=device)  # 1 GiB on CUDA, 256 MiB on CPU
     src.fill_(1.0)
     dst = torch.empty_like(src)
     dst.fill_(0.0)
-    copy = min(_seconds(lambda: dst.copy_(src), device) for _ in range(5))
+    copy = min(wall_seconds(lambda: dst.copy_(src), device) for _ in range(5))
     return {"sgemm_gflops": 2 * n**3 / gemm / 1e9, "copy_gbps": 2 * src.numel() * 4 / copy / 1e9}
 
 
-def _seconds(fn, device: torch.device) -> float:
-    """Wall seconds of ``fn()``; on CUDA the device is synchronized before both clock readings."""
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for the queued CUDA work on ``device``; nothing on CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ---- memory ----------------------------------------------------------------------------------
@@ -311,7 +282,7 @@ def measure_shape(shape_name, shape, impls, device, threads, repeats, warmup) ->
     for kind, fn in (("fwd", forward), ("fwdbwd", forward_backward)):
         for r in range(warmup + repeats):
             for name in impls:
-                seconds = _seconds(lambda: fn(name), device)
+                seconds = wall_seconds(lambda: fn(name), device)
                 if r >= warmup:
                     results[name][kind].append(seconds * 1e3)
     for name in impls:

@@ -29,10 +29,10 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from _machine import cpu_model, resolve_device, wall_seconds
 from torch import nn
 
 import layerlab
@@ -47,28 +47,10 @@ IMPLS = ["lowrank", "conv-Rx", "conv", "local"]
 TARGET = 1.5  # lowrank / conv-Rx
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
-def _seconds(fn, device: torch.device) -> float:
-    """Wall seconds of ``fn()``; on CUDA the device is synchronized before both clock readings."""
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def build(name: str, shape, rank: int, device: torch.device) -> nn.Module:
@@ -106,8 +88,8 @@ def measure(shape, rank: int, impls, device: torch.device, repeats: int, warmup:
     times = {name: {"fwd": [], "fwdbwd": []} for name in impls}
     for round_ in range(warmup + repeats):
         for name in impls:
-            fwd = _seconds(lambda name=name: forward(name), device)
-            fwdbwd = _seconds(lambda name=name: step(name), device)
+            fwd = wall_seconds(lambda name=name: forward(name), device)
+            fwdbwd = wall_seconds(lambda name=name: step(name), device)
             if round_ >= warmup:
                 times[name]["fwd"].append(1e3 * fwd)
                 times[name]["fwdbwd"].append(1e3 * fwdbwd)
@@ -132,10 +114,7 @@ def main(argv=None) -> dict:
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, default=None, help="also write the report to this JSON file (default: none)")
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: expected a CUDA GPU visible to torch, found torch.cuda.is_available() "
-                         "== False; run on a machine with an NVIDIA GPU, or use --device cpu.")
+    device = resolve_device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     ranks = [4] if args.quick else args.ranks
