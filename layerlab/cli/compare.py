@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 
-from layerlab.cli.helptext import description
+from layerlab.cli.helptext import add_command
 
 HELP = "train dense, conv, local and all-conv nets on your data, with and without shuffled positions"
 
@@ -44,8 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     from layerlab.train.config import DEFAULT_THREADS, MAX_THREADS
 
-    parser = subparsers.add_parser("compare", help=HELP, description=description(__doc__),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = add_command(subparsers, "compare", HELP, __doc__)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="mnist1d", metavar="NAME|PATH",
                       help="built-in mnist1d, mnist or digits, or a path: IDX folder, CIFAR folder, .npz, image "

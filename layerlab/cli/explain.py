@@ -37,7 +37,7 @@ import re
 import sys
 from pathlib import Path
 
-from layerlab.cli.helptext import description
+from layerlab.cli.helptext import add_command
 
 # room asked of --out before anything is computed: a 16x14-inch PNG at 100 dpi plus an SVG stay below this
 OUTPUT_BYTES = 16 * 1024 * 1024
@@ -121,10 +121,7 @@ def _window(parser: argparse.ArgumentParser, *, transposed: bool = False, rank: 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "explain", help=HELP, description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "explain", HELP, __doc__)
     commands = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
     for name, text in LAYER_COMMANDS.items():
         sub = commands.add_parser(name, help=text, description=text)

@@ -26,18 +26,13 @@ import argparse
 import os
 import sys
 
-from layerlab.cli.helptext import description
+from layerlab.cli.helptext import add_command
 
 HELP = "interactive explorer of layers and stacks in the browser (local server)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "serve",
-        help=HELP,
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "serve", HELP, __doc__)
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; other machines can reach anything but 127.0.0.1 (default: 127.0.0.1)")

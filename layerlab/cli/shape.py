@@ -21,18 +21,13 @@ import argparse
 import json
 import re
 
-from layerlab.cli.helptext import description
+from layerlab.cli.helptext import add_command
 
 HELP = "shapes, formulas, params, MACs and receptive fields of a layer stack (no torch)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "shape",
-        help=HELP,
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "shape", HELP, __doc__)
     stack = parser.add_argument_group("layer stack")
     stack.add_argument("input", nargs="?", metavar="INPUT", help="per-sample input shape, e.g. 3x64x64 (C×H×W) or 784 (default: none)")
     stack.add_argument(

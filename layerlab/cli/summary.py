@@ -29,18 +29,13 @@ from __future__ import annotations
 import argparse
 
 from layerlab.analysis.formats import COLUMNS, DEFAULT_COLUMNS, FORMATS
-from layerlab.cli.helptext import description
+from layerlab.cli.helptext import add_command
 
 HELP = "per-layer shapes, params, MACs and receptive fields of a PyTorch model (FILE.py:NAME)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "summary",
-        help=HELP,
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = add_command(subparsers, "summary", HELP, __doc__)
     model = parser.add_argument_group("model")
     model.add_argument(
         "target", metavar="TARGET",

@@ -31,7 +31,7 @@ import argparse
 import json
 import math
 
-from layerlab.cli.helptext import description
+from layerlab.cli.helptext import add_command
 from layerlab.errors import ArgumentError
 from layerlab.train.config import (DEFAULT_RECIPE, DEFAULT_THREADS, MAX_THREADS, check_dataset_argument,
                                    check_threads, default_warmup)
@@ -46,8 +46,7 @@ IDENTITY = ("limit", "model", "width")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     d = DEFAULT_RECIPE
-    parser = subparsers.add_parser("train", help=HELP, description=description(__doc__),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = add_command(subparsers, "train", HELP, __doc__)
     # every option defaults to None so that --resume can tell given flags from defaults
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", metavar="NAME|PATH", help="built-in mnist1d, mnist or digits, or a path: IDX "
